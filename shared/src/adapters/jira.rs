@@ -1,0 +1,250 @@
+//! Jira Cloud REST v3 adapter (reqwest, rustls).
+//!
+//! Protocol: basic auth (account email + API token) or a bearer token
+//! (OAuth 2.0). Calls used:
+//! * `POST /rest/api/3/issue` — create, with `properties` set atomically
+//! * `PUT /rest/api/3/issue/{key}` — edit (`fields` to set, `update.labels` to add)
+//! * `POST /rest/api/3/issue/{key}/comment` — comment in ADF, with a
+//!   `tollgate` comment property as the marker; `GET …/comment?expand=properties`
+//!   to look for it
+//! * `GET|POST /rest/api/3/issue/{key}/transitions` — resolve name → id, move
+//! * `GET /rest/api/3/issue/{key}?fields=status` — current status
+//! * `POST /rest/api/3/search/jql` — find issues by label
+//!
+//! Every response is classified by [`crate::domain::response::classify`] and
+//! its rate-limit headers parsed by [`RateLimitSignal::from_headers`]; a
+//! connection failure or timeout is transient (and, for a create, ambiguous:
+//! the executor reconciles before repeating it).
+
+use crate::domain::adf::to_adf;
+use crate::domain::ids::IssueKey;
+use crate::domain::ratelimit::RateLimitSignal;
+use crate::domain::response::{Classified, classify};
+use crate::domain::secret::Secret;
+use crate::domain::transition::{AvailableTransition, already_in, find_transition};
+use crate::ports::{Answer, Tracker, TrackerError, TrackerResult, TransitionDone};
+use reqwest::{Method, StatusCode};
+use serde_json::{Map, Value, json};
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub enum JiraAuth {
+    Basic { email: String, api_token: Secret },
+    Bearer(Secret),
+}
+
+#[derive(Clone)]
+pub struct JiraClient {
+    http: reqwest::Client,
+    base: String,
+    auth: JiraAuth,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JiraConfigError {
+    #[error("Jira URL {0:?} must start with http:// or https://")]
+    BadUrl(String),
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+}
+
+impl JiraClient {
+    /// `base` is the site, e.g. `https://your-domain.atlassian.net`.
+    pub fn new(base: &str, auth: JiraAuth, timeout: Duration) -> Result<Self, JiraConfigError> {
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(JiraConfigError::BadUrl(base.to_string()));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(5))
+            .user_agent(concat!("tollgate/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| JiraConfigError::Client(e.to_string()))?;
+        Ok(JiraClient {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+            auth,
+        })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// Sends one request; returns the body of a success, or the classified
+    /// failure.
+    async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> TrackerResult<Vec<u8>> {
+        let url = format!("{}{}", self.base, path);
+        let mut req = self.http.request(method, &url).header("Accept", "application/json");
+        req = match &self.auth {
+            JiraAuth::Basic { email, api_token } => req.basic_auth(email, Some(api_token.expose())),
+            JiraAuth::Bearer(token) => req.bearer_auth(token.expose()),
+        };
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                return Err(TrackerError::Transient {
+                    status: None,
+                    message: network_message(e),
+                    signal: RateLimitSignal::default(),
+                });
+            }
+        };
+        let status = resp.status().as_u16();
+        let signal = RateLimitSignal::from_headers(
+            resp.headers().iter().filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v))),
+        );
+        let bytes = match resp.bytes().await {
+            Ok(b) => b.to_vec(),
+            Err(e) => {
+                return Err(TrackerError::Transient {
+                    status: Some(status),
+                    message: network_message(e),
+                    signal,
+                });
+            }
+        };
+        match classify(status, &bytes) {
+            Classified::Success => Ok(Answer { value: bytes, status, signal }),
+            Classified::Throttled => Err(TrackerError::Throttled { status, signal }),
+            Classified::Transient { message } => Err(TrackerError::Transient {
+                status: Some(status),
+                message,
+                signal,
+            }),
+            Classified::Permanent { message } => Err(TrackerError::Permanent { status, message }),
+        }
+    }
+
+    async fn call_json(&self, method: Method, path: &str, body: Option<&Value>) -> TrackerResult<Value> {
+        let a = self.call(method, path, body).await?;
+        let value = if a.value.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&a.value).map_err(|e| TrackerError::Transient {
+                status: Some(a.status),
+                message: format!("unreadable JSON from Jira: {e}"),
+                signal: a.signal.clone(),
+            })?
+        };
+        Ok(Answer { value, status: a.status, signal: a.signal })
+    }
+}
+
+fn network_message(e: reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out waiting for Jira".to_string()
+    } else if e.is_connect() {
+        "could not connect to Jira".to_string()
+    } else {
+        // Without the URL: it may carry user info in odd configurations.
+        format!("network error talking to Jira: {}", e.without_url())
+    }
+}
+
+fn path_key(key: &IssueKey) -> String {
+    // Issue keys are validated to [A-Z0-9_-]; nothing to escape.
+    key.as_str().to_string()
+}
+
+impl Tracker for JiraClient {
+    async fn create_issue(&self, fields: &Map<String, Value>, properties: &[(String, Value)]) -> TrackerResult<IssueKey> {
+        let props: Vec<Value> = properties.iter().map(|(k, v)| json!({ "key": k, "value": v })).collect();
+        let body = json!({ "fields": fields, "properties": props });
+        let a = self.call_json(Method::POST, "/rest/api/3/issue", Some(&body)).await?;
+        let key = a.value["key"].as_str().and_then(IssueKey::parse).ok_or_else(|| TrackerError::Transient {
+            status: Some(a.status),
+            message: "Jira answered the create without an issue key".into(),
+            signal: a.signal.clone(),
+        })?;
+        Ok(Answer { value: key, status: a.status, signal: a.signal })
+    }
+
+    async fn edit_issue(&self, key: &IssueKey, fields: &Map<String, Value>, add_labels: &[String]) -> TrackerResult<()> {
+        let mut body = json!({ "fields": fields });
+        if !add_labels.is_empty() {
+            let adds: Vec<Value> = add_labels.iter().map(|l| json!({ "add": l })).collect();
+            body["update"] = json!({ "labels": adds });
+        }
+        let a = self.call(Method::PUT, &format!("/rest/api/3/issue/{}", path_key(key)), Some(&body)).await?;
+        Ok(Answer { value: (), status: a.status, signal: a.signal })
+    }
+
+    async fn add_comment(&self, key: &IssueKey, text: &str, marker: &str) -> TrackerResult<()> {
+        let body = json!({
+            "body": to_adf(text),
+            "properties": [{ "key": "tollgate", "value": { "marker": marker } }]
+        });
+        let a = self.call(Method::POST, &format!("/rest/api/3/issue/{}/comment", path_key(key)), Some(&body)).await?;
+        Ok(Answer { value: (), status: a.status, signal: a.signal })
+    }
+
+    async fn has_comment(&self, key: &IssueKey, marker: &str) -> TrackerResult<bool> {
+        // Newest first: the comment looked for is recent.
+        let path = format!("/rest/api/3/issue/{}/comment?orderBy=-created&maxResults=100&expand=properties", path_key(key));
+        let a = self.call_json(Method::GET, &path, None).await?;
+        let found = a.value["comments"].as_array().into_iter().flatten().any(|c| {
+            c["properties"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|p| p["key"] == "tollgate" && p["value"]["marker"] == marker)
+        });
+        Ok(Answer { value: found, status: a.status, signal: a.signal })
+    }
+
+    async fn transition(&self, key: &IssueKey, name: &str) -> TrackerResult<TransitionDone> {
+        let path = format!("/rest/api/3/issue/{}/transitions", path_key(key));
+        let listed = self.call_json(Method::GET, &path, None).await?;
+        let available: Vec<AvailableTransition> = listed.value["transitions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|t| AvailableTransition {
+                id: t["id"].as_str().unwrap_or_default().to_string(),
+                name: t["name"].as_str().unwrap_or_default().to_string(),
+                to_status: t["to"]["name"].as_str().unwrap_or_default().to_string(),
+            })
+            .collect();
+        if let Some(t) = find_transition(&available, name) {
+            let body = json!({ "transition": { "id": t.id } });
+            let a = self.call(Method::POST, &path, Some(&body)).await?;
+            return Ok(Answer { value: TransitionDone::Moved, status: a.status, signal: a.signal });
+        }
+        let issue = self
+            .call_json(Method::GET, &format!("/rest/api/3/issue/{}?fields=status", path_key(key)), None)
+            .await?;
+        let status = issue.value["fields"]["status"]["name"].as_str().unwrap_or_default();
+        if already_in(status, name) {
+            return Ok(Answer { value: TransitionDone::AlreadyThere, status: issue.status, signal: issue.signal });
+        }
+        let names: Vec<&str> = available.iter().map(|t| t.name.as_str()).collect();
+        Err(TrackerError::Permanent {
+            status: StatusCode::BAD_REQUEST.as_u16(),
+            message: format!(
+                "no transition named {name:?} from status {status:?}; available: {}",
+                if names.is_empty() { "none".to_string() } else { names.join(", ") }
+            ),
+        })
+    }
+
+    async fn find_by_label(&self, label: &str) -> TrackerResult<Vec<IssueKey>> {
+        // Labels tollgate searches for are its own: `tollgate-<hex>`.
+        let body = json!({
+            "jql": format!("labels = \"{label}\" ORDER BY created ASC"),
+            "fields": ["labels"],
+            "maxResults": 10
+        });
+        let a = self.call_json(Method::POST, "/rest/api/3/search/jql", Some(&body)).await?;
+        let keys = a.value["issues"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i["key"].as_str().and_then(IssueKey::parse))
+            .collect();
+        Ok(Answer { value: keys, status: a.status, signal: a.signal })
+    }
+}

@@ -1,0 +1,495 @@
+//! Embedded adapter: jobs, audit, links, leases and the work queue in one
+//! SQLite file (WAL mode), for `tollgate serve`.
+//!
+//! Storage layout:
+//! * `jobs` — one row per admitted job; `dedup` is UNIQUE, and admission is
+//!   `INSERT … ON CONFLICT(dedup) DO NOTHING` (first writer wins). Mutations
+//!   are `UPDATE … WHERE id = ? AND state = ?expected` (conditional).
+//! * `audit` — append-only, `(job_id, seq)`; each entry is a JSON document.
+//! * `links` — source entity → creating job and issue key.
+//! * `leases` — `name → holder, expires_at`; taken by an upsert that only
+//!   overwrites an expired lease or the holder's own.
+//! * `queue` — SQS semantics: a message is received by moving its
+//!   `visible_at` forward in one `UPDATE … RETURNING` (no two receivers get
+//!   the same message), and carries a fresh receipt per receive; delete and
+//!   visibility changes go by receipt. `interactive` sorts before `bulk`.
+//!
+//! Each call runs on the blocking pool with its own short transaction, so
+//! several processes or connections may share one file.
+
+use crate::domain::audit::AuditEntry;
+use crate::domain::event::{OperationKind, Priority};
+use crate::domain::idempotency::{DedupId, Fingerprint, IdempotencyKey, LinkId};
+use crate::domain::ids::{ExternalId, FromStored, IssueKey, JobId, SourceSystem};
+use crate::domain::job::JobState;
+use crate::domain::time::Timestamp;
+use crate::ports::{
+    Admission, Clock, Delivery, JobRecord, JobStore, Leases, Link, LinkStore, StoreError, SystemClock,
+    WorkMessage, WorkQueue,
+};
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS jobs (
+    id              TEXT PRIMARY KEY,
+    dedup           TEXT NOT NULL UNIQUE,
+    key             TEXT NOT NULL,
+    fingerprint     TEXT NOT NULL,
+    link            TEXT NOT NULL,
+    kind            TEXT NOT NULL,
+    priority        TEXT NOT NULL,
+    source_system   TEXT NOT NULL,
+    external_id     TEXT NOT NULL,
+    payload         TEXT NOT NULL,
+    state           TEXT NOT NULL,
+    issue_key       TEXT,
+    steps_done      INTEGER NOT NULL,
+    step_started    INTEGER,
+    step_started_at INTEGER,
+    attempts        INTEGER NOT NULL,
+    throttles       INTEGER NOT NULL,
+    last_error      TEXT,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL,
+    enqueued        INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_by_key ON jobs(key);
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state, created_at);
+CREATE TABLE IF NOT EXISTS audit (
+    seq    INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id TEXT NOT NULL,
+    entry  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_by_job ON audit(job_id, seq);
+CREATE TABLE IF NOT EXISTS links (
+    link      TEXT PRIMARY KEY,
+    creator   TEXT NOT NULL,
+    issue_key TEXT
+);
+CREATE TABLE IF NOT EXISTS leases (
+    name       TEXT PRIMARY KEY,
+    holder     TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS queue (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id        TEXT NOT NULL,
+    priority      INTEGER NOT NULL,
+    visible_at    INTEGER NOT NULL,
+    receive_count INTEGER NOT NULL DEFAULT 0,
+    receipt       TEXT,
+    sent_at       INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS queue_by_visibility ON queue(visible_at, priority);
+CREATE UNIQUE INDEX IF NOT EXISTS queue_by_receipt ON queue(receipt);
+"#;
+
+/// One SQLite database holding store and queue.
+#[derive(Clone)]
+pub struct SqliteDb {
+    conn: Arc<Mutex<Connection>>,
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn now_ms() -> i64 {
+    SystemClock.now().0
+}
+
+fn ms(d: Duration) -> i64 {
+    d.as_millis().min(i64::MAX as u128) as i64
+}
+
+impl SqliteDb {
+    /// Opens (creating if needed) the database file and its schema.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let conn = Connection::open(path.as_ref()).map_err(backend)?;
+        conn.busy_timeout(Duration::from_secs(30)).map_err(backend)?;
+        // WAL survives a killed process with every committed transaction;
+        // NORMAL sync only risks the last commits on power loss.
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(backend)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(backend)?;
+        conn.execute_batch(SCHEMA).map_err(backend)?;
+        Ok(SqliteDb {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    async fn with<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().map_err(|_| backend("connection mutex poisoned"))?;
+            f(&mut guard).map_err(backend)
+        })
+        .await
+        .map_err(backend)?
+    }
+
+    /// Jobs per state, for the demo and `tollgate jobs`.
+    pub async fn state_counts(&self) -> Result<Vec<(JobState, u64)>, StoreError> {
+        let rows: Vec<(String, i64)> = self
+            .with(|c| {
+                let mut st = c.prepare("SELECT state, COUNT(*) FROM jobs GROUP BY state")?;
+                st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
+            })
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(s, n)| JobState::parse(&s).map(|st| (st, n as u64)))
+            .collect())
+    }
+
+    /// Messages in the queue (visible or not).
+    pub async fn queue_depth(&self) -> Result<u64, StoreError> {
+        self.with(|c| c.query_row("SELECT COUNT(*) FROM queue", [], |r| r.get::<_, i64>(0)))
+            .await
+            .map(|n| n as u64)
+    }
+}
+
+const JOB_COLUMNS: &str = "id, dedup, key, fingerprint, link, kind, priority, source_system, external_id, payload, state, issue_key, steps_done, step_started, step_started_at, attempts, throttles, last_error, created_at, updated_at, enqueued";
+
+fn corrupt(what: &str, value: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        0,
+        rusqlite::types::Type::Text,
+        format!("unknown {what} {value:?}").into(),
+    )
+}
+
+fn job_from_row(r: &Row<'_>) -> rusqlite::Result<JobRecord> {
+    let kind: String = r.get(5)?;
+    let priority: String = r.get(6)?;
+    let state: String = r.get(10)?;
+    let step_started: Option<i64> = r.get(13)?;
+    let step_started_at: Option<i64> = r.get(14)?;
+    Ok(JobRecord {
+        id: JobId::from_stored(r.get(0)?),
+        dedup: DedupId::from_stored(r.get(1)?),
+        key: IdempotencyKey::from_stored(r.get(2)?),
+        fingerprint: Fingerprint::from_stored(r.get(3)?),
+        link: LinkId::from_stored(r.get(4)?),
+        kind: OperationKind::parse(&kind).ok_or_else(|| corrupt("operation", &kind))?,
+        priority: Priority::parse(&priority).ok_or_else(|| corrupt("priority", &priority))?,
+        source_system: SourceSystem::from_stored(r.get(7)?),
+        external_id: ExternalId::from_stored(r.get(8)?),
+        payload: r.get(9)?,
+        state: JobState::parse(&state).ok_or_else(|| corrupt("state", &state))?,
+        issue_key: r.get::<_, Option<String>>(11)?.map(IssueKey::from_stored),
+        steps_done: r.get(12)?,
+        step_started: step_started.zip(step_started_at).map(|(i, at)| (i as u32, Timestamp(at))),
+        attempts: r.get(15)?,
+        throttles: r.get(16)?,
+        last_error: r.get(17)?,
+        created_at: Timestamp(r.get(18)?),
+        updated_at: Timestamp(r.get(19)?),
+        enqueued: r.get(20)?,
+    })
+}
+
+fn insert_audit(c: &Connection, job: &str, entries: &[AuditEntry]) -> rusqlite::Result<()> {
+    let mut st = c.prepare_cached("INSERT INTO audit (job_id, entry) VALUES (?1, ?2)")?;
+    for e in entries {
+        let json = serde_json::to_string(e).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+        st.execute(params![job, json])?;
+    }
+    Ok(())
+}
+
+fn select_jobs(c: &Connection, where_clause: &str, p: impl rusqlite::Params) -> rusqlite::Result<Vec<JobRecord>> {
+    let mut st = c.prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs {where_clause}"))?;
+    st.query_map(p, job_from_row)?.collect()
+}
+
+impl JobStore for SqliteDb {
+    async fn admit(&self, job: &JobRecord, audit: &[AuditEntry]) -> Result<Admission, StoreError> {
+        let job = job.clone();
+        let audit = audit.to_vec();
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let inserted = tx.execute(
+                &format!(
+                    "INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21) ON CONFLICT(dedup) DO NOTHING"
+                ),
+                params![
+                    job.id.as_str(),
+                    job.dedup.as_str(),
+                    job.key.as_str(),
+                    job.fingerprint.as_str(),
+                    job.link.as_str(),
+                    job.kind.as_str(),
+                    job.priority.as_str(),
+                    job.source_system.as_str(),
+                    job.external_id.as_str(),
+                    job.payload,
+                    job.state.as_str(),
+                    job.issue_key.as_ref().map(IssueKey::as_str),
+                    job.steps_done,
+                    job.step_started.map(|(i, _)| i),
+                    job.step_started.map(|(_, at)| at.0),
+                    job.attempts,
+                    job.throttles,
+                    job.last_error,
+                    job.created_at.0,
+                    job.updated_at.0,
+                    job.enqueued,
+                ],
+            )?;
+            let admission = if inserted == 1 {
+                insert_audit(&tx, job.id.as_str(), &audit)?;
+                Admission::New
+            } else {
+                let existing = select_jobs(&tx, "WHERE dedup = ?1", [job.dedup.as_str()])?
+                    .into_iter()
+                    .next()
+                    .ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+                Admission::Existing(Box::new(existing))
+            };
+            tx.commit()?;
+            Ok(admission)
+        })
+        .await
+    }
+
+    async fn job(&self, id: &JobId) -> Result<Option<JobRecord>, StoreError> {
+        let id = id.clone();
+        self.with(move |c| Ok(select_jobs(c, "WHERE id = ?1", [id.as_str()])?.into_iter().next()))
+            .await
+    }
+
+    async fn update(&self, job: &JobRecord, expected: JobState, audit: Option<&AuditEntry>) -> Result<bool, StoreError> {
+        let job = job.clone();
+        let audit = audit.cloned();
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let changed = tx.execute(
+                "UPDATE jobs SET state = ?1, issue_key = ?2, steps_done = ?3, step_started = ?4, step_started_at = ?5, attempts = ?6, throttles = ?7, last_error = ?8, updated_at = ?9, enqueued = ?10 WHERE id = ?11 AND state = ?12",
+                params![
+                    job.state.as_str(),
+                    job.issue_key.as_ref().map(IssueKey::as_str),
+                    job.steps_done,
+                    job.step_started.map(|(i, _)| i),
+                    job.step_started.map(|(_, at)| at.0),
+                    job.attempts,
+                    job.throttles,
+                    job.last_error,
+                    job.updated_at.0,
+                    job.enqueued,
+                    job.id.as_str(),
+                    expected.as_str(),
+                ],
+            )? == 1;
+            if changed && let Some(entry) = audit {
+                insert_audit(&tx, job.id.as_str(), &[entry])?;
+            }
+            tx.commit()?;
+            Ok(changed)
+        })
+        .await
+    }
+
+    async fn append_audit(&self, id: &JobId, entry: &AuditEntry) -> Result<(), StoreError> {
+        let id = id.clone();
+        let entry = entry.clone();
+        self.with(move |c| insert_audit(c, id.as_str(), &[entry])).await
+    }
+
+    async fn audit_trail(&self, id: &JobId) -> Result<Vec<AuditEntry>, StoreError> {
+        let id = id.clone();
+        let raw: Vec<String> = self
+            .with(move |c| {
+                let mut st = c.prepare_cached("SELECT entry FROM audit WHERE job_id = ?1 ORDER BY seq")?;
+                st.query_map([id.as_str()], |r| r.get(0))?.collect()
+            })
+            .await?;
+        raw.iter()
+            .map(|s| serde_json::from_str(s).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .collect()
+    }
+
+    async fn has_newer_revision(&self, job: &JobRecord) -> Result<bool, StoreError> {
+        let (id, key) = (job.id.clone(), job.key.clone());
+        self.with(move |c| {
+            c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM jobs WHERE key = ?1 AND rowid > (SELECT rowid FROM jobs WHERE id = ?2))",
+                params![key.as_str(), id.as_str()],
+                |r| r.get(0),
+            )
+        })
+        .await
+    }
+
+    async fn unenqueued(&self, before: Timestamp, limit: usize) -> Result<Vec<JobRecord>, StoreError> {
+        self.with(move |c| {
+            select_jobs(
+                c,
+                "WHERE enqueued = 0 AND state IN ('QUEUED', 'WAITING', 'RUNNING') AND created_at < ?1 ORDER BY created_at LIMIT ?2",
+                params![before.0, limit as i64],
+            )
+        })
+        .await
+    }
+
+    async fn list(&self, state: Option<JobState>, limit: usize) -> Result<Vec<JobRecord>, StoreError> {
+        self.with(move |c| match state {
+            Some(s) => select_jobs(
+                c,
+                "WHERE state = ?1 ORDER BY created_at DESC LIMIT ?2",
+                params![s.as_str(), limit as i64],
+            ),
+            None => select_jobs(c, "ORDER BY created_at DESC LIMIT ?1", params![limit as i64]),
+        })
+        .await
+    }
+}
+
+fn link_from_row(r: &Row<'_>) -> rusqlite::Result<Link> {
+    Ok(Link {
+        creator: JobId::from_stored(r.get(0)?),
+        issue_key: r.get::<_, Option<String>>(1)?.map(IssueKey::from_stored),
+    })
+}
+
+impl LinkStore for SqliteDb {
+    async fn link(&self, id: &LinkId) -> Result<Option<Link>, StoreError> {
+        let id = id.clone();
+        self.with(move |c| {
+            c.query_row("SELECT creator, issue_key FROM links WHERE link = ?1", [id.as_str()], link_from_row)
+                .optional()
+        })
+        .await
+    }
+
+    async fn claim_link(&self, id: &LinkId, creator: &JobId) -> Result<Link, StoreError> {
+        let (id, creator) = (id.clone(), creator.clone());
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute(
+                "INSERT INTO links (link, creator) VALUES (?1, ?2) ON CONFLICT(link) DO NOTHING",
+                params![id.as_str(), creator.as_str()],
+            )?;
+            let link = tx.query_row("SELECT creator, issue_key FROM links WHERE link = ?1", [id.as_str()], link_from_row)?;
+            tx.commit()?;
+            Ok(link)
+        })
+        .await
+    }
+
+    async fn take_over_link(&self, id: &LinkId, from: &JobId, to: &JobId) -> Result<bool, StoreError> {
+        let (id, from, to) = (id.clone(), from.clone(), to.clone());
+        self.with(move |c| {
+            Ok(c.execute(
+                "UPDATE links SET creator = ?3 WHERE link = ?1 AND creator = ?2 AND issue_key IS NULL",
+                params![id.as_str(), from.as_str(), to.as_str()],
+            )? == 1)
+        })
+        .await
+    }
+
+    async fn set_link_issue(&self, id: &LinkId, creator: &JobId, issue: &IssueKey) -> Result<(), StoreError> {
+        let (id, creator, issue) = (id.clone(), creator.clone(), issue.clone());
+        self.with(move |c| {
+            c.execute(
+                "UPDATE links SET issue_key = ?3 WHERE link = ?1 AND creator = ?2",
+                params![id.as_str(), creator.as_str(), issue.as_str()],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+}
+
+impl Leases for SqliteDb {
+    async fn acquire(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let (name, holder) = (name.to_string(), holder.to_string());
+        self.with(move |c| {
+            let now = now_ms();
+            Ok(c.execute(
+                "INSERT INTO leases (name, holder, expires_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+                 WHERE leases.expires_at <= ?4 OR leases.holder = excluded.holder",
+                params![name, holder, now + ms(ttl), now],
+            )? == 1)
+        })
+        .await
+    }
+
+    async fn release(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        let (name, holder) = (name.to_string(), holder.to_string());
+        self.with(move |c| {
+            c.execute("DELETE FROM leases WHERE name = ?1 AND holder = ?2", params![name, holder])
+                .map(|_| ())
+        })
+        .await
+    }
+}
+
+fn priority_rank(p: Priority) -> i64 {
+    match p {
+        Priority::Interactive => 0,
+        Priority::Bulk => 1,
+    }
+}
+
+impl WorkQueue for SqliteDb {
+    async fn send(&self, msg: &WorkMessage, delay: Duration) -> Result<(), StoreError> {
+        let msg = msg.clone();
+        self.with(move |c| {
+            let now = now_ms();
+            c.execute(
+                "INSERT INTO queue (job_id, priority, visible_at, sent_at) VALUES (?1, ?2, ?3, ?4)",
+                params![msg.job_id.as_str(), priority_rank(msg.priority), now + ms(delay), now],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<Delivery>, StoreError> {
+        self.with(move |c| {
+            let now = now_ms();
+            let nonce = uuid::Uuid::new_v4().simple().to_string();
+            let mut st = c.prepare_cached(
+                "UPDATE queue SET visible_at = ?1, receive_count = receive_count + 1, receipt = ?2 || '.' || id
+                 WHERE id IN (SELECT id FROM queue WHERE visible_at <= ?3 ORDER BY priority, visible_at, id LIMIT ?4)
+                 RETURNING job_id, receipt, receive_count",
+            )?;
+            let rows = st.query_map(params![now + ms(visibility), nonce, now, max as i64], |r| {
+                Ok(Delivery {
+                    job_id: JobId::from_stored(r.get(0)?),
+                    receipt: r.get(1)?,
+                    receive_count: r.get(2)?,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn delete(&self, receipt: &str) -> Result<(), StoreError> {
+        let receipt = receipt.to_string();
+        self.with(move |c| c.execute("DELETE FROM queue WHERE receipt = ?1", [receipt]).map(|_| ()))
+            .await
+    }
+
+    async fn change_visibility(&self, receipt: &str, after: Duration) -> Result<(), StoreError> {
+        let receipt = receipt.to_string();
+        self.with(move |c| {
+            c.execute(
+                "UPDATE queue SET visible_at = ?1 WHERE receipt = ?2",
+                params![now_ms() + ms(after), receipt],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+}

@@ -1,0 +1,124 @@
+//! The HTTP contract of DESIGN.md as pure functions: status codes and JSON
+//! bodies for each use-case outcome. `serve` and the Lambda functions both
+//! answer through here, so they cannot drift apart.
+
+use super::ingest::IngestOutcome;
+use crate::domain::audit::AuditEntry;
+use crate::domain::signature::SignatureError;
+use crate::ports::JobRecord;
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpAnswer {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl HttpAnswer {
+    pub fn new(status: u16, body: Value) -> Self {
+        HttpAnswer { status, body }
+    }
+
+    pub fn error(status: u16, error: &str, message: impl Into<String>) -> Self {
+        HttpAnswer::new(status, json!({ "error": error, "message": message.into() }))
+    }
+}
+
+pub fn ingest_answer(outcome: &IngestOutcome) -> HttpAnswer {
+    match outcome {
+        IngestOutcome::Accepted { job_id, state, key, duplicate } => HttpAnswer::new(
+            202,
+            json!({ "jobId": job_id, "state": state, "idempotencyKey": key, "duplicate": duplicate }),
+        ),
+        IngestOutcome::Invalid(errors) => HttpAnswer::new(
+            400,
+            json!({ "error": "invalid_event", "message": "the event is invalid; nothing was stored", "errors": errors }),
+        ),
+        IngestOutcome::TooLarge { size, limit } => HttpAnswer::new(
+            413,
+            json!({
+                "error": "payload_too_large",
+                "message": format!("body is {size} bytes; the limit is {limit} bytes"),
+                "errors": [{ "field": "body", "message": format!("the limit is {limit} bytes") }],
+                "limit": limit
+            }),
+        ),
+        IngestOutcome::Unauthorized(e) => HttpAnswer::error(401, "unauthorized", unauthorized_message(e)),
+        IngestOutcome::Conflict { job_id, key } => HttpAnswer::new(
+            409,
+            json!({
+                "error": "conflict",
+                "message": "this key was already accepted with a different payload, and a create happens once; send an update or an upsert to change the issue",
+                "jobId": job_id,
+                "idempotencyKey": key
+            }),
+        ),
+    }
+}
+
+/// Says what to fix without saying how close a forgery came.
+fn unauthorized_message(e: &SignatureError) -> &'static str {
+    match e {
+        SignatureError::Missing => "missing Tollgate-Signature header",
+        SignatureError::Expired => "signature timestamp outside the 5-minute tolerance; check the sender's clock",
+        SignatureError::NoSecret => "this server has no webhook secret configured",
+        SignatureError::Malformed | SignatureError::Mismatch => "signature does not verify",
+    }
+}
+
+pub fn job_answer(job: &JobRecord, audit: &[AuditEntry]) -> HttpAnswer {
+    HttpAnswer::new(
+        200,
+        json!({
+            "jobId": job.id,
+            "state": job.state,
+            "operation": job.kind,
+            "sourceSystem": job.source_system,
+            "externalId": job.external_id,
+            "priority": job.priority,
+            "issueKey": job.issue_key,
+            "idempotencyKey": job.key,
+            "stepsDone": job.steps_done,
+            "attempts": job.attempts,
+            "throttles": job.throttles,
+            "lastError": job.last_error,
+            "createdAt": job.created_at.to_rfc3339(),
+            "updatedAt": job.updated_at.to_rfc3339(),
+            "audit": audit,
+        }),
+    )
+}
+
+pub fn not_found(what: &str) -> HttpAnswer {
+    HttpAnswer::error(404, "not_found", format!("no such {what}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::validation::FieldError;
+
+    #[test]
+    fn invalid_events_answer_400_with_every_field_named() {
+        let a = ingest_answer(&IngestOutcome::Invalid(vec![
+            FieldError::new("externalId", "is required"),
+            FieldError::new("projectKey", "is required"),
+        ]));
+        assert_eq!(a.status, 400);
+        assert_eq!(a.body["errors"][1]["field"], "projectKey");
+    }
+
+    #[test]
+    fn a_forged_signature_and_a_malformed_one_read_the_same() {
+        let m = ingest_answer(&IngestOutcome::Unauthorized(SignatureError::Mismatch));
+        let f = ingest_answer(&IngestOutcome::Unauthorized(SignatureError::Malformed));
+        assert_eq!((m.status, &m.body), (401, &f.body));
+    }
+
+    #[test]
+    fn too_large_names_the_limit() {
+        let a = ingest_answer(&IngestOutcome::TooLarge { size: 300_000, limit: 262_144 });
+        assert_eq!(a.status, 413);
+        assert!(a.body["message"].as_str().unwrap().contains("262144"));
+    }
+}

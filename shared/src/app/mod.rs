@@ -1,0 +1,18 @@
+//! Use cases: orchestrate the ports, hold no I/O of their own. Entrypoints
+//! (the `serve` HTTP server, the Lambda functions) call these and only
+//! translate requests and answers.
+
+pub mod api;
+pub mod execute;
+pub mod ingest;
+pub mod jobs;
+
+use crate::ports::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    IllegalTransition(#[from] crate::domain::job::IllegalTransition),
+}

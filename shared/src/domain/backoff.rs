@@ -1,0 +1,102 @@
+//! How long to wait before running a job again. Randomness comes in as a
+//! number in [0, 1) so the arithmetic is deterministic under test.
+
+use super::ratelimit::RateLimitSignal;
+use super::time::Timestamp;
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// First delay after a transient failure.
+    pub base: Duration,
+    /// Longest single delay.
+    pub cap: Duration,
+    /// Transient failures before the job is EXHAUSTED. Throttles do not count.
+    pub max_attempts: u32,
+    /// Throttled runs before the job is EXHAUSTED: a net for a site that
+    /// never recovers, far above what a healthy quota produces.
+    pub max_throttles: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(300),
+            max_attempts: 8,
+            max_throttles: 200,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Exponential backoff with ±30 % jitter: `base · 2^(attempt-1)`, capped.
+    pub fn transient_delay(&self, attempt: u32, unit_random: f64) -> Duration {
+        let exp = self.base.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+        jitter(exp.min(self.cap), unit_random)
+    }
+
+    /// A throttled job comes back no sooner than Jira asked (Retry-After or
+    /// reset), plus up to 20 % so that workers released together do not
+    /// arrive together. With no hint, back off as Atlassian recommends:
+    /// from 2 s, doubling per consecutive throttle.
+    pub fn throttle_delay(
+        &self,
+        signal: &RateLimitSignal,
+        now: Timestamp,
+        consecutive: u32,
+        unit_random: f64,
+    ) -> Duration {
+        let u = unit_random.clamp(0.0, 1.0);
+        match signal.wait_hint(now) {
+            Some(hint) => hint.mul_f64(1.0 + 0.2 * u) + Duration::from_millis((u * 250.0) as u64),
+            None => {
+                let exp = Duration::from_secs(2).saturating_mul(1u32 << consecutive.min(16));
+                jitter(exp.min(self.cap), u)
+            }
+        }
+    }
+}
+
+/// Scales by a factor in [0.7, 1.3).
+fn jitter(d: Duration, unit_random: f64) -> Duration {
+    d.mul_f64(0.7 + 0.6 * unit_random.clamp(0.0, 1.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_delays_double_and_stop_at_the_cap() {
+        let p = RetryPolicy::default();
+        assert_eq!(p.transient_delay(1, 0.5), Duration::from_secs(1));
+        assert_eq!(p.transient_delay(3, 0.5), Duration::from_secs(4));
+        assert_eq!(p.transient_delay(30, 0.5), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn jitter_stays_within_thirty_percent() {
+        let p = RetryPolicy::default();
+        assert_eq!(p.transient_delay(2, 0.0), Duration::from_millis(1400));
+        assert!(p.transient_delay(2, 0.999) < Duration::from_millis(2600));
+    }
+
+    #[test]
+    fn retry_after_is_a_minimum_never_shortened_by_jitter() {
+        let p = RetryPolicy::default();
+        let s = RateLimitSignal { retry_after: Some(Duration::from_secs(10)), ..Default::default() };
+        for u in [0.0, 0.3, 0.99] {
+            let d = p.throttle_delay(&s, Timestamp(0), 5, u);
+            assert!(d >= Duration::from_secs(10) && d <= Duration::from_millis(12_250), "{d:?}");
+        }
+    }
+
+    #[test]
+    fn a_throttle_without_hints_backs_off_from_two_seconds() {
+        let p = RetryPolicy::default();
+        let none = RateLimitSignal::default();
+        assert_eq!(p.throttle_delay(&none, Timestamp(0), 0, 0.5), Duration::from_secs(2));
+        assert_eq!(p.throttle_delay(&none, Timestamp(0), 2, 0.5), Duration::from_secs(8));
+    }
+}

@@ -1,0 +1,142 @@
+//! The v1 event contract as types: an operation carries exactly the data it
+//! needs, so a `comment` without text or a `create` without a project cannot
+//! be built. Parsing and validation live in [`super::validation`].
+
+use super::ids::{ExternalId, IssueKey, ProjectKey, SourceSystem};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub source_system: SourceSystem,
+    pub external_id: ExternalId,
+    /// `issueKey`: the issue to act on; when absent, the issue tollgate created
+    /// earlier for the same source system and external id.
+    pub issue_key: Option<IssueKey>,
+    pub priority: Priority,
+    pub operation: Operation,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Operation {
+    Create(NewIssue),
+    /// Create when no issue is mapped to the event's external id, else one
+    /// composed edit of the mapped issue.
+    Upsert(NewIssue),
+    Update(IssueEdit),
+    Comment { text: String },
+    Transition { name: String, comment: Option<String> },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewIssue {
+    pub project_key: ProjectKey,
+    pub issue_type: String,
+    pub summary: String,
+    pub description: Option<String>,
+    pub labels: Vec<String>,
+    pub fields: serde_json::Map<String, serde_json::Value>,
+    pub comment: Option<String>,
+    pub children: Vec<ChildIssue>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChildIssue {
+    pub issue_type: String,
+    pub summary: String,
+    pub description: Option<String>,
+}
+
+/// The fields an `update` changes; at least one is present.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct IssueEdit {
+    pub summary: Option<String>,
+    pub description: Option<String>,
+    pub labels: Option<Vec<String>>,
+    pub fields: serde_json::Map<String, serde_json::Value>,
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OperationKind {
+    Create,
+    Upsert,
+    Update,
+    Comment,
+    Transition,
+}
+
+/// `interactive` work (a person is waiting on it) overtakes `bulk` work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    #[default]
+    Interactive,
+    Bulk,
+}
+
+impl Operation {
+    pub fn kind(&self) -> OperationKind {
+        match self {
+            Operation::Create(_) => OperationKind::Create,
+            Operation::Upsert(_) => OperationKind::Upsert,
+            Operation::Update(_) => OperationKind::Update,
+            Operation::Comment { .. } => OperationKind::Comment,
+            Operation::Transition { .. } => OperationKind::Transition,
+        }
+    }
+}
+
+impl OperationKind {
+    pub const ALL: [OperationKind; 5] = [
+        OperationKind::Create,
+        OperationKind::Upsert,
+        OperationKind::Update,
+        OperationKind::Comment,
+        OperationKind::Transition,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperationKind::Create => "create",
+            OperationKind::Upsert => "upsert",
+            OperationKind::Update => "update",
+            OperationKind::Comment => "comment",
+            OperationKind::Transition => "transition",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// Operations that may create an issue, and so own the external id's
+    /// mapping to an issue key.
+    pub fn creates(self) -> bool {
+        matches!(self, OperationKind::Create | OperationKind::Upsert)
+    }
+}
+
+impl fmt::Display for OperationKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Priority {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Interactive => "interactive",
+            Priority::Bulk => "bulk",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "interactive" => Some(Priority::Interactive),
+            "bulk" => Some(Priority::Bulk),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! Newtypes for identifiers, so a job id is never passed where an issue key
+//! is expected.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+macro_rules! string_id {
+    ($(#[$m:meta])* $name:ident) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+string_id!(
+    /// A tollgate job; UUIDv7 so ids sort by creation time.
+    JobId
+);
+string_id!(
+    /// A Jira issue key such as `OPS-17`.
+    IssueKey
+);
+string_id!(
+    /// The system an event comes from (`alertmanager`, `cmdb`).
+    SourceSystem
+);
+string_id!(
+    /// The sender's own id for the thing the event is about.
+    ExternalId
+);
+string_id!(
+    /// A Jira project key such as `OPS`.
+    ProjectKey
+);
+
+impl JobId {
+    pub fn generate() -> Self {
+        JobId(uuid::Uuid::now_v7().to_string())
+    }
+
+    /// Accepts only the shape [`JobId::generate`] produces, so a path
+    /// parameter can never smuggle anything else into a store lookup.
+    pub fn parse(s: &str) -> Option<Self> {
+        uuid::Uuid::parse_str(s)
+            .ok()
+            .map(|u| JobId(u.hyphenated().to_string()))
+    }
+}
+
+impl IssueKey {
+    /// `PROJECT-123`: an uppercase project key, a dash, a positive number.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (project, number) = s.rsplit_once('-')?;
+        let number_ok = !number.is_empty()
+            && number.bytes().all(|b| b.is_ascii_digit())
+            && !number.starts_with('0');
+        (ProjectKey::parse(project).is_some() && number_ok).then(|| IssueKey(s.to_string()))
+    }
+
+    pub fn project(&self) -> &str {
+        self.0.rsplit_once('-').map(|(p, _)| p).unwrap_or(&self.0)
+    }
+}
+
+impl ProjectKey {
+    /// Jira project keys: an uppercase letter, then uppercase letters, digits
+    /// or underscores, 2 to 10 characters in all.
+    pub fn parse(s: &str) -> Option<Self> {
+        let mut bytes = s.bytes();
+        let first_ok = bytes.next().is_some_and(|b| b.is_ascii_uppercase());
+        let rest_ok = bytes.all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+        (first_ok && rest_ok && (2..=10).contains(&s.len())).then(|| ProjectKey(s.to_string()))
+    }
+}
+
+impl SourceSystem {
+    /// Letters, digits, `.`, `_`, `-`: it ends up in labels and log lines.
+    pub fn parse(s: &str) -> Option<Self> {
+        let ok = !s.is_empty()
+            && s.chars().count() <= super::limits::MAX_SOURCE_SYSTEM_CHARS
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        ok.then(|| SourceSystem(s.to_string()))
+    }
+}
+
+impl ExternalId {
+    pub fn parse(s: &str) -> Option<Self> {
+        let ok = !s.trim().is_empty()
+            && s.chars().count() <= super::limits::MAX_EXTERNAL_ID_CHARS
+            && !s.chars().any(char::is_control);
+        ok.then(|| ExternalId(s.to_string()))
+    }
+}
+
+/// For adapters that read ids back from their own storage, where the value
+/// was validated on the way in.
+pub trait FromStored: Sized {
+    fn from_stored(s: String) -> Self;
+}
+
+macro_rules! from_stored {
+    ($($t:ty),*) => {$(
+        impl FromStored for $t {
+            fn from_stored(s: String) -> Self {
+                Self(s)
+            }
+        }
+    )*};
+}
+from_stored!(JobId, IssueKey, SourceSystem, ExternalId, ProjectKey);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issue_keys_need_a_project_and_a_number() {
+        assert!(IssueKey::parse("OPS-17").is_some());
+        assert!(IssueKey::parse("A1_B-9").is_some());
+        assert!(IssueKey::parse("ops-17").is_none());
+        assert!(IssueKey::parse("OPS-").is_none());
+        assert!(IssueKey::parse("OPS-017").is_none());
+        assert!(IssueKey::parse("17").is_none());
+        assert!(IssueKey::parse("O-1").is_none());
+    }
+
+    #[test]
+    fn job_ids_are_uuids_and_nothing_else() {
+        let id = JobId::generate();
+        assert_eq!(JobId::parse(id.as_str()), Some(id));
+        assert!(JobId::parse("../../etc/passwd").is_none());
+    }
+
+    #[test]
+    fn source_systems_are_restricted_to_label_safe_characters() {
+        assert!(SourceSystem::parse("alert-manager_2.prod").is_some());
+        assert!(SourceSystem::parse("alert manager").is_none());
+        assert!(SourceSystem::parse("").is_none());
+    }
+}

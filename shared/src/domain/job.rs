@@ -1,0 +1,198 @@
+//! The job state machine of DESIGN.md. States change only through
+//! [`JobState::apply`], which refuses every transition the diagram does not
+//! draw; stores make the change conditional on the state they read.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobState {
+    Received,
+    /// Invalid input, kept for an operator to fix and re-submit.
+    Rejected,
+    PendingApproval,
+    Denied,
+    Expired,
+    Queued,
+    Running,
+    /// Throttled or transiently failed; back when its wait ends.
+    Waiting,
+    /// The retry budget is spent; re-runnable by an operator or a schedule.
+    Exhausted,
+    Failed,
+    Succeeded,
+    /// A newer revision of the same update arrived before this one ran.
+    /// (Not drawn in DESIGN.md; proposed there in the notes.)
+    Superseded,
+}
+
+/// What happened to a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobEvent {
+    Accept,
+    Reject,
+    RequireApproval,
+    Approve,
+    Deny,
+    Expire,
+    /// A worker took the lease (also a resumption after a crashed worker).
+    Lease,
+    /// Throttled or transient failure: wait, then run again.
+    Defer,
+    Exhaust,
+    Fail,
+    Succeed,
+    Supersede,
+    /// An operator or the re-run schedule puts exhausted work back.
+    Requeue,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a {from} job cannot {event:?}")]
+pub struct IllegalTransition {
+    pub from: JobState,
+    pub event: JobEvent,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 12] = [
+        JobState::Received,
+        JobState::Rejected,
+        JobState::PendingApproval,
+        JobState::Denied,
+        JobState::Expired,
+        JobState::Queued,
+        JobState::Running,
+        JobState::Waiting,
+        JobState::Exhausted,
+        JobState::Failed,
+        JobState::Succeeded,
+        JobState::Superseded,
+    ];
+
+    pub fn apply(self, event: JobEvent) -> Result<JobState, IllegalTransition> {
+        use JobEvent as E;
+        use JobState as S;
+        let next = match (self, event) {
+            (S::Received, E::Accept) => S::Queued,
+            (S::Received, E::Reject) => S::Rejected,
+            (S::Received, E::RequireApproval) => S::PendingApproval,
+            (S::PendingApproval, E::Approve) => S::Queued,
+            (S::PendingApproval, E::Deny) => S::Denied,
+            (S::PendingApproval, E::Expire) => S::Expired,
+            (S::Queued | S::Waiting | S::Running, E::Lease) => S::Running,
+            (S::Queued, E::Supersede) => S::Superseded,
+            (S::Running, E::Defer) => S::Waiting,
+            (S::Running, E::Exhaust) => S::Exhausted,
+            (S::Running, E::Fail) => S::Failed,
+            (S::Running, E::Succeed) => S::Succeeded,
+            (S::Exhausted, E::Requeue) => S::Queued,
+            (from, event) => return Err(IllegalTransition { from, event }),
+        };
+        Ok(next)
+    }
+
+    /// No event moves a terminal job (an exhausted one only by an operator).
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobState::Rejected
+                | JobState::Denied
+                | JobState::Expired
+                | JobState::Failed
+                | JobState::Succeeded
+                | JobState::Superseded
+                | JobState::Exhausted
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Received => "RECEIVED",
+            JobState::Rejected => "REJECTED",
+            JobState::PendingApproval => "PENDING_APPROVAL",
+            JobState::Denied => "DENIED",
+            JobState::Expired => "EXPIRED",
+            JobState::Queued => "QUEUED",
+            JobState::Running => "RUNNING",
+            JobState::Waiting => "WAITING",
+            JobState::Exhausted => "EXHAUSTED",
+            JobState::Failed => "FAILED",
+            JobState::Succeeded => "SUCCEEDED",
+            JobState::Superseded => "SUPERSEDED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|st| st.as_str().eq_ignore_ascii_case(s))
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use JobEvent as E;
+    use JobState as S;
+
+    #[test]
+    fn the_happy_path_goes_from_received_to_succeeded() {
+        let s = S::Received.apply(E::Accept).unwrap();
+        let s = s.apply(E::Lease).unwrap();
+        assert_eq!(s.apply(E::Succeed), Ok(S::Succeeded));
+    }
+
+    #[test]
+    fn a_throttled_job_waits_and_runs_again() {
+        let s = S::Running.apply(E::Defer).unwrap();
+        assert_eq!(s, S::Waiting);
+        assert_eq!(s.apply(E::Lease), Ok(S::Running));
+    }
+
+    #[test]
+    fn approval_leads_to_queued_or_a_terminal_state() {
+        let p = S::Received.apply(E::RequireApproval).unwrap();
+        assert_eq!(p.apply(E::Approve), Ok(S::Queued));
+        assert_eq!(p.apply(E::Deny), Ok(S::Denied));
+        assert_eq!(p.apply(E::Expire), Ok(S::Expired));
+        assert!(p.apply(E::Lease).is_err(), "unapproved work must never run");
+    }
+
+    #[test]
+    fn terminal_states_accept_no_event_except_requeue_of_exhausted_work() {
+        let all_events = [
+            E::Accept, E::Reject, E::RequireApproval, E::Approve, E::Deny, E::Expire, E::Lease,
+            E::Defer, E::Exhaust, E::Fail, E::Succeed, E::Supersede, E::Requeue,
+        ];
+        for state in S::ALL.into_iter().filter(|s| s.is_terminal()) {
+            for event in all_events {
+                let allowed = state == S::Exhausted && event == E::Requeue;
+                assert_eq!(state.apply(event).is_ok(), allowed, "{state} {event:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn only_queued_work_can_be_superseded() {
+        assert_eq!(S::Queued.apply(E::Supersede), Ok(S::Superseded));
+        assert!(S::Running.apply(E::Supersede).is_err());
+        assert!(S::Waiting.apply(E::Supersede).is_err());
+    }
+
+    #[test]
+    fn state_names_round_trip_and_serialize_as_in_the_design() {
+        for s in S::ALL {
+            assert_eq!(S::parse(s.as_str()), Some(s));
+            assert_eq!(serde_json::to_value(s).unwrap(), serde_json::json!(s.as_str()));
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! The pure core: data and rules, no I/O, no async, no AWS or HTTP types.
+
+pub mod adf;
+pub mod audit;
+pub mod backoff;
+pub mod canonical;
+pub mod event;
+pub mod idempotency;
+pub mod ids;
+pub mod job;
+pub mod limits;
+pub mod plan;
+pub mod ratelimit;
+pub mod response;
+pub mod secret;
+pub mod signature;
+pub mod time;
+pub mod transition;
+pub mod validation;

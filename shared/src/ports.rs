@@ -1,0 +1,274 @@
+//! The ports: small traits the use cases are written against. Adapters in
+//! [`crate::adapters`] implement them on SQLite, DynamoDB, SQS and Jira.
+//!
+//! Futures are declared `Send` so use cases run on a multi-threaded runtime
+//! and inside Lambda alike; implementations simply write `async fn`.
+
+use crate::domain::audit::AuditEntry;
+use crate::domain::event::{OperationKind, Priority};
+use crate::domain::idempotency::{DedupId, Fingerprint, IdempotencyKey, LinkId};
+use crate::domain::ids::{ExternalId, IssueKey, JobId, SourceSystem};
+use crate::domain::job::JobState;
+use crate::domain::ratelimit::RateLimitSignal;
+use crate::domain::time::Timestamp;
+use serde_json::{Map, Value};
+use std::future::Future;
+use std::time::Duration;
+
+/// A failure of the storage or queue backend (not of the caller's input).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage backend failed: {0}")]
+    Backend(String),
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+}
+
+/// Everything tollgate keeps about one job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRecord {
+    pub id: JobId,
+    pub key: IdempotencyKey,
+    pub fingerprint: Fingerprint,
+    pub dedup: DedupId,
+    pub link: LinkId,
+    pub kind: OperationKind,
+    pub priority: Priority,
+    pub source_system: SourceSystem,
+    pub external_id: ExternalId,
+    /// The event as canonical JSON; re-validated when the job runs.
+    pub payload: String,
+    pub state: JobState,
+    pub issue_key: Option<IssueKey>,
+    /// Recovery point: steps of the plan already done.
+    pub steps_done: u32,
+    /// A non-repeatable step was started at this time and its answer not
+    /// recorded: reconcile before repeating it.
+    pub step_started: Option<(u32, Timestamp)>,
+    /// Transient failures so far (throttles are counted apart).
+    pub attempts: u32,
+    pub throttles: u32,
+    pub last_error: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// Whether the queue message was sent (the outbox flag): a job admitted
+    /// but not enqueued is sent again by the sweep or by a redelivery.
+    pub enqueued: bool,
+}
+
+pub enum Admission {
+    New,
+    /// The dedup id was taken: this is the job that took it.
+    Existing(Box<JobRecord>),
+}
+
+/// Jobs, their dedup records and their audit trails.
+pub trait JobStore: Send + Sync {
+    /// Inserts the job unless its dedup id exists (first writer wins), with
+    /// its first audit entries, all or nothing.
+    fn admit(
+        &self,
+        job: &JobRecord,
+        audit: &[AuditEntry],
+    ) -> impl Future<Output = Result<Admission, StoreError>> + Send;
+
+    fn job(&self, id: &JobId) -> impl Future<Output = Result<Option<JobRecord>, StoreError>> + Send;
+
+    /// Writes the job's mutable fields if its state is still `expected`.
+    /// Returns false, changing nothing, when another writer got there first.
+    fn update(
+        &self,
+        job: &JobRecord,
+        expected: JobState,
+        audit: Option<&AuditEntry>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    fn append_audit(
+        &self,
+        id: &JobId,
+        entry: &AuditEntry,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn audit_trail(&self, id: &JobId) -> impl Future<Output = Result<Vec<AuditEntry>, StoreError>> + Send;
+
+    /// Whether a revision of the same key was admitted after `job`.
+    fn has_newer_revision(&self, job: &JobRecord) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Jobs admitted before `before` whose queue message may never have been
+    /// sent (the outbox sweep).
+    fn unenqueued(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<JobRecord>, StoreError>> + Send;
+
+    fn list(
+        &self,
+        state: Option<JobState>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<JobRecord>, StoreError>> + Send;
+}
+
+/// Which issue a source system's entity owns, and which job creates it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub creator: JobId,
+    pub issue_key: Option<IssueKey>,
+}
+
+pub trait LinkStore: Send + Sync {
+    fn link(&self, id: &LinkId) -> impl Future<Output = Result<Option<Link>, StoreError>> + Send;
+
+    /// Makes `creator` the creator unless the link exists; returns the link
+    /// as it stands after the call.
+    fn claim_link(
+        &self,
+        id: &LinkId,
+        creator: &JobId,
+    ) -> impl Future<Output = Result<Link, StoreError>> + Send;
+
+    /// Hands an unfinished claim from a job that ended without creating the
+    /// issue to `to`. False when the claim changed meanwhile.
+    fn take_over_link(
+        &self,
+        id: &LinkId,
+        from: &JobId,
+        to: &JobId,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Records the created issue; only the creator may.
+    fn set_link_issue(
+        &self,
+        id: &LinkId,
+        creator: &JobId,
+        issue: &IssueKey,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Expiring, conditional leases: one holder at a time per name.
+pub trait Leases: Send + Sync {
+    fn acquire(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    fn release(&self, name: &str, holder: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// A message on the work queue: which job to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkMessage {
+    pub job_id: JobId,
+    pub priority: Priority,
+}
+
+/// One received message. The receipt is valid until the message becomes
+/// visible again (SQS semantics).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub job_id: JobId,
+    pub receipt: String,
+    pub receive_count: u32,
+}
+
+/// At-least-once work queue with per-message visibility, as SQS has.
+pub trait WorkQueue: Send + Sync {
+    fn send(&self, msg: &WorkMessage, delay: Duration) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn receive(
+        &self,
+        max: usize,
+        visibility: Duration,
+    ) -> impl Future<Output = Result<Vec<Delivery>, StoreError>> + Send;
+
+    fn delete(&self, receipt: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Makes the message visible again after `after`, counted from now.
+    fn change_visibility(
+        &self,
+        receipt: &str,
+        after: Duration,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// A Jira answer that worked, with the rate-limit signals it carried.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer<T> {
+    pub value: T,
+    pub status: u16,
+    pub signal: RateLimitSignal,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TrackerError {
+    #[error("throttled (HTTP {status})")]
+    Throttled { status: u16, signal: RateLimitSignal },
+    /// May have taken effect: a timeout after sending counts here.
+    #[error("transient failure: {message}")]
+    Transient {
+        status: Option<u16>,
+        message: String,
+        signal: RateLimitSignal,
+    },
+    #[error("permanent failure: {message}")]
+    Permanent { status: u16, message: String },
+}
+
+pub type TrackerResult<T> = Result<Answer<T>, TrackerError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransitionDone {
+    Moved,
+    /// The issue already had the wanted status.
+    AlreadyThere,
+}
+
+/// The issue tracker (Jira Cloud).
+pub trait Tracker: Send + Sync {
+    /// Creates an issue; `properties` are set in the same call.
+    fn create_issue(
+        &self,
+        fields: &Map<String, Value>,
+        properties: &[(String, Value)],
+    ) -> impl Future<Output = TrackerResult<IssueKey>> + Send;
+
+    fn edit_issue(
+        &self,
+        key: &IssueKey,
+        fields: &Map<String, Value>,
+        add_labels: &[String],
+    ) -> impl Future<Output = TrackerResult<()>> + Send;
+
+    /// Posts a comment carrying `marker` as a comment property, so that
+    /// [`Tracker::has_comment`] can tell whether a lost answer took effect.
+    fn add_comment(&self, key: &IssueKey, text: &str, marker: &str) -> impl Future<Output = TrackerResult<()>> + Send;
+
+    fn has_comment(&self, key: &IssueKey, marker: &str) -> impl Future<Output = TrackerResult<bool>> + Send;
+
+    /// Moves the issue through the transition named `name` (or to the status
+    /// of that name).
+    fn transition(&self, key: &IssueKey, name: &str) -> impl Future<Output = TrackerResult<TransitionDone>> + Send;
+
+    /// Issues carrying `label` (JQL search), oldest first.
+    fn find_by_label(&self, label: &str) -> impl Future<Output = TrackerResult<Vec<IssueKey>>> + Send;
+}
+
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Timestamp;
+}
+
+/// The wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        Timestamp(ms)
+    }
+}
