@@ -37,6 +37,10 @@ pub struct ExecutorConfig {
     pub retry: RetryPolicy,
     /// How long after a create Jira's search may still miss the new issue.
     pub search_lag: Duration,
+    /// How long a job that names its issue only by external id waits for
+    /// that issue's create to arrive (senders deliver out of order) before
+    /// it fails for want of a target.
+    pub target_wait: Duration,
 }
 
 impl Default for ExecutorConfig {
@@ -46,6 +50,7 @@ impl Default for ExecutorConfig {
             lease_ttl: Duration::from_secs(60),
             retry: RetryPolicy::default(),
             search_lag: Duration::from_secs(5),
+            target_wait: Duration::from_secs(300),
         }
     }
 }
@@ -68,7 +73,8 @@ pub struct Executor<'a, S, T, C> {
 
 enum Resolution {
     Ready { link: LinkState, target: Option<IssueKey> },
-    /// Another job is creating the entity's issue: come back shortly.
+    /// Another job is creating the entity's issue, or its create has not
+    /// arrived yet: come back shortly.
     WaitForCreator,
 }
 
@@ -219,6 +225,10 @@ where
             self.store.link(&job.link).await?
         };
         let Some(link) = link else {
+            let waited_enough = self.clock.now() >= job.created_at.plus(self.config.target_wait);
+            if !creates && event.issue_key.is_none() && !waited_enough {
+                return Ok(Resolution::WaitForCreator);
+            }
             return Ok(Resolution::Ready { link: LinkState::Unlinked, target: event.issue_key.clone() });
         };
         if link.creator == job.id {

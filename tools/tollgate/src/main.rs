@@ -1,1 +1,197 @@
-fn main() {}
+//! `tollgate`: run the single-machine stack, the demo, and operator commands.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use tollgate::adapters::sqlite::SqliteDb;
+use tollgate::app::jobs::get_job;
+use tollgate::domain::job::JobState;
+use tollgate::ports::JobStore;
+use tollgate_cli::config::{self, FileConfig, Overrides};
+use tollgate_cli::telemetry::{self, LogFormat};
+use tollgate_cli::{demo, stack};
+
+#[derive(Parser)]
+#[command(name = "tollgate", version, about = "Governed, rate-limit-aware execution of events against Jira Cloud")]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the single-machine stack: HTTP ingest + worker pool on SQLite.
+    Serve(ServeArgs),
+    /// Run the stack on the built-in simulator with a realistic mix of events.
+    Demo {
+        /// How many alerts to fire (each delivered 2-3 times).
+        #[arg(long, default_value_t = 12)]
+        alerts: usize,
+        #[arg(long, default_value_t = 4)]
+        workers: usize,
+        /// Simulated Jira latency per call, in milliseconds.
+        #[arg(long, default_value_t = 25)]
+        latency_ms: u64,
+        /// No progress bar (for logs and CI).
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Inspect jobs in a database.
+    Jobs {
+        #[arg(long, env = "TOLLGATE_DB", default_value = config::DEFAULT_DB)]
+        db: PathBuf,
+        #[command(subcommand)]
+        command: JobsCommand,
+    },
+    /// Run the Jira simulator alone (same as the jira-sim binary).
+    Sim {
+        #[arg(long, default_value = "127.0.0.1:8788")]
+        listen: SocketAddr,
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum JobsCommand {
+    /// List the newest jobs, optionally in one state.
+    List {
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// One job with its audit trail, as JSON.
+    Show { job_id: String },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address for the HTTP API.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// SQLite file holding jobs and the queue (default ./tollgate.db).
+    #[arg(long, env = "TOLLGATE_DB")]
+    db: Option<PathBuf>,
+    /// The Jira site, e.g. https://your-domain.atlassian.net.
+    #[arg(long, env = "TOLLGATE_JIRA_URL", conflicts_with = "sim")]
+    jira_url: Option<String>,
+    /// Use an in-process Jira simulator instead of a real site.
+    #[arg(long)]
+    sim: bool,
+    /// Simulated Jira latency per call (with --sim), milliseconds.
+    #[arg(long, default_value_t = 0)]
+    sim_latency_ms: u64,
+    /// Concurrent workers executing jobs.
+    #[arg(long, env = "TOLLGATE_WORKERS")]
+    workers: Option<usize>,
+    /// Seconds a received message stays invisible (extended while its job runs).
+    #[arg(long)]
+    visibility_timeout_secs: Option<u64>,
+    /// Seconds a worker's lease on an entity lasts without renewal.
+    #[arg(long)]
+    lease_ttl_secs: Option<u64>,
+    /// Optional config file (default ./tollgate.toml when present).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[arg(long, env = "TOLLGATE_WEBHOOK_SECRET", hide_env_values = true, hide = true)]
+    webhook_secret: Option<String>,
+    #[arg(long, env = "TOLLGATE_JIRA_EMAIL", hide = true)]
+    jira_email: Option<String>,
+    #[arg(long, env = "TOLLGATE_JIRA_API_TOKEN", hide_env_values = true, hide = true)]
+    jira_api_token: Option<String>,
+    #[arg(long, env = "TOLLGATE_JIRA_BEARER_TOKEN", hide_env_values = true, hide = true)]
+    jira_bearer_token: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(a) => {
+            telemetry::init(cli.log_format, "info");
+            let file = FileConfig::load(a.config.as_deref())?;
+            let config = config::resolve(
+                Overrides {
+                    listen: a.listen,
+                    db: a.db,
+                    jira_url: a.jira_url,
+                    sim: a.sim,
+                    workers: a.workers,
+                    visibility_timeout_secs: a.visibility_timeout_secs,
+                    lease_ttl_secs: a.lease_ttl_secs,
+                    webhook_secret: a.webhook_secret,
+                    jira_email: a.jira_email,
+                    jira_api_token: a.jira_api_token,
+                    jira_bearer_token: a.jira_bearer_token,
+                    sim_latency_ms: a.sim_latency_ms,
+                },
+                file,
+            )?;
+            let running = stack::start(config).await?;
+            // Scripts and tests read this line to learn the address.
+            println!("tollgate listening on http://{} (jira: {})", running.addr, running.jira_url);
+            running.wait().await
+        }
+        Command::Demo { alerts, workers, latency_ms, quiet } => {
+            telemetry::init(cli.log_format, "warn");
+            println!("tollgate demo: {alerts} alerts against the built-in Jira simulator");
+            let summary = demo::run(demo::DemoOptions {
+                alerts,
+                workers,
+                sim_latency: Duration::from_millis(latency_ms),
+                progress: !quiet,
+            })
+            .await?;
+            println!("{}", summary.table());
+            if summary.duplicate_issues > 0 || summary.duplicate_comments > 0 || summary.failed > 0 {
+                anyhow::bail!("the demo saw duplicates or failures");
+            }
+            println!("Every alert was delivered more than once; Jira got each issue exactly once.");
+            Ok(())
+        }
+        Command::Jobs { db, command } => {
+            telemetry::init(cli.log_format, "warn");
+            anyhow::ensure!(db.exists(), "no database at {} (pass --db)", db.display());
+            let db = SqliteDb::open(&db)?;
+            match command {
+                JobsCommand::List { state, limit } => {
+                    let state = match state {
+                        Some(s) => Some(JobState::parse(&s).with_context(|| format!("unknown state {s:?}"))?),
+                        None => None,
+                    };
+                    for job in db.list(state, limit).await? {
+                        println!(
+                            "{}  {:<16} {:<10} {:<14} {:<24} {}",
+                            job.id,
+                            job.state,
+                            job.kind,
+                            job.source_system,
+                            job.external_id,
+                            job.issue_key.as_ref().map(|k| k.as_str()).unwrap_or("-")
+                        );
+                    }
+                }
+                JobsCommand::Show { job_id } => {
+                    let answer = get_job(&db, &job_id).await?;
+                    anyhow::ensure!(answer.status == 200, "no job {job_id}");
+                    println!("{}", serde_json::to_string_pretty(&answer.body)?);
+                }
+            }
+            Ok(())
+        }
+        Command::Sim { listen, latency_ms } => {
+            telemetry::init(cli.log_format, "info");
+            let config = jira_sim::SimConfig { latency: Duration::from_millis(latency_ms), ..Default::default() };
+            let (addr, _sim, handle) = jira_sim::spawn(config, listen).await?;
+            println!("jira-sim listening on http://{addr} (basic auth sim@example.com:sim-token)");
+            handle.await?;
+            Ok(())
+        }
+    }
+}

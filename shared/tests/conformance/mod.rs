@@ -1,0 +1,229 @@
+//! Behaviour every store and queue adapter must share. Each function takes a
+//! factory that opens a fresh handle on the *same* backing store, so races
+//! run across separate connections, as separate workers would.
+
+#![allow(dead_code)]
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::time::Duration;
+use tollgate::domain::audit::{AuditEntry, Stage};
+use tollgate::domain::event::{OperationKind, Priority};
+use tollgate::domain::idempotency::{DedupId, Fingerprint, IdempotencyKey, LinkId};
+use tollgate::domain::ids::{ExternalId, IssueKey, JobId, SourceSystem};
+use tollgate::domain::job::JobState;
+use tollgate::domain::time::Timestamp;
+use tollgate::ports::{Admission, JobRecord, JobStore, Leases, LinkStore, WorkMessage, WorkQueue};
+
+pub fn job(dedup: &str, key: &str) -> JobRecord {
+    let source = SourceSystem::parse("test").unwrap();
+    let external = ExternalId::parse(key).unwrap();
+    JobRecord {
+        id: JobId::generate(),
+        key: IdempotencyKey::from_stored(key.to_string()),
+        fingerprint: Fingerprint::from_stored(dedup.to_string()),
+        dedup: DedupId::from_stored(dedup.to_string()),
+        link: LinkId::of(&source, &external),
+        kind: OperationKind::Update,
+        priority: Priority::Interactive,
+        source_system: source,
+        external_id: external,
+        payload: "{}".into(),
+        state: JobState::Queued,
+        issue_key: None,
+        steps_done: 0,
+        step_started: None,
+        attempts: 0,
+        throttles: 0,
+        last_error: None,
+        created_at: Timestamp(1),
+        updated_at: Timestamp(1),
+        enqueued: false,
+    }
+}
+
+fn entry(what: &str) -> AuditEntry {
+    AuditEntry::new(Timestamp(1), Stage::Queue, "test", what)
+}
+
+pub async fn the_first_of_many_racing_writers_wins_the_dedup_id<S, F, Fut>(open: F)
+where
+    S: JobStore + 'static,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let store = open().await;
+        tasks.push(tokio::spawn(async move {
+            let j = job("race-dedup", "k");
+            let admitted = store.admit(&j, &[entry("admitted")]).await.unwrap();
+            (j.id, matches!(admitted, Admission::New))
+        }));
+    }
+    let mut winners = Vec::new();
+    for t in tasks {
+        let (id, new) = t.await.unwrap();
+        if new {
+            winners.push(id);
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one writer must win");
+    let store = open().await;
+    match store.admit(&job("race-dedup", "k"), &[]).await.unwrap() {
+        Admission::Existing(existing) => assert_eq!(existing.id, winners[0]),
+        Admission::New => panic!("a later writer must see the winner"),
+    }
+    assert_eq!(store.audit_trail(&winners[0]).await.unwrap().len(), 1);
+}
+
+pub async fn a_conditional_update_fails_when_the_state_moved<S: JobStore>(store: &S) {
+    let mut j = job("cond-update", "k2");
+    store.admit(&j, &[]).await.unwrap();
+    j.state = JobState::Running;
+    assert!(store.update(&j, JobState::Queued, Some(&entry("leased"))).await.unwrap());
+    j.state = JobState::Succeeded;
+    assert!(!store.update(&j, JobState::Queued, Some(&entry("stale"))).await.unwrap());
+    let stored = store.job(&j.id).await.unwrap().unwrap();
+    assert_eq!(stored.state, JobState::Running);
+    let trail: Vec<String> = store.audit_trail(&j.id).await.unwrap().into_iter().map(|e| e.outcome).collect();
+    assert_eq!(trail, ["leased"], "a refused update writes no audit entry");
+}
+
+pub async fn a_job_round_trips_every_field<S: JobStore>(store: &S) {
+    let mut j = job("round-trip", "k3");
+    j.issue_key = IssueKey::parse("OPS-7");
+    j.step_started = Some((2, Timestamp(99)));
+    j.attempts = 3;
+    j.throttles = 4;
+    j.last_error = Some("boom".into());
+    j.priority = Priority::Bulk;
+    store.admit(&j, &[]).await.unwrap();
+    assert_eq!(store.job(&j.id).await.unwrap().unwrap(), j);
+}
+
+pub async fn newer_revisions_are_seen<S: JobStore>(store: &S) {
+    let a = job("rev-a", "same-key");
+    let b = job("rev-b", "same-key");
+    store.admit(&a, &[]).await.unwrap();
+    assert!(!store.has_newer_revision(&a).await.unwrap());
+    store.admit(&b, &[]).await.unwrap();
+    assert!(store.has_newer_revision(&a).await.unwrap());
+    assert!(!store.has_newer_revision(&b).await.unwrap());
+}
+
+pub async fn only_one_of_many_racing_workers_holds_a_lease<S, F, Fut>(open: F)
+where
+    S: Leases + 'static,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let store = open().await;
+        tasks.push(tokio::spawn(async move {
+            store.acquire("race-lease", &format!("w{i}"), Duration::from_secs(30)).await.unwrap()
+        }));
+    }
+    let mut held = 0;
+    for t in tasks {
+        held += usize::from(t.await.unwrap());
+    }
+    assert_eq!(held, 1);
+}
+
+pub async fn a_lease_expires_and_can_be_renewed_by_its_holder<S: Leases>(store: &S) {
+    assert!(store.acquire("l", "a", Duration::from_millis(200)).await.unwrap());
+    assert!(!store.acquire("l", "b", Duration::from_secs(30)).await.unwrap());
+    assert!(store.acquire("l", "a", Duration::from_millis(200)).await.unwrap(), "renewal");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(store.acquire("l", "b", Duration::from_secs(30)).await.unwrap(), "expired lease is free");
+    store.release("l", "a").await.unwrap();
+    assert!(!store.acquire("l", "c", Duration::from_secs(30)).await.unwrap(), "release by a non-holder does nothing");
+    store.release("l", "b").await.unwrap();
+    assert!(store.acquire("l", "c", Duration::from_secs(30)).await.unwrap());
+}
+
+pub async fn a_link_has_one_creator_and_records_its_issue<S: LinkStore>(store: &S) {
+    let link = LinkId::from_stored("link-1".into());
+    let (a, b) = (JobId::generate(), JobId::generate());
+    assert_eq!(store.claim_link(&link, &a).await.unwrap().creator, a);
+    assert_eq!(store.claim_link(&link, &b).await.unwrap().creator, a, "first claim wins");
+    assert!(store.take_over_link(&link, &a, &b).await.unwrap());
+    assert!(!store.take_over_link(&link, &a, &b).await.unwrap(), "only from the current creator");
+    let key = IssueKey::parse("OPS-1").unwrap();
+    store.set_link_issue(&link, &a, &key).await.unwrap();
+    assert_eq!(store.link(&link).await.unwrap().unwrap().issue_key, None, "only the creator records");
+    store.set_link_issue(&link, &b, &key).await.unwrap();
+    assert_eq!(store.link(&link).await.unwrap().unwrap().issue_key, Some(key));
+    assert!(!store.take_over_link(&link, &b, &a).await.unwrap(), "a link with an issue is settled");
+}
+
+pub async fn each_message_goes_to_one_of_many_racing_receivers<Q, F, Fut>(open: F)
+where
+    Q: WorkQueue + 'static,
+    F: Fn() -> Fut,
+    Fut: Future<Output = Q>,
+{
+    let q = open().await;
+    for _ in 0..40 {
+        q.send(&WorkMessage { job_id: JobId::generate(), priority: Priority::Bulk }, Duration::ZERO).await.unwrap();
+    }
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let q = open().await;
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            loop {
+                let batch = q.receive(3, Duration::from_secs(60)).await.unwrap();
+                if batch.is_empty() {
+                    break got;
+                }
+                got.extend(batch.into_iter().map(|d| d.job_id));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let unique: HashSet<_> = all.iter().collect();
+    assert_eq!(all.len(), 40);
+    assert_eq!(unique.len(), 40, "no message delivered twice while invisible");
+}
+
+pub async fn an_unacknowledged_message_comes_back_with_its_receive_count<Q: WorkQueue>(q: &Q) {
+    let id = JobId::generate();
+    q.send(&WorkMessage { job_id: id.clone(), priority: Priority::Interactive }, Duration::ZERO).await.unwrap();
+    let first = q.receive(10, Duration::from_millis(200)).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].receive_count, 1);
+    assert!(q.receive(10, Duration::from_secs(1)).await.unwrap().is_empty(), "invisible while received");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = q.receive(10, Duration::from_secs(30)).await.unwrap();
+    assert_eq!((second[0].job_id.clone(), second[0].receive_count), (id, 2));
+    q.delete(&first[0].receipt).await.unwrap();
+    q.change_visibility(&second[0].receipt, Duration::ZERO).await.unwrap();
+    let third = q.receive(10, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(third.len(), 1, "a stale receipt deletes nothing; visibility 0 makes it visible now");
+    q.delete(&third[0].receipt).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(q.receive(10, Duration::ZERO).await.unwrap().is_empty(), "deleted for good");
+}
+
+pub async fn a_delayed_message_stays_invisible_until_its_delay_ends<Q: WorkQueue>(q: &Q) {
+    q.send(&WorkMessage { job_id: JobId::generate(), priority: Priority::Interactive }, Duration::from_millis(300)).await.unwrap();
+    assert!(q.receive(10, Duration::from_secs(30)).await.unwrap().is_empty());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(q.receive(10, Duration::from_secs(30)).await.unwrap().len(), 1);
+}
+
+pub async fn interactive_messages_overtake_bulk_ones<Q: WorkQueue>(q: &Q) {
+    let bulk = JobId::generate();
+    let interactive = JobId::generate();
+    q.send(&WorkMessage { job_id: bulk.clone(), priority: Priority::Bulk }, Duration::ZERO).await.unwrap();
+    q.send(&WorkMessage { job_id: interactive.clone(), priority: Priority::Interactive }, Duration::ZERO).await.unwrap();
+    let got = q.receive(1, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(got[0].job_id, interactive);
+    assert_eq!(q.receive(1, Duration::from_secs(30)).await.unwrap()[0].job_id, bulk);
+}

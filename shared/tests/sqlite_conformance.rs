@@ -1,0 +1,105 @@
+//! The shared store and queue behaviour, on the embedded SQLite adapter.
+
+#![cfg(feature = "sqlite")]
+
+mod conformance;
+
+use std::path::PathBuf;
+use tollgate::adapters::sqlite::SqliteDb;
+
+struct TempDb(PathBuf);
+
+impl TempDb {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("tollgate-conf-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDb(dir.join("t.db"))
+    }
+    fn open(&self) -> SqliteDb {
+        SqliteDb::open(&self.0).unwrap()
+    }
+}
+
+impl Drop for TempDb {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn the_first_of_many_racing_writers_wins_the_dedup_id() {
+    let db = TempDb::new("dedup");
+    conformance::the_first_of_many_racing_writers_wins_the_dedup_id(|| async { db.open() }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn only_one_of_many_racing_workers_holds_a_lease() {
+    let db = TempDb::new("lease-race");
+    conformance::only_one_of_many_racing_workers_holds_a_lease(|| async { db.open() }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn each_message_goes_to_one_of_many_racing_receivers() {
+    let db = TempDb::new("queue-race");
+    conformance::each_message_goes_to_one_of_many_racing_receivers(|| async { db.open() }).await;
+}
+
+#[tokio::test]
+async fn a_conditional_update_fails_when_the_state_moved() {
+    let db = TempDb::new("cond");
+    conformance::a_conditional_update_fails_when_the_state_moved(&db.open()).await;
+}
+
+#[tokio::test]
+async fn a_job_round_trips_every_field() {
+    let db = TempDb::new("round");
+    conformance::a_job_round_trips_every_field(&db.open()).await;
+}
+
+#[tokio::test]
+async fn newer_revisions_are_seen() {
+    let db = TempDb::new("rev");
+    conformance::newer_revisions_are_seen(&db.open()).await;
+}
+
+#[tokio::test]
+async fn a_lease_expires_and_can_be_renewed_by_its_holder() {
+    let db = TempDb::new("lease");
+    conformance::a_lease_expires_and_can_be_renewed_by_its_holder(&db.open()).await;
+}
+
+#[tokio::test]
+async fn a_link_has_one_creator_and_records_its_issue() {
+    let db = TempDb::new("link");
+    conformance::a_link_has_one_creator_and_records_its_issue(&db.open()).await;
+}
+
+#[tokio::test]
+async fn an_unacknowledged_message_comes_back_with_its_receive_count() {
+    let db = TempDb::new("redeliver");
+    conformance::an_unacknowledged_message_comes_back_with_its_receive_count(&db.open()).await;
+}
+
+#[tokio::test]
+async fn a_delayed_message_stays_invisible_until_its_delay_ends() {
+    let db = TempDb::new("delay");
+    conformance::a_delayed_message_stays_invisible_until_its_delay_ends(&db.open()).await;
+}
+
+#[tokio::test]
+async fn interactive_messages_overtake_bulk_ones() {
+    let db = TempDb::new("prio");
+    conformance::interactive_messages_overtake_bulk_ones(&db.open()).await;
+}
+
+#[tokio::test]
+async fn data_survives_reopening_the_file() {
+    use tollgate::ports::JobStore;
+    let db = TempDb::new("durable");
+    let j = conformance::job("durable", "k");
+    db.open().admit(&j, &[]).await.unwrap();
+    assert_eq!(db.open().job(&j.id).await.unwrap().unwrap(), j);
+}

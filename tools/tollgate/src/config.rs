@@ -1,0 +1,189 @@
+//! Configuration for `serve`: flags, then environment, then an optional
+//! `tollgate.toml`, then defaults. Secrets come from the environment only and
+//! are held as [`Secret`] so they never reach a log line.
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tollgate::adapters::jira::JiraAuth;
+use tollgate::domain::secret::{Secret, secret_list};
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
+pub const DEFAULT_DB: &str = "tollgate.db";
+
+/// The optional `tollgate.toml`. Secrets are not read from it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<SocketAddr>,
+    pub db: Option<PathBuf>,
+    pub workers: Option<usize>,
+    pub visibility_timeout_secs: Option<u64>,
+    pub lease_ttl_secs: Option<u64>,
+    pub jira: Option<FileJira>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileJira {
+    pub url: Option<String>,
+    pub email: Option<String>,
+}
+
+impl FileConfig {
+    /// Reads `path`; a missing default file is fine, a missing named one is not.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let (path, required) = match path {
+            Some(p) => (p.to_path_buf(), true),
+            None => (PathBuf::from("tollgate.toml"), false),
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display())),
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => Ok(FileConfig::default()),
+            Err(e) => Err(e).with_context(|| format!("cannot read config file {}", path.display())),
+        }
+    }
+}
+
+/// Where jobs go.
+#[derive(Debug, Clone)]
+pub enum JiraTarget {
+    /// A real (or separately run simulated) Jira site.
+    Site { url: String, auth: JiraAuth },
+    /// Start jira-sim inside this process.
+    InProcessSim,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub db: PathBuf,
+    pub jira: JiraTarget,
+    pub webhook_secrets: Vec<Secret>,
+    pub workers: usize,
+    pub visibility_timeout: Duration,
+    pub lease_ttl: Duration,
+    pub jira_timeout: Duration,
+    /// Added to every jira-sim answer (in-process sim only).
+    pub sim_latency: Duration,
+}
+
+/// Values gathered from flags and environment (clap does both).
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub db: Option<PathBuf>,
+    pub jira_url: Option<String>,
+    pub sim: bool,
+    pub workers: Option<usize>,
+    pub visibility_timeout_secs: Option<u64>,
+    pub lease_ttl_secs: Option<u64>,
+    pub webhook_secret: Option<String>,
+    pub jira_email: Option<String>,
+    pub jira_api_token: Option<String>,
+    pub jira_bearer_token: Option<String>,
+    pub sim_latency_ms: u64,
+}
+
+pub fn resolve(o: Overrides, file: FileConfig) -> anyhow::Result<ServeConfig> {
+    let file_jira = file.jira.unwrap_or_default();
+    let jira = if o.sim {
+        JiraTarget::InProcessSim
+    } else {
+        let Some(url) = o.jira_url.or(file_jira.url) else {
+            bail!("no Jira site: pass --jira-url https://your-site.atlassian.net (or --sim to use the built-in simulator)");
+        };
+        let auth = match (o.jira_bearer_token, o.jira_email.or(file_jira.email), o.jira_api_token) {
+            (Some(token), _, _) => JiraAuth::Bearer(Secret::new(token)),
+            (None, Some(email), Some(token)) => JiraAuth::Basic { email, api_token: Secret::new(token) },
+            (None, None, _) => bail!("TOLLGATE_JIRA_EMAIL is not set (the Atlassian account email for basic auth)"),
+            (None, Some(_), None) => bail!("TOLLGATE_JIRA_API_TOKEN is not set (create one at id.atlassian.com → Security → API tokens)"),
+        };
+        JiraTarget::Site { url, auth }
+    };
+    let webhook_secrets = o.webhook_secret.as_deref().map(secret_list).unwrap_or_default();
+    if webhook_secrets.is_empty() {
+        bail!("TOLLGATE_WEBHOOK_SECRET is not set: senders sign events with it (several, comma-separated, during a rotation)");
+    }
+    let workers = o.workers.or(file.workers).unwrap_or(4);
+    if !(1..=256).contains(&workers) {
+        bail!("workers must be between 1 and 256 (got {workers})");
+    }
+    let visibility = o.visibility_timeout_secs.or(file.visibility_timeout_secs).unwrap_or(30).max(1);
+    let lease = o.lease_ttl_secs.or(file.lease_ttl_secs).unwrap_or(visibility).max(1);
+    let listen = match o.listen.or(file.listen) {
+        Some(l) => l,
+        None => DEFAULT_LISTEN.parse()?,
+    };
+    Ok(ServeConfig {
+        listen,
+        db: o.db.or(file.db).unwrap_or_else(|| PathBuf::from(DEFAULT_DB)),
+        jira,
+        webhook_secrets,
+        workers,
+        visibility_timeout: Duration::from_secs(visibility),
+        lease_ttl: Duration::from_secs(lease),
+        jira_timeout: Duration::from_secs(30),
+        sim_latency: Duration::from_millis(o.sim_latency_ms),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn overrides() -> Overrides {
+        Overrides {
+            listen: None,
+            db: None,
+            jira_url: Some("https://example.atlassian.net".into()),
+            sim: false,
+            workers: None,
+            visibility_timeout_secs: None,
+            lease_ttl_secs: None,
+            webhook_secret: Some("s1,s2".into()),
+            jira_email: Some("me@example.com".into()),
+            jira_api_token: Some("tok".into()),
+            jira_bearer_token: None,
+            sim_latency_ms: 0,
+        }
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_defaults_fill_the_rest() {
+        let file: FileConfig = toml::from_str("workers = 9\nlisten = \"127.0.0.1:9000\"\n[jira]\nurl = \"https://file.atlassian.net\"").unwrap();
+        let mut o = overrides();
+        o.workers = Some(2);
+        let c = resolve(o, file).unwrap();
+        assert_eq!(c.workers, 2);
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.db, PathBuf::from("tollgate.db"));
+        assert_eq!(c.webhook_secrets.len(), 2);
+        assert!(matches!(c.jira, JiraTarget::Site { ref url, .. } if url == "https://example.atlassian.net"));
+    }
+
+    #[test]
+    fn a_missing_secret_is_named() {
+        let mut o = overrides();
+        o.webhook_secret = None;
+        let e = resolve(o, FileConfig::default()).unwrap_err().to_string();
+        assert!(e.contains("TOLLGATE_WEBHOOK_SECRET"), "{e}");
+        let mut o = overrides();
+        o.jira_api_token = None;
+        let e = resolve(o, FileConfig::default()).unwrap_err().to_string();
+        assert!(e.contains("TOLLGATE_JIRA_API_TOKEN"), "{e}");
+    }
+
+    #[test]
+    fn the_config_file_refuses_unknown_keys_and_secrets() {
+        assert!(toml::from_str::<FileConfig>("[jira]\napi_token = \"x\"").is_err());
+    }
+
+    #[test]
+    fn debug_output_of_a_config_shows_no_secret() {
+        let c = resolve(overrides(), FileConfig::default()).unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("tok\"") && !shown.contains("s1"), "{shown}");
+    }
+}

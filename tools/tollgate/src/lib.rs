@@ -1,0 +1,9 @@
+//! The `tollgate` command's pieces, as a library so the demo and the
+//! benchmark run the very stack that `serve` runs.
+
+pub mod config;
+pub mod demo;
+pub mod http;
+pub mod stack;
+pub mod telemetry;
+pub mod worker;

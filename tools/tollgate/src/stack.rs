@@ -1,0 +1,111 @@
+//! Starting the single-machine stack: SQLite, the Jira client (or an
+//! in-process jira-sim), the HTTP server and the worker pool. Clients are
+//! built once here and shared by reference.
+
+use crate::config::{JiraTarget, ServeConfig};
+use crate::http::{AppState, router};
+use crate::worker::{WorkerSettings, run_sweeper, run_worker};
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+use tollgate::adapters::jira::{JiraAuth, JiraClient};
+use tollgate::adapters::sqlite::SqliteDb;
+use tollgate::app::execute::ExecutorConfig;
+use tollgate::domain::secret::Secret;
+
+pub struct Running {
+    pub addr: SocketAddr,
+    pub jira_url: String,
+    pub db: SqliteDb,
+    /// The in-process simulator, when `--sim`.
+    pub sim: Option<Arc<jira_sim::Sim>>,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Running {
+    /// Stops accepting work and lets running jobs finish their current call;
+    /// whatever has not stopped after a grace period is aborted (its message
+    /// returns to the queue after its visibility timeout).
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        let drained = tokio::time::timeout(Duration::from_secs(10), async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            self.tasks.abort_all();
+            while self.tasks.join_next().await.is_some() {}
+        }
+    }
+
+    /// Waits until a task ends (the server failing) or ctrl-c.
+    pub async fn wait(mut self) -> anyhow::Result<()> {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("shutting down"),
+            r = self.tasks.join_next() => if let Some(Err(e)) = r { anyhow::bail!("a server task failed: {e}") },
+        }
+        self.shutdown().await;
+        Ok(())
+    }
+}
+
+pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
+    let db = SqliteDb::open(&config.db).with_context(|| format!("cannot open database {}", config.db.display()))?;
+    let mut tasks = JoinSet::new();
+    let (stop, stop_rx) = watch::channel(false);
+    let (url, auth, sim) = match &config.jira {
+        JiraTarget::Site { url, auth } => (url.clone(), auth.clone(), None),
+        JiraTarget::InProcessSim => {
+            let token = format!("sim-{}", fastrand::u64(..));
+            let sim_config = jira_sim::SimConfig {
+                email: "tollgate@sim.local".into(),
+                api_token: token.clone(),
+                latency: config.sim_latency,
+                ..Default::default()
+            };
+            let (addr, sim, handle) = jira_sim::spawn(sim_config, "127.0.0.1:0".parse()?).await?;
+            let mut sim_stop = stop_rx.clone();
+            tasks.spawn(async move {
+                let _ = sim_stop.wait_for(|s| *s).await;
+                handle.abort();
+            });
+            let auth = JiraAuth::Basic { email: "tollgate@sim.local".into(), api_token: Secret::new(token) };
+            (format!("http://{addr}"), auth, Some(sim))
+        }
+    };
+    let tracker = Arc::new(JiraClient::new(&url, auth, config.jira_timeout)?);
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let wake = Arc::new(Notify::new());
+    let state = Arc::new(AppState { db: db.clone(), secrets: config.webhook_secrets.clone(), wake: wake.clone() });
+    let mut http_stop = stop_rx.clone();
+    tasks.spawn(async move {
+        let shutdown = async move {
+            let _ = http_stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await {
+            tracing::error!(error = %e, "HTTP server stopped");
+        }
+    });
+    for i in 0..config.workers {
+        let settings = WorkerSettings {
+            visibility: config.visibility_timeout,
+            executor: ExecutorConfig {
+                worker: format!("worker-{i}"),
+                lease_ttl: config.lease_ttl,
+                ..ExecutorConfig::default()
+            },
+        };
+        tasks.spawn(run_worker(db.clone(), tracker.clone(), settings, wake.clone(), stop_rx.clone()));
+    }
+    tasks.spawn(run_sweeper(db.clone(), wake, stop_rx));
+    tracing::info!(%addr, jira = %url, workers = config.workers, db = %config.db.display(), "tollgate serving");
+    Ok(Running { addr, jira_url: url, db, sim, stop, tasks })
+}

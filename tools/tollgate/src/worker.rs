@@ -1,0 +1,96 @@
+//! The `serve` worker pool: the embedded equivalent of the executor Lambda's
+//! SQS event source. Receives messages, runs the shared executor, and turns
+//! its disposition into a delete or a visibility change. While a job runs,
+//! its message's visibility is extended so no other worker receives it.
+
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+use tollgate::adapters::sqlite::SqliteDb;
+use tollgate::app::execute::{Disposition, Executor, ExecutorConfig};
+use tollgate::app::ingest::resend_unenqueued;
+use tollgate::domain::time::Timestamp;
+use tollgate::ports::{Clock, SystemClock, Tracker, WorkQueue};
+
+pub struct WorkerSettings {
+    pub visibility: Duration,
+    pub executor: ExecutorConfig,
+}
+
+const IDLE_POLL: Duration = Duration::from_millis(200);
+
+pub async fn run_worker<T: Tracker>(
+    db: SqliteDb,
+    tracker: Arc<T>,
+    settings: WorkerSettings,
+    wake: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let executor = Executor { store: &db, tracker: tracker.as_ref(), clock: &SystemClock, config: &settings.executor };
+    while !*stop.borrow() {
+        let deliveries = match db.receive(1, settings.visibility).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "queue receive failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if deliveries.is_empty() {
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(IDLE_POLL) => {}
+                _ = stop.changed() => {}
+            }
+            continue;
+        }
+        for d in deliveries {
+            tracing::debug!(job_id = %d.job_id, receive_count = d.receive_count, "received");
+            let run = executor.run(&d.job_id);
+            tokio::pin!(run);
+            let heartbeat = settings.visibility / 2;
+            let outcome = loop {
+                tokio::select! {
+                    r = &mut run => break r,
+                    _ = tokio::time::sleep(heartbeat) => {
+                        if let Err(e) = db.change_visibility(&d.receipt, settings.visibility).await {
+                            tracing::warn!(job_id = %d.job_id, error = %e, "visibility heartbeat failed");
+                        }
+                    }
+                }
+            };
+            tracing::debug!(job_id = %d.job_id, ?outcome, "ran");
+            let settled = match outcome {
+                Ok(Disposition::Done) => db.delete(&d.receipt).await,
+                Ok(Disposition::RetryAfter(wait)) => db.change_visibility(&d.receipt, wait).await,
+                Err(e) => {
+                    tracing::warn!(job_id = %d.job_id, error = %e, "job run failed; message returns");
+                    db.change_visibility(&d.receipt, Duration::from_secs(2)).await
+                }
+            };
+            if let Err(e) = settled {
+                tracing::warn!(job_id = %d.job_id, error = %e, "could not settle message; it returns after its visibility timeout");
+            }
+        }
+    }
+}
+
+/// Re-sends jobs whose message a crash may have lost (the outbox sweep).
+pub async fn run_sweeper(db: SqliteDb, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
+    let every = Duration::from_secs(5);
+    while !*stop.borrow() {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => break,
+        }
+        let cutoff = Timestamp(SystemClock.now().0 - every.as_millis() as i64);
+        match resend_unenqueued(&db, &db, cutoff).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(count = n, "re-sent jobs whose queue message was missing");
+                wake.notify_waiters();
+            }
+            Err(e) => tracing::warn!(error = %e, "outbox sweep failed"),
+        }
+    }
+}
