@@ -1,1 +1,202 @@
+//! Test harness for black-box tests: starts the real `tollgate` and
+//! `jira-sim` binaries on free loopback ports, signs and sends events, and
+//! reads jobs and the simulator's report back over HTTP.
+//!
+//! The binaries come from the same target directory as the test; the
+//! README's test command builds them first (`cargo build --workspace --bins`).
 
+use anyhow::{Context, bail};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tollgate::domain::secret::Secret;
+use tollgate::domain::signature;
+
+pub const SIM_EMAIL: &str = "e2e@example.com";
+pub const SIM_TOKEN: &str = "e2e-token";
+
+/// `target/debug` (or wherever this test binary lives).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let deps = exe.parent().expect("deps dir");
+    deps.parent().expect("target profile dir").to_path_buf()
+}
+
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --workspace --bins` before the black-box tests",
+        p.display()
+    );
+    p
+}
+
+/// A child process killed (SIGKILL) when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub url: String,
+}
+
+impl Proc {
+    /// Starts `cmd` and waits for its "listening on http://ADDR" line.
+    pub fn start(mut cmd: Command, ready_marker: &str) -> anyhow::Result<Proc> {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+        let mut child = cmd.spawn().with_context(|| format!("cannot start {cmd:?}"))?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let url = loop {
+            let Some(line) = lines.next() else {
+                let status = child.wait()?;
+                bail!("{cmd:?} exited ({status}) before it was ready");
+            };
+            let line = line?;
+            if let Some(rest) = line.strip_prefix(ready_marker) {
+                let url = rest.split_whitespace().next().unwrap_or_default().to_string();
+                break url;
+            }
+        };
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Ok(Proc { child, url })
+    }
+
+    /// SIGKILL: no shutdown hook, no flush, as a crash.
+    pub fn kill_hard(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill_hard();
+    }
+}
+
+pub fn start_sim(latency_ms: u64) -> anyhow::Result<Proc> {
+    let mut cmd = Command::new(bin("jira-sim"));
+    cmd.args(["--listen", "127.0.0.1:0", "--latency-ms", &latency_ms.to_string()])
+        .env("JIRA_SIM_EMAIL", SIM_EMAIL)
+        .env("JIRA_SIM_API_TOKEN", SIM_TOKEN);
+    Proc::start(cmd, "jira-sim listening on ")
+}
+
+pub struct ServeOptions<'a> {
+    pub db: &'a Path,
+    pub jira_url: &'a str,
+    pub secrets: &'a str,
+    pub workers: usize,
+    pub visibility_secs: u64,
+}
+
+pub fn start_serve(o: &ServeOptions<'_>) -> anyhow::Result<Proc> {
+    let mut cmd = Command::new(bin("tollgate"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--jira-url", o.jira_url])
+        .arg("--db")
+        .arg(o.db)
+        .args(["--workers", &o.workers.to_string()])
+        .args(["--visibility-timeout-secs", &o.visibility_secs.to_string()])
+        .args(["--lease-ttl-secs", &o.visibility_secs.to_string()])
+        .env("TOLLGATE_WEBHOOK_SECRET", o.secrets)
+        .env("TOLLGATE_JIRA_EMAIL", SIM_EMAIL)
+        .env("TOLLGATE_JIRA_API_TOKEN", SIM_TOKEN)
+        .env("RUST_LOG", std::env::var("E2E_LOG").unwrap_or_else(|_| "warn".into()));
+    Proc::start(cmd, "tollgate listening on ")
+}
+
+/// A scratch directory removed on drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("tollgate-e2e-{name}-{}-{}", std::process::id(), fastrand_u32()));
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        Scratch(dir)
+    }
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.0.join(file)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn fastrand_u32() -> u32 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0)
+}
+
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// An HTTP client for one tollgate instance.
+pub struct Api {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+pub struct Sent {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Api {
+    pub fn new(base: &str) -> Api {
+        Api { base: base.to_string(), http: reqwest::Client::new() }
+    }
+
+    /// Posts `body` exactly as given, with an optional signature header.
+    pub async fn post_raw(&self, body: &[u8], signature_header: Option<String>) -> anyhow::Result<Sent> {
+        let mut req = self.http.post(format!("{}/v1/events", self.base)).header("Content-Type", "application/json");
+        if let Some(sig) = signature_header {
+            req = req.header(signature::HEADER, sig);
+        }
+        let resp = req.body(body.to_vec()).send().await?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await?;
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Ok(Sent { status, body })
+    }
+
+    /// Posts `body` signed now with `secret`.
+    pub async fn post_signed(&self, body: &[u8], secret: &str) -> anyhow::Result<Sent> {
+        let sig = signature::sign(&Secret::new(secret), now_unix(), body);
+        self.post_raw(body, Some(sig)).await
+    }
+
+    pub async fn job(&self, id: &str) -> anyhow::Result<Value> {
+        Ok(self.http.get(format!("{}/v1/jobs/{id}", self.base)).send().await?.json().await?)
+    }
+
+    /// Polls until the job reaches a terminal state (or `timeout`).
+    pub async fn wait_terminal(&self, id: &str, timeout: Duration) -> anyhow::Result<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let job = self.job(id).await?;
+            let state = job["state"].as_str().unwrap_or_default();
+            if matches!(state, "SUCCEEDED" | "FAILED" | "EXHAUSTED" | "DENIED" | "EXPIRED" | "REJECTED" | "SUPERSEDED") {
+                return Ok(job);
+            }
+            if Instant::now() > deadline {
+                bail!("job {id} still {state} after {timeout:?}: {job}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+pub async fn sim_report(sim_url: &str) -> anyhow::Result<Value> {
+    Ok(reqwest::get(format!("{sim_url}/_sim/report")).await?.json().await?)
+}
+
+/// The project's copies of the contract examples.
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/contract").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
+}

@@ -105,15 +105,26 @@ pub async fn spawn(config: SimConfig, addr: SocketAddr) -> std::io::Result<(Sock
     Ok((local, sim, handle))
 }
 
+/// Counts the request, does the work, then waits out the latency before
+/// answering: like a real server, the effect happens even when the client
+/// gives up (or dies) before the answer arrives.
 async fn count_and_delay(State(sim): State<Shared>, req: Request, next: Next) -> Response {
-    if !req.uri().path().starts_with("/_sim/") {
-        let endpoint = format!("{} {}", req.method(), store::endpoint_template(req.uri().path()));
-        sim.store().count_request(endpoint);
-        if !sim.config.latency.is_zero() {
-            tokio::time::sleep(sim.config.latency).await;
-        }
+    if req.uri().path().starts_with("/_sim/") {
+        return next.run(req).await;
     }
-    next.run(req).await
+    let endpoint = format!("{} {}", req.method(), store::endpoint_template(req.uri().path()));
+    sim.store().count_request(endpoint);
+    let latency = sim.config.latency;
+    // Run the handler to completion even if this future is dropped.
+    let work = tokio::spawn(next.run(req));
+    let response = match work.await {
+        Ok(r) => r,
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    response
 }
 
 async fn authenticate(State(sim): State<Shared>, req: Request, next: Next) -> Response {
