@@ -15,7 +15,13 @@ async fn a_killed_server_restarted_on_its_database_finishes_every_job_without_du
     // Jira takes 150 ms per answer, so the kill lands while calls are in
     // flight: some creates will have happened in Jira with their answer lost.
     let sim = start_sim(150).unwrap();
-    let opts = ServeOptions { db: &db, jira_url: &sim.url, secrets: SECRET, workers: 4, visibility_secs: 2 };
+    let opts = ServeOptions {
+        db: &db,
+        jira_url: &sim.url,
+        secrets: SECRET,
+        workers: 4,
+        visibility_secs: 2,
+    };
     let mut first = start_serve(&opts).unwrap();
     let api = Api::new(&first.url);
 
@@ -46,7 +52,9 @@ async fn a_killed_server_restarted_on_its_database_finishes_every_job_without_du
     // Kill once a few issues exist and most work is still ahead.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let issues = sim_report(&sim.url).await.unwrap()["totals"]["issues"].as_u64().unwrap();
+        let issues = sim_report(&sim.url).await.unwrap()["totals"]["issues"]
+            .as_u64()
+            .unwrap();
         if issues >= 4 {
             break;
         }
@@ -56,17 +64,31 @@ async fn a_killed_server_restarted_on_its_database_finishes_every_job_without_du
     first.kill_hard();
     let at_kill = sim_report(&sim.url).await.unwrap();
     let created_at_kill = at_kill["totals"]["issues"].as_u64().unwrap();
-    assert!(created_at_kill < ALERTS as u64, "the kill must land mid-run (had {created_at_kill})");
+    assert!(
+        created_at_kill < ALERTS as u64,
+        "the kill must land mid-run (had {created_at_kill})"
+    );
 
     let second = start_serve(&opts).unwrap();
     let api = Api::new(&second.url);
     for id in &jobs {
-        let job = api.wait_terminal(id, Duration::from_secs(90)).await.unwrap();
+        let job = api
+            .wait_terminal(id, Duration::from_secs(90))
+            .await
+            .unwrap();
         assert_eq!(job["state"], "SUCCEEDED", "{job}");
     }
     let report = sim_report(&sim.url).await.unwrap();
-    assert_eq!(report["totals"]["duplicateIssues"], 0, "{}", report["duplicates"]);
-    assert_eq!(report["totals"]["duplicateComments"], 0, "{}", report["duplicateComments"]);
+    assert_eq!(
+        report["totals"]["duplicateIssues"], 0,
+        "{}",
+        report["duplicates"]
+    );
+    assert_eq!(
+        report["totals"]["duplicateComments"], 0,
+        "{}",
+        report["duplicateComments"]
+    );
     assert_eq!(report["totals"]["issues"], ALERTS as u64);
     assert_eq!(report["totals"]["comments"], (ALERTS * 2) as u64);
 }

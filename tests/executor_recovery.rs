@@ -31,11 +31,28 @@ struct Rig {
 async fn rig(name: &str) -> Rig {
     let dir = Scratch::new(name);
     let db = SqliteDb::open(dir.path("t.db")).unwrap();
-    let (addr, sim, _) = jira_sim::spawn(jira_sim::SimConfig::default(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let auth = JiraAuth::Basic { email: "sim@example.com".into(), api_token: Secret::new("sim-token") };
+    let (addr, sim, _) = jira_sim::spawn(
+        jira_sim::SimConfig::default(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let auth = JiraAuth::Basic {
+        email: "sim@example.com".into(),
+        api_token: Secret::new("sim-token"),
+    };
     let jira = JiraClient::new(&format!("http://{addr}"), auth, Duration::from_secs(5)).unwrap();
-    let config = ExecutorConfig { search_lag: Duration::from_secs(3), ..ExecutorConfig::default() };
-    Rig { db, jira, sim, config, _dir: dir }
+    let config = ExecutorConfig {
+        search_lag: Duration::from_secs(3),
+        ..ExecutorConfig::default()
+    };
+    Rig {
+        db,
+        jira,
+        sim,
+        config,
+        _dir: dir,
+    }
 }
 
 impl Rig {
@@ -43,7 +60,12 @@ impl Rig {
         let secret = [Secret::new("s")];
         let body = serde_json::to_vec(event).unwrap();
         let sig = signature::sign(&secret[0], SystemClock.now().unix_seconds(), &body);
-        let ingest = Ingest { store: &self.db, queue: &self.db, clock: &SystemClock, secrets: &secret };
+        let ingest = Ingest {
+            store: &self.db,
+            queue: &self.db,
+            clock: &SystemClock,
+            secrets: &secret,
+        };
         match ingest.handle(&body, Some(&sig)).await.unwrap() {
             IngestOutcome::Accepted { job_id, .. } => job_id,
             other => panic!("{other:?}"),
@@ -51,7 +73,12 @@ impl Rig {
     }
 
     async fn run(&self, id: &JobId) -> Disposition {
-        let ex = Executor { store: &self.db, tracker: &self.jira, clock: &SystemClock, config: &self.config };
+        let ex = Executor {
+            store: &self.db,
+            tracker: &self.jira,
+            clock: &SystemClock,
+            config: &self.config,
+        };
         ex.run(id).await.unwrap()
     }
 
@@ -97,7 +124,8 @@ async fn a_create_whose_answer_was_lost_is_found_by_its_label_not_repeated() {
     // The dead worker's create reached Jira; its answer never came back.
     let (fields, _) = planned_create(&event);
     let created = r.jira.create_issue(&fields, &[]).await.unwrap().value;
-    r.crash_during_step(&id, 0, Timestamp(SystemClock.now().0 - 10_000)).await;
+    r.crash_during_step(&id, 0, Timestamp(SystemClock.now().0 - 10_000))
+        .await;
 
     assert_eq!(r.run(&id).await, Disposition::Done);
     let job = r.db.job(&id).await.unwrap().unwrap();
@@ -108,16 +136,23 @@ async fn a_create_whose_answer_was_lost_is_found_by_its_label_not_repeated() {
     let link = r.db.link(&job.link).await.unwrap().unwrap();
     assert_eq!(link.issue_key, Some(created));
     let trail = r.db.audit_trail(&id).await.unwrap();
-    assert!(trail.iter().any(|e| e.outcome.starts_with("found the effect of an earlier attempt")));
+    assert!(trail.iter().any(|e| {
+        e.outcome
+            .starts_with("found the effect of an earlier attempt")
+    }));
 }
 
 #[tokio::test]
 async fn a_create_that_never_reached_jira_is_made_once_the_search_lag_has_passed() {
     let r = rig("never-sent").await;
     let id = r.ingest(&create_event()).await;
-    r.crash_during_step(&id, 0, Timestamp(SystemClock.now().0 - 10_000)).await;
+    r.crash_during_step(&id, 0, Timestamp(SystemClock.now().0 - 10_000))
+        .await;
     assert_eq!(r.run(&id).await, Disposition::Done);
-    assert_eq!(r.db.job(&id).await.unwrap().unwrap().state, JobState::Succeeded);
+    assert_eq!(
+        r.db.job(&id).await.unwrap().unwrap().state,
+        JobState::Succeeded
+    );
     assert_eq!(r.totals()["issues"], 1);
 }
 
@@ -127,11 +162,21 @@ async fn within_the_search_lag_an_unseen_create_is_waited_for_not_repeated() {
     let id = r.ingest(&create_event()).await;
     r.crash_during_step(&id, 0, SystemClock.now()).await;
     match r.run(&id).await {
-        Disposition::RetryAfter(wait) => assert!(wait <= Duration::from_secs(3) && wait > Duration::from_secs(1), "{wait:?}"),
+        Disposition::RetryAfter(wait) => assert!(
+            wait <= Duration::from_secs(3) && wait > Duration::from_secs(1),
+            "{wait:?}"
+        ),
         other => panic!("{other:?}"),
     }
-    assert_eq!(r.db.job(&id).await.unwrap().unwrap().state, JobState::Waiting);
-    assert_eq!(r.totals()["issues"], 0, "nothing created while the search may lag");
+    assert_eq!(
+        r.db.job(&id).await.unwrap().unwrap().state,
+        JobState::Waiting
+    );
+    assert_eq!(
+        r.totals()["issues"],
+        0,
+        "nothing created while the search may lag"
+    );
 }
 
 #[tokio::test]
@@ -144,11 +189,21 @@ async fn a_comment_whose_answer_was_lost_is_not_posted_twice() {
         .ingest(&json!({"sourceSystem": "alertmanager", "externalId": "r-1", "desiredOperation": "comment", "comment": "Once only."}))
         .await;
     // The dead worker posted the comment with its marker; the answer was lost.
-    r.jira.add_comment(&issue, "Once only.", &format!("{comment}:0")).await.unwrap();
+    r.jira
+        .add_comment(&issue, "Once only.", &format!("{comment}:0"))
+        .await
+        .unwrap();
     r.crash_during_step(&comment, 0, SystemClock.now()).await;
     assert_eq!(r.run(&comment).await, Disposition::Done);
-    assert_eq!(r.db.job(&comment).await.unwrap().unwrap().state, JobState::Succeeded);
-    assert_eq!(r.totals()["comments"], 2, "the create's comment and this one, once");
+    assert_eq!(
+        r.db.job(&comment).await.unwrap().unwrap().state,
+        JobState::Succeeded
+    );
+    assert_eq!(
+        r.totals()["comments"],
+        2,
+        "the create's comment and this one, once"
+    );
     assert_eq!(r.totals()["duplicateComments"], 0);
 }
 

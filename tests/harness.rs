@@ -44,7 +44,9 @@ impl Proc {
     /// Starts `cmd` and waits for its "listening on http://ADDR" line.
     pub fn start(mut cmd: Command, ready_marker: &str) -> anyhow::Result<Proc> {
         cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
-        let mut child = cmd.spawn().with_context(|| format!("cannot start {cmd:?}"))?;
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {cmd:?}"))?;
         let stdout = child.stdout.take().context("no stdout")?;
         let mut lines = BufReader::new(stdout).lines();
         let url = loop {
@@ -54,7 +56,11 @@ impl Proc {
             };
             let line = line?;
             if let Some(rest) = line.strip_prefix(ready_marker) {
-                let url = rest.split_whitespace().next().unwrap_or_default().to_string();
+                let url = rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
                 break url;
             }
         };
@@ -78,9 +84,14 @@ impl Drop for Proc {
 
 pub fn start_sim(latency_ms: u64) -> anyhow::Result<Proc> {
     let mut cmd = Command::new(bin("jira-sim"));
-    cmd.args(["--listen", "127.0.0.1:0", "--latency-ms", &latency_ms.to_string()])
-        .env("JIRA_SIM_EMAIL", SIM_EMAIL)
-        .env("JIRA_SIM_API_TOKEN", SIM_TOKEN);
+    cmd.args([
+        "--listen",
+        "127.0.0.1:0",
+        "--latency-ms",
+        &latency_ms.to_string(),
+    ])
+    .env("JIRA_SIM_EMAIL", SIM_EMAIL)
+    .env("JIRA_SIM_API_TOKEN", SIM_TOKEN);
     Proc::start(cmd, "jira-sim listening on ")
 }
 
@@ -103,7 +114,10 @@ pub fn start_serve(o: &ServeOptions<'_>) -> anyhow::Result<Proc> {
         .env("TOLLGATE_WEBHOOK_SECRET", o.secrets)
         .env("TOLLGATE_JIRA_EMAIL", SIM_EMAIL)
         .env("TOLLGATE_JIRA_API_TOKEN", SIM_TOKEN)
-        .env("RUST_LOG", std::env::var("E2E_LOG").unwrap_or_else(|_| "warn".into()));
+        .env(
+            "RUST_LOG",
+            std::env::var("E2E_LOG").unwrap_or_else(|_| "warn".into()),
+        );
     Proc::start(cmd, "tollgate listening on ")
 }
 
@@ -112,7 +126,11 @@ pub struct Scratch(pub PathBuf);
 
 impl Scratch {
     pub fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("tollgate-e2e-{name}-{}-{}", std::process::id(), fastrand_u32()));
+        let dir = std::env::temp_dir().join(format!(
+            "tollgate-e2e-{name}-{}-{}",
+            std::process::id(),
+            fastrand_u32()
+        ));
         std::fs::create_dir_all(&dir).expect("scratch dir");
         Scratch(dir)
     }
@@ -128,11 +146,17 @@ impl Drop for Scratch {
 }
 
 fn fastrand_u32() -> u32 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
 }
 
 pub fn now_unix() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// An HTTP client for one tollgate instance.
@@ -148,12 +172,22 @@ pub struct Sent {
 
 impl Api {
     pub fn new(base: &str) -> Api {
-        Api { base: base.to_string(), http: reqwest::Client::new() }
+        Api {
+            base: base.to_string(),
+            http: reqwest::Client::new(),
+        }
     }
 
     /// Posts `body` exactly as given, with an optional signature header.
-    pub async fn post_raw(&self, body: &[u8], signature_header: Option<String>) -> anyhow::Result<Sent> {
-        let mut req = self.http.post(format!("{}/v1/events", self.base)).header("Content-Type", "application/json");
+    pub async fn post_raw(
+        &self,
+        body: &[u8],
+        signature_header: Option<String>,
+    ) -> anyhow::Result<Sent> {
+        let mut req = self
+            .http
+            .post(format!("{}/v1/events", self.base))
+            .header("Content-Type", "application/json");
         if let Some(sig) = signature_header {
             req = req.header(signature::HEADER, sig);
         }
@@ -171,7 +205,13 @@ impl Api {
     }
 
     pub async fn job(&self, id: &str) -> anyhow::Result<Value> {
-        Ok(self.http.get(format!("{}/v1/jobs/{id}", self.base)).send().await?.json().await?)
+        Ok(self
+            .http
+            .get(format!("{}/v1/jobs/{id}", self.base))
+            .send()
+            .await?
+            .json()
+            .await?)
     }
 
     /// Polls until the job reaches a terminal state (or `timeout`).
@@ -180,7 +220,16 @@ impl Api {
         loop {
             let job = self.job(id).await?;
             let state = job["state"].as_str().unwrap_or_default();
-            if matches!(state, "SUCCEEDED" | "FAILED" | "EXHAUSTED" | "DENIED" | "EXPIRED" | "REJECTED" | "SUPERSEDED") {
+            if matches!(
+                state,
+                "SUCCEEDED"
+                    | "FAILED"
+                    | "EXHAUSTED"
+                    | "DENIED"
+                    | "EXPIRED"
+                    | "REJECTED"
+                    | "SUPERSEDED"
+            ) {
                 return Ok(job);
             }
             if Instant::now() > deadline {
@@ -192,11 +241,16 @@ impl Api {
 }
 
 pub async fn sim_report(sim_url: &str) -> anyhow::Result<Value> {
-    Ok(reqwest::get(format!("{sim_url}/_sim/report")).await?.json().await?)
+    Ok(reqwest::get(format!("{sim_url}/_sim/report"))
+        .await?
+        .json()
+        .await?)
 }
 
 /// The project's copies of the contract examples.
 pub fn fixture(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/contract").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/contract")
+        .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
 }

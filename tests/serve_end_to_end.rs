@@ -28,7 +28,12 @@ fn stack_with_secrets(name: &str, secrets: &str) -> Stack {
     })
     .unwrap();
     let api = Api::new(&serve.url);
-    Stack { sim, _serve: serve, api, _dir: dir }
+    Stack {
+        sim,
+        _serve: serve,
+        api,
+        _dir: dir,
+    }
 }
 
 fn stack(name: &str) -> Stack {
@@ -38,7 +43,11 @@ fn stack(name: &str) -> Stack {
 #[tokio::test]
 async fn a_signed_create_is_accepted_executed_once_and_audited() {
     let s = stack("create");
-    let sent = s.api.post_signed(&fixture("create.json"), SECRET).await.unwrap();
+    let sent = s
+        .api
+        .post_signed(&fixture("create.json"), SECRET)
+        .await
+        .unwrap();
     assert_eq!(sent.status, 202, "{}", sent.body);
     assert_eq!(sent.body["duplicate"], false);
     assert_eq!(sent.body["state"], "QUEUED");
@@ -49,18 +58,34 @@ async fn a_signed_create_is_accepted_executed_once_and_audited() {
     assert_eq!(job["state"], "SUCCEEDED", "{job}");
     let key = job["issueKey"].as_str().unwrap();
     assert!(key.starts_with("OPS-"));
-    let stages: Vec<&str> = job["audit"].as_array().unwrap().iter().map(|e| e["stage"].as_str().unwrap()).collect();
+    let stages: Vec<&str> = job["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["stage"].as_str().unwrap())
+        .collect();
     assert_eq!(stages, ["validation", "queue", "lease", "jira", "outcome"]);
     let jira = &job["audit"][3];
-    assert_eq!(jira["intent"], "create Incident in OPS: Disk 95% full on db-7");
+    assert_eq!(
+        jira["intent"],
+        "create Incident in OPS: Disk 95% full on db-7"
+    );
     assert_eq!(jira["response"]["status"], 201);
 
     let report = sim_report(&s.sim.url).await.unwrap();
     assert_eq!(report["totals"]["issues"], 1);
     let issue = &report["issues"][0];
     assert_eq!(issue["key"], key);
-    let labels: Vec<&str> = issue["labels"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
-    assert!(labels.contains(&"alert") && labels.iter().any(|l| l.starts_with("tollgate-")), "{labels:?}");
+    let labels: Vec<&str> = issue["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert!(
+        labels.contains(&"alert") && labels.iter().any(|l| l.starts_with("tollgate-")),
+        "{labels:?}"
+    );
 }
 
 #[tokio::test]
@@ -75,22 +100,42 @@ async fn a_redelivered_event_answers_with_the_original_job_and_creates_nothing_m
     assert_eq!(second.status, 202);
     assert_eq!(second.body["duplicate"], true);
     assert_eq!(second.body["jobId"], first.body["jobId"]);
-    let job = s.api.wait_terminal(first.body["jobId"].as_str().unwrap(), WAIT).await.unwrap();
+    let job = s
+        .api
+        .wait_terminal(first.body["jobId"].as_str().unwrap(), WAIT)
+        .await
+        .unwrap();
     assert_eq!(job["state"], "SUCCEEDED");
     let third = s.api.post_signed(&body, SECRET).await.unwrap();
-    assert_eq!((third.body["duplicate"].clone(), third.body["state"].clone()), (json!(true), json!("SUCCEEDED")));
+    assert_eq!(
+        (third.body["duplicate"].clone(), third.body["state"].clone()),
+        (json!(true), json!("SUCCEEDED"))
+    );
     let report = sim_report(&s.sim.url).await.unwrap();
     assert_eq!(report["totals"]["issues"], 1);
     let audit = job["audit"].as_array().unwrap();
-    assert!(audit.iter().any(|e| e["outcome"] == "duplicate delivery suppressed"));
+    assert!(
+        audit
+            .iter()
+            .any(|e| e["outcome"] == "duplicate delivery suppressed")
+    );
 }
 
 #[tokio::test]
 async fn an_event_missing_fields_gets_400_naming_each_and_nothing_is_stored() {
     let s = stack("invalid");
-    let sent = s.api.post_signed(&fixture("invalid-missing-fields.json"), SECRET).await.unwrap();
+    let sent = s
+        .api
+        .post_signed(&fixture("invalid-missing-fields.json"), SECRET)
+        .await
+        .unwrap();
     assert_eq!(sent.status, 400);
-    let fields: Vec<&str> = sent.body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    let fields: Vec<&str> = sent.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
     for f in ["externalId", "projectKey", "issueType"] {
         assert!(fields.contains(&f), "{f} not in {fields:?}");
     }
@@ -98,7 +143,10 @@ async fn an_event_missing_fields_gets_400_naming_each_and_nothing_is_stored() {
     assert_eq!(garbage.status, 400);
     assert_eq!(garbage.body["errors"][0]["field"], "body");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(sim_report(&s.sim.url).await.unwrap()["totals"]["requests"], 0);
+    assert_eq!(
+        sim_report(&s.sim.url).await.unwrap()["totals"]["requests"],
+        0
+    );
 }
 
 #[tokio::test]
@@ -107,24 +155,39 @@ async fn signatures_are_checked_before_anything_else() {
     let body = fixture("create.json");
     let unsigned = s.api.post_raw(&body, None).await.unwrap();
     assert_eq!(unsigned.status, 401);
-    assert!(unsigned.body["message"].as_str().unwrap().contains("missing"));
+    assert!(
+        unsigned.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("missing")
+    );
     let forged = s.api.post_signed(&body, "guess").await.unwrap();
     assert_eq!(forged.status, 401);
     let stale = signature::sign(&Secret::new("new-secret"), now_unix() - 600, &body);
     let expired = s.api.post_raw(&body, Some(stale)).await.unwrap();
     assert_eq!(expired.status, 401);
-    assert!(expired.body["message"].as_str().unwrap().contains("tolerance"));
+    assert!(
+        expired.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("tolerance")
+    );
     // An unsigned invalid body is refused for its signature, not parsed.
     let unsigned_invalid = s.api.post_raw(b"{", None).await.unwrap();
     assert_eq!(unsigned_invalid.status, 401);
     let rotated = s.api.post_signed(&body, "old-secret").await.unwrap();
-    assert_eq!(rotated.status, 202, "a secret being rotated out still works");
+    assert_eq!(
+        rotated.status, 202,
+        "a secret being rotated out still works"
+    );
 }
 
 #[tokio::test]
 async fn a_body_over_the_limit_gets_413_naming_it() {
     let s = stack("large");
-    let mut body = br#"{"sourceSystem":"a","externalId":"1","desiredOperation":"comment","comment":""#.to_vec();
+    let mut body =
+        br#"{"sourceSystem":"a","externalId":"1","desiredOperation":"comment","comment":""#
+            .to_vec();
     body.extend(std::iter::repeat_n(b'x', 300 * 1024));
     body.extend(br#""}"#);
     let sent = s.api.post_signed(&body, SECRET).await.unwrap();
@@ -135,10 +198,18 @@ async fn a_body_over_the_limit_gets_413_naming_it() {
 #[tokio::test]
 async fn a_create_resent_with_another_payload_is_a_conflict() {
     let s = stack("conflict");
-    let first = s.api.post_signed(&fixture("create.json"), SECRET).await.unwrap();
+    let first = s
+        .api
+        .post_signed(&fixture("create.json"), SECRET)
+        .await
+        .unwrap();
     let mut changed: Value = serde_json::from_slice(&fixture("create.json")).unwrap();
     changed["summary"] = json!("Disk 99% full on db-7");
-    let second = s.api.post_signed(&serde_json::to_vec(&changed).unwrap(), SECRET).await.unwrap();
+    let second = s
+        .api
+        .post_signed(&serde_json::to_vec(&changed).unwrap(), SECRET)
+        .await
+        .unwrap();
     assert_eq!(second.status, 409);
     assert_eq!(second.body["jobId"], first.body["jobId"]);
 }
@@ -148,38 +219,88 @@ async fn comments_and_transitions_by_external_id_land_on_the_issue_created_for_i
     let s = stack("follow-up");
     // The comment is sent first, as an out-of-order sender would: it waits
     // for the create instead of failing.
-    let comment = s.api.post_signed(&fixture("comment-by-external-id.json"), SECRET).await.unwrap();
-    let create = s.api.post_signed(&fixture("create.json"), SECRET).await.unwrap();
-    let c = s.api.wait_terminal(create.body["jobId"].as_str().unwrap(), WAIT).await.unwrap();
-    let m = s.api.wait_terminal(comment.body["jobId"].as_str().unwrap(), WAIT).await.unwrap();
-    assert_eq!((c["state"].as_str(), m["state"].as_str()), (Some("SUCCEEDED"), Some("SUCCEEDED")), "{m}");
+    let comment = s
+        .api
+        .post_signed(&fixture("comment-by-external-id.json"), SECRET)
+        .await
+        .unwrap();
+    let create = s
+        .api
+        .post_signed(&fixture("create.json"), SECRET)
+        .await
+        .unwrap();
+    let c = s
+        .api
+        .wait_terminal(create.body["jobId"].as_str().unwrap(), WAIT)
+        .await
+        .unwrap();
+    let m = s
+        .api
+        .wait_terminal(comment.body["jobId"].as_str().unwrap(), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(
+        (c["state"].as_str(), m["state"].as_str()),
+        (Some("SUCCEEDED"), Some("SUCCEEDED")),
+        "{m}"
+    );
     assert_eq!(m["issueKey"], c["issueKey"]);
-    let t = s.api.post_signed(&fixture("transition.json"), SECRET).await.unwrap();
-    let t = s.api.wait_terminal(t.body["jobId"].as_str().unwrap(), WAIT).await.unwrap();
+    let t = s
+        .api
+        .post_signed(&fixture("transition.json"), SECRET)
+        .await
+        .unwrap();
+    let t = s
+        .api
+        .wait_terminal(t.body["jobId"].as_str().unwrap(), WAIT)
+        .await
+        .unwrap();
     assert_eq!(t["state"], "SUCCEEDED", "{t}");
 
     let report = sim_report(&s.sim.url).await.unwrap();
     let issue = &report["issues"][0];
     assert_eq!(issue["status"], "Done");
-    assert_eq!(issue["comments"], json!(["Still firing after 30 minutes.", "Resolved at 10:42 UTC."]));
+    assert_eq!(
+        issue["comments"],
+        json!(["Still firing after 30 minutes.", "Resolved at 10:42 UTC."])
+    );
     assert_eq!(report["totals"]["duplicateComments"], 0);
 }
 
 #[tokio::test]
 async fn an_upsert_creates_once_and_then_edits() {
     let s = stack("upsert");
-    let first = s.api.post_signed(&fixture("upsert-cmdb.json"), SECRET).await.unwrap();
-    let a = s.api.wait_terminal(first.body["jobId"].as_str().unwrap(), WAIT).await.unwrap();
+    let first = s
+        .api
+        .post_signed(&fixture("upsert-cmdb.json"), SECRET)
+        .await
+        .unwrap();
+    let a = s
+        .api
+        .wait_terminal(first.body["jobId"].as_str().unwrap(), WAIT)
+        .await
+        .unwrap();
     let mut revised: Value = serde_json::from_slice(&fixture("upsert-cmdb.json")).unwrap();
     revised["summary"] = json!("Server web-12 decommissioned and wiped");
-    let second = s.api.post_signed(&serde_json::to_vec(&revised).unwrap(), SECRET).await.unwrap();
+    let second = s
+        .api
+        .post_signed(&serde_json::to_vec(&revised).unwrap(), SECRET)
+        .await
+        .unwrap();
     assert_eq!(second.body["duplicate"], false, "a revision is new work");
-    let b = s.api.wait_terminal(second.body["jobId"].as_str().unwrap(), WAIT).await.unwrap();
+    let b = s
+        .api
+        .wait_terminal(second.body["jobId"].as_str().unwrap(), WAIT)
+        .await
+        .unwrap();
     assert_eq!(b["state"], "SUCCEEDED", "{b}");
     assert_eq!(a["issueKey"], b["issueKey"]);
     let report = sim_report(&s.sim.url).await.unwrap();
     assert_eq!(report["totals"]["issues"], 1);
-    assert_eq!(report["issues"][0]["summary"], "Server web-12 decommissioned and wiped");
+    assert_eq!(
+        report["issues"][0]["summary"],
+        "Server web-12 decommissioned and wiped"
+    );
     assert_eq!(report["issues"][0]["fields"]["customfield_10050"], "web-12");
 }
 
@@ -188,17 +309,35 @@ async fn a_permanent_jira_error_fails_the_job_with_jiras_reason() {
     let s = stack("permanent");
     let mut event: Value = serde_json::from_slice(&fixture("create.json")).unwrap();
     event["projectKey"] = json!("NOPE");
-    let sent = s.api.post_signed(&serde_json::to_vec(&event).unwrap(), SECRET).await.unwrap();
-    let job = s.api.wait_terminal(sent.body["jobId"].as_str().unwrap(), WAIT).await.unwrap();
+    let sent = s
+        .api
+        .post_signed(&serde_json::to_vec(&event).unwrap(), SECRET)
+        .await
+        .unwrap();
+    let job = s
+        .api
+        .wait_terminal(sent.body["jobId"].as_str().unwrap(), WAIT)
+        .await
+        .unwrap();
     assert_eq!(job["state"], "FAILED");
-    assert!(job["lastError"].as_str().unwrap().contains("project: valid project is required"), "{job}");
+    assert!(
+        job["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("project: valid project is required"),
+        "{job}"
+    );
     assert_eq!(job["attempts"], 0, "a permanent error is not retried");
 }
 
 #[tokio::test]
 async fn an_unknown_job_is_404() {
     let s = stack("404");
-    let a = s.api.job("01a20743-0530-759f-a61d-e3a182380920").await.unwrap();
+    let a = s
+        .api
+        .job("01a20743-0530-759f-a61d-e3a182380920")
+        .await
+        .unwrap();
     assert_eq!(a["error"], "not_found");
     let b = s.api.job("..%2F..%2Fetc").await.unwrap();
     assert_eq!(b["error"], "not_found");

@@ -72,7 +72,8 @@ pub trait JobStore: Send + Sync {
         audit: &[AuditEntry],
     ) -> impl Future<Output = Result<Admission, StoreError>> + Send;
 
-    fn job(&self, id: &JobId) -> impl Future<Output = Result<Option<JobRecord>, StoreError>> + Send;
+    fn job(&self, id: &JobId)
+    -> impl Future<Output = Result<Option<JobRecord>, StoreError>> + Send;
 
     /// Writes the job's mutable fields if its state is still `expected`.
     /// Returns false, changing nothing, when another writer got there first.
@@ -89,10 +90,16 @@ pub trait JobStore: Send + Sync {
         entry: &AuditEntry,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    fn audit_trail(&self, id: &JobId) -> impl Future<Output = Result<Vec<AuditEntry>, StoreError>> + Send;
+    fn audit_trail(
+        &self,
+        id: &JobId,
+    ) -> impl Future<Output = Result<Vec<AuditEntry>, StoreError>> + Send;
 
     /// Whether a revision of the same key was admitted after `job`.
-    fn has_newer_revision(&self, job: &JobRecord) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    fn has_newer_revision(
+        &self,
+        job: &JobRecord,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Jobs admitted before `before` whose queue message may never have been
     /// sent (the outbox sweep).
@@ -154,7 +161,11 @@ pub trait Leases: Send + Sync {
         ttl: Duration,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    fn release(&self, name: &str, holder: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn release(
+        &self,
+        name: &str,
+        holder: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// A message on the work queue: which job to run.
@@ -175,7 +186,11 @@ pub struct Delivery {
 
 /// At-least-once work queue with per-message visibility, as SQS has.
 pub trait WorkQueue: Send + Sync {
-    fn send(&self, msg: &WorkMessage, delay: Duration) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn send(
+        &self,
+        msg: &WorkMessage,
+        delay: Duration,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     fn receive(
         &self,
@@ -204,7 +219,10 @@ pub struct Answer<T> {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum TrackerError {
     #[error("throttled (HTTP {status})")]
-    Throttled { status: u16, signal: RateLimitSignal },
+    Throttled {
+        status: u16,
+        signal: RateLimitSignal,
+    },
     /// May have taken effect: a timeout after sending counts here.
     #[error("transient failure: {message}")]
     Transient {
@@ -243,16 +261,32 @@ pub trait Tracker: Send + Sync {
 
     /// Posts a comment carrying `marker` as a comment property, so that
     /// [`Tracker::has_comment`] can tell whether a lost answer took effect.
-    fn add_comment(&self, key: &IssueKey, text: &str, marker: &str) -> impl Future<Output = TrackerResult<()>> + Send;
+    fn add_comment(
+        &self,
+        key: &IssueKey,
+        text: &str,
+        marker: &str,
+    ) -> impl Future<Output = TrackerResult<()>> + Send;
 
-    fn has_comment(&self, key: &IssueKey, marker: &str) -> impl Future<Output = TrackerResult<bool>> + Send;
+    fn has_comment(
+        &self,
+        key: &IssueKey,
+        marker: &str,
+    ) -> impl Future<Output = TrackerResult<bool>> + Send;
 
     /// Moves the issue through the transition named `name` (or to the status
     /// of that name).
-    fn transition(&self, key: &IssueKey, name: &str) -> impl Future<Output = TrackerResult<TransitionDone>> + Send;
+    fn transition(
+        &self,
+        key: &IssueKey,
+        name: &str,
+    ) -> impl Future<Output = TrackerResult<TransitionDone>> + Send;
 
     /// Issues carrying `label` (JQL search), oldest first.
-    fn find_by_label(&self, label: &str) -> impl Future<Output = TrackerResult<Vec<IssueKey>>> + Send;
+    fn find_by_label(
+        &self,
+        label: &str,
+    ) -> impl Future<Output = TrackerResult<Vec<IssueKey>>> + Send;
 }
 
 pub trait Clock: Send + Sync {

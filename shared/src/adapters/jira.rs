@@ -73,9 +73,17 @@ impl JiraClient {
 
     /// Sends one request; returns the body of a success, or the classified
     /// failure.
-    async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> TrackerResult<Vec<u8>> {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> TrackerResult<Vec<u8>> {
         let url = format!("{}{}", self.base, path);
-        let mut req = self.http.request(method, &url).header("Accept", "application/json");
+        let mut req = self
+            .http
+            .request(method, &url)
+            .header("Accept", "application/json");
         req = match &self.auth {
             JiraAuth::Basic { email, api_token } => req.basic_auth(email, Some(api_token.expose())),
             JiraAuth::Bearer(token) => req.bearer_auth(token.expose()),
@@ -95,7 +103,9 @@ impl JiraClient {
         };
         let status = resp.status().as_u16();
         let signal = RateLimitSignal::from_headers(
-            resp.headers().iter().filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v))),
+            resp.headers()
+                .iter()
+                .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v))),
         );
         let bytes = match resp.bytes().await {
             Ok(b) => b.to_vec(),
@@ -108,7 +118,11 @@ impl JiraClient {
             }
         };
         match classify(status, &bytes) {
-            Classified::Success => Ok(Answer { value: bytes, status, signal }),
+            Classified::Success => Ok(Answer {
+                value: bytes,
+                status,
+                signal,
+            }),
             Classified::Throttled => Err(TrackerError::Throttled { status, signal }),
             Classified::Transient { message } => Err(TrackerError::Transient {
                 status: Some(status),
@@ -119,7 +133,12 @@ impl JiraClient {
         }
     }
 
-    async fn call_json(&self, method: Method, path: &str, body: Option<&Value>) -> TrackerResult<Value> {
+    async fn call_json(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> TrackerResult<Value> {
         let a = self.call(method, path, body).await?;
         let value = if a.value.is_empty() {
             Value::Null
@@ -130,7 +149,11 @@ impl JiraClient {
                 signal: a.signal.clone(),
             })?
         };
-        Ok(Answer { value, status: a.status, signal: a.signal })
+        Ok(Answer {
+            value,
+            status: a.status,
+            signal: a.signal,
+        })
     }
 }
 
@@ -151,26 +174,57 @@ fn path_key(key: &IssueKey) -> String {
 }
 
 impl Tracker for JiraClient {
-    async fn create_issue(&self, fields: &Map<String, Value>, properties: &[(String, Value)]) -> TrackerResult<IssueKey> {
-        let props: Vec<Value> = properties.iter().map(|(k, v)| json!({ "key": k, "value": v })).collect();
+    async fn create_issue(
+        &self,
+        fields: &Map<String, Value>,
+        properties: &[(String, Value)],
+    ) -> TrackerResult<IssueKey> {
+        let props: Vec<Value> = properties
+            .iter()
+            .map(|(k, v)| json!({ "key": k, "value": v }))
+            .collect();
         let body = json!({ "fields": fields, "properties": props });
-        let a = self.call_json(Method::POST, "/rest/api/3/issue", Some(&body)).await?;
-        let key = a.value["key"].as_str().and_then(IssueKey::parse).ok_or_else(|| TrackerError::Transient {
-            status: Some(a.status),
-            message: "Jira answered the create without an issue key".into(),
-            signal: a.signal.clone(),
-        })?;
-        Ok(Answer { value: key, status: a.status, signal: a.signal })
+        let a = self
+            .call_json(Method::POST, "/rest/api/3/issue", Some(&body))
+            .await?;
+        let key = a.value["key"]
+            .as_str()
+            .and_then(IssueKey::parse)
+            .ok_or_else(|| TrackerError::Transient {
+                status: Some(a.status),
+                message: "Jira answered the create without an issue key".into(),
+                signal: a.signal.clone(),
+            })?;
+        Ok(Answer {
+            value: key,
+            status: a.status,
+            signal: a.signal,
+        })
     }
 
-    async fn edit_issue(&self, key: &IssueKey, fields: &Map<String, Value>, add_labels: &[String]) -> TrackerResult<()> {
+    async fn edit_issue(
+        &self,
+        key: &IssueKey,
+        fields: &Map<String, Value>,
+        add_labels: &[String],
+    ) -> TrackerResult<()> {
         let mut body = json!({ "fields": fields });
         if !add_labels.is_empty() {
             let adds: Vec<Value> = add_labels.iter().map(|l| json!({ "add": l })).collect();
             body["update"] = json!({ "labels": adds });
         }
-        let a = self.call(Method::PUT, &format!("/rest/api/3/issue/{}", path_key(key)), Some(&body)).await?;
-        Ok(Answer { value: (), status: a.status, signal: a.signal })
+        let a = self
+            .call(
+                Method::PUT,
+                &format!("/rest/api/3/issue/{}", path_key(key)),
+                Some(&body),
+            )
+            .await?;
+        Ok(Answer {
+            value: (),
+            status: a.status,
+            signal: a.signal,
+        })
     }
 
     async fn add_comment(&self, key: &IssueKey, text: &str, marker: &str) -> TrackerResult<()> {
@@ -178,22 +232,43 @@ impl Tracker for JiraClient {
             "body": to_adf(text),
             "properties": [{ "key": "tollgate", "value": { "marker": marker } }]
         });
-        let a = self.call(Method::POST, &format!("/rest/api/3/issue/{}/comment", path_key(key)), Some(&body)).await?;
-        Ok(Answer { value: (), status: a.status, signal: a.signal })
+        let a = self
+            .call(
+                Method::POST,
+                &format!("/rest/api/3/issue/{}/comment", path_key(key)),
+                Some(&body),
+            )
+            .await?;
+        Ok(Answer {
+            value: (),
+            status: a.status,
+            signal: a.signal,
+        })
     }
 
     async fn has_comment(&self, key: &IssueKey, marker: &str) -> TrackerResult<bool> {
         // Newest first: the comment looked for is recent.
-        let path = format!("/rest/api/3/issue/{}/comment?orderBy=-created&maxResults=100&expand=properties", path_key(key));
+        let path = format!(
+            "/rest/api/3/issue/{}/comment?orderBy=-created&maxResults=100&expand=properties",
+            path_key(key)
+        );
         let a = self.call_json(Method::GET, &path, None).await?;
-        let found = a.value["comments"].as_array().into_iter().flatten().any(|c| {
-            c["properties"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|p| p["key"] == "tollgate" && p["value"]["marker"] == marker)
-        });
-        Ok(Answer { value: found, status: a.status, signal: a.signal })
+        let found = a.value["comments"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| {
+                c["properties"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|p| p["key"] == "tollgate" && p["value"]["marker"] == marker)
+            });
+        Ok(Answer {
+            value: found,
+            status: a.status,
+            signal: a.signal,
+        })
     }
 
     async fn transition(&self, key: &IssueKey, name: &str) -> TrackerResult<TransitionDone> {
@@ -212,21 +287,39 @@ impl Tracker for JiraClient {
         if let Some(t) = find_transition(&available, name) {
             let body = json!({ "transition": { "id": t.id } });
             let a = self.call(Method::POST, &path, Some(&body)).await?;
-            return Ok(Answer { value: TransitionDone::Moved, status: a.status, signal: a.signal });
+            return Ok(Answer {
+                value: TransitionDone::Moved,
+                status: a.status,
+                signal: a.signal,
+            });
         }
         let issue = self
-            .call_json(Method::GET, &format!("/rest/api/3/issue/{}?fields=status", path_key(key)), None)
+            .call_json(
+                Method::GET,
+                &format!("/rest/api/3/issue/{}?fields=status", path_key(key)),
+                None,
+            )
             .await?;
-        let status = issue.value["fields"]["status"]["name"].as_str().unwrap_or_default();
+        let status = issue.value["fields"]["status"]["name"]
+            .as_str()
+            .unwrap_or_default();
         if already_in(status, name) {
-            return Ok(Answer { value: TransitionDone::AlreadyThere, status: issue.status, signal: issue.signal });
+            return Ok(Answer {
+                value: TransitionDone::AlreadyThere,
+                status: issue.status,
+                signal: issue.signal,
+            });
         }
         let names: Vec<&str> = available.iter().map(|t| t.name.as_str()).collect();
         Err(TrackerError::Permanent {
             status: StatusCode::BAD_REQUEST.as_u16(),
             message: format!(
                 "no transition named {name:?} from status {status:?}; available: {}",
-                if names.is_empty() { "none".to_string() } else { names.join(", ") }
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
             ),
         })
     }
@@ -238,13 +331,19 @@ impl Tracker for JiraClient {
             "fields": ["labels"],
             "maxResults": 10
         });
-        let a = self.call_json(Method::POST, "/rest/api/3/search/jql", Some(&body)).await?;
+        let a = self
+            .call_json(Method::POST, "/rest/api/3/search/jql", Some(&body))
+            .await?;
         let keys = a.value["issues"]
             .as_array()
             .into_iter()
             .flatten()
             .filter_map(|i| i["key"].as_str().and_then(IssueKey::parse))
             .collect();
-        Ok(Answer { value: keys, status: a.status, signal: a.signal })
+        Ok(Answer {
+            value: keys,
+            status: a.status,
+            signal: a.signal,
+        })
     }
 }

@@ -24,8 +24,8 @@ use crate::domain::ids::{ExternalId, FromStored, IssueKey, JobId, SourceSystem};
 use crate::domain::job::JobState;
 use crate::domain::time::Timestamp;
 use crate::ports::{
-    Admission, Clock, Delivery, JobRecord, JobStore, Leases, Link, LinkStore, StoreError, SystemClock,
-    WorkMessage, WorkQueue,
+    Admission, Clock, Delivery, JobRecord, JobStore, Leases, Link, LinkStore, StoreError,
+    SystemClock, WorkMessage, WorkQueue,
 };
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use std::path::Path;
@@ -109,11 +109,14 @@ impl SqliteDb {
     /// Opens (creating if needed) the database file and its schema.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let conn = Connection::open(path.as_ref()).map_err(backend)?;
-        conn.busy_timeout(Duration::from_secs(30)).map_err(backend)?;
+        conn.busy_timeout(Duration::from_secs(30))
+            .map_err(backend)?;
         // WAL survives a killed process with every committed transaction;
         // NORMAL sync only risks the last commits on power loss.
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(backend)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(backend)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(backend)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(backend)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
         Ok(SqliteDb {
             conn: Arc::new(Mutex::new(conn)),
@@ -127,7 +130,9 @@ impl SqliteDb {
     {
         let conn = Arc::clone(&self.conn);
         tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().map_err(|_| backend("connection mutex poisoned"))?;
+            let mut guard = conn
+                .lock()
+                .map_err(|_| backend("connection mutex poisoned"))?;
             f(&mut guard).map_err(backend)
         })
         .await
@@ -186,7 +191,9 @@ fn job_from_row(r: &Row<'_>) -> rusqlite::Result<JobRecord> {
         state: JobState::parse(&state).ok_or_else(|| corrupt("state", &state))?,
         issue_key: r.get::<_, Option<String>>(11)?.map(IssueKey::from_stored),
         steps_done: r.get(12)?,
-        step_started: step_started.zip(step_started_at).map(|(i, at)| (i as u32, Timestamp(at))),
+        step_started: step_started
+            .zip(step_started_at)
+            .map(|(i, at)| (i as u32, Timestamp(at))),
         attempts: r.get(15)?,
         throttles: r.get(16)?,
         last_error: r.get(17)?,
@@ -199,13 +206,18 @@ fn job_from_row(r: &Row<'_>) -> rusqlite::Result<JobRecord> {
 fn insert_audit(c: &Connection, job: &str, entries: &[AuditEntry]) -> rusqlite::Result<()> {
     let mut st = c.prepare_cached("INSERT INTO audit (job_id, entry) VALUES (?1, ?2)")?;
     for e in entries {
-        let json = serde_json::to_string(e).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+        let json = serde_json::to_string(e)
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
         st.execute(params![job, json])?;
     }
     Ok(())
 }
 
-fn select_jobs(c: &Connection, where_clause: &str, p: impl rusqlite::Params) -> rusqlite::Result<Vec<JobRecord>> {
+fn select_jobs(
+    c: &Connection,
+    where_clause: &str,
+    p: impl rusqlite::Params,
+) -> rusqlite::Result<Vec<JobRecord>> {
     let mut st = c.prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs {where_clause}"))?;
     st.query_map(p, job_from_row)?.collect()
 }
@@ -262,11 +274,20 @@ impl JobStore for SqliteDb {
 
     async fn job(&self, id: &JobId) -> Result<Option<JobRecord>, StoreError> {
         let id = id.clone();
-        self.with(move |c| Ok(select_jobs(c, "WHERE id = ?1", [id.as_str()])?.into_iter().next()))
-            .await
+        self.with(move |c| {
+            Ok(select_jobs(c, "WHERE id = ?1", [id.as_str()])?
+                .into_iter()
+                .next())
+        })
+        .await
     }
 
-    async fn update(&self, job: &JobRecord, expected: JobState, audit: Option<&AuditEntry>) -> Result<bool, StoreError> {
+    async fn update(
+        &self,
+        job: &JobRecord,
+        expected: JobState,
+        audit: Option<&AuditEntry>,
+    ) -> Result<bool, StoreError> {
         let job = job.clone();
         let audit = audit.cloned();
         self.with(move |c| {
@@ -300,14 +321,16 @@ impl JobStore for SqliteDb {
     async fn append_audit(&self, id: &JobId, entry: &AuditEntry) -> Result<(), StoreError> {
         let id = id.clone();
         let entry = entry.clone();
-        self.with(move |c| insert_audit(c, id.as_str(), &[entry])).await
+        self.with(move |c| insert_audit(c, id.as_str(), &[entry]))
+            .await
     }
 
     async fn audit_trail(&self, id: &JobId) -> Result<Vec<AuditEntry>, StoreError> {
         let id = id.clone();
         let raw: Vec<String> = self
             .with(move |c| {
-                let mut st = c.prepare_cached("SELECT entry FROM audit WHERE job_id = ?1 ORDER BY seq")?;
+                let mut st =
+                    c.prepare_cached("SELECT entry FROM audit WHERE job_id = ?1 ORDER BY seq")?;
                 st.query_map([id.as_str()], |r| r.get(0))?.collect()
             })
             .await?;
@@ -328,7 +351,11 @@ impl JobStore for SqliteDb {
         .await
     }
 
-    async fn unenqueued(&self, before: Timestamp, limit: usize) -> Result<Vec<JobRecord>, StoreError> {
+    async fn unenqueued(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<JobRecord>, StoreError> {
         self.with(move |c| {
             select_jobs(
                 c,
@@ -339,14 +366,22 @@ impl JobStore for SqliteDb {
         .await
     }
 
-    async fn list(&self, state: Option<JobState>, limit: usize) -> Result<Vec<JobRecord>, StoreError> {
+    async fn list(
+        &self,
+        state: Option<JobState>,
+        limit: usize,
+    ) -> Result<Vec<JobRecord>, StoreError> {
         self.with(move |c| match state {
             Some(s) => select_jobs(
                 c,
                 "WHERE state = ?1 ORDER BY created_at DESC LIMIT ?2",
                 params![s.as_str(), limit as i64],
             ),
-            None => select_jobs(c, "ORDER BY created_at DESC LIMIT ?1", params![limit as i64]),
+            None => select_jobs(
+                c,
+                "ORDER BY created_at DESC LIMIT ?1",
+                params![limit as i64],
+            ),
         })
         .await
     }
@@ -363,8 +398,12 @@ impl LinkStore for SqliteDb {
     async fn link(&self, id: &LinkId) -> Result<Option<Link>, StoreError> {
         let id = id.clone();
         self.with(move |c| {
-            c.query_row("SELECT creator, issue_key FROM links WHERE link = ?1", [id.as_str()], link_from_row)
-                .optional()
+            c.query_row(
+                "SELECT creator, issue_key FROM links WHERE link = ?1",
+                [id.as_str()],
+                link_from_row,
+            )
+            .optional()
         })
         .await
     }
@@ -377,14 +416,23 @@ impl LinkStore for SqliteDb {
                 "INSERT INTO links (link, creator) VALUES (?1, ?2) ON CONFLICT(link) DO NOTHING",
                 params![id.as_str(), creator.as_str()],
             )?;
-            let link = tx.query_row("SELECT creator, issue_key FROM links WHERE link = ?1", [id.as_str()], link_from_row)?;
+            let link = tx.query_row(
+                "SELECT creator, issue_key FROM links WHERE link = ?1",
+                [id.as_str()],
+                link_from_row,
+            )?;
             tx.commit()?;
             Ok(link)
         })
         .await
     }
 
-    async fn take_over_link(&self, id: &LinkId, from: &JobId, to: &JobId) -> Result<bool, StoreError> {
+    async fn take_over_link(
+        &self,
+        id: &LinkId,
+        from: &JobId,
+        to: &JobId,
+    ) -> Result<bool, StoreError> {
         let (id, from, to) = (id.clone(), from.clone(), to.clone());
         self.with(move |c| {
             Ok(c.execute(
@@ -395,7 +443,12 @@ impl LinkStore for SqliteDb {
         .await
     }
 
-    async fn set_link_issue(&self, id: &LinkId, creator: &JobId, issue: &IssueKey) -> Result<(), StoreError> {
+    async fn set_link_issue(
+        &self,
+        id: &LinkId,
+        creator: &JobId,
+        issue: &IssueKey,
+    ) -> Result<(), StoreError> {
         let (id, creator, issue) = (id.clone(), creator.clone(), issue.clone());
         self.with(move |c| {
             c.execute(
@@ -426,8 +479,11 @@ impl Leases for SqliteDb {
     async fn release(&self, name: &str, holder: &str) -> Result<(), StoreError> {
         let (name, holder) = (name.to_string(), holder.to_string());
         self.with(move |c| {
-            c.execute("DELETE FROM leases WHERE name = ?1 AND holder = ?2", params![name, holder])
-                .map(|_| ())
+            c.execute(
+                "DELETE FROM leases WHERE name = ?1 AND holder = ?2",
+                params![name, holder],
+            )
+            .map(|_| ())
         })
         .await
     }
@@ -447,7 +503,12 @@ impl WorkQueue for SqliteDb {
             let now = now_ms();
             c.execute(
                 "INSERT INTO queue (job_id, priority, visible_at, sent_at) VALUES (?1, ?2, ?3, ?4)",
-                params![msg.job_id.as_str(), priority_rank(msg.priority), now + ms(delay), now],
+                params![
+                    msg.job_id.as_str(),
+                    priority_rank(msg.priority),
+                    now + ms(delay),
+                    now
+                ],
             )
             .map(|_| ())
         })
@@ -477,8 +538,11 @@ impl WorkQueue for SqliteDb {
 
     async fn delete(&self, receipt: &str) -> Result<(), StoreError> {
         let receipt = receipt.to_string();
-        self.with(move |c| c.execute("DELETE FROM queue WHERE receipt = ?1", [receipt]).map(|_| ()))
-            .await
+        self.with(move |c| {
+            c.execute("DELETE FROM queue WHERE receipt = ?1", [receipt])
+                .map(|_| ())
+        })
+        .await
     }
 
     async fn change_visibility(&self, receipt: &str, after: Duration) -> Result<(), StoreError> {

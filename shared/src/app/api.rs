@@ -26,7 +26,12 @@ impl HttpAnswer {
 
 pub fn ingest_answer(outcome: &IngestOutcome) -> HttpAnswer {
     match outcome {
-        IngestOutcome::Accepted { job_id, state, key, duplicate } => HttpAnswer::new(
+        IngestOutcome::Accepted {
+            job_id,
+            state,
+            key,
+            duplicate,
+        } => HttpAnswer::new(
             202,
             json!({ "jobId": job_id, "state": state, "idempotencyKey": key, "duplicate": duplicate }),
         ),
@@ -43,7 +48,9 @@ pub fn ingest_answer(outcome: &IngestOutcome) -> HttpAnswer {
                 "limit": limit
             }),
         ),
-        IngestOutcome::Unauthorized(e) => HttpAnswer::error(401, "unauthorized", unauthorized_message(e)),
+        IngestOutcome::Unauthorized(e) => {
+            HttpAnswer::error(401, "unauthorized", unauthorized_message(e))
+        }
         IngestOutcome::Conflict { job_id, key } => HttpAnswer::new(
             409,
             json!({
@@ -60,7 +67,9 @@ pub fn ingest_answer(outcome: &IngestOutcome) -> HttpAnswer {
 fn unauthorized_message(e: &SignatureError) -> &'static str {
     match e {
         SignatureError::Missing => "missing Tollgate-Signature header",
-        SignatureError::Expired => "signature timestamp outside the 5-minute tolerance; check the sender's clock",
+        SignatureError::Expired => {
+            "signature timestamp outside the 5-minute tolerance; check the sender's clock"
+        }
         SignatureError::NoSecret => "this server has no webhook secret configured",
         SignatureError::Malformed | SignatureError::Mismatch => "signature does not verify",
     }
@@ -117,7 +126,10 @@ mod tests {
 
     #[test]
     fn too_large_names_the_limit() {
-        let a = ingest_answer(&IngestOutcome::TooLarge { size: 300_000, limit: 262_144 });
+        let a = ingest_answer(&IngestOutcome::TooLarge {
+            size: 300_000,
+            limit: 262_144,
+        });
         assert_eq!(a.status, 413);
         assert!(a.body["message"].as_str().unwrap().contains("262144"));
     }

@@ -72,7 +72,10 @@ pub struct Executor<'a, S, T, C> {
 }
 
 enum Resolution {
-    Ready { link: LinkState, target: Option<IssueKey> },
+    Ready {
+        link: LinkState,
+        target: Option<IssueKey>,
+    },
     /// Another job is creating the entity's issue, or its create has not
     /// arrived yet: come back shortly.
     WaitForCreator,
@@ -98,7 +101,10 @@ where
             tracing::warn!(%job_id, "message for an unknown job dropped");
             return Ok(Disposition::Done);
         };
-        if !matches!(job.state, JobState::Queued | JobState::Waiting | JobState::Running) {
+        if !matches!(
+            job.state,
+            JobState::Queued | JobState::Waiting | JobState::Running
+        ) {
             return Ok(Disposition::Done);
         }
         if revisable(job.kind)
@@ -107,13 +113,26 @@ where
             && self.store.has_newer_revision(&job).await?
         {
             let from = job.state;
-            let entry = self.audit(Stage::Dedup, "superseded by a newer revision of the same key");
-            self.transition(&mut job, from, JobEvent::Supersede, entry).await?;
+            let entry = self.audit(
+                Stage::Dedup,
+                "superseded by a newer revision of the same key",
+            );
+            self.transition(&mut job, from, JobEvent::Supersede, entry)
+                .await?;
             return Ok(Disposition::Done);
         }
         let lease = format!("link/{}", job.link);
-        let holder = format!("{}/{}/{}", self.config.worker, job.id, uuid::Uuid::new_v4().simple());
-        if !self.store.acquire(&lease, &holder, self.config.lease_ttl).await? {
+        let holder = format!(
+            "{}/{}/{}",
+            self.config.worker,
+            job.id,
+            uuid::Uuid::new_v4().simple()
+        );
+        if !self
+            .store
+            .acquire(&lease, &holder, self.config.lease_ttl)
+            .await?
+        {
             return Ok(Disposition::RetryAfter(short_wait()));
         }
         let result = self.run_leased(&mut job, &lease, &holder).await;
@@ -123,10 +142,22 @@ where
         result
     }
 
-    async fn run_leased(&self, job: &mut JobRecord, lease: &str, holder: &str) -> Result<Disposition, AppError> {
+    async fn run_leased(
+        &self,
+        job: &mut JobRecord,
+        lease: &str,
+        holder: &str,
+    ) -> Result<Disposition, AppError> {
         let from = job.state;
         let entry = self
-            .audit(Stage::Lease, if from == JobState::Running { "resumed" } else { "leased" })
+            .audit(
+                Stage::Lease,
+                if from == JobState::Running {
+                    "resumed"
+                } else {
+                    "leased"
+                },
+            )
             .state(JobState::Running);
         if !self.transition(job, from, JobEvent::Lease, entry).await? {
             return Ok(Disposition::RetryAfter(short_wait()));
@@ -136,12 +167,19 @@ where
             .and_then(|v| validate_event(&v).map_err(|e| e.to_string()))
         {
             Ok(event) => event,
-            Err(e) => return self.fail(job, format!("stored payload is unreadable: {e}")).await,
+            Err(e) => {
+                return self
+                    .fail(job, format!("stored payload is unreadable: {e}"))
+                    .await;
+            }
         };
         let (link, mut target) = match self.resolve(job, &event).await? {
             Resolution::Ready { link, target } => (link, target),
             Resolution::WaitForCreator => {
-                let entry = self.audit(Stage::Lease, "waiting for the job that creates this entity's issue");
+                let entry = self.audit(
+                    Stage::Lease,
+                    "waiting for the job that creates this entity's issue",
+                );
                 return self.defer(job, short_wait() * 2, entry).await;
             }
         };
@@ -154,7 +192,11 @@ where
         };
 
         for (i, step) in steps.iter().enumerate().skip(job.steps_done as usize) {
-            if !self.store.acquire(lease, holder, self.config.lease_ttl).await? {
+            if !self
+                .store
+                .acquire(lease, holder, self.config.lease_ttl)
+                .await?
+            {
                 // Our lease lapsed and another worker holds it now: leave
                 // the job to it.
                 return Ok(Disposition::RetryAfter(short_wait()));
@@ -167,7 +209,10 @@ where
                     match self.reconcile(step, target.as_ref(), job, index).await {
                         Ok(Reconciled::Found(created)) => {
                             let entry = self
-                                .audit(Stage::Reconcile, "found the effect of an earlier attempt; not repeating it")
+                                .audit(
+                                    Stage::Reconcile,
+                                    "found the effect of an earlier attempt; not repeating it",
+                                )
                                 .intent(step.to_string());
                             self.checkpoint(job, index, created.as_ref(), entry).await?;
                             if let (Step::CreateIssue { .. }, Some(key)) = (step, created) {
@@ -200,7 +245,8 @@ where
                         .audit(Stage::Jira, "done")
                         .intent(step.to_string())
                         .response(summarize(Some(answer.status), &answer.signal, None));
-                    self.checkpoint(job, index, answer.value.as_ref(), entry).await?;
+                    self.checkpoint(job, index, answer.value.as_ref(), entry)
+                        .await?;
                     if let (Step::CreateIssue { .. }, Some(key)) = (step, answer.value) {
                         target = Some(key);
                     }
@@ -208,9 +254,12 @@ where
                 Err(e) => return self.on_error(job, step, e).await,
             }
         }
-        let entry = self.audit(Stage::Outcome, "all steps done").state(JobState::Succeeded);
+        let entry = self
+            .audit(Stage::Outcome, "all steps done")
+            .state(JobState::Succeeded);
         job.last_error = None;
-        self.transition(job, JobState::Running, JobEvent::Succeed, entry).await?;
+        self.transition(job, JobState::Running, JobEvent::Succeed, entry)
+            .await?;
         Ok(Disposition::Done)
     }
 
@@ -229,29 +278,49 @@ where
             if !creates && event.issue_key.is_none() && !waited_enough {
                 return Ok(Resolution::WaitForCreator);
             }
-            return Ok(Resolution::Ready { link: LinkState::Unlinked, target: event.issue_key.clone() });
+            return Ok(Resolution::Ready {
+                link: LinkState::Unlinked,
+                target: event.issue_key.clone(),
+            });
         };
         if link.creator == job.id {
             let target = link.issue_key.or_else(|| job.issue_key.clone());
-            return Ok(Resolution::Ready { link: LinkState::Unlinked, target });
+            return Ok(Resolution::Ready {
+                link: LinkState::Unlinked,
+                target,
+            });
         }
         if let Some(key) = link.issue_key {
             let target = event.issue_key.clone().unwrap_or_else(|| key.clone());
-            return Ok(Resolution::Ready { link: LinkState::Linked(key), target: Some(target) });
+            return Ok(Resolution::Ready {
+                link: LinkState::Linked(key),
+                target: Some(target),
+            });
         }
         // Another job claimed the entity and has not created its issue yet.
         let creator = self.store.job(&link.creator).await?;
-        let creator_gave_up = creator.is_none_or(|c| c.state.is_terminal() && c.state != JobState::Exhausted);
+        let creator_gave_up =
+            creator.is_none_or(|c| c.state.is_terminal() && c.state != JobState::Exhausted);
         if !creator_gave_up {
             return Ok(Resolution::WaitForCreator);
         }
         if creates {
-            if self.store.take_over_link(&job.link, &link.creator, &job.id).await? {
-                return Ok(Resolution::Ready { link: LinkState::Unlinked, target: None });
+            if self
+                .store
+                .take_over_link(&job.link, &link.creator, &job.id)
+                .await?
+            {
+                return Ok(Resolution::Ready {
+                    link: LinkState::Unlinked,
+                    target: None,
+                });
             }
             return Ok(Resolution::WaitForCreator);
         }
-        Ok(Resolution::Ready { link: LinkState::Unlinked, target: None })
+        Ok(Resolution::Ready {
+            link: LinkState::Unlinked,
+            target: None,
+        })
     }
 
     async fn call(
@@ -261,9 +330,6 @@ where
         job: &JobRecord,
         index: u32,
     ) -> Result<Answer<Option<IssueKey>>, TrackerError> {
-        let need_target = || {
-            target.ok_or_else(|| TrackerError::Permanent { status: 0, message: PlanError::NoTarget.to_string() })
-        };
         let property = |label: &str| {
             vec![(
                 "tollgate".to_string(),
@@ -273,28 +339,60 @@ where
         match step {
             Step::CreateIssue { fields, label } => {
                 let a = self.tracker.create_issue(fields, &property(label)).await?;
-                Ok(Answer { value: Some(a.value), status: a.status, signal: a.signal })
+                Ok(Answer {
+                    value: Some(a.value),
+                    status: a.status,
+                    signal: a.signal,
+                })
             }
             Step::CreateChild { fields, label, .. } => {
                 let mut fields = fields.clone();
-                fields.insert("parent".into(), json!({ "key": need_target()?.as_str() }));
+                fields.insert(
+                    "parent".into(),
+                    json!({ "key": target.ok_or_else(no_target)?.as_str() }),
+                );
                 let a = self.tracker.create_issue(&fields, &property(label)).await?;
-                Ok(Answer { value: None, status: a.status, signal: a.signal })
+                Ok(Answer {
+                    value: None,
+                    status: a.status,
+                    signal: a.signal,
+                })
             }
             Step::Edit { fields, add_labels } => {
-                let a = self.tracker.edit_issue(need_target()?, fields, add_labels).await?;
-                Ok(Answer { value: None, status: a.status, signal: a.signal })
+                let a = self
+                    .tracker
+                    .edit_issue(target.ok_or_else(no_target)?, fields, add_labels)
+                    .await?;
+                Ok(Answer {
+                    value: None,
+                    status: a.status,
+                    signal: a.signal,
+                })
             }
             Step::Comment { text } => {
-                let a = self.tracker.add_comment(need_target()?, text, &marker(job, index)).await?;
-                Ok(Answer { value: None, status: a.status, signal: a.signal })
+                let a = self
+                    .tracker
+                    .add_comment(target.ok_or_else(no_target)?, text, &marker(job, index))
+                    .await?;
+                Ok(Answer {
+                    value: None,
+                    status: a.status,
+                    signal: a.signal,
+                })
             }
             Step::Transition { name } => {
-                let a = self.tracker.transition(need_target()?, name).await?;
+                let a = self
+                    .tracker
+                    .transition(target.ok_or_else(no_target)?, name)
+                    .await?;
                 if a.value == TransitionDone::AlreadyThere {
                     tracing::info!(job_id = %job.id, transition = %name, "issue already had the wanted status");
                 }
-                Ok(Answer { value: None, status: a.status, signal: a.signal })
+                Ok(Answer {
+                    value: None,
+                    status: a.status,
+                    signal: a.signal,
+                })
             }
         }
     }
@@ -309,14 +407,27 @@ where
         match step {
             Step::CreateIssue { label, .. } => {
                 let found = self.tracker.find_by_label(label).await?.value;
-                Ok(found.into_iter().next().map_or(Reconciled::NotFound, |k| Reconciled::Found(Some(k))))
+                Ok(found
+                    .into_iter()
+                    .next()
+                    .map_or(Reconciled::NotFound, |k| Reconciled::Found(Some(k))))
             }
             Step::CreateChild { label, .. } => {
                 let found = self.tracker.find_by_label(label).await?.value;
-                Ok(if found.is_empty() { Reconciled::NotFound } else { Reconciled::Found(None) })
+                Ok(if found.is_empty() {
+                    Reconciled::NotFound
+                } else {
+                    Reconciled::Found(None)
+                })
             }
             Step::Comment { .. } => match target {
-                Some(key) if self.tracker.has_comment(key, &marker(job, index)).await?.value => {
+                Some(key)
+                    if self
+                        .tracker
+                        .has_comment(key, &marker(job, index))
+                        .await?
+                        .value =>
+                {
                     Ok(Reconciled::Found(None))
                 }
                 _ => Ok(Reconciled::NotFound),
@@ -340,70 +451,140 @@ where
         job.steps_done = index + 1;
         job.step_started = None;
         job.updated_at = self.clock.now();
-        self.store.update(job, JobState::Running, Some(&entry)).await?;
+        self.store
+            .update(job, JobState::Running, Some(&entry))
+            .await?;
         Ok(())
     }
 
-    async fn on_error(&self, job: &mut JobRecord, step: &Step, err: TrackerError) -> Result<Disposition, AppError> {
+    async fn on_error(
+        &self,
+        job: &mut JobRecord,
+        step: &Step,
+        err: TrackerError,
+    ) -> Result<Disposition, AppError> {
         let now = self.clock.now();
         let retry = &self.config.retry;
         match err {
             TrackerError::Throttled { status, signal } => {
                 job.throttles += 1;
                 let summary = summarize(Some(status), &signal, None);
-                let reason = summary.reason.clone().unwrap_or_else(|| "no reason given".into());
+                let reason = summary
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| "no reason given".into());
                 job.last_error = Some(format!("throttled by Jira ({reason})"));
                 if job.throttles > retry.max_throttles {
-                    let entry = self.audit(Stage::Jira, "throttled too often; retry budget spent").intent(step.to_string()).response(summary);
+                    let entry = self
+                        .audit(Stage::Jira, "throttled too often; retry budget spent")
+                        .intent(step.to_string())
+                        .response(summary);
                     return self.exhaust(job, entry).await;
                 }
-                let wait = retry.throttle_delay(&signal, now, job.throttles.saturating_sub(1), fastrand::f64());
+                let wait = retry.throttle_delay(
+                    &signal,
+                    now,
+                    job.throttles.saturating_sub(1),
+                    fastrand::f64(),
+                );
                 let entry = self
-                    .audit(Stage::Jira, format!("throttled; waiting {} ms", wait.as_millis()))
+                    .audit(
+                        Stage::Jira,
+                        format!("throttled; waiting {} ms", wait.as_millis()),
+                    )
                     .intent(step.to_string())
                     .response(summary);
                 self.defer(job, wait, entry).await
             }
-            TrackerError::Transient { status, message, signal } => {
+            TrackerError::Transient {
+                status,
+                message,
+                signal,
+            } => {
                 job.attempts += 1;
                 job.last_error = Some(message.clone());
                 let summary = summarize(status, &signal, Some(message));
                 if job.attempts >= retry.max_attempts {
-                    let entry = self.audit(Stage::Jira, "transient failures; retry budget spent").intent(step.to_string()).response(summary);
+                    let entry = self
+                        .audit(Stage::Jira, "transient failures; retry budget spent")
+                        .intent(step.to_string())
+                        .response(summary);
                     return self.exhaust(job, entry).await;
                 }
                 let backoff = retry.transient_delay(job.attempts, fastrand::f64());
-                let wait = signal.wait_hint(now).map_or(backoff, |hint| hint.max(backoff));
+                let wait = signal
+                    .wait_hint(now)
+                    .map_or(backoff, |hint| hint.max(backoff));
                 let entry = self
-                    .audit(Stage::Jira, format!("transient failure; retry {} in {} ms", job.attempts, wait.as_millis()))
+                    .audit(
+                        Stage::Jira,
+                        format!(
+                            "transient failure; retry {} in {} ms",
+                            job.attempts,
+                            wait.as_millis()
+                        ),
+                    )
                     .intent(step.to_string())
                     .response(summary);
                 self.defer(job, wait, entry).await
             }
             TrackerError::Permanent { status, message } => {
-                let summary = summarize((status != 0).then_some(status), &Default::default(), Some(message.clone()));
+                let summary = summarize(
+                    (status != 0).then_some(status),
+                    &Default::default(),
+                    Some(message.clone()),
+                );
                 job.last_error = Some(message);
-                let entry = self.audit(Stage::Jira, "permanent failure").intent(step.to_string()).response(summary).state(JobState::Failed);
-                self.transition(job, JobState::Running, JobEvent::Fail, entry).await?;
+                let entry = self
+                    .audit(Stage::Jira, "permanent failure")
+                    .intent(step.to_string())
+                    .response(summary)
+                    .state(JobState::Failed);
+                self.transition(job, JobState::Running, JobEvent::Fail, entry)
+                    .await?;
                 Ok(Disposition::Done)
             }
         }
     }
 
     async fn fail(&self, job: &mut JobRecord, message: String) -> Result<Disposition, AppError> {
-        let entry = self.audit(Stage::Outcome, message.clone()).state(JobState::Failed);
+        let entry = self
+            .audit(Stage::Outcome, message.clone())
+            .state(JobState::Failed);
         job.last_error = Some(message);
-        self.transition(job, JobState::Running, JobEvent::Fail, entry).await?;
+        self.transition(job, JobState::Running, JobEvent::Fail, entry)
+            .await?;
         Ok(Disposition::Done)
     }
 
-    async fn exhaust(&self, job: &mut JobRecord, entry: AuditEntry) -> Result<Disposition, AppError> {
-        self.transition(job, JobState::Running, JobEvent::Exhaust, entry.state(JobState::Exhausted)).await?;
+    async fn exhaust(
+        &self,
+        job: &mut JobRecord,
+        entry: AuditEntry,
+    ) -> Result<Disposition, AppError> {
+        self.transition(
+            job,
+            JobState::Running,
+            JobEvent::Exhaust,
+            entry.state(JobState::Exhausted),
+        )
+        .await?;
         Ok(Disposition::Done)
     }
 
-    async fn defer(&self, job: &mut JobRecord, wait: Duration, entry: AuditEntry) -> Result<Disposition, AppError> {
-        self.transition(job, JobState::Running, JobEvent::Defer, entry.state(JobState::Waiting)).await?;
+    async fn defer(
+        &self,
+        job: &mut JobRecord,
+        wait: Duration,
+        entry: AuditEntry,
+    ) -> Result<Disposition, AppError> {
+        self.transition(
+            job,
+            JobState::Running,
+            JobEvent::Defer,
+            entry.state(JobState::Waiting),
+        )
+        .await?;
         Ok(Disposition::RetryAfter(wait))
     }
 
@@ -424,6 +605,13 @@ where
 
     fn audit(&self, stage: Stage, outcome: impl Into<String>) -> AuditEntry {
         AuditEntry::new(self.clock.now(), stage, &self.config.worker, outcome)
+    }
+}
+
+fn no_target() -> TrackerError {
+    TrackerError::Permanent {
+        status: 0,
+        message: PlanError::NoTarget.to_string(),
     }
 }
 

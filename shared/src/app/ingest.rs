@@ -32,11 +32,17 @@ pub enum IngestOutcome {
         duplicate: bool,
     },
     Unauthorized(SignatureError),
-    TooLarge { size: usize, limit: usize },
+    TooLarge {
+        size: usize,
+        limit: usize,
+    },
     Invalid(Vec<FieldError>),
     /// The key was used with another payload and the operation cannot be
     /// revised (a create happens once).
-    Conflict { job_id: JobId, key: IdempotencyKey },
+    Conflict {
+        job_id: JobId,
+        key: IdempotencyKey,
+    },
 }
 
 pub struct Ingest<'a, S, Q, C> {
@@ -52,7 +58,11 @@ where
     Q: WorkQueue,
     C: Clock,
 {
-    pub async fn handle(&self, body: &[u8], signature: Option<&str>) -> Result<IngestOutcome, AppError> {
+    pub async fn handle(
+        &self,
+        body: &[u8],
+        signature: Option<&str>,
+    ) -> Result<IngestOutcome, AppError> {
         if body.len() > MAX_BODY_BYTES {
             return Ok(IngestOutcome::TooLarge {
                 size: body.len(),
@@ -96,8 +106,13 @@ where
             enqueued: false,
         };
         let audit = [
-            AuditEntry::new(now, Stage::Validation, "ingest", format!("valid {kind} event"))
-                .state(JobState::Received),
+            AuditEntry::new(
+                now,
+                Stage::Validation,
+                "ingest",
+                format!("valid {kind} event"),
+            )
+            .state(JobState::Received),
             AuditEntry::new(now, Stage::Queue, "ingest", "accepted").state(state),
         ];
 
@@ -122,7 +137,12 @@ where
                         key,
                     }),
                     Redelivery::Duplicate => {
-                        let entry = AuditEntry::new(now, Stage::Dedup, "ingest", "duplicate delivery suppressed");
+                        let entry = AuditEntry::new(
+                            now,
+                            Stage::Dedup,
+                            "ingest",
+                            "duplicate delivery suppressed",
+                        );
                         self.store.append_audit(&original.id, &entry).await?;
                         if !original.enqueued && !original.state.is_terminal() {
                             enqueue(self.store, self.queue, &original).await?;
@@ -142,7 +162,11 @@ where
 }
 
 /// Sends the job's message and sets its outbox flag.
-pub async fn enqueue<S: JobStore, Q: WorkQueue>(store: &S, queue: &Q, job: &JobRecord) -> Result<(), AppError> {
+pub async fn enqueue<S: JobStore, Q: WorkQueue>(
+    store: &S,
+    queue: &Q,
+    job: &JobRecord,
+) -> Result<(), AppError> {
     let msg = WorkMessage {
         job_id: job.id.clone(),
         priority: job.priority,

@@ -61,6 +61,9 @@ mod tests {
     #[test]
     fn markup_in_text_stays_text() {
         let doc = to_adf("<b>{\"type\":\"mention\"}</b>");
-        assert_eq!(doc["content"][0]["content"][0]["text"], "<b>{\"type\":\"mention\"}</b>");
+        assert_eq!(
+            doc["content"][0]["content"][0]["text"],
+            "<b>{\"type\":\"mention\"}</b>"
+        );
     }
 }

@@ -32,7 +32,9 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// Exponential backoff with ±30 % jitter: `base · 2^(attempt-1)`, capped.
     pub fn transient_delay(&self, attempt: u32, unit_random: f64) -> Duration {
-        let exp = self.base.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+        let exp = self
+            .base
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
         jitter(exp.min(self.cap), unit_random)
     }
 
@@ -85,10 +87,16 @@ mod tests {
     #[test]
     fn retry_after_is_a_minimum_never_shortened_by_jitter() {
         let p = RetryPolicy::default();
-        let s = RateLimitSignal { retry_after: Some(Duration::from_secs(10)), ..Default::default() };
+        let s = RateLimitSignal {
+            retry_after: Some(Duration::from_secs(10)),
+            ..Default::default()
+        };
         for u in [0.0, 0.3, 0.99] {
             let d = p.throttle_delay(&s, Timestamp(0), 5, u);
-            assert!(d >= Duration::from_secs(10) && d <= Duration::from_millis(12_250), "{d:?}");
+            assert!(
+                d >= Duration::from_secs(10) && d <= Duration::from_millis(12_250),
+                "{d:?}"
+            );
         }
     }
 
@@ -96,7 +104,13 @@ mod tests {
     fn a_throttle_without_hints_backs_off_from_two_seconds() {
         let p = RetryPolicy::default();
         let none = RateLimitSignal::default();
-        assert_eq!(p.throttle_delay(&none, Timestamp(0), 0, 0.5), Duration::from_secs(2));
-        assert_eq!(p.throttle_delay(&none, Timestamp(0), 2, 0.5), Duration::from_secs(8));
+        assert_eq!(
+            p.throttle_delay(&none, Timestamp(0), 0, 0.5),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            p.throttle_delay(&none, Timestamp(0), 2, 0.5),
+            Duration::from_secs(8)
+        );
     }
 }

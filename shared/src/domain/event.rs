@@ -24,8 +24,13 @@ pub enum Operation {
     /// composed edit of the mapped issue.
     Upsert(NewIssue),
     Update(IssueEdit),
-    Comment { text: String },
-    Transition { name: String, comment: Option<String> },
+    Comment {
+        text: String,
+    },
+    Transition {
+        name: String,
+        comment: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -68,7 +73,9 @@ pub enum OperationKind {
 }
 
 /// `interactive` work (a person is waiting on it) overtakes `bulk` work.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
     #[default]

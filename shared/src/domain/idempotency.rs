@@ -148,24 +148,40 @@ mod tests {
 
     #[test]
     fn the_fingerprint_ignores_key_order_and_whitespace() {
-        let (_, a) = event(r#"{"sourceSystem":"s","externalId":"1","desiredOperation":"comment","comment":"c"}"#);
-        let (_, b) = event("{\n \"comment\": \"c\",\n \"desiredOperation\": \"comment\", \"externalId\": \"1\", \"sourceSystem\": \"s\"}");
+        let (_, a) = event(
+            r#"{"sourceSystem":"s","externalId":"1","desiredOperation":"comment","comment":"c"}"#,
+        );
+        let (_, b) = event(
+            "{\n \"comment\": \"c\",\n \"desiredOperation\": \"comment\", \"externalId\": \"1\", \"sourceSystem\": \"s\"}",
+        );
         assert_eq!(Fingerprint::of(&a), Fingerprint::of(&b));
     }
 
     #[test]
     fn the_fingerprint_changes_with_the_payload() {
-        let (_, a) = event(r#"{"sourceSystem":"s","externalId":"1","desiredOperation":"comment","comment":"c"}"#);
-        let (_, b) = event(r#"{"sourceSystem":"s","externalId":"1","desiredOperation":"comment","comment":"d"}"#);
+        let (_, a) = event(
+            r#"{"sourceSystem":"s","externalId":"1","desiredOperation":"comment","comment":"c"}"#,
+        );
+        let (_, b) = event(
+            r#"{"sourceSystem":"s","externalId":"1","desiredOperation":"comment","comment":"d"}"#,
+        );
         assert_ne!(Fingerprint::of(&a), Fingerprint::of(&b));
     }
 
     #[test]
     fn the_key_depends_on_operation_and_target_but_not_on_the_payload() {
-        let (c1, _) = event(r#"{"sourceSystem":"s","externalId":"1","desiredOperation":"comment","comment":"c"}"#);
-        let (c2, _) = event(r#"{"sourceSystem":"s","externalId":"1","desiredOperation":"comment","comment":"d"}"#);
-        let (c3, _) = event(r#"{"sourceSystem":"s","externalId":"1","desiredOperation":"comment","comment":"c","issueKey":"OPS-1"}"#);
-        let (t, _) = event(r#"{"sourceSystem":"s","externalId":"1","desiredOperation":"transition","transition":"Done"}"#);
+        let (c1, _) = event(
+            r#"{"sourceSystem":"s","externalId":"1","desiredOperation":"comment","comment":"c"}"#,
+        );
+        let (c2, _) = event(
+            r#"{"sourceSystem":"s","externalId":"1","desiredOperation":"comment","comment":"d"}"#,
+        );
+        let (c3, _) = event(
+            r#"{"sourceSystem":"s","externalId":"1","desiredOperation":"comment","comment":"c","issueKey":"OPS-1"}"#,
+        );
+        let (t, _) = event(
+            r#"{"sourceSystem":"s","externalId":"1","desiredOperation":"transition","transition":"Done"}"#,
+        );
         assert_eq!(IdempotencyKey::of(&c1), IdempotencyKey::of(&c2));
         assert_ne!(IdempotencyKey::of(&c1), IdempotencyKey::of(&c3));
         assert_ne!(IdempotencyKey::of(&c1), IdempotencyKey::of(&t));
@@ -173,8 +189,12 @@ mod tests {
 
     #[test]
     fn fields_cannot_bleed_into_each_other_in_the_key() {
-        let (a, _) = event(r#"{"sourceSystem":"ab","externalId":"c","desiredOperation":"comment","comment":"x"}"#);
-        let (b, _) = event(r#"{"sourceSystem":"a","externalId":"bc","desiredOperation":"comment","comment":"x"}"#);
+        let (a, _) = event(
+            r#"{"sourceSystem":"ab","externalId":"c","desiredOperation":"comment","comment":"x"}"#,
+        );
+        let (b, _) = event(
+            r#"{"sourceSystem":"a","externalId":"bc","desiredOperation":"comment","comment":"x"}"#,
+        );
         assert_ne!(IdempotencyKey::of(&a), IdempotencyKey::of(&b));
     }
 

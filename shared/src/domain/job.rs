@@ -170,8 +170,19 @@ mod tests {
     #[test]
     fn terminal_states_accept_no_event_except_requeue_of_exhausted_work() {
         let all_events = [
-            E::Accept, E::Reject, E::RequireApproval, E::Approve, E::Deny, E::Expire, E::Lease,
-            E::Defer, E::Exhaust, E::Fail, E::Succeed, E::Supersede, E::Requeue,
+            E::Accept,
+            E::Reject,
+            E::RequireApproval,
+            E::Approve,
+            E::Deny,
+            E::Expire,
+            E::Lease,
+            E::Defer,
+            E::Exhaust,
+            E::Fail,
+            E::Succeed,
+            E::Supersede,
+            E::Requeue,
         ];
         for state in S::ALL.into_iter().filter(|s| s.is_terminal()) {
             for event in all_events {
@@ -192,7 +203,10 @@ mod tests {
     fn state_names_round_trip_and_serialize_as_in_the_design() {
         for s in S::ALL {
             assert_eq!(S::parse(s.as_str()), Some(s));
-            assert_eq!(serde_json::to_value(s).unwrap(), serde_json::json!(s.as_str()));
+            assert_eq!(
+                serde_json::to_value(s).unwrap(),
+                serde_json::json!(s.as_str())
+            );
         }
     }
 }

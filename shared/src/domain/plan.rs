@@ -17,21 +17,38 @@ use std::fmt;
 pub enum Step {
     /// Create the entity's issue. `label` is set in the same call so a retry
     /// after a lost answer finds the issue instead of creating another.
-    CreateIssue { fields: Map<String, Value>, label: String },
+    CreateIssue {
+        fields: Map<String, Value>,
+        label: String,
+    },
     /// Create the `index`-th sub-task under the entity's issue.
-    CreateChild { index: usize, fields: Map<String, Value>, label: String },
+    CreateChild {
+        index: usize,
+        fields: Map<String, Value>,
+        label: String,
+    },
     /// One composed edit: `fields` replaces values, `add_labels` adds labels
     /// without dropping the tollgate label.
-    Edit { fields: Map<String, Value>, add_labels: Vec<String> },
-    Comment { text: String },
-    Transition { name: String },
+    Edit {
+        fields: Map<String, Value>,
+        add_labels: Vec<String>,
+    },
+    Comment {
+        text: String,
+    },
+    Transition {
+        name: String,
+    },
 }
 
 impl Step {
     /// Steps that are not safe to repeat blindly: before repeating one whose
     /// answer was lost, the executor looks in Jira for its effect.
     pub fn needs_reconcile(&self) -> bool {
-        matches!(self, Step::CreateIssue { .. } | Step::CreateChild { .. } | Step::Comment { .. })
+        matches!(
+            self,
+            Step::CreateIssue { .. } | Step::CreateChild { .. } | Step::Comment { .. }
+        )
     }
 
     /// The Jira call's name, for audit and metrics.
@@ -147,7 +164,10 @@ fn require_target(event: &Event, link: &LinkState) -> Result<(), PlanError> {
 fn create_step(issue: &NewIssue, link_id: &LinkId) -> Step {
     let label = link_id.label();
     let mut fields = issue.fields.clone();
-    fields.insert("project".into(), json!({ "key": issue.project_key.as_str() }));
+    fields.insert(
+        "project".into(),
+        json!({ "key": issue.project_key.as_str() }),
+    );
     fields.insert("issuetype".into(), json!({ "name": issue.issue_type }));
     fields.insert("summary".into(), json!(issue.summary));
     if let Some(d) = &issue.description {
@@ -163,14 +183,21 @@ fn push_children(steps: &mut Vec<Step>, issue: &NewIssue, link_id: &LinkId) {
     for (index, child) in issue.children.iter().enumerate() {
         let label = link_id.child_label(index);
         let mut fields = Map::new();
-        fields.insert("project".into(), json!({ "key": issue.project_key.as_str() }));
+        fields.insert(
+            "project".into(),
+            json!({ "key": issue.project_key.as_str() }),
+        );
         fields.insert("issuetype".into(), json!({ "name": child.issue_type }));
         fields.insert("summary".into(), json!(child.summary));
         if let Some(d) = &child.description {
             fields.insert("description".into(), to_adf(d));
         }
         fields.insert("labels".into(), json!([label]));
-        steps.push(Step::CreateChild { index, fields, label });
+        steps.push(Step::CreateChild {
+            index,
+            fields,
+            label,
+        });
     }
 }
 
@@ -188,7 +215,10 @@ fn upsert_edit(issue: &NewIssue) -> Step {
     if let Some(d) = &issue.description {
         fields.insert("description".into(), to_adf(d));
     }
-    Step::Edit { fields, add_labels: issue.labels.clone() }
+    Step::Edit {
+        fields,
+        add_labels: issue.labels.clone(),
+    }
 }
 
 fn edit_step(edit: &IssueEdit) -> Option<Step> {
@@ -234,7 +264,9 @@ mod tests {
         let (e, l) = event(upsert());
         let steps = plan(&e, &l, &LinkState::Unlinked).unwrap();
         assert_eq!(names(&steps), ["create_issue"]);
-        let Step::CreateIssue { fields, label } = &steps[0] else { panic!() };
+        let Step::CreateIssue { fields, label } = &steps[0] else {
+            panic!()
+        };
         assert_eq!(fields["labels"], json!(["cmdb", label]));
         assert_eq!(fields["customfield_10050"], "web-12");
     }
@@ -244,41 +276,64 @@ mod tests {
         let (e, l) = event(upsert());
         let steps = plan(&e, &l, &linked()).unwrap();
         assert_eq!(names(&steps), ["edit_issue"]);
-        let Step::Edit { fields, add_labels } = &steps[0] else { panic!() };
+        let Step::Edit { fields, add_labels } = &steps[0] else {
+            panic!()
+        };
         assert_eq!(fields["summary"], "web-12");
         assert_eq!(add_labels, &["cmdb"]);
     }
 
     #[test]
     fn a_create_of_an_entity_someone_already_created_does_not_create_again() {
-        let (e, l) = event(json!({"sourceSystem":"a","externalId":"1","desiredOperation":"create",
+        let (e, l) = event(
+            json!({"sourceSystem":"a","externalId":"1","desiredOperation":"create",
             "projectKey":"OPS","issueType":"Task","summary":"s","comment":"first",
-            "children":[{"summary":"c0"}]}));
-        assert_eq!(names(&plan(&e, &l, &LinkState::Unlinked).unwrap()), ["create_issue", "create_subtask", "add_comment"]);
-        assert_eq!(names(&plan(&e, &l, &linked()).unwrap()), ["create_subtask", "add_comment"]);
+            "children":[{"summary":"c0"}]}),
+        );
+        assert_eq!(
+            names(&plan(&e, &l, &LinkState::Unlinked).unwrap()),
+            ["create_issue", "create_subtask", "add_comment"]
+        );
+        assert_eq!(
+            names(&plan(&e, &l, &linked()).unwrap()),
+            ["create_subtask", "add_comment"]
+        );
     }
 
     #[test]
     fn a_transition_with_a_comment_is_two_steps() {
-        let (e, l) = event(json!({"sourceSystem":"a","externalId":"1","desiredOperation":"transition",
-            "transition":"Done","comment":"fixed"}));
-        assert_eq!(names(&plan(&e, &l, &linked()).unwrap()), ["transition_issue", "add_comment"]);
+        let (e, l) = event(
+            json!({"sourceSystem":"a","externalId":"1","desiredOperation":"transition",
+            "transition":"Done","comment":"fixed"}),
+        );
+        assert_eq!(
+            names(&plan(&e, &l, &linked()).unwrap()),
+            ["transition_issue", "add_comment"]
+        );
     }
 
     #[test]
     fn a_comment_without_any_target_cannot_be_planned() {
-        let (e, l) = event(json!({"sourceSystem":"a","externalId":"1","desiredOperation":"comment","comment":"c"}));
+        let (e, l) = event(
+            json!({"sourceSystem":"a","externalId":"1","desiredOperation":"comment","comment":"c"}),
+        );
         assert_eq!(plan(&e, &l, &LinkState::Unlinked), Err(PlanError::NoTarget));
-        let (e, l) = event(json!({"sourceSystem":"a","externalId":"1","desiredOperation":"comment","comment":"c","issueKey":"OPS-9"}));
+        let (e, l) = event(
+            json!({"sourceSystem":"a","externalId":"1","desiredOperation":"comment","comment":"c","issueKey":"OPS-9"}),
+        );
         assert!(plan(&e, &l, &LinkState::Unlinked).is_ok());
     }
 
     #[test]
     fn an_update_puts_summary_and_description_into_fields() {
-        let (e, l) = event(json!({"sourceSystem":"a","externalId":"1","desiredOperation":"update",
-            "issueKey":"OPS-17","summary":"new","description":"d"}));
+        let (e, l) = event(
+            json!({"sourceSystem":"a","externalId":"1","desiredOperation":"update",
+            "issueKey":"OPS-17","summary":"new","description":"d"}),
+        );
         let steps = plan(&e, &l, &LinkState::Unlinked).unwrap();
-        let Step::Edit { fields, .. } = &steps[0] else { panic!() };
+        let Step::Edit { fields, .. } = &steps[0] else {
+            panic!()
+        };
         assert_eq!(fields["summary"], "new");
         assert_eq!(fields["description"]["type"], "doc");
     }

@@ -98,7 +98,9 @@ impl RateLimitSignal {
                 "x-ratelimit-limit" => s.limit = value.parse().ok().or(s.limit),
                 "x-ratelimit-remaining" => s.remaining = value.parse().ok().or(s.remaining),
                 "x-ratelimit-nearlimit" => s.near_limit |= value.eq_ignore_ascii_case("true"),
-                "ratelimit-reason" if !value.is_empty() => s.reason = Some(LimitReason::parse(value)),
+                "ratelimit-reason" if !value.is_empty() => {
+                    s.reason = Some(LimitReason::parse(value))
+                }
                 "ratelimit-policy" => s.policy = parse_policy(value).or(s.policy.take()),
                 "ratelimit" => s.state = parse_state(value).or(s.state.take()),
                 _ => {}
@@ -133,7 +135,8 @@ fn parse_retry_after(v: &str) -> Option<Duration> {
         return Some(Duration::from_secs(secs.min(86_400)));
     }
     if let Ok(secs) = v.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)));
+        return (secs.is_finite() && secs >= 0.0)
+            .then(|| Duration::from_secs_f64(secs.min(86_400.0)));
     }
     // An HTTP-date is absolute; without a clock here we cannot make it a
     // wait, so it is ignored and the reset header or backoff decides.
@@ -156,7 +159,9 @@ pub fn parse_iso8601(v: &str) -> Option<Timestamp> {
         return None;
     }
     let with_seconds = format!("{date}T{hm}:00{zone}");
-    time::OffsetDateTime::parse(&with_seconds, &Rfc3339).ok().map(to_ts)
+    time::OffsetDateTime::parse(&with_seconds, &Rfc3339)
+        .ok()
+        .map(to_ts)
 }
 
 /// Splits one structured-field item: an optional quoted name, then
@@ -174,7 +179,10 @@ fn item_params(item: &str) -> (Option<String>, Vec<(String, String)>) {
     }
     for p in parts {
         if let Some((k, v)) = p.split_once('=') {
-            params.push((k.trim().to_ascii_lowercase(), v.trim().trim_matches('"').to_string()));
+            params.push((
+                k.trim().to_ascii_lowercase(),
+                v.trim().trim_matches('"').to_string(),
+            ));
         }
     }
     (name, params)
@@ -194,8 +202,14 @@ fn parse_policy(v: &str) -> Option<QuotaPolicy> {
         .filter_map(|item| {
             let (name, params) = item_params(item);
             let quota = param::<u64>(&params, &["q", "limit"])?;
-            let window = param::<u64>(&params, &["w", "window"]).unwrap_or(3600).max(1);
-            Some(QuotaPolicy { name, quota, window: Duration::from_secs(window) })
+            let window = param::<u64>(&params, &["w", "window"])
+                .unwrap_or(3600)
+                .max(1);
+            Some(QuotaPolicy {
+                name,
+                quota,
+                window: Duration::from_secs(window),
+            })
         })
         .min_by(|a, b| {
             let ra = a.quota as f64 / a.window.as_secs_f64();
@@ -211,7 +225,11 @@ fn parse_state(v: &str) -> Option<QuotaState> {
             let (name, params) = item_params(item);
             let remaining = param::<u64>(&params, &["r", "remaining"])?;
             let reset = param::<u64>(&params, &["t", "reset"]).unwrap_or(0);
-            Some(QuotaState { name, remaining, reset_in: Duration::from_secs(reset) })
+            Some(QuotaState {
+                name,
+                remaining,
+                reset_in: Duration::from_secs(reset),
+            })
         })
         .min_by_key(|s| s.remaining)
 }
@@ -226,8 +244,14 @@ mod tests {
 
     #[test]
     fn retry_after_in_seconds_is_read() {
-        assert_eq!(signal(&[("Retry-After", "7")]).retry_after, Some(Duration::from_secs(7)));
-        assert_eq!(signal(&[("retry-after", "1.5")]).retry_after, Some(Duration::from_millis(1500)));
+        assert_eq!(
+            signal(&[("Retry-After", "7")]).retry_after,
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(
+            signal(&[("retry-after", "1.5")]).retry_after,
+            Some(Duration::from_millis(1500))
+        );
     }
 
     #[test]
@@ -239,15 +263,26 @@ mod tests {
 
     #[test]
     fn reset_is_read_with_and_without_seconds() {
-        let with = signal(&[("X-RateLimit-Reset", "2026-03-01T12:00:30Z")]).reset_at.unwrap();
-        let without = signal(&[("X-RateLimit-Reset", "2026-03-01T12:00Z")]).reset_at.unwrap();
+        let with = signal(&[("X-RateLimit-Reset", "2026-03-01T12:00:30Z")])
+            .reset_at
+            .unwrap();
+        let without = signal(&[("X-RateLimit-Reset", "2026-03-01T12:00Z")])
+            .reset_at
+            .unwrap();
         assert_eq!(with.0 - without.0, 30_000);
-        let offset = signal(&[("X-RateLimit-Reset", "2026-03-01T13:00+01:00")]).reset_at.unwrap();
+        let offset = signal(&[("X-RateLimit-Reset", "2026-03-01T13:00+01:00")])
+            .reset_at
+            .unwrap();
         assert_eq!(offset, without);
-        let frac = signal(&[("X-RateLimit-Reset", "2026-03-01T12:00:00.500Z")]).reset_at.unwrap();
+        let frac = signal(&[("X-RateLimit-Reset", "2026-03-01T12:00:00.500Z")])
+            .reset_at
+            .unwrap();
         assert_eq!(frac.0 - without.0, 500);
         assert_eq!(signal(&[("X-RateLimit-Reset", "tomorrow")]).reset_at, None);
-        assert_eq!(signal(&[("X-RateLimit-Reset", "2026-03-01T1200Z")]).reset_at, None);
+        assert_eq!(
+            signal(&[("X-RateLimit-Reset", "2026-03-01T1200Z")]).reset_at,
+            None
+        );
     }
 
     #[test]
@@ -270,11 +305,20 @@ mod tests {
     fn ietf_policy_and_state_are_read_with_or_without_beta_prefix() {
         for prefix in ["", "Beta-"] {
             let s = signal(&[
-                (&format!("{prefix}RateLimit-Policy"), r#""global-app-quota";q=65000;w=3600"#),
-                (&format!("{prefix}RateLimit"), r#""global-app-quota";r=1200;t=600"#),
+                (
+                    &format!("{prefix}RateLimit-Policy"),
+                    r#""global-app-quota";q=65000;w=3600"#,
+                ),
+                (
+                    &format!("{prefix}RateLimit"),
+                    r#""global-app-quota";r=1200;t=600"#,
+                ),
             ]);
             let p = s.policy.unwrap();
-            assert_eq!((p.name.as_deref(), p.quota, p.window.as_secs()), (Some("global-app-quota"), 65000, 3600));
+            assert_eq!(
+                (p.name.as_deref(), p.quota, p.window.as_secs()),
+                (Some("global-app-quota"), 65000, 3600)
+            );
             let st = s.state.unwrap();
             assert_eq!((st.remaining, st.reset_in.as_secs()), (1200, 600));
         }
@@ -298,7 +342,10 @@ mod tests {
             ("X-RateLimit-Remaining", "3"),
             ("X-RateLimit-NearLimit", "true"),
         ]);
-        assert_eq!((s.limit, s.remaining, s.near_limit), (Some(100), Some(3), true));
+        assert_eq!(
+            (s.limit, s.remaining, s.near_limit),
+            (Some(100), Some(3), true)
+        );
     }
 
     #[test]
@@ -306,7 +353,10 @@ mod tests {
         let now = parse_iso8601("2026-03-01T12:00:00Z").unwrap();
         let s = signal(&[("X-RateLimit-Reset", "2026-03-01T12:01Z")]);
         assert_eq!(s.wait_hint(now), Some(Duration::from_secs(60)));
-        let s = signal(&[("X-RateLimit-Reset", "2026-03-01T12:01Z"), ("Retry-After", "5")]);
+        let s = signal(&[
+            ("X-RateLimit-Reset", "2026-03-01T12:01Z"),
+            ("Retry-After", "5"),
+        ]);
         assert_eq!(s.wait_hint(now), Some(Duration::from_secs(5)));
         assert_eq!(signal(&[]).wait_hint(now), None);
     }

@@ -11,9 +11,13 @@ pub enum Classified {
     Throttled,
     /// Worth retrying with backoff: 5xx, 408, 409 (edit conflicts), and
     /// network failures (no status).
-    Transient { message: String },
+    Transient {
+        message: String,
+    },
     /// Retrying cannot help: bad input, missing issue, no permission.
-    Permanent { message: String },
+    Permanent {
+        message: String,
+    },
 }
 
 pub fn classify(status: u16, body: &[u8]) -> Classified {
@@ -61,7 +65,10 @@ pub fn error_message(body: &[u8]) -> String {
                 truncate(&parts.join("; "), 500)
             }
         }
-        Err(_) if body.starts_with(b"<") || body.windows(5).any(|w| w.eq_ignore_ascii_case(b"<html")) => {
+        Err(_)
+            if body.starts_with(b"<")
+                || body.windows(5).any(|w| w.eq_ignore_ascii_case(b"<html")) =>
+        {
             "non-JSON (HTML) body".to_string()
         }
         Err(_) => truncate(&String::from_utf8_lossy(body), 200),
@@ -79,7 +86,11 @@ fn truncate(s: &str, max: usize) -> String {
 }
 
 /// The part of a response worth keeping in the audit trail.
-pub fn summarize(status: Option<u16>, signal: &RateLimitSignal, message: Option<String>) -> ResponseSummary {
+pub fn summarize(
+    status: Option<u16>,
+    signal: &RateLimitSignal,
+    message: Option<String>,
+) -> ResponseSummary {
     ResponseSummary {
         status,
         reason: signal.reason.as_ref().map(|r| r.as_str().to_string()),
@@ -129,20 +140,31 @@ mod tests {
     #[test]
     fn a_409_and_5xx_are_transient() {
         assert!(matches!(classify(409, b""), Classified::Transient { .. }));
-        assert!(matches!(classify(503, b"<html>busy</html>"), Classified::Transient { .. }));
+        assert!(matches!(
+            classify(503, b"<html>busy</html>"),
+            Classified::Transient { .. }
+        ));
         assert!(matches!(classify(500, b""), Classified::Transient { .. }));
     }
 
     #[test]
     fn a_429_is_throttled_whatever_its_body() {
-        for body in [&b""[..], b"<html><body>Too Many Requests</body></html>", b"{\"message\":\"slow\"}", b"\xff\xfe"] {
+        for body in [
+            &b""[..],
+            b"<html><body>Too Many Requests</body></html>",
+            b"{\"message\":\"slow\"}",
+            b"\xff\xfe",
+        ] {
             assert_eq!(classify(429, body), Classified::Throttled);
         }
     }
 
     #[test]
     fn html_and_empty_bodies_become_short_notes() {
-        assert_eq!(error_message(b"<!DOCTYPE html><html>...</html>"), "non-JSON (HTML) body");
+        assert_eq!(
+            error_message(b"<!DOCTYPE html><html>...</html>"),
+            "non-JSON (HTML) body"
+        );
         assert_eq!(error_message(b"  "), "empty body");
         assert_eq!(error_message(&[b'x'; 1000]).chars().count(), 201);
     }

@@ -45,6 +45,9 @@ mod tests {
     #[test]
     fn a_rotation_list_is_split_on_commas() {
         let list = secret_list(" new , old,,");
-        assert_eq!(list.iter().map(Secret::expose).collect::<Vec<_>>(), vec!["new", "old"]);
+        assert_eq!(
+            list.iter().map(Secret::expose).collect::<Vec<_>>(),
+            vec!["new", "old"]
+        );
     }
 }

@@ -38,7 +38,10 @@ fn mac(secret: &Secret, t: i64, body: &[u8]) -> HmacSha256 {
 
 /// The header value for `body` signed at `t`.
 pub fn sign(secret: &Secret, t: i64, body: &[u8]) -> String {
-    format!("t={t},v1={}", hex::encode(mac(secret, t, body).finalize().into_bytes()))
+    format!(
+        "t={t},v1={}",
+        hex::encode(mac(secret, t, body).finalize().into_bytes())
+    )
 }
 
 struct Parsed {
@@ -53,7 +56,10 @@ fn parse(header: &str) -> Result<Parsed, SignatureError> {
     let mut t = None;
     let mut v1 = Vec::new();
     for part in header.split(',') {
-        let (k, v) = part.trim().split_once('=').ok_or(SignatureError::Malformed)?;
+        let (k, v) = part
+            .trim()
+            .split_once('=')
+            .ok_or(SignatureError::Malformed)?;
         match k {
             "t" => {
                 let parsed = v.parse::<i64>().map_err(|_| SignatureError::Malformed)?;
@@ -116,7 +122,10 @@ mod tests {
 
     #[test]
     fn signing_matches_the_contract_vector_byte_for_byte() {
-        assert_eq!(sign(&secret(), 1_700_000_000, VECTOR_BODY.as_bytes()), VECTOR_HEADER);
+        assert_eq!(
+            sign(&secret(), 1_700_000_000, VECTOR_BODY.as_bytes()),
+            VECTOR_HEADER
+        );
         let fixture = include_str!("../../../fixtures/contract/signature-vector.txt");
         assert!(fixture.contains(VECTOR_HEADER) && fixture.contains(VECTOR_BODY));
     }
@@ -124,7 +133,10 @@ mod tests {
     #[test]
     fn the_contract_vector_verifies_within_tolerance() {
         let body = VECTOR_BODY.as_bytes();
-        assert_eq!(verify(Some(VECTOR_HEADER), body, &[secret()], 1_700_000_000 + 299), Ok(()));
+        assert_eq!(
+            verify(Some(VECTOR_HEADER), body, &[secret()], 1_700_000_000 + 299),
+            Ok(())
+        );
     }
 
     #[test]
@@ -148,7 +160,12 @@ mod tests {
             Err(SignatureError::Mismatch)
         );
         assert_eq!(
-            verify(Some(VECTOR_HEADER), VECTOR_BODY.as_bytes(), &[Secret::new("other")], t),
+            verify(
+                Some(VECTOR_HEADER),
+                VECTOR_BODY.as_bytes(),
+                &[Secret::new("other")],
+                t
+            ),
             Err(SignatureError::Mismatch)
         );
     }
@@ -160,7 +177,10 @@ mod tests {
         let old = Secret::new("old");
         let new = Secret::new("new");
         let signed_old = sign(&old, t, body);
-        assert_eq!(verify(Some(&signed_old), body, &[new.clone(), old.clone()], t), Ok(()));
+        assert_eq!(
+            verify(Some(&signed_old), body, &[new.clone(), old.clone()], t),
+            Ok(())
+        );
         let new_sig = sign(&new, t, body);
         let (_, new_hex) = new_sig.split_once(",v1=").unwrap();
         let both = format!("{},v1={new_hex}", sign(&Secret::new("stale"), t, body));
@@ -171,13 +191,28 @@ mod tests {
     fn malformed_and_missing_headers_are_told_apart() {
         let s = [secret()];
         assert_eq!(verify(None, b"", &s, 0), Err(SignatureError::Missing));
-        for bad in ["", "t=1", "v1=00", "t=x,v1=00", "t=1,v1=zz", "t=1,t=2,v1=00", "garbage"] {
-            assert_eq!(verify(Some(bad), b"", &s, 1), Err(SignatureError::Malformed), "{bad}");
+        for bad in [
+            "",
+            "t=1",
+            "v1=00",
+            "t=x,v1=00",
+            "t=1,v1=zz",
+            "t=1,t=2,v1=00",
+            "garbage",
+        ] {
+            assert_eq!(
+                verify(Some(bad), b"", &s, 1),
+                Err(SignatureError::Malformed),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn without_a_configured_secret_nothing_is_accepted() {
-        assert_eq!(verify(Some(VECTOR_HEADER), b"", &[], 0), Err(SignatureError::NoSecret));
+        assert_eq!(
+            verify(Some(VECTOR_HEADER), b"", &[], 0),
+            Err(SignatureError::NoSecret)
+        );
     }
 }

@@ -10,7 +10,10 @@ pub struct AvailableTransition {
 }
 
 fn norm(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
+    s.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
 }
 
 pub fn find_transition<'a>(
@@ -35,12 +38,19 @@ mod tests {
     use super::*;
 
     fn t(id: &str, name: &str, to: &str) -> AvailableTransition {
-        AvailableTransition { id: id.into(), name: name.into(), to_status: to.into() }
+        AvailableTransition {
+            id: id.into(),
+            name: name.into(),
+            to_status: to.into(),
+        }
     }
 
     #[test]
     fn a_transition_is_found_by_its_name_or_its_target_status() {
-        let list = [t("11", "Start work", "In Progress"), t("31", "Resolve", "Done")];
+        let list = [
+            t("11", "Start work", "In Progress"),
+            t("31", "Resolve", "Done"),
+        ];
         assert_eq!(find_transition(&list, "resolve").unwrap().id, "31");
         assert_eq!(find_transition(&list, " in  progress ").unwrap().id, "11");
         assert!(find_transition(&list, "Reopen").is_none());

@@ -58,11 +58,17 @@ pub fn parse_event(body: &[u8]) -> Result<(Event, Value), ValidationErrors> {
     if body.len() > MAX_BODY_BYTES {
         return Err(ValidationErrors(vec![FieldError::new(
             "body",
-            format!("is {} bytes; the limit is {MAX_BODY_BYTES} bytes", body.len()),
+            format!(
+                "is {} bytes; the limit is {MAX_BODY_BYTES} bytes",
+                body.len()
+            ),
         )]));
     }
     let value: Value = serde_json::from_slice(body).map_err(|e| {
-        ValidationErrors(vec![FieldError::new("body", format!("is not valid JSON: {e}"))])
+        ValidationErrors(vec![FieldError::new(
+            "body",
+            format!("is not valid JSON: {e}"),
+        )])
     })?;
     let event = validate_event(&value)?;
     Ok((event, value))
@@ -89,16 +95,17 @@ pub fn validate_event(value: &Value) -> Result<Event, ValidationErrors> {
         && version != &Value::from(1)
         && version != &Value::from("1")
     {
-        v.error("schemaVersion", "must be 1 (the only version this server speaks)");
+        v.error(
+            "schemaVersion",
+            "must be 1 (the only version this server speaks)",
+        );
     }
 
     let source_system = v.required_str("sourceSystem").and_then(|s| {
         SourceSystem::parse(s).or_else(|| {
             v.error(
                 "sourceSystem",
-                format!(
-                    "must be 1 to {MAX_SOURCE_SYSTEM_CHARS} letters, digits, '.', '_' or '-'"
-                ),
+                format!("must be 1 to {MAX_SOURCE_SYSTEM_CHARS} letters, digits, '.', '_' or '-'"),
             );
             None
         })
@@ -144,7 +151,10 @@ pub fn validate_event(value: &Value) -> Result<Event, ValidationErrors> {
         v.error("children", "is only allowed with create or upsert");
     }
     if kind == Some(OperationKind::Create) && obj.contains_key("issueKey") {
-        v.error("issueKey", "is not allowed with create: the issue does not exist yet");
+        v.error(
+            "issueKey",
+            "is not allowed with create: the issue does not exist yet",
+        );
     }
 
     match (source_system, external_id, operation) {
@@ -244,9 +254,10 @@ impl<'a> Fields<'a> {
             match item.as_str() {
                 None => self.error(&field, "must be a string"),
                 Some("") => self.error(&field, "must not be empty"),
-                Some(s) if s.chars().any(char::is_whitespace) => {
-                    self.error(&field, "must not contain spaces (Jira labels are single words)")
-                }
+                Some(s) if s.chars().any(char::is_whitespace) => self.error(
+                    &field,
+                    "must not contain spaces (Jira labels are single words)",
+                ),
                 Some(s) if s.chars().count() > MAX_LABEL_CHARS => self.error(
                     &field,
                     format!("is longer than {MAX_LABEL_CHARS} characters"),
@@ -407,13 +418,23 @@ impl<'a> Fields<'a> {
             OperationKind::Comment => {
                 self.forbid(
                     kind,
-                    &["transition", "projectKey", "issueType", "summary", "labels", "fields"],
+                    &[
+                        "transition",
+                        "projectKey",
+                        "issueType",
+                        "summary",
+                        "labels",
+                        "fields",
+                    ],
                 );
                 let text = self.text("comment", true, MAX_TEXT_CHARS)?;
                 Some(Operation::Comment { text })
             }
             OperationKind::Transition => {
-                self.forbid(kind, &["projectKey", "issueType", "summary", "labels", "fields"]);
+                self.forbid(
+                    kind,
+                    &["projectKey", "issueType", "summary", "labels", "fields"],
+                );
                 let name = self.text("transition", true, MAX_TRANSITION_CHARS);
                 let comment = self.text("comment", false, MAX_TEXT_CHARS);
                 Some(Operation::Transition {
@@ -495,7 +516,9 @@ mod tests {
 
     #[test]
     fn too_many_children_is_refused_with_the_limit() {
-        let children: Vec<_> = (0..=MAX_CHILDREN).map(|i| json!({"summary": format!("c{i}")})).collect();
+        let children: Vec<_> = (0..=MAX_CHILDREN)
+            .map(|i| json!({"summary": format!("c{i}")}))
+            .collect();
         let err = validate_event(&json!({
             "sourceSystem": "a", "externalId": "1", "desiredOperation": "create",
             "projectKey": "OPS", "issueType": "Task", "summary": "s", "children": children
@@ -562,7 +585,9 @@ mod tests {
     #[test]
     fn a_transition_needs_its_name() {
         assert_eq!(
-            errors_of(json!({"sourceSystem": "a", "externalId": "1", "desiredOperation": "transition"})),
+            errors_of(
+                json!({"sourceSystem": "a", "externalId": "1", "desiredOperation": "transition"})
+            ),
             vec!["transition"]
         );
     }

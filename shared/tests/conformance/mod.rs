@@ -81,12 +81,28 @@ pub async fn a_conditional_update_fails_when_the_state_moved<S: JobStore>(store:
     let mut j = job("cond-update", "k2");
     store.admit(&j, &[]).await.unwrap();
     j.state = JobState::Running;
-    assert!(store.update(&j, JobState::Queued, Some(&entry("leased"))).await.unwrap());
+    assert!(
+        store
+            .update(&j, JobState::Queued, Some(&entry("leased")))
+            .await
+            .unwrap()
+    );
     j.state = JobState::Succeeded;
-    assert!(!store.update(&j, JobState::Queued, Some(&entry("stale"))).await.unwrap());
+    assert!(
+        !store
+            .update(&j, JobState::Queued, Some(&entry("stale")))
+            .await
+            .unwrap()
+    );
     let stored = store.job(&j.id).await.unwrap().unwrap();
     assert_eq!(stored.state, JobState::Running);
-    let trail: Vec<String> = store.audit_trail(&j.id).await.unwrap().into_iter().map(|e| e.outcome).collect();
+    let trail: Vec<String> = store
+        .audit_trail(&j.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.outcome)
+        .collect();
     assert_eq!(trail, ["leased"], "a refused update writes no audit entry");
 }
 
@@ -122,7 +138,10 @@ where
     for i in 0..16 {
         let store = open().await;
         tasks.push(tokio::spawn(async move {
-            store.acquire("race-lease", &format!("w{i}"), Duration::from_secs(30)).await.unwrap()
+            store
+                .acquire("race-lease", &format!("w{i}"), Duration::from_secs(30))
+                .await
+                .unwrap()
         }));
     }
     let mut held = 0;
@@ -133,30 +152,80 @@ where
 }
 
 pub async fn a_lease_expires_and_can_be_renewed_by_its_holder<S: Leases>(store: &S) {
-    assert!(store.acquire("l", "a", Duration::from_millis(200)).await.unwrap());
-    assert!(!store.acquire("l", "b", Duration::from_secs(30)).await.unwrap());
-    assert!(store.acquire("l", "a", Duration::from_millis(200)).await.unwrap(), "renewal");
+    assert!(
+        store
+            .acquire("l", "a", Duration::from_millis(200))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .acquire("l", "b", Duration::from_secs(30))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .acquire("l", "a", Duration::from_millis(200))
+            .await
+            .unwrap(),
+        "renewal"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(store.acquire("l", "b", Duration::from_secs(30)).await.unwrap(), "expired lease is free");
+    assert!(
+        store
+            .acquire("l", "b", Duration::from_secs(30))
+            .await
+            .unwrap(),
+        "expired lease is free"
+    );
     store.release("l", "a").await.unwrap();
-    assert!(!store.acquire("l", "c", Duration::from_secs(30)).await.unwrap(), "release by a non-holder does nothing");
+    assert!(
+        !store
+            .acquire("l", "c", Duration::from_secs(30))
+            .await
+            .unwrap(),
+        "release by a non-holder does nothing"
+    );
     store.release("l", "b").await.unwrap();
-    assert!(store.acquire("l", "c", Duration::from_secs(30)).await.unwrap());
+    assert!(
+        store
+            .acquire("l", "c", Duration::from_secs(30))
+            .await
+            .unwrap()
+    );
 }
 
 pub async fn a_link_has_one_creator_and_records_its_issue<S: LinkStore>(store: &S) {
     let link = LinkId::from_stored("link-1".into());
     let (a, b) = (JobId::generate(), JobId::generate());
     assert_eq!(store.claim_link(&link, &a).await.unwrap().creator, a);
-    assert_eq!(store.claim_link(&link, &b).await.unwrap().creator, a, "first claim wins");
+    assert_eq!(
+        store.claim_link(&link, &b).await.unwrap().creator,
+        a,
+        "first claim wins"
+    );
     assert!(store.take_over_link(&link, &a, &b).await.unwrap());
-    assert!(!store.take_over_link(&link, &a, &b).await.unwrap(), "only from the current creator");
+    assert!(
+        !store.take_over_link(&link, &a, &b).await.unwrap(),
+        "only from the current creator"
+    );
     let key = IssueKey::parse("OPS-1").unwrap();
     store.set_link_issue(&link, &a, &key).await.unwrap();
-    assert_eq!(store.link(&link).await.unwrap().unwrap().issue_key, None, "only the creator records");
+    assert_eq!(
+        store.link(&link).await.unwrap().unwrap().issue_key,
+        None,
+        "only the creator records"
+    );
     store.set_link_issue(&link, &b, &key).await.unwrap();
-    assert_eq!(store.link(&link).await.unwrap().unwrap().issue_key, Some(key));
-    assert!(!store.take_over_link(&link, &b, &a).await.unwrap(), "a link with an issue is settled");
+    assert_eq!(
+        store.link(&link).await.unwrap().unwrap().issue_key,
+        Some(key)
+    );
+    assert!(
+        !store.take_over_link(&link, &b, &a).await.unwrap(),
+        "a link with an issue is settled"
+    );
 }
 
 pub async fn each_message_goes_to_one_of_many_racing_receivers<Q, F, Fut>(open: F)
@@ -167,7 +236,15 @@ where
 {
     let q = open().await;
     for _ in 0..40 {
-        q.send(&WorkMessage { job_id: JobId::generate(), priority: Priority::Bulk }, Duration::ZERO).await.unwrap();
+        q.send(
+            &WorkMessage {
+                job_id: JobId::generate(),
+                priority: Priority::Bulk,
+            },
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
     }
     let mut tasks = Vec::new();
     for _ in 0..8 {
@@ -189,41 +266,103 @@ where
     }
     let unique: HashSet<_> = all.iter().collect();
     assert_eq!(all.len(), 40);
-    assert_eq!(unique.len(), 40, "no message delivered twice while invisible");
+    assert_eq!(
+        unique.len(),
+        40,
+        "no message delivered twice while invisible"
+    );
 }
 
 pub async fn an_unacknowledged_message_comes_back_with_its_receive_count<Q: WorkQueue>(q: &Q) {
     let id = JobId::generate();
-    q.send(&WorkMessage { job_id: id.clone(), priority: Priority::Interactive }, Duration::ZERO).await.unwrap();
+    q.send(
+        &WorkMessage {
+            job_id: id.clone(),
+            priority: Priority::Interactive,
+        },
+        Duration::ZERO,
+    )
+    .await
+    .unwrap();
     let first = q.receive(10, Duration::from_millis(200)).await.unwrap();
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].receive_count, 1);
-    assert!(q.receive(10, Duration::from_secs(1)).await.unwrap().is_empty(), "invisible while received");
+    assert!(
+        q.receive(10, Duration::from_secs(1))
+            .await
+            .unwrap()
+            .is_empty(),
+        "invisible while received"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let second = q.receive(10, Duration::from_secs(30)).await.unwrap();
     assert_eq!((second[0].job_id.clone(), second[0].receive_count), (id, 2));
     q.delete(&first[0].receipt).await.unwrap();
-    q.change_visibility(&second[0].receipt, Duration::ZERO).await.unwrap();
+    q.change_visibility(&second[0].receipt, Duration::ZERO)
+        .await
+        .unwrap();
     let third = q.receive(10, Duration::from_secs(30)).await.unwrap();
-    assert_eq!(third.len(), 1, "a stale receipt deletes nothing; visibility 0 makes it visible now");
+    assert_eq!(
+        third.len(),
+        1,
+        "a stale receipt deletes nothing; visibility 0 makes it visible now"
+    );
     q.delete(&third[0].receipt).await.unwrap();
     tokio::time::sleep(Duration::from_millis(10)).await;
-    assert!(q.receive(10, Duration::ZERO).await.unwrap().is_empty(), "deleted for good");
+    assert!(
+        q.receive(10, Duration::ZERO).await.unwrap().is_empty(),
+        "deleted for good"
+    );
 }
 
 pub async fn a_delayed_message_stays_invisible_until_its_delay_ends<Q: WorkQueue>(q: &Q) {
-    q.send(&WorkMessage { job_id: JobId::generate(), priority: Priority::Interactive }, Duration::from_millis(300)).await.unwrap();
-    assert!(q.receive(10, Duration::from_secs(30)).await.unwrap().is_empty());
+    q.send(
+        &WorkMessage {
+            job_id: JobId::generate(),
+            priority: Priority::Interactive,
+        },
+        Duration::from_millis(300),
+    )
+    .await
+    .unwrap();
+    assert!(
+        q.receive(10, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(q.receive(10, Duration::from_secs(30)).await.unwrap().len(), 1);
+    assert_eq!(
+        q.receive(10, Duration::from_secs(30)).await.unwrap().len(),
+        1
+    );
 }
 
 pub async fn interactive_messages_overtake_bulk_ones<Q: WorkQueue>(q: &Q) {
     let bulk = JobId::generate();
     let interactive = JobId::generate();
-    q.send(&WorkMessage { job_id: bulk.clone(), priority: Priority::Bulk }, Duration::ZERO).await.unwrap();
-    q.send(&WorkMessage { job_id: interactive.clone(), priority: Priority::Interactive }, Duration::ZERO).await.unwrap();
+    q.send(
+        &WorkMessage {
+            job_id: bulk.clone(),
+            priority: Priority::Bulk,
+        },
+        Duration::ZERO,
+    )
+    .await
+    .unwrap();
+    q.send(
+        &WorkMessage {
+            job_id: interactive.clone(),
+            priority: Priority::Interactive,
+        },
+        Duration::ZERO,
+    )
+    .await
+    .unwrap();
     let got = q.receive(1, Duration::from_secs(30)).await.unwrap();
     assert_eq!(got[0].job_id, interactive);
-    assert_eq!(q.receive(1, Duration::from_secs(30)).await.unwrap()[0].job_id, bulk);
+    assert_eq!(
+        q.receive(1, Duration::from_secs(30)).await.unwrap()[0].job_id,
+        bulk
+    );
 }

@@ -14,8 +14,14 @@ pub struct Query {
 impl Query {
     pub fn matches(&self, project: &str, labels: &[String], status: &str) -> bool {
         self.project.as_deref().is_none_or(|p| p == project)
-            && self.status.as_deref().is_none_or(|s| s.eq_ignore_ascii_case(status))
-            && self.labels_all.iter().all(|any| any.iter().any(|l| labels.contains(l)))
+            && self
+                .status
+                .as_deref()
+                .is_none_or(|s| s.eq_ignore_ascii_case(status))
+            && self
+                .labels_all
+                .iter()
+                .all(|any| any.iter().any(|l| labels.contains(l)))
     }
 }
 
@@ -44,7 +50,11 @@ pub fn parse(jql: &str) -> Result<Query, String> {
         let clause = clause.trim();
         let lc = clause.to_ascii_lowercase();
         if let Some(rest) = lc.strip_prefix("labels in").map(|_| &clause[9..]) {
-            let inner = rest.trim().strip_prefix('(').and_then(|r| r.strip_suffix(')')).ok_or("expected ( after in")?;
+            let inner = rest
+                .trim()
+                .strip_prefix('(')
+                .and_then(|r| r.strip_suffix(')'))
+                .ok_or("expected ( after in")?;
             q.labels_all.push(inner.split(',').map(unquote).collect());
         } else if let Some((field, value)) = clause.split_once('=') {
             let value = unquote(value);

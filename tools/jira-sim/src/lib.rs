@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use store::{SimStore, SimError};
+use store::{SimError, SimStore};
 
 /// How the simulator behaves.
 #[derive(Debug, Clone)]
@@ -41,7 +41,9 @@ impl Default for SimConfig {
         SimConfig {
             email: "sim@example.com".into(),
             api_token: "sim-token".into(),
-            projects: ["OPS", "ASSET", "ITSM", "INC", "DEMO", "SEC"].map(String::from).to_vec(),
+            projects: ["OPS", "ASSET", "ITSM", "INC", "DEMO", "SEC"]
+                .map(String::from)
+                .to_vec(),
             latency: Duration::ZERO,
         }
     }
@@ -58,9 +60,16 @@ type Shared = Arc<Sim>;
 impl Sim {
     pub fn new(config: SimConfig) -> Shared {
         let creds = format!("{}:{}", config.email, config.api_token);
-        let basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(creds));
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(creds)
+        );
         let store = Mutex::new(SimStore::new(&config.projects));
-        Arc::new(Sim { config, basic, store })
+        Arc::new(Sim {
+            config,
+            basic,
+            store,
+        })
     }
 
     fn store(&self) -> std::sync::MutexGuard<'_, SimStore> {
@@ -78,8 +87,14 @@ pub fn router(sim: Shared) -> Router {
     let api = Router::new()
         .route("/rest/api/3/issue", post(create_issue))
         .route("/rest/api/3/issue/{key}", get(get_issue).put(edit_issue))
-        .route("/rest/api/3/issue/{key}/comment", get(list_comments).post(add_comment))
-        .route("/rest/api/3/issue/{key}/transitions", get(list_transitions).post(do_transition))
+        .route(
+            "/rest/api/3/issue/{key}/comment",
+            get(list_comments).post(add_comment),
+        )
+        .route(
+            "/rest/api/3/issue/{key}/transitions",
+            get(list_transitions).post(do_transition),
+        )
         .route("/rest/api/3/search/jql", post(search_post).get(search_get))
         .route("/rest/api/3/myself", get(myself))
         .layer(middleware::from_fn_with_state(sim.clone(), authenticate));
@@ -92,7 +107,10 @@ pub fn router(sim: Shared) -> Router {
 }
 
 /// Binds `addr` and serves until the task is dropped.
-pub async fn spawn(config: SimConfig, addr: SocketAddr) -> std::io::Result<(SocketAddr, Shared, tokio::task::JoinHandle<()>)> {
+pub async fn spawn(
+    config: SimConfig,
+    addr: SocketAddr,
+) -> std::io::Result<(SocketAddr, Shared, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let sim = Sim::new(config);
@@ -112,7 +130,11 @@ async fn count_and_delay(State(sim): State<Shared>, req: Request, next: Next) ->
     if req.uri().path().starts_with("/_sim/") {
         return next.run(req).await;
     }
-    let endpoint = format!("{} {}", req.method(), store::endpoint_template(req.uri().path()));
+    let endpoint = format!(
+        "{} {}",
+        req.method(),
+        store::endpoint_template(req.uri().path())
+    );
     sim.store().count_request(endpoint);
     let latency = sim.config.latency;
     // Run the handler to completion even if this future is dropped.
@@ -133,7 +155,9 @@ async fn authenticate(State(sim): State<Shared>, req: Request, next: Next) -> Re
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| {
-            v == sim.basic || v.strip_prefix("Bearer ").is_some_and(|t| t == sim.config.api_token)
+            v == sim.basic
+                || v.strip_prefix("Bearer ")
+                    .is_some_and(|t| t == sim.config.api_token)
         });
     if ok {
         next.run(req).await
@@ -148,7 +172,10 @@ async fn authenticate(State(sim): State<Shared>, req: Request, next: Next) -> Re
 }
 
 fn base_url(headers: &HeaderMap) -> String {
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
     format!("http://{host}")
 }
 
@@ -163,7 +190,10 @@ impl IntoResponse for SimError {
                 StatusCode::BAD_REQUEST,
                 json!({"errorMessages": [], "errors": { field: msg }}),
             ),
-            SimError::Message(msg) => (StatusCode::BAD_REQUEST, json!({"errorMessages": [msg], "errors": {}})),
+            SimError::Message(msg) => (
+                StatusCode::BAD_REQUEST,
+                json!({"errorMessages": [msg], "errors": {}}),
+            ),
         };
         (status, axum::Json(body)).into_response()
     }
@@ -171,21 +201,33 @@ impl IntoResponse for SimError {
 
 /// Jira answers unparseable JSON with 400 and a message, not a framework page.
 fn parse_body(body: &[u8]) -> Result<Value, SimError> {
-    serde_json::from_slice(body).map_err(|e| SimError::Message(format!("Unexpected character in request body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| SimError::Message(format!("Unexpected character in request body: {e}")))
 }
 
-async fn create_issue(State(sim): State<Shared>, headers: HeaderMap, body: axum::body::Bytes) -> Result<Response, SimError> {
+async fn create_issue(
+    State(sim): State<Shared>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, SimError> {
     let body = parse_body(&body)?;
     let (id, key) = sim.store().create_issue(&body)?;
     let json = json!({ "id": id.to_string(), "key": key, "self": format!("{}/rest/api/3/issue/{id}", base_url(&headers)) });
     Ok((StatusCode::CREATED, axum::Json(json)).into_response())
 }
 
-async fn get_issue(State(sim): State<Shared>, Path(key): Path<String>) -> Result<Response, SimError> {
+async fn get_issue(
+    State(sim): State<Shared>,
+    Path(key): Path<String>,
+) -> Result<Response, SimError> {
     Ok(axum::Json(sim.store().issue_json(&key)?).into_response())
 }
 
-async fn edit_issue(State(sim): State<Shared>, Path(key): Path<String>, body: axum::body::Bytes) -> Result<Response, SimError> {
+async fn edit_issue(
+    State(sim): State<Shared>,
+    Path(key): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, SimError> {
     let body = parse_body(&body)?;
     sim.store().edit_issue(&key, &body)?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -200,40 +242,77 @@ struct CommentQuery {
     max_results: Option<usize>,
 }
 
-async fn list_comments(State(sim): State<Shared>, Path(key): Path<String>, Query(q): Query<CommentQuery>) -> Result<Response, SimError> {
-    let expand = q.expand.as_deref().is_some_and(|e| e.split(',').any(|x| x == "properties"));
+async fn list_comments(
+    State(sim): State<Shared>,
+    Path(key): Path<String>,
+    Query(q): Query<CommentQuery>,
+) -> Result<Response, SimError> {
+    let expand = q
+        .expand
+        .as_deref()
+        .is_some_and(|e| e.split(',').any(|x| x == "properties"));
     let newest_first = q.order_by.as_deref().is_some_and(|o| o.starts_with('-'));
-    let json = sim.store().comments_json(&key, expand, newest_first, q.max_results.unwrap_or(50).min(5000))?;
+    let json = sim.store().comments_json(
+        &key,
+        expand,
+        newest_first,
+        q.max_results.unwrap_or(50).min(5000),
+    )?;
     Ok(axum::Json(json).into_response())
 }
 
-async fn add_comment(State(sim): State<Shared>, Path(key): Path<String>, headers: HeaderMap, body: axum::body::Bytes) -> Result<Response, SimError> {
+async fn add_comment(
+    State(sim): State<Shared>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, SimError> {
     let body = parse_body(&body)?;
     let mut json = sim.store().add_comment(&key, &body)?;
-    json["self"] = json!(format!("{}/rest/api/3/issue/{key}/comment/{}", base_url(&headers), json["id"].as_str().unwrap_or("")));
+    json["self"] = json!(format!(
+        "{}/rest/api/3/issue/{key}/comment/{}",
+        base_url(&headers),
+        json["id"].as_str().unwrap_or("")
+    ));
     Ok((StatusCode::CREATED, axum::Json(json)).into_response())
 }
 
-async fn list_transitions(State(sim): State<Shared>, Path(key): Path<String>) -> Result<Response, SimError> {
+async fn list_transitions(
+    State(sim): State<Shared>,
+    Path(key): Path<String>,
+) -> Result<Response, SimError> {
     Ok(axum::Json(sim.store().transitions_json(&key)?).into_response())
 }
 
-async fn do_transition(State(sim): State<Shared>, Path(key): Path<String>, body: axum::body::Bytes) -> Result<Response, SimError> {
+async fn do_transition(
+    State(sim): State<Shared>,
+    Path(key): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, SimError> {
     let body = parse_body(&body)?;
     sim.store().transition(&key, &body)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn search_post(State(sim): State<Shared>, body: axum::body::Bytes) -> Result<Response, SimError> {
+async fn search_post(
+    State(sim): State<Shared>,
+    body: axum::body::Bytes,
+) -> Result<Response, SimError> {
     let body = parse_body(&body)?;
     let jql = body["jql"].as_str().unwrap_or_default().to_string();
     let max = body["maxResults"].as_u64().unwrap_or(50) as usize;
     Ok(axum::Json(sim.store().search(&jql, max)?).into_response())
 }
 
-async fn search_get(State(sim): State<Shared>, Query(q): Query<HashMap<String, String>>) -> Result<Response, SimError> {
+async fn search_get(
+    State(sim): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, SimError> {
     let jql = q.get("jql").cloned().unwrap_or_default();
-    let max = q.get("maxResults").and_then(|m| m.parse().ok()).unwrap_or(50);
+    let max = q
+        .get("maxResults")
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(50);
     Ok(axum::Json(sim.store().search(&jql, max)?).into_response())
 }
 

@@ -15,10 +15,19 @@ struct Args {
     #[arg(long, env = "JIRA_SIM_EMAIL", default_value = "sim@example.com")]
     email: String,
     /// API token accepted by basic auth (and as a bearer token).
-    #[arg(long, env = "JIRA_SIM_API_TOKEN", default_value = "sim-token", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "JIRA_SIM_API_TOKEN",
+        default_value = "sim-token",
+        hide_env_values = true
+    )]
     api_token: String,
     /// Project keys that exist, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "OPS,ASSET,ITSM,INC,DEMO,SEC")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "OPS,ASSET,ITSM,INC,DEMO,SEC"
+    )]
     projects: Vec<String>,
     /// Milliseconds added to every answer.
     #[arg(long, default_value_t = 0)]
@@ -27,7 +36,9 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
     let args = Args::parse();
     let config = SimConfig {
         email: args.email,

@@ -12,10 +12,16 @@ pub enum SimError {
     Message(String),
 }
 
-const ISSUE_TYPES: [&str; 7] = ["Task", "Bug", "Story", "Incident", "Epic", "Subtask", "Sub-task"];
+const ISSUE_TYPES: [&str; 7] = [
+    "Task", "Bug", "Story", "Incident", "Epic", "Subtask", "Sub-task",
+];
 /// The workflow: every status can move to every other, as a simple Jira
 /// project's default workflow allows. (id, transition name, target status)
-const WORKFLOW: [(&str, &str, &str); 3] = [("11", "To Do", "To Do"), ("21", "In Progress", "In Progress"), ("31", "Done", "Done")];
+const WORKFLOW: [(&str, &str, &str); 3] = [
+    ("11", "To Do", "To Do"),
+    ("21", "In Progress", "In Progress"),
+    ("31", "Done", "Done"),
+];
 
 pub struct Comment {
     id: u64,
@@ -54,7 +60,13 @@ pub struct SimStore {
 pub fn endpoint_template(path: &str) -> String {
     path.split('/')
         .enumerate()
-        .map(|(i, seg)| if i == 5 && path.starts_with("/rest/api/3/issue/") { "{key}" } else { seg })
+        .map(|(i, seg)| {
+            if i == 5 && path.starts_with("/rest/api/3/issue/") {
+                "{key}"
+            } else {
+                seg
+            }
+        })
         .collect::<Vec<_>>()
         .join("/")
 }
@@ -67,13 +79,19 @@ fn now_iso() -> String {
 
 fn check_labels(v: &Value) -> Result<Vec<String>, SimError> {
     let Some(items) = v.as_array() else {
-        return Err(SimError::Field("labels", "Field 'labels' must be an array of strings.".into()));
+        return Err(SimError::Field(
+            "labels",
+            "Field 'labels' must be an array of strings.".into(),
+        ));
     };
     items
         .iter()
         .map(|l| match l.as_str() {
             Some(s) if !s.is_empty() && !s.contains(' ') && s.len() <= 255 => Ok(s.to_string()),
-            _ => Err(SimError::Field("labels", "The label must not contain spaces.".into())),
+            _ => Err(SimError::Field(
+                "labels",
+                "The label must not contain spaces.".into(),
+            )),
         })
         .collect()
 }
@@ -82,7 +100,11 @@ fn check_adf(field: &'static str, v: &Value) -> Result<Value, SimError> {
     if v.is_null() || (v["type"] == "doc" && v["content"].is_array()) {
         Ok(v.clone())
     } else {
-        Err(SimError::Field(field, "Operation value must be an Atlassian Document (see the Atlassian Document Format).".into()))
+        Err(SimError::Field(
+            field,
+            "Operation value must be an Atlassian Document (see the Atlassian Document Format)."
+                .into(),
+        ))
     }
 }
 
@@ -113,40 +135,79 @@ impl SimStore {
     }
 
     pub fn create_issue(&mut self, body: &Value) -> Result<(u64, String), SimError> {
-        let fields = body["fields"].as_object().ok_or_else(|| SimError::Message("Request body must contain fields.".into()))?;
-        let project = fields.get("project").and_then(|p| p["key"].as_str()).unwrap_or_default().to_string();
+        let fields = body["fields"]
+            .as_object()
+            .ok_or_else(|| SimError::Message("Request body must contain fields.".into()))?;
+        let project = fields
+            .get("project")
+            .and_then(|p| p["key"].as_str())
+            .unwrap_or_default()
+            .to_string();
         if !self.projects.contains(&project) {
-            return Err(SimError::Field("project", "valid project is required".into()));
+            return Err(SimError::Field(
+                "project",
+                "valid project is required".into(),
+            ));
         }
-        let issue_type = fields.get("issuetype").and_then(|t| t["name"].as_str()).unwrap_or_default().to_string();
+        let issue_type = fields
+            .get("issuetype")
+            .and_then(|t| t["name"].as_str())
+            .unwrap_or_default()
+            .to_string();
         if !ISSUE_TYPES.contains(&issue_type.as_str()) {
-            return Err(SimError::Field("issuetype", "valid issue type is required".into()));
+            return Err(SimError::Field(
+                "issuetype",
+                "valid issue type is required".into(),
+            ));
         }
-        let summary = fields.get("summary").and_then(Value::as_str).unwrap_or_default().to_string();
+        let summary = fields
+            .get("summary")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         if summary.trim().is_empty() {
-            return Err(SimError::Field("summary", "You must specify a summary of the issue.".into()));
+            return Err(SimError::Field(
+                "summary",
+                "You must specify a summary of the issue.".into(),
+            ));
         }
         if summary.chars().count() > 255 {
-            return Err(SimError::Field("summary", "Summary must be less than 255 characters.".into()));
+            return Err(SimError::Field(
+                "summary",
+                "Summary must be less than 255 characters.".into(),
+            ));
         }
-        let description = check_adf("description", fields.get("description").unwrap_or(&Value::Null))?;
+        let description = check_adf(
+            "description",
+            fields.get("description").unwrap_or(&Value::Null),
+        )?;
         let labels = match fields.get("labels") {
             Some(v) => check_labels(v)?,
             None => Vec::new(),
         };
         let parent = match fields.get("parent").and_then(|p| p["key"].as_str()) {
             Some(k) => {
-                self.issue(k).map_err(|_| SimError::Field("parent", "Could not find issue by id or key.".into()))?;
+                self.issue(k).map_err(|_| {
+                    SimError::Field("parent", "Could not find issue by id or key.".into())
+                })?;
                 Some(k.to_string())
             }
             None if issue_type.starts_with("Sub") => {
-                return Err(SimError::Field("parent", "Given parent work item does not belong to appropriate hierarchy.".into()));
+                return Err(SimError::Field(
+                    "parent",
+                    "Given parent work item does not belong to appropriate hierarchy.".into(),
+                ));
             }
             None => None,
         };
         let custom: Map<String, Value> = fields
             .iter()
-            .filter(|(k, _)| !matches!(k.as_str(), "project" | "issuetype" | "summary" | "description" | "labels" | "parent"))
+            .filter(|(k, _)| {
+                !matches!(
+                    k.as_str(),
+                    "project" | "issuetype" | "summary" | "description" | "labels" | "parent"
+                )
+            })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let properties = body["properties"].as_array().cloned().unwrap_or_default();
@@ -182,13 +243,24 @@ impl SimStore {
             for (k, v) in fields {
                 match k.as_str() {
                     "summary" => match v.as_str() {
-                        Some(s) if !s.trim().is_empty() && s.chars().count() <= 255 => issue.summary = s.to_string(),
-                        _ => return Err(SimError::Field("summary", "You must specify a summary of the issue.".into())),
+                        Some(s) if !s.trim().is_empty() && s.chars().count() <= 255 => {
+                            issue.summary = s.to_string()
+                        }
+                        _ => {
+                            return Err(SimError::Field(
+                                "summary",
+                                "You must specify a summary of the issue.".into(),
+                            ));
+                        }
                     },
                     "description" => issue.description = check_adf("description", v)?,
                     "labels" => issue.labels = check_labels(v)?,
                     "project" | "issuetype" => {
-                        return Err(SimError::Field("project", "Field cannot be set. It is not on the appropriate screen, or unknown.".into()));
+                        return Err(SimError::Field(
+                            "project",
+                            "Field cannot be set. It is not on the appropriate screen, or unknown."
+                                .into(),
+                        ));
                     }
                     _ => {
                         issue.custom.insert(k.clone(), v.clone());
@@ -225,7 +297,9 @@ impl SimStore {
         if let Some(p) = &i.parent {
             fields.insert("parent".into(), json!({ "key": p }));
         }
-        Ok(json!({ "id": i.id.to_string(), "key": i.key, "fields": fields, "properties": i.properties }))
+        Ok(
+            json!({ "id": i.id.to_string(), "key": i.key, "fields": fields, "properties": i.properties }),
+        )
     }
 
     pub fn add_comment(&mut self, key: &str, body: &Value) -> Result<Value, SimError> {
@@ -233,7 +307,10 @@ impl SimStore {
         let issue = self.issue_mut(key)?;
         let doc = &body["body"];
         if doc.is_null() || to_plain_text(doc).trim().is_empty() {
-            return Err(SimError::Field("comment", "Comment body can not be empty!".into()));
+            return Err(SimError::Field(
+                "comment",
+                "Comment body can not be empty!".into(),
+            ));
         }
         let doc = check_adf("comment", doc)?;
         let created = now_iso();
@@ -247,7 +324,13 @@ impl SimStore {
         Ok(json!({ "id": id.to_string(), "body": doc, "created": created }))
     }
 
-    pub fn comments_json(&self, key: &str, expand_properties: bool, newest_first: bool, max: usize) -> Result<Value, SimError> {
+    pub fn comments_json(
+        &self,
+        key: &str,
+        expand_properties: bool,
+        newest_first: bool,
+        max: usize,
+    ) -> Result<Value, SimError> {
         let issue = self.issue(key)?;
         let mut list: Vec<&Comment> = issue.comments.iter().collect();
         if newest_first {
@@ -264,7 +347,9 @@ impl SimStore {
                 v
             })
             .collect();
-        Ok(json!({ "startAt": 0, "maxResults": max, "total": issue.comments.len(), "comments": comments }))
+        Ok(
+            json!({ "startAt": 0, "maxResults": max, "total": issue.comments.len(), "comments": comments }),
+        )
     }
 
     pub fn transitions_json(&self, key: &str) -> Result<Value, SimError> {
@@ -280,8 +365,13 @@ impl SimStore {
     pub fn transition(&mut self, key: &str, body: &Value) -> Result<(), SimError> {
         let issue = self.issue_mut(key)?;
         let id = body["transition"]["id"].as_str().unwrap_or_default();
-        let Some((_, _, to)) = WORKFLOW.iter().find(|(tid, _, to)| *tid == id && *to != issue.status) else {
-            return Err(SimError::Message(format!("Transition id '{id}' is not valid for this issue.")));
+        let Some((_, _, to)) = WORKFLOW
+            .iter()
+            .find(|(tid, _, to)| *tid == id && *to != issue.status)
+        else {
+            return Err(SimError::Message(format!(
+                "Transition id '{id}' is not valid for this issue."
+            )));
         };
         issue.status = to.to_string();
         issue.transitions.push(to.to_string());
@@ -289,8 +379,13 @@ impl SimStore {
     }
 
     pub fn search(&self, query: &str, max: usize) -> Result<Value, SimError> {
-        let q = jql::parse(query).map_err(|e| SimError::Message(format!("Error in the JQL Query: {e}")))?;
-        let mut hits: Vec<&Issue> = self.issues.iter().filter(|i| q.matches(&i.project, &i.labels, &i.status)).collect();
+        let q = jql::parse(query)
+            .map_err(|e| SimError::Message(format!("Error in the JQL Query: {e}")))?;
+        let mut hits: Vec<&Issue> = self
+            .issues
+            .iter()
+            .filter(|i| q.matches(&i.project, &i.labels, &i.status))
+            .collect();
         if q.newest_first {
             hits.reverse();
         }
@@ -367,8 +462,14 @@ mod tests {
 
     #[test]
     fn endpoint_templates_hide_issue_keys() {
-        assert_eq!(endpoint_template("/rest/api/3/issue/OPS-1/comment"), "/rest/api/3/issue/{key}/comment");
+        assert_eq!(
+            endpoint_template("/rest/api/3/issue/OPS-1/comment"),
+            "/rest/api/3/issue/{key}/comment"
+        );
         assert_eq!(endpoint_template("/rest/api/3/issue"), "/rest/api/3/issue");
-        assert_eq!(endpoint_template("/rest/api/3/search/jql"), "/rest/api/3/search/jql");
+        assert_eq!(
+            endpoint_template("/rest/api/3/search/jql"),
+            "/rest/api/3/search/jql"
+        );
     }
 }

@@ -40,8 +40,11 @@ impl FileConfig {
             None => (PathBuf::from("tollgate.toml"), false),
         };
         match std::fs::read_to_string(&path) {
-            Ok(text) => toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display())),
-            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => Ok(FileConfig::default()),
+            Ok(text) => toml::from_str(&text)
+                .with_context(|| format!("invalid config file {}", path.display())),
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(FileConfig::default())
+            }
             Err(e) => Err(e).with_context(|| format!("cannot read config file {}", path.display())),
         }
     }
@@ -92,33 +95,63 @@ pub fn resolve(o: Overrides, file: FileConfig) -> anyhow::Result<ServeConfig> {
         JiraTarget::InProcessSim
     } else {
         let Some(url) = o.jira_url.or(file_jira.url) else {
-            bail!("no Jira site: pass --jira-url https://your-site.atlassian.net (or --sim to use the built-in simulator)");
+            bail!(
+                "no Jira site: pass --jira-url https://your-site.atlassian.net (or --sim to use the built-in simulator)"
+            );
         };
-        let auth = match (o.jira_bearer_token, o.jira_email.or(file_jira.email), o.jira_api_token) {
+        let auth = match (
+            o.jira_bearer_token,
+            o.jira_email.or(file_jira.email),
+            o.jira_api_token,
+        ) {
             (Some(token), _, _) => JiraAuth::Bearer(Secret::new(token)),
-            (None, Some(email), Some(token)) => JiraAuth::Basic { email, api_token: Secret::new(token) },
-            (None, None, _) => bail!("TOLLGATE_JIRA_EMAIL is not set (the Atlassian account email for basic auth)"),
-            (None, Some(_), None) => bail!("TOLLGATE_JIRA_API_TOKEN is not set (create one at id.atlassian.com → Security → API tokens)"),
+            (None, Some(email), Some(token)) => JiraAuth::Basic {
+                email,
+                api_token: Secret::new(token),
+            },
+            (None, None, _) => {
+                bail!("TOLLGATE_JIRA_EMAIL is not set (the Atlassian account email for basic auth)")
+            }
+            (None, Some(_), None) => bail!(
+                "TOLLGATE_JIRA_API_TOKEN is not set (create one at id.atlassian.com → Security → API tokens)"
+            ),
         };
         JiraTarget::Site { url, auth }
     };
-    let webhook_secrets = o.webhook_secret.as_deref().map(secret_list).unwrap_or_default();
+    let webhook_secrets = o
+        .webhook_secret
+        .as_deref()
+        .map(secret_list)
+        .unwrap_or_default();
     if webhook_secrets.is_empty() {
-        bail!("TOLLGATE_WEBHOOK_SECRET is not set: senders sign events with it (several, comma-separated, during a rotation)");
+        bail!(
+            "TOLLGATE_WEBHOOK_SECRET is not set: senders sign events with it (several, comma-separated, during a rotation)"
+        );
     }
     let workers = o.workers.or(file.workers).unwrap_or(4);
     if !(1..=256).contains(&workers) {
         bail!("workers must be between 1 and 256 (got {workers})");
     }
-    let visibility = o.visibility_timeout_secs.or(file.visibility_timeout_secs).unwrap_or(30).max(1);
-    let lease = o.lease_ttl_secs.or(file.lease_ttl_secs).unwrap_or(visibility).max(1);
+    let visibility = o
+        .visibility_timeout_secs
+        .or(file.visibility_timeout_secs)
+        .unwrap_or(30)
+        .max(1);
+    let lease = o
+        .lease_ttl_secs
+        .or(file.lease_ttl_secs)
+        .unwrap_or(visibility)
+        .max(1);
     let listen = match o.listen.or(file.listen) {
         Some(l) => l,
         None => DEFAULT_LISTEN.parse()?,
     };
     Ok(ServeConfig {
         listen,
-        db: o.db.or(file.db).unwrap_or_else(|| PathBuf::from(DEFAULT_DB)),
+        db: o
+            .db
+            .or(file.db)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DB)),
         jira,
         webhook_secrets,
         workers,
@@ -160,7 +193,9 @@ mod tests {
         assert_eq!(c.listen.port(), 9000);
         assert_eq!(c.db, PathBuf::from("tollgate.db"));
         assert_eq!(c.webhook_secrets.len(), 2);
-        assert!(matches!(c.jira, JiraTarget::Site { ref url, .. } if url == "https://example.atlassian.net"));
+        assert!(
+            matches!(c.jira, JiraTarget::Site { ref url, .. } if url == "https://example.atlassian.net")
+        );
     }
 
     #[test]

@@ -42,12 +42,18 @@ impl DemoSummary {
     pub fn table(&self) -> String {
         let rows = [
             ("events delivered", self.deliveries.to_string()),
-            ("duplicate deliveries suppressed", self.duplicates_suppressed.to_string()),
+            (
+                "duplicate deliveries suppressed",
+                self.duplicates_suppressed.to_string(),
+            ),
             ("jobs", self.jobs.to_string()),
             ("jobs succeeded", self.succeeded.to_string()),
             ("failures", self.failed.to_string()),
             ("issues created in Jira", self.issues_created.to_string()),
-            ("duplicate issues in Jira", self.duplicate_issues.to_string()),
+            (
+                "duplicate issues in Jira",
+                self.duplicate_issues.to_string(),
+            ),
             ("comments", self.comments.to_string()),
             ("duplicate comments", self.duplicate_comments.to_string()),
             ("transitions", self.transitions.to_string()),
@@ -111,7 +117,11 @@ pub fn workload(alerts: usize) -> Vec<(Value, usize)> {
 }
 
 pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
-    let dir = std::env::temp_dir().join(format!("tollgate-demo-{}-{}", std::process::id(), fastrand::u32(..)));
+    let dir = std::env::temp_dir().join(format!(
+        "tollgate-demo-{}-{}",
+        std::process::id(),
+        fastrand::u32(..)
+    ));
     std::fs::create_dir_all(&dir).context("cannot create a temporary directory")?;
     let result = run_in(&dir, opts).await;
     let _ = std::fs::remove_dir_all(&dir);
@@ -143,12 +153,21 @@ async fn run_in(dir: &std::path::Path, opts: DemoOptions) -> anyhow::Result<Demo
     }
     fastrand::shuffle(&mut deliveries);
 
-    let bar = if opts.progress { ProgressBar::new(deliveries.len() as u64) } else { ProgressBar::hidden() };
-    bar.set_style(ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len}")?.progress_chars("=> "));
+    let bar = if opts.progress {
+        ProgressBar::new(deliveries.len() as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len}")?.progress_chars("=> "),
+    );
     bar.set_message("sending");
 
     let http = reqwest::Client::new();
-    let mut summary = DemoSummary { deliveries: deliveries.len(), ..Default::default() };
+    let mut summary = DemoSummary {
+        deliveries: deliveries.len(),
+        ..Default::default()
+    };
     let mut job_ids = BTreeSet::new();
     let mut in_flight = tokio::task::JoinSet::new();
     let mut pending = deliveries.into_iter();
@@ -158,7 +177,9 @@ async fn run_in(dir: &std::path::Path, opts: DemoOptions) -> anyhow::Result<Demo
             let (http, url, secret) = (http.clone(), format!("{base}/v1/events"), secret.clone());
             in_flight.spawn(async move { send(&http, &url, &secret, body).await });
         }
-        let Some(answer) = in_flight.join_next().await else { break };
+        let Some(answer) = in_flight.join_next().await else {
+            break;
+        };
         let answer = answer??;
         if answer["duplicate"] == true {
             summary.duplicates_suppressed += 1;
@@ -176,13 +197,22 @@ async fn run_in(dir: &std::path::Path, opts: DemoOptions) -> anyhow::Result<Demo
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut open: Vec<String> = job_ids.into_iter().collect();
     while !open.is_empty() {
-        anyhow::ensure!(Instant::now() < deadline, "jobs did not finish within 2 minutes: {open:?}");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "jobs did not finish within 2 minutes: {open:?}"
+        );
         let mut still = Vec::new();
         for id in open {
-            let job: Value = http.get(format!("{base}/v1/jobs/{id}")).send().await?.json().await?;
+            let job: Value = http
+                .get(format!("{base}/v1/jobs/{id}"))
+                .send()
+                .await?
+                .json()
+                .await?;
             match job["state"].as_str() {
                 Some("SUCCEEDED") | Some("SUPERSEDED") => summary.succeeded += 1,
-                Some("FAILED") | Some("EXHAUSTED") | Some("DENIED") | Some("EXPIRED") | Some("REJECTED") => {
+                Some("FAILED") | Some("EXHAUSTED") | Some("DENIED") | Some("EXPIRED")
+                | Some("REJECTED") => {
                     summary.failed += 1;
                     tracing::warn!(job = %id, error = %job["lastError"], "job did not succeed");
                 }
@@ -218,8 +248,15 @@ async fn run_in(dir: &std::path::Path, opts: DemoOptions) -> anyhow::Result<Demo
     Ok(summary)
 }
 
-async fn send(http: &reqwest::Client, url: &str, secret: &Secret, body: Vec<u8>) -> anyhow::Result<Value> {
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
+async fn send(
+    http: &reqwest::Client,
+    url: &str,
+    secret: &Secret,
+    body: Vec<u8>,
+) -> anyhow::Result<Value> {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64;
     let resp = http
         .post(url)
         .header("Content-Type", "application/json")
@@ -229,6 +266,9 @@ async fn send(http: &reqwest::Client, url: &str, secret: &Secret, body: Vec<u8>)
         .await?;
     let status = resp.status();
     let answer: Value = resp.json().await?;
-    anyhow::ensure!(status.as_u16() == 202, "event refused with {status}: {answer}");
+    anyhow::ensure!(
+        status.as_u16() == 202,
+        "event refused with {status}: {answer}"
+    );
     Ok(answer)
 }

@@ -40,7 +40,11 @@ fn answer(a: HttpAnswer) -> Response {
 
 fn internal(e: impl std::fmt::Display) -> Response {
     tracing::error!(error = %e, "request failed");
-    answer(HttpAnswer::error(503, "unavailable", "storage is unavailable; retry later"))
+    answer(HttpAnswer::error(
+        503,
+        "unavailable",
+        "storage is unavailable; retry later",
+    ))
 }
 
 /// Reads at most `MAX_BODY_BYTES + 1` so an oversized body is refused with
@@ -49,7 +53,10 @@ async fn read_body(body: Body) -> Result<axum::body::Bytes, Response> {
     match axum::body::to_bytes(body, MAX_BODY_BYTES + 1).await {
         Ok(b) => Ok(b),
         Err(_) => Err(answer(tollgate::app::api::ingest_answer(
-            &tollgate::app::ingest::IngestOutcome::TooLarge { size: MAX_BODY_BYTES + 1, limit: MAX_BODY_BYTES },
+            &tollgate::app::ingest::IngestOutcome::TooLarge {
+                size: MAX_BODY_BYTES + 1,
+                limit: MAX_BODY_BYTES,
+            },
         ))),
     }
 }
@@ -66,13 +73,22 @@ async fn post_event(State(state): State<Arc<AppState>>, req: Request) -> Respons
         .and_then(|v| v.to_str().ok())
         .is_none_or(|ct| ct.starts_with("application/json"));
     if !is_json {
-        return answer(HttpAnswer::error(415, "unsupported_media_type", "send the event as application/json"));
+        return answer(HttpAnswer::error(
+            415,
+            "unsupported_media_type",
+            "send the event as application/json",
+        ));
     }
     let body = match read_body(body).await {
         Ok(b) => b,
         Err(r) => return r,
     };
-    let ingest = Ingest { store: &state.db, queue: &state.db, clock: &SystemClock, secrets: &state.secrets };
+    let ingest = Ingest {
+        store: &state.db,
+        queue: &state.db,
+        clock: &SystemClock,
+        secrets: &state.secrets,
+    };
     match ingest.handle(&body, signature_header(&parts.headers)).await {
         Ok(outcome) => {
             state.wake.notify_waiters();

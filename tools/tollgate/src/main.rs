@@ -14,7 +14,11 @@ use tollgate_cli::telemetry::{self, LogFormat};
 use tollgate_cli::{demo, stack};
 
 #[derive(Parser)]
-#[command(name = "tollgate", version, about = "Governed, rate-limit-aware execution of events against Jira Cloud")]
+#[command(
+    name = "tollgate",
+    version,
+    about = "Governed, rate-limit-aware execution of events against Jira Cloud"
+)]
 struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value = "text")]
@@ -26,7 +30,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the single-machine stack: HTTP ingest + worker pool on SQLite.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run the stack on the built-in simulator with a realistic mix of events.
     Demo {
         /// How many alerts to fire (each delivered 2-3 times).
@@ -99,13 +103,28 @@ struct ServeArgs {
     /// Optional config file (default ./tollgate.toml when present).
     #[arg(long)]
     config: Option<PathBuf>,
-    #[arg(long, env = "TOLLGATE_WEBHOOK_SECRET", hide_env_values = true, hide = true)]
+    #[arg(
+        long,
+        env = "TOLLGATE_WEBHOOK_SECRET",
+        hide_env_values = true,
+        hide = true
+    )]
     webhook_secret: Option<String>,
     #[arg(long, env = "TOLLGATE_JIRA_EMAIL", hide = true)]
     jira_email: Option<String>,
-    #[arg(long, env = "TOLLGATE_JIRA_API_TOKEN", hide_env_values = true, hide = true)]
+    #[arg(
+        long,
+        env = "TOLLGATE_JIRA_API_TOKEN",
+        hide_env_values = true,
+        hide = true
+    )]
     jira_api_token: Option<String>,
-    #[arg(long, env = "TOLLGATE_JIRA_BEARER_TOKEN", hide_env_values = true, hide = true)]
+    #[arg(
+        long,
+        env = "TOLLGATE_JIRA_BEARER_TOKEN",
+        hide_env_values = true,
+        hide = true
+    )]
     jira_bearer_token: Option<String>,
 }
 
@@ -114,6 +133,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(a) => {
+            let a = *a;
             telemetry::init(cli.log_format, "info");
             let file = FileConfig::load(a.config.as_deref())?;
             let config = config::resolve(
@@ -135,10 +155,18 @@ async fn main() -> anyhow::Result<()> {
             )?;
             let running = stack::start(config).await?;
             // Scripts and tests read this line to learn the address.
-            println!("tollgate listening on http://{} (jira: {})", running.addr, running.jira_url);
+            println!(
+                "tollgate listening on http://{} (jira: {})",
+                running.addr, running.jira_url
+            );
             running.wait().await
         }
-        Command::Demo { alerts, workers, latency_ms, quiet } => {
+        Command::Demo {
+            alerts,
+            workers,
+            latency_ms,
+            quiet,
+        } => {
             telemetry::init(cli.log_format, "warn");
             println!("tollgate demo: {alerts} alerts against the built-in Jira simulator");
             let summary = demo::run(demo::DemoOptions {
@@ -149,7 +177,8 @@ async fn main() -> anyhow::Result<()> {
             })
             .await?;
             println!("{}", summary.table());
-            if summary.duplicate_issues > 0 || summary.duplicate_comments > 0 || summary.failed > 0 {
+            if summary.duplicate_issues > 0 || summary.duplicate_comments > 0 || summary.failed > 0
+            {
                 anyhow::bail!("the demo saw duplicates or failures");
             }
             println!("Every alert was delivered more than once; Jira got each issue exactly once.");
@@ -162,7 +191,9 @@ async fn main() -> anyhow::Result<()> {
             match command {
                 JobsCommand::List { state, limit } => {
                     let state = match state {
-                        Some(s) => Some(JobState::parse(&s).with_context(|| format!("unknown state {s:?}"))?),
+                        Some(s) => Some(
+                            JobState::parse(&s).with_context(|| format!("unknown state {s:?}"))?,
+                        ),
                         None => None,
                     };
                     for job in db.list(state, limit).await? {
@@ -187,7 +218,10 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Sim { listen, latency_ms } => {
             telemetry::init(cli.log_format, "info");
-            let config = jira_sim::SimConfig { latency: Duration::from_millis(latency_ms), ..Default::default() };
+            let config = jira_sim::SimConfig {
+                latency: Duration::from_millis(latency_ms),
+                ..Default::default()
+            };
             let (addr, _sim, handle) = jira_sim::spawn(config, listen).await?;
             println!("jira-sim listening on http://{addr} (basic auth sim@example.com:sim-token)");
             handle.await?;

@@ -54,7 +54,8 @@ impl Running {
 }
 
 pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
-    let db = SqliteDb::open(&config.db).with_context(|| format!("cannot open database {}", config.db.display()))?;
+    let db = SqliteDb::open(&config.db)
+        .with_context(|| format!("cannot open database {}", config.db.display()))?;
     let mut tasks = JoinSet::new();
     let (stop, stop_rx) = watch::channel(false);
     let (url, auth, sim) = match &config.jira {
@@ -73,7 +74,10 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
                 let _ = sim_stop.wait_for(|s| *s).await;
                 handle.abort();
             });
-            let auth = JiraAuth::Basic { email: "tollgate@sim.local".into(), api_token: Secret::new(token) };
+            let auth = JiraAuth::Basic {
+                email: "tollgate@sim.local".into(),
+                api_token: Secret::new(token),
+            };
             (format!("http://{addr}"), auth, Some(sim))
         }
     };
@@ -84,13 +88,20 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     let wake = Arc::new(Notify::new());
-    let state = Arc::new(AppState { db: db.clone(), secrets: config.webhook_secrets.clone(), wake: wake.clone() });
+    let state = Arc::new(AppState {
+        db: db.clone(),
+        secrets: config.webhook_secrets.clone(),
+        wake: wake.clone(),
+    });
     let mut http_stop = stop_rx.clone();
     tasks.spawn(async move {
         let shutdown = async move {
             let _ = http_stop.wait_for(|s| *s).await;
         };
-        if let Err(e) = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await {
+        if let Err(e) = axum::serve(listener, router(state))
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
             tracing::error!(error = %e, "HTTP server stopped");
         }
     });
@@ -103,9 +114,22 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
                 ..ExecutorConfig::default()
             },
         };
-        tasks.spawn(run_worker(db.clone(), tracker.clone(), settings, wake.clone(), stop_rx.clone()));
+        tasks.spawn(run_worker(
+            db.clone(),
+            tracker.clone(),
+            settings,
+            wake.clone(),
+            stop_rx.clone(),
+        ));
     }
     tasks.spawn(run_sweeper(db.clone(), wake, stop_rx));
     tracing::info!(%addr, jira = %url, workers = config.workers, db = %config.db.display(), "tollgate serving");
-    Ok(Running { addr, jira_url: url, db, sim, stop, tasks })
+    Ok(Running {
+        addr,
+        jira_url: url,
+        db,
+        sim,
+        stop,
+        tasks,
+    })
 }

@@ -26,7 +26,12 @@ pub async fn run_worker<T: Tracker>(
     wake: Arc<Notify>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let executor = Executor { store: &db, tracker: tracker.as_ref(), clock: &SystemClock, config: &settings.executor };
+    let executor = Executor {
+        store: &db,
+        tracker: tracker.as_ref(),
+        clock: &SystemClock,
+        config: &settings.executor,
+    };
     while !*stop.borrow() {
         let deliveries = match db.receive(1, settings.visibility).await {
             Ok(d) => d,
@@ -65,7 +70,8 @@ pub async fn run_worker<T: Tracker>(
                 Ok(Disposition::RetryAfter(wait)) => db.change_visibility(&d.receipt, wait).await,
                 Err(e) => {
                     tracing::warn!(job_id = %d.job_id, error = %e, "job run failed; message returns");
-                    db.change_visibility(&d.receipt, Duration::from_secs(2)).await
+                    db.change_visibility(&d.receipt, Duration::from_secs(2))
+                        .await
                 }
             };
             if let Err(e) = settled {
