@@ -7,7 +7,9 @@
 //! duplicates (two issues carrying one tollgate label, or two comments
 //! carrying one tollgate marker), so tests can count them.
 
+pub mod cli;
 mod jql;
+pub mod limits;
 mod store;
 
 use axum::Router;
@@ -17,6 +19,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
+use limits::{LimiterState, Limits, Verdict};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -24,6 +27,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use store::{SimError, SimStore};
+
+/// Internal header by which read handlers report how many objects they
+/// returned (reads cost 1 + 1 per object); stripped before answering.
+const OBJECTS_HEADER: &str = "x-sim-objects";
 
 /// How the simulator behaves.
 #[derive(Debug, Clone)]
@@ -34,6 +41,8 @@ pub struct SimConfig {
     pub projects: Vec<String>,
     /// Added to every answer, to make work take time as real Jira does.
     pub latency: Duration,
+    /// Rate limits and faults (all off by default).
+    pub limits: Limits,
 }
 
 impl Default for SimConfig {
@@ -45,6 +54,7 @@ impl Default for SimConfig {
                 .map(String::from)
                 .to_vec(),
             latency: Duration::ZERO,
+            limits: Limits::default(),
         }
     }
 }
@@ -53,6 +63,8 @@ pub struct Sim {
     config: SimConfig,
     basic: String,
     store: Mutex<SimStore>,
+    limits: Mutex<Limits>,
+    limiter: Mutex<LimiterState>,
 }
 
 type Shared = Arc<Sim>;
@@ -65,11 +77,36 @@ impl Sim {
             base64::engine::general_purpose::STANDARD.encode(creds)
         );
         let store = Mutex::new(SimStore::new(&config.projects));
+        let limits = Mutex::new(config.limits.clone());
         Arc::new(Sim {
             config,
             basic,
             store,
+            limits,
+            limiter: Mutex::new(LimiterState::default()),
         })
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Changes the limits mid-run (as Atlassian may, unannounced).
+    pub fn set_limits(&self, limits: Limits) {
+        *self.limits.lock().unwrap_or_else(|p| p.into_inner()) = limits;
+    }
+
+    fn limiter(&self) -> std::sync::MutexGuard<'_, LimiterState> {
+        self.limiter.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Points left in the current window and seconds until it resets.
+    pub fn quota(&self) -> Option<(u64, f64)> {
+        let limits = self.limits();
+        self.limiter().quota_view(&limits).map(|(r, t, _)| (r, t))
     }
 
     fn store(&self) -> std::sync::MutexGuard<'_, SimStore> {
@@ -79,7 +116,22 @@ impl Sim {
 
     /// The report as `GET /_sim/report` answers it.
     pub fn report(&self) -> Value {
-        self.store().report()
+        let mut report = self.store().report();
+        let limiter = self.limiter();
+        let mut per_issue: Vec<(&String, &u64)> = limiter.writes_per_issue.iter().collect();
+        per_issue.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let throttled: u64 = limiter.throttled.values().sum();
+        report["totals"]["throttled"] = json!(throttled);
+        report["totals"]["pointsSpent"] = json!(limiter.points_total);
+        report["throttledByReason"] = json!(limiter.throttled);
+        report["writesPerIssue"] = json!(
+            per_issue
+                .into_iter()
+                .take(10)
+                .map(|(k, n)| json!({"issue": k, "writes": n}))
+                .collect::<Vec<_>>()
+        );
+        report
     }
 }
 
@@ -101,8 +153,9 @@ pub fn router(sim: Shared) -> Router {
     Router::new()
         .merge(api)
         .route("/_sim/report", get(report))
+        .route("/_sim/limits", get(get_limits).post(post_limits))
         .route("/_sim/health", get(|| async { "ok" }))
-        .layer(middleware::from_fn_with_state(sim.clone(), count_and_delay))
+        .layer(middleware::from_fn_with_state(sim.clone(), govern))
         .with_state(sim)
 }
 
@@ -123,30 +176,137 @@ pub async fn spawn(
     Ok((local, sim, handle))
 }
 
-/// Counts the request, does the work, then waits out the latency before
-/// answering: like a real server, the effect happens even when the client
-/// gives up (or dies) before the answer arrives.
-async fn count_and_delay(State(sim): State<Shared>, req: Request, next: Next) -> Response {
+/// Applies the limits, counts the request, does the work, then waits out
+/// the latency before answering: like a real server, the effect happens even
+/// when the client gives up (or dies) before the answer arrives.
+async fn govern(State(sim): State<Shared>, req: Request, next: Next) -> Response {
     if req.uri().path().starts_with("/_sim/") {
         return next.run(req).await;
     }
-    let endpoint = format!(
-        "{} {}",
-        req.method(),
-        store::endpoint_template(req.uri().path())
-    );
-    sim.store().count_request(endpoint);
-    let latency = sim.config.latency;
+    let method = req.method().as_str().to_string();
+    let endpoint = store::endpoint_template(req.uri().path());
+    let issue = store::issue_in_path(req.uri().path());
+    sim.store().count_request(format!("{method} {endpoint}"));
+    let limits = sim.limits();
+    let verdict = sim
+        .limiter()
+        .admit(&limits, &method, &endpoint, issue.as_deref());
+    let (slow, drop) = match verdict {
+        Verdict::Allow { slow, drop } => (slow, drop),
+        Verdict::Refuse(r) => {
+            let body = match r.status {
+                429 if r.headers.is_empty() => {
+                    "<html><body><h1>429 Too Many Requests</h1></body></html>".to_string()
+                }
+                429 => json!({"errorMessages": ["Rate limit exceeded."], "errors": {}}).to_string(),
+                503 => "<html><body>Service Unavailable</body></html>".to_string(),
+                _ => json!({"errorMessages": ["Internal server error"], "errors": {}}).to_string(),
+            };
+            let mut resp = (
+                StatusCode::from_u16(r.status).unwrap_or(StatusCode::TOO_MANY_REQUESTS),
+                body,
+            )
+                .into_response();
+            append_headers(&mut resp, r.headers);
+            if !sim.config.latency.is_zero() {
+                tokio::time::sleep(sim.config.latency).await;
+            }
+            return resp;
+        }
+    };
     // Run the handler to completion even if this future is dropped.
     let work = tokio::spawn(next.run(req));
-    let response = match work.await {
+    let mut response = match work.await {
         Ok(r) => r,
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     };
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
+    let objects = response
+        .headers_mut()
+        .remove(OBJECTS_HEADER)
+        .and_then(|v| v.to_str().ok().and_then(|s| s.parse::<u64>().ok()));
+    if method == "GET" {
+        sim.limiter().charge(&limits, 1 + objects.unwrap_or(0));
+    }
+    if limits.headers_on_success {
+        let headers = sim.limiter().quota_headers(&limits);
+        append_headers(&mut response, headers);
+    }
+    let delay = sim.config.latency
+        + if slow {
+            Duration::from_millis(limits.faults.slow_ms)
+        } else {
+            Duration::ZERO
+        };
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    if drop {
+        // Headers go out, then the body fails: the client sees the
+        // connection break after the work was done.
+        let (parts, _) = response.into_parts();
+        let broken = futures_util::stream::once(async {
+            Err::<axum::body::Bytes, std::io::Error>(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "dropped by jira-sim",
+            ))
+        });
+        return Response::from_parts(parts, axum::body::Body::from_stream(broken));
     }
     response
+}
+
+fn append_headers(resp: &mut Response, headers: Vec<(String, String)>) {
+    for (k, v) in headers {
+        if let (Ok(name), Ok(value)) = (
+            axum::http::HeaderName::try_from(k),
+            axum::http::HeaderValue::try_from(v),
+        ) {
+            resp.headers_mut().append(name, value);
+        }
+    }
+}
+
+fn with_objects(mut resp: Response, n: usize) -> Response {
+    if let Ok(v) = axum::http::HeaderValue::try_from(n.to_string()) {
+        resp.headers_mut().insert(OBJECTS_HEADER, v);
+    }
+    resp
+}
+
+async fn get_limits(State(sim): State<Shared>) -> Response {
+    let mut v = json!(sim.limits());
+    if let Some((remaining, reset_in)) = sim.quota() {
+        v["state"] = json!({ "remaining": remaining, "resetInSeconds": reset_in });
+    }
+    axum::Json(v).into_response()
+}
+
+/// Merges the given fields into the current limits.
+async fn post_limits(State(sim): State<Shared>, body: axum::body::Bytes) -> Response {
+    let patch: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")).into_response(),
+    };
+    let mut current = json!(sim.limits());
+    merge(&mut current, &patch);
+    match serde_json::from_value::<Limits>(current) {
+        Ok(limits) => {
+            sim.set_limits(limits.clone());
+            axum::Json(json!(limits)).into_response()
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, format!("invalid limits: {e}")).into_response(),
+    }
+}
+
+fn merge(base: &mut Value, patch: &Value) {
+    match (base, patch) {
+        (Value::Object(b), Value::Object(p)) => {
+            for (k, v) in p {
+                merge(b.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (b, p) => *b = p.clone(),
+    }
 }
 
 async fn authenticate(State(sim): State<Shared>, req: Request, next: Next) -> Response {
@@ -281,7 +441,10 @@ async fn list_transitions(
     State(sim): State<Shared>,
     Path(key): Path<String>,
 ) -> Result<Response, SimError> {
-    Ok(axum::Json(sim.store().transitions_json(&key)?).into_response())
+    Ok(with_objects(
+        axum::Json(sim.store().transitions_json(&key)?).into_response(),
+        1,
+    ))
 }
 
 async fn do_transition(
@@ -301,7 +464,7 @@ async fn search_post(
     let body = parse_body(&body)?;
     let jql = body["jql"].as_str().unwrap_or_default().to_string();
     let max = body["maxResults"].as_u64().unwrap_or(50) as usize;
-    Ok(axum::Json(sim.store().search(&jql, max)?).into_response())
+    search_answer(sim.store().search(&jql, max)?)
 }
 
 async fn search_get(
@@ -313,7 +476,12 @@ async fn search_get(
         .get("maxResults")
         .and_then(|m| m.parse().ok())
         .unwrap_or(50);
-    Ok(axum::Json(sim.store().search(&jql, max)?).into_response())
+    search_answer(sim.store().search(&jql, max)?)
+}
+
+fn search_answer(json: Value) -> Result<Response, SimError> {
+    let n = json["issues"].as_array().map_or(0, Vec::len);
+    Ok(with_objects(axum::Json(json).into_response(), n))
 }
 
 async fn myself(State(sim): State<Shared>) -> Response {

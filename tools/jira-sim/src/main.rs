@@ -32,6 +32,8 @@ struct Args {
     /// Milliseconds added to every answer.
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
+    #[command(flatten)]
+    limits: jira_sim::cli::LimitArgs,
 }
 
 #[tokio::main]
@@ -45,6 +47,7 @@ async fn main() -> anyhow::Result<()> {
         api_token: args.api_token,
         projects: args.projects,
         latency: Duration::from_millis(args.latency_ms),
+        limits: args.limits.to_limits(),
     };
     let (addr, _sim, handle) = jira_sim::spawn(config, args.listen).await?;
     // Tests read this line to learn the port.

@@ -71,6 +71,14 @@ pub fn endpoint_template(path: &str) -> String {
         .join("/")
 }
 
+/// The issue key in `/rest/api/3/issue/{key}/…`, if any.
+pub fn issue_in_path(path: &str) -> Option<String> {
+    path.strip_prefix("/rest/api/3/issue/")
+        .and_then(|rest| rest.split('/').next())
+        .filter(|k| !k.is_empty())
+        .map(str::to_string)
+}
+
 fn now_iso() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)

@@ -58,6 +58,8 @@ enum Command {
         listen: SocketAddr,
         #[arg(long, default_value_t = 0)]
         latency_ms: u64,
+        #[command(flatten)]
+        limits: jira_sim::cli::LimitArgs,
     },
 }
 
@@ -216,10 +218,15 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Sim { listen, latency_ms } => {
+        Command::Sim {
+            listen,
+            latency_ms,
+            limits,
+        } => {
             telemetry::init(cli.log_format, "info");
             let config = jira_sim::SimConfig {
                 latency: Duration::from_millis(latency_ms),
+                limits: limits.to_limits(),
                 ..Default::default()
             };
             let (addr, _sim, handle) = jira_sim::spawn(config, listen).await?;
