@@ -8,6 +8,7 @@ use std::time::Duration;
 use tollgate::adapters::jira::{JiraAuth, JiraClient};
 use tollgate::adapters::sqlite::SqliteDb;
 use tollgate::app::execute::{Disposition, Executor, ExecutorConfig};
+use tollgate::app::governor::Ungoverned;
 use tollgate::app::ingest::{Ingest, IngestOutcome};
 use tollgate::domain::idempotency::LinkId;
 use tollgate::domain::ids::JobId;
@@ -78,6 +79,7 @@ impl Rig {
             tracker: &self.jira,
             clock: &SystemClock,
             config: &self.config,
+            governor: &Ungoverned,
         };
         ex.run(id).await.unwrap()
     }

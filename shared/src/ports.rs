@@ -232,6 +232,9 @@ pub enum TrackerError {
     },
     #[error("permanent failure: {message}")]
     Permanent { status: u16, message: String },
+    /// Not sent: the governor holds the call back for `wait`.
+    #[error("held by the governor for {wait:?}: {reason}")]
+    Held { wait: Duration, reason: String },
 }
 
 pub type TrackerResult<T> = Result<Answer<T>, TrackerError>;
@@ -287,6 +290,24 @@ pub trait Tracker: Send + Sync {
         &self,
         label: &str,
     ) -> impl Future<Output = TrackerResult<Vec<IssueKey>>> + Send;
+}
+
+/// The governor's shared state, one row per Jira site, written with
+/// optimistic concurrency (a version compared on write).
+pub trait GovernorStore: Send + Sync {
+    /// The site's state and its version (0 and the default when absent).
+    fn load_governor(
+        &self,
+        site: &str,
+    ) -> impl Future<Output = Result<(crate::domain::governor::SiteGovernor, u64), StoreError>> + Send;
+
+    /// Writes the state if the stored version is still `expected`.
+    fn save_governor(
+        &self,
+        site: &str,
+        state: &crate::domain::governor::SiteGovernor,
+        expected: u64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 pub trait Clock: Send + Sync {

@@ -7,12 +7,13 @@
 use std::time::Duration;
 use tollgate::app::AppError;
 use tollgate::app::execute::{Disposition, Executor};
+use tollgate::app::governor::Pace;
 use tollgate::domain::ids::JobId;
 use tollgate::ports::{Clock, JobStore, Leases, LinkStore, Tracker, WorkQueue};
 
 /// Whether the message is done (`None`) or comes back after a wait.
-pub async fn handle_message<S, T, C, Q>(
-    executor: &Executor<'_, S, T, C>,
+pub async fn handle_message<S, T, C, G, Q>(
+    executor: &Executor<'_, S, T, C, G>,
     queue: &Q,
     job_id: &JobId,
     receipt: &str,
@@ -21,6 +22,7 @@ where
     S: JobStore + LinkStore + Leases,
     T: Tracker,
     C: Clock,
+    G: Pace,
     Q: WorkQueue,
 {
     match executor.run(job_id).await? {

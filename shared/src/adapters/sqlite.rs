@@ -9,6 +9,8 @@
 //! * `links` — source entity → creating job and issue key.
 //! * `leases` — `name → holder, expires_at`; taken by an upsert that only
 //!   overwrites an expired lease or the holder's own.
+//! * `governors` — one row per Jira site: the shared governor state as JSON
+//!   and a version; writes are `… WHERE version = ?expected`.
 //! * `queue` — SQS semantics: a message is received by moving its
 //!   `visible_at` forward in one `UPDATE … RETURNING` (no two receivers get
 //!   the same message), and carries a fresh receipt per receive; delete and
@@ -19,10 +21,12 @@
 
 use crate::domain::audit::AuditEntry;
 use crate::domain::event::{OperationKind, Priority};
+use crate::domain::governor::SiteGovernor;
 use crate::domain::idempotency::{DedupId, Fingerprint, IdempotencyKey, LinkId};
 use crate::domain::ids::{ExternalId, FromStored, IssueKey, JobId, SourceSystem};
 use crate::domain::job::JobState;
 use crate::domain::time::Timestamp;
+use crate::ports::GovernorStore;
 use crate::ports::{
     Admission, Clock, Delivery, JobRecord, JobStore, Leases, Link, LinkStore, StoreError,
     SystemClock, WorkMessage, WorkQueue,
@@ -85,6 +89,11 @@ CREATE TABLE IF NOT EXISTS queue (
 );
 CREATE INDEX IF NOT EXISTS queue_by_visibility ON queue(visible_at, priority);
 CREATE UNIQUE INDEX IF NOT EXISTS queue_by_receipt ON queue(receipt);
+CREATE TABLE IF NOT EXISTS governors (
+    site    TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    state   TEXT NOT NULL
+);
 "#;
 
 /// One SQLite database holding store and queue.
@@ -553,6 +562,55 @@ impl WorkQueue for SqliteDb {
                 params![now_ms() + ms(after), receipt],
             )
             .map(|_| ())
+        })
+        .await
+    }
+}
+
+impl GovernorStore for SqliteDb {
+    async fn load_governor(&self, site: &str) -> Result<(SiteGovernor, u64), StoreError> {
+        let site = site.to_string();
+        let row: Option<(i64, String)> = self
+            .with(move |c| {
+                c.query_row(
+                    "SELECT version, state FROM governors WHERE site = ?1",
+                    [site],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+            })
+            .await?;
+        match row {
+            None => Ok((SiteGovernor::default(), 0)),
+            Some((version, state)) => {
+                let g =
+                    serde_json::from_str(&state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                Ok((g, version as u64))
+            }
+        }
+    }
+
+    async fn save_governor(
+        &self,
+        site: &str,
+        state: &SiteGovernor,
+        expected: u64,
+    ) -> Result<bool, StoreError> {
+        let site = site.to_string();
+        let json = serde_json::to_string(state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.with(move |c| {
+            let changed = if expected == 0 {
+                c.execute(
+                    "INSERT INTO governors (site, version, state) VALUES (?1, 1, ?2) ON CONFLICT(site) DO NOTHING",
+                    params![site, json],
+                )?
+            } else {
+                c.execute(
+                    "UPDATE governors SET version = version + 1, state = ?2 WHERE site = ?1 AND version = ?3",
+                    params![site, json, expected as i64],
+                )?
+            };
+            Ok(changed == 1)
         })
         .await
     }

@@ -13,10 +13,12 @@
 //!   failures end the job.
 
 use super::AppError;
+use super::governor::{Pace, Ungoverned};
 use super::ingest::revisable;
 use crate::domain::audit::{AuditEntry, Stage};
 use crate::domain::backoff::RetryPolicy;
 use crate::domain::event::Event;
+use crate::domain::event::Priority;
 use crate::domain::ids::{IssueKey, JobId};
 use crate::domain::job::{JobEvent, JobState};
 use crate::domain::plan::{LinkState, PlanError, Step, plan};
@@ -64,11 +66,13 @@ pub enum Disposition {
     RetryAfter(Duration),
 }
 
-pub struct Executor<'a, S, T, C> {
+pub struct Executor<'a, S, T, C, G = Ungoverned> {
     pub store: &'a S,
     pub tracker: &'a T,
     pub clock: &'a C,
     pub config: &'a ExecutorConfig,
+    /// Asked before every Jira call, told every answer.
+    pub governor: &'a G,
 }
 
 enum Resolution {
@@ -90,11 +94,12 @@ fn short_wait() -> Duration {
     Duration::from_millis(500 + fastrand::u64(0..1000))
 }
 
-impl<S, T, C> Executor<'_, S, T, C>
+impl<S, T, C, G> Executor<'_, S, T, C, G>
 where
     S: JobStore + LinkStore + Leases,
     T: Tracker,
     C: Clock,
+    G: Pace,
 {
     pub async fn run(&self, job_id: &JobId) -> Result<Disposition, AppError> {
         let Some(mut job) = self.store.job(job_id).await? else {
@@ -202,44 +207,64 @@ where
                 return Ok(Disposition::RetryAfter(short_wait()));
             }
             let index = i as u32;
-            if step.needs_reconcile() {
-                if let Some((started, at)) = job.step_started
-                    && started == index
-                {
-                    match self.reconcile(step, target.as_ref(), job, index).await {
-                        Ok(Reconciled::Found(created)) => {
-                            let entry = self
-                                .audit(
-                                    Stage::Reconcile,
-                                    "found the effect of an earlier attempt; not repeating it",
-                                )
-                                .intent(step.to_string());
-                            self.checkpoint(job, index, created.as_ref(), entry).await?;
-                            if let (Step::CreateIssue { .. }, Some(key)) = (step, created) {
-                                target = Some(key);
-                            }
-                            continue;
+            if step.needs_reconcile()
+                && let Some((started, at)) = job.step_started
+                && started == index
+            {
+                let kind =
+                    step.reconcile_call_kind(target.as_ref(), job.priority == Priority::Bulk);
+                if let Err(e) = self.governor.permit(&kind).await {
+                    return self.on_error(job, step, e).await;
+                }
+                let reconciled = self.reconcile(step, target.as_ref(), job, index).await;
+                if let Err(e) = &reconciled {
+                    self.governor.observe(&kind, Err(e)).await;
+                }
+                match reconciled {
+                    Ok(Reconciled::Found(created)) => {
+                        let entry = self
+                            .audit(
+                                Stage::Reconcile,
+                                "found the effect of an earlier attempt; not repeating it",
+                            )
+                            .intent(step.to_string());
+                        self.checkpoint(job, index, created.as_ref(), entry).await?;
+                        if let (Step::CreateIssue { .. }, Some(key)) = (step, created) {
+                            target = Some(key);
                         }
-                        Ok(Reconciled::NotFound) => {
-                            let lag_ends = at.plus(self.config.search_lag);
-                            let now = self.clock.now();
-                            if now < lag_ends {
-                                let entry = self.audit(
+                        continue;
+                    }
+                    Ok(Reconciled::NotFound) => {
+                        let lag_ends = at.plus(self.config.search_lag);
+                        let now = self.clock.now();
+                        if now < lag_ends {
+                            let entry = self.audit(
                                     Stage::Reconcile,
                                     "earlier attempt not visible yet; waiting out search lag before repeating",
                                 );
-                                return self.defer(job, now.until(lag_ends), entry).await;
-                            }
+                            return self.defer(job, now.until(lag_ends), entry).await;
                         }
-                        Err(e) => return self.on_error(job, step, e).await,
                     }
+                    Err(e) => return self.on_error(job, step, e).await,
                 }
+            }
+            // Permission first: a call held back never started, so it must
+            // not leave a mark that sends the next attempt reconciling.
+            let kind = step.call_kind(target.as_ref(), job.priority == Priority::Bulk);
+            if let Err(e) = self.governor.permit(&kind).await {
+                return self.on_error(job, step, e).await;
+            }
+            if step.needs_reconcile() {
                 job.step_started = Some((index, self.clock.now()));
                 if !self.store.update(job, JobState::Running, None).await? {
                     return Ok(Disposition::RetryAfter(short_wait()));
                 }
             }
-            match self.call(step, target.as_ref(), job, index).await {
+            let result = self.call(step, target.as_ref(), job, index).await;
+            self.governor
+                .observe(&kind, result.as_ref().map(|a| &a.signal))
+                .await;
+            match result {
                 Ok(answer) => {
                     let entry = self
                         .audit(Stage::Jira, "done")
@@ -466,6 +491,17 @@ where
         let now = self.clock.now();
         let retry = &self.config.retry;
         match err {
+            TrackerError::Held { wait, reason } => {
+                // The governor's wait, not Jira's refusal: no budget is used.
+                let wait = wait + Duration::from_millis(fastrand::u64(0..250));
+                let entry = self
+                    .audit(
+                        Stage::Jira,
+                        format!("held: {reason}; waiting {} ms", wait.as_millis()),
+                    )
+                    .intent(step.to_string());
+                self.defer(job, wait, entry).await
+            }
             TrackerError::Throttled { status, signal } => {
                 job.throttles += 1;
                 let summary = summarize(Some(status), &signal, None);

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod execute;
+pub mod governor;
 pub mod ingest;
 pub mod jobs;
 

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod backoff;
 pub mod canonical;
 pub mod event;
+pub mod governor;
 pub mod idempotency;
 pub mod ids;
 pub mod job;

@@ -8,6 +8,7 @@
 
 use super::adf::to_adf;
 use super::event::{Event, IssueEdit, NewIssue, Operation};
+use super::governor::CallKind;
 use super::idempotency::LinkId;
 use super::ids::IssueKey;
 use serde_json::{Map, Value, json};
@@ -59,6 +60,41 @@ impl Step {
             Step::Edit { .. } => "edit_issue",
             Step::Comment { .. } => "add_comment",
             Step::Transition { .. } => "transition_issue",
+        }
+    }
+}
+
+impl Step {
+    /// The Jira call this step makes, as the governor sees it.
+    pub fn call_kind(&self, target: Option<&IssueKey>, bulk: bool) -> CallKind {
+        let issue = target.map(|k| k.as_str().to_string());
+        let (endpoint, write, issue) = match self {
+            Step::CreateIssue { .. } | Step::CreateChild { .. } => {
+                ("POST /rest/api/3/issue", true, None)
+            }
+            Step::Edit { .. } => ("PUT /rest/api/3/issue/{key}", true, issue),
+            Step::Comment { .. } => ("POST /rest/api/3/issue/{key}/comment", true, issue),
+            Step::Transition { .. } => ("POST /rest/api/3/issue/{key}/transitions", true, issue),
+        };
+        CallKind {
+            endpoint: endpoint.into(),
+            write,
+            issue,
+            bulk,
+        }
+    }
+
+    /// The read that looks for this step's effect after a lost answer.
+    pub fn reconcile_call_kind(&self, target: Option<&IssueKey>, bulk: bool) -> CallKind {
+        let endpoint = match self {
+            Step::Comment { .. } => "GET /rest/api/3/issue/{key}/comment",
+            _ => "POST /rest/api/3/search/jql",
+        };
+        CallKind {
+            endpoint: endpoint.into(),
+            write: false,
+            issue: target.map(|k| k.as_str().to_string()),
+            bulk,
         }
     }
 }

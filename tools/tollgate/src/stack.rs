@@ -14,6 +14,7 @@ use tokio::task::JoinSet;
 use tollgate::adapters::jira::{JiraAuth, JiraClient};
 use tollgate::adapters::sqlite::SqliteDb;
 use tollgate::app::execute::ExecutorConfig;
+use tollgate::app::governor::GovernorConfig;
 use tollgate::domain::secret::Secret;
 
 pub struct Running {
@@ -113,6 +114,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
                 lease_ttl: config.lease_ttl,
                 ..ExecutorConfig::default()
             },
+            governor: GovernorConfig::new(url.clone(), config.workers),
         };
         tasks.spawn(run_worker(
             db.clone(),

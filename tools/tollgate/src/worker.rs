@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tollgate::adapters::sqlite::SqliteDb;
 use tollgate::app::execute::{Disposition, Executor, ExecutorConfig};
+use tollgate::app::governor::{Governor, GovernorConfig};
 use tollgate::app::ingest::resend_unenqueued;
 use tollgate::domain::time::Timestamp;
 use tollgate::ports::{Clock, SystemClock, Tracker, WorkQueue};
@@ -15,6 +16,8 @@ use tollgate::ports::{Clock, SystemClock, Tracker, WorkQueue};
 pub struct WorkerSettings {
     pub visibility: Duration,
     pub executor: ExecutorConfig,
+    /// This worker's view of the site's shared governor.
+    pub governor: GovernorConfig,
 }
 
 const IDLE_POLL: Duration = Duration::from_millis(200);
@@ -26,11 +29,13 @@ pub async fn run_worker<T: Tracker>(
     wake: Arc<Notify>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let governor = Governor::new(&db, &SystemClock, settings.governor);
     let executor = Executor {
         store: &db,
         tracker: tracker.as_ref(),
         clock: &SystemClock,
         config: &settings.executor,
+        governor: &governor,
     };
     while !*stop.borrow() {
         let deliveries = match db.receive(1, settings.visibility).await {

@@ -1,0 +1,236 @@
+//! The governor as a worker uses it: before a Jira call, ask
+//! ([`Governor::permit`]); after, report what Jira said
+//! ([`Governor::observe`]). The rules are in [`crate::domain::governor`];
+//! this file moves state between the worker's local view and the shared
+//! store row: read every `refresh`, written only when a signal changes it.
+//!
+//! Short waits (pacing) are slept here; longer ones come back as
+//! [`TrackerError::Held`] so the job returns to the queue instead of holding
+//! a worker.
+
+use crate::domain::governor::{CallKind, LocalView, Permit, SiteGovernor, Tunables};
+use crate::domain::ratelimit::RateLimitSignal;
+use crate::domain::time::Timestamp;
+use crate::ports::{Clock, GovernorStore, TrackerError};
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::Duration;
+
+pub struct GovernorConfig {
+    /// The Jira site, as the shared row's key.
+    pub site: String,
+    /// Workers sharing the site's pace (Lambda: the maximum concurrency).
+    pub workers: usize,
+    pub tunables: Tunables,
+    /// How stale the local copy of the shared state may get.
+    pub refresh: Duration,
+    /// Waits up to this long are slept in the worker.
+    pub max_inline_wait: Duration,
+}
+
+impl GovernorConfig {
+    pub fn new(site: impl Into<String>, workers: usize) -> Self {
+        GovernorConfig {
+            site: site.into(),
+            workers,
+            tunables: Tunables::default(),
+            refresh: Duration::from_millis(250),
+            max_inline_wait: Duration::from_millis(1500),
+        }
+    }
+}
+
+struct View {
+    local: LocalView,
+    version: u64,
+}
+
+pub struct Governor<'a, S, C> {
+    store: &'a S,
+    clock: &'a C,
+    config: GovernorConfig,
+    view: Mutex<Option<View>>,
+}
+
+impl<'a, S: GovernorStore, C: Clock> Governor<'a, S, C> {
+    pub fn new(store: &'a S, clock: &'a C, config: GovernorConfig) -> Self {
+        Governor {
+            store,
+            clock,
+            config,
+            view: Mutex::new(None),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<View>> {
+        self.view.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reloads the shared state when the local copy is stale, and grows the
+    /// pace for throttle-free time (at most one writer wins each step).
+    async fn refresh(&self, now: Timestamp) {
+        let stale = self
+            .lock()
+            .as_ref()
+            .is_none_or(|v| now.0 - v.local.fetched_at.0 >= self.config.refresh.as_millis() as i64);
+        if !stale {
+            return;
+        }
+        let (mut shared, version) = match self.store.load_governor(&self.config.site).await {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                // Fail open on a store hiccup: Jira's own 429s still guard.
+                tracing::warn!(error = %e, "governor state unreadable; keeping the local view");
+                return;
+            }
+        };
+        let mut version = version;
+        if shared.grow(now, &self.config.tunables) {
+            shared.prune(now);
+            if let Ok(true) = self
+                .store
+                .save_governor(&self.config.site, &shared, version)
+                .await
+            {
+                version += 1;
+            }
+        }
+        let mut guard = self.lock();
+        match guard.as_mut() {
+            Some(v) => {
+                v.local.shared = shared;
+                v.local.fetched_at = now;
+                v.version = version;
+            }
+            None => {
+                *guard = Some(View {
+                    local: LocalView::new(shared, now, self.config.workers, self.config.tunables),
+                    version,
+                })
+            }
+        }
+    }
+
+    /// Waits (briefly) until the call may go, or says how long it is held.
+    pub async fn permit(&self, call: &CallKind) -> Result<(), TrackerError> {
+        loop {
+            let now = self.clock.now();
+            self.refresh(now).await;
+            let permit = match self.lock().as_mut() {
+                Some(v) => v.local.permit(call, now),
+                None => Permit::Go,
+            };
+            match permit {
+                Permit::Go => return Ok(()),
+                Permit::Wait { wait, .. } if wait <= self.config.max_inline_wait => {
+                    tokio::time::sleep(wait).await
+                }
+                Permit::Wait { wait, reason } => return Err(TrackerError::Held { wait, reason }),
+            }
+        }
+    }
+
+    /// Learns from Jira's answer; writes the shared state when it changes.
+    pub async fn observe(&self, call: &CallKind, result: Result<&RateLimitSignal, &TrackerError>) {
+        let now = self.clock.now();
+        match result {
+            Ok(signal) => {
+                let cross = self
+                    .lock()
+                    .as_mut()
+                    .is_some_and(|v| v.local.observe_quota(signal, now));
+                if cross {
+                    let until = self
+                        .lock()
+                        .as_ref()
+                        .and_then(|v| v.local.quota.map(|q| q.reset_at));
+                    if let Some(until) = until {
+                        tracing::info!(site = %self.config.site, "points quota down to the reserve; bulk work pauses until reset");
+                        self.update(now, |g| {
+                            g.bulk_paused_until = g.bulk_paused_until.max(until)
+                        })
+                        .await;
+                    }
+                }
+            }
+            Err(TrackerError::Throttled { signal, .. }) => {
+                self.lock()
+                    .as_mut()
+                    .map(|v| v.local.observe_quota(signal, now));
+                let tunables = self.config.tunables;
+                self.update(now, |g| {
+                    g.on_throttle(call, signal, now, &tunables);
+                })
+                .await;
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// Read-modify-write of the shared row, retried on a lost race.
+    async fn update(&self, now: Timestamp, change: impl Fn(&mut SiteGovernor)) {
+        for _ in 0..8 {
+            let (mut shared, version) = match self.store.load_governor(&self.config.site).await {
+                Ok(loaded) => loaded,
+                Err(e) => {
+                    tracing::warn!(error = %e, "governor state unreadable; signal not shared");
+                    return;
+                }
+            };
+            change(&mut shared);
+            shared.prune(now);
+            match self
+                .store
+                .save_governor(&self.config.site, &shared, version)
+                .await
+            {
+                Ok(true) => {
+                    if let Some(v) = self.lock().as_mut() {
+                        v.local.shared = shared;
+                        v.local.fetched_at = now;
+                        v.version = version + 1;
+                    }
+                    return;
+                }
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "governor state not saved");
+                    return;
+                }
+            }
+        }
+        tracing::warn!(site = %self.config.site, "governor update lost eight races in a row; dropped");
+    }
+}
+
+/// What the executor needs of a governor; [`Ungoverned`] for callers that
+/// pace elsewhere (or tests of other rules).
+pub trait Pace: Send + Sync {
+    fn permit(&self, call: &CallKind) -> impl Future<Output = Result<(), TrackerError>> + Send;
+    fn observe(
+        &self,
+        call: &CallKind,
+        result: Result<&RateLimitSignal, &TrackerError>,
+    ) -> impl Future<Output = ()> + Send;
+}
+
+impl<S: GovernorStore, C: Clock> Pace for Governor<'_, S, C> {
+    async fn permit(&self, call: &CallKind) -> Result<(), TrackerError> {
+        Governor::permit(self, call).await
+    }
+
+    async fn observe(&self, call: &CallKind, result: Result<&RateLimitSignal, &TrackerError>) {
+        Governor::observe(self, call, result).await
+    }
+}
+
+/// No pacing: every call goes at once.
+pub struct Ungoverned;
+
+impl Pace for Ungoverned {
+    async fn permit(&self, _: &CallKind) -> Result<(), TrackerError> {
+        Ok(())
+    }
+
+    async fn observe(&self, _: &CallKind, _: Result<&RateLimitSignal, &TrackerError>) {}
+}

@@ -1,0 +1,690 @@
+//! The governor: how fast tollgate may call one Jira site, learned from the
+//! signals on every response and shared by every worker of the site.
+//!
+//! State lives in two places:
+//! * [`SiteGovernor`] — shared (a store row per site), read before calls and
+//!   written only on signals: a throttle, a pace change, a quota crossing.
+//! * [`LocalView`] — one per worker: its cached copy of the shared state, its
+//!   own token buckets at its share of the site's pace, and its freshest view
+//!   of the points quota.
+//!
+//! Rules:
+//! * quota 429 (`jira-quota-*`, `jira-cost-based`): every worker of the site
+//!   pauses until the reset Jira names;
+//! * burst 429: that endpoint+method slows (multiplicative decrease);
+//! * per-issue 429: writes to that issue wait; nothing else slows;
+//! * 429 with no or an unknown reason: the whole site backs off;
+//! * success: the pace grows again — slow start (×1.5 per second) until the
+//!   first throttle, then additive increase of 2 % per second;
+//! * when `RateLimit` says how many points are left, `bulk` work stops at a
+//!   reserve so that `interactive` work always finds points until the reset.
+//!
+//! Why AIMD with a gentle decrease (×0.85) instead of halving: a burst bucket
+//! refills at its rate and holds one second of it, so sending slightly above
+//! the limit drains it slowly and produces a handful of 429s per cycle, while
+//! halving costs half the throughput for the seconds it takes to climb back.
+//! Measured with `tollgate bench --profile burst` (docs/benchmarks.md).
+
+use super::ratelimit::{LimitReason, RateLimitSignal};
+use super::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// What the governor needs to know about a call before it is made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallKind {
+    /// `POST /rest/api/3/issue/{key}/comment` — method and path template.
+    pub endpoint: String,
+    pub write: bool,
+    /// The issue written to, for per-issue holds.
+    pub issue: Option<String>,
+    pub bulk: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Tunables {
+    /// Pace of a new endpoint before anything is learned, requests/s.
+    pub initial_rate: f64,
+    pub min_rate: f64,
+    pub max_rate: f64,
+    /// Multiplier per second while no throttle has been seen.
+    pub slow_start_factor: f64,
+    /// Additive increase per second, as a fraction of the current rate.
+    pub increase: f64,
+    /// Multiplicative decrease on a burst throttle.
+    pub decrease: f64,
+    /// Points `bulk` work leaves for `interactive` work, as a fraction of
+    /// the quota (and at least `reserve_min`).
+    pub reserve_fraction: f64,
+    pub reserve_min: u64,
+}
+
+impl Default for Tunables {
+    fn default() -> Self {
+        Tunables {
+            initial_rate: 20.0,
+            min_rate: 0.5,
+            max_rate: 1000.0,
+            slow_start_factor: 1.5,
+            increase: 0.02,
+            decrease: 0.85,
+            reserve_fraction: 0.03,
+            reserve_min: 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointPace {
+    pub rate: f64,
+    pub slow_start: bool,
+    /// The rate before the last slow-start step: known to be safe.
+    pub last_good: f64,
+    pub changed_at: Timestamp,
+}
+
+/// The shared state of one site.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SiteGovernor {
+    /// Every call waits until then (quota spent, or an unexplained 429).
+    pub paused_until: Timestamp,
+    pub pause_reason: Option<String>,
+    /// `bulk` calls wait until then (the quota is down to the reserve).
+    pub bulk_paused_until: Timestamp,
+    pub endpoints: BTreeMap<String, EndpointPace>,
+    /// Writes to these issues wait until the time given.
+    pub issues: BTreeMap<String, Timestamp>,
+    /// Consecutive unexplained throttles, for their backoff.
+    pub unexplained: u32,
+}
+
+/// What a worker should do before a call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Permit {
+    Go,
+    /// Not before this long; `reason` is for the audit trail.
+    Wait {
+        wait: Duration,
+        reason: String,
+    },
+}
+
+/// A worker's view of the quota, from the freshest `RateLimit` it read.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct QuotaEstimate {
+    pub remaining: u64,
+    pub limit: u64,
+    /// Earliest reset consistent with every observation this window.
+    pub reset_at: Timestamp,
+    /// Calls this worker made since the observation.
+    pub spent_since: u64,
+}
+
+struct Bucket {
+    tokens: f64,
+    at: Timestamp,
+}
+
+/// One worker's view.
+pub struct LocalView {
+    pub shared: SiteGovernor,
+    pub fetched_at: Timestamp,
+    pub quota: Option<QuotaEstimate>,
+    buckets: BTreeMap<String, Bucket>,
+    /// This worker's fraction of the site's pace (1 / workers).
+    pub share: f64,
+    pub tunables: Tunables,
+}
+
+fn secs(d: f64) -> Duration {
+    Duration::from_secs_f64(d.clamp(0.0, 86_400.0))
+}
+
+impl SiteGovernor {
+    pub fn pace(&self, endpoint: &str, t: &Tunables) -> f64 {
+        self.endpoints
+            .get(endpoint)
+            .map_or(t.initial_rate, |p| p.rate)
+    }
+
+    /// Grows every endpoint's pace for the throttle-free time since its last
+    /// change. Returns whether anything changed (worth a write).
+    pub fn grow(&mut self, now: Timestamp, t: &Tunables) -> bool {
+        let mut changed = false;
+        for p in self.endpoints.values_mut() {
+            let elapsed = (now.0 - p.changed_at.0) as f64 / 1000.0;
+            if elapsed < 1.0 {
+                continue;
+            }
+            let steps = elapsed.floor();
+            if p.slow_start {
+                p.last_good = p.rate;
+                p.rate = (p.rate * t.slow_start_factor.powf(steps)).min(t.max_rate);
+            } else {
+                p.rate = (p.rate * (1.0 + t.increase * steps)).min(t.max_rate);
+            }
+            p.changed_at = Timestamp(p.changed_at.0 + (steps * 1000.0) as i64);
+            changed = true;
+        }
+        changed
+    }
+
+    /// Applies a throttle. Returns how long the throttled call should wait.
+    pub fn on_throttle(
+        &mut self,
+        call: &CallKind,
+        signal: &RateLimitSignal,
+        now: Timestamp,
+        t: &Tunables,
+    ) -> Duration {
+        let hint = signal.wait_hint(now);
+        match &signal.reason {
+            Some(LimitReason::QuotaGlobal | LimitReason::QuotaTenant | LimitReason::CostBased) => {
+                let wait = hint.unwrap_or(Duration::from_secs(60));
+                let until = now.plus(wait);
+                if until > self.paused_until {
+                    self.paused_until = until;
+                    self.pause_reason = signal.reason.as_ref().map(|r| r.as_str().to_string());
+                }
+                self.unexplained = 0;
+                wait
+            }
+            Some(LimitReason::Burst) => {
+                let pace = self
+                    .endpoints
+                    .entry(call.endpoint.clone())
+                    .or_insert(EndpointPace {
+                        rate: t.initial_rate,
+                        slow_start: true,
+                        last_good: t.initial_rate,
+                        changed_at: now,
+                    });
+                // One decrease per second: the other workers' 429s from the
+                // same overload are the same news.
+                if now.0 - pace.changed_at.0 >= 1000 || pace.slow_start {
+                    pace.rate = if pace.slow_start {
+                        pace.last_good * t.decrease.max(0.9)
+                    } else {
+                        pace.rate * t.decrease
+                    }
+                    .max(t.min_rate);
+                    pace.slow_start = false;
+                    pace.changed_at = now;
+                }
+                self.unexplained = 0;
+                hint.unwrap_or(Duration::from_secs(1))
+            }
+            Some(LimitReason::PerIssueWrite) => {
+                let wait = hint.unwrap_or(Duration::from_secs(2));
+                if let Some(issue) = &call.issue {
+                    let until = now.plus(wait);
+                    let hold = self.issues.entry(issue.clone()).or_default();
+                    *hold = (*hold).max(until);
+                }
+                wait
+            }
+            Some(LimitReason::Other(_)) | None => {
+                // A gateway 429 or a reason this version does not know:
+                // back off site-wide, doubling from 2 s when Jira says nothing.
+                self.unexplained = self.unexplained.saturating_add(1);
+                let backoff =
+                    Duration::from_secs(2) * (1u32 << self.unexplained.saturating_sub(1).min(6));
+                let wait = hint.unwrap_or(backoff);
+                self.paused_until = self.paused_until.max(now.plus(wait));
+                self.pause_reason = Some(
+                    signal
+                        .reason
+                        .as_ref()
+                        .map_or("429 without a reason".to_string(), |r| {
+                            r.as_str().to_string()
+                        }),
+                );
+                for p in self.endpoints.values_mut() {
+                    p.rate = (p.rate * 0.5).max(t.min_rate);
+                    p.slow_start = false;
+                    p.changed_at = now;
+                }
+                wait
+            }
+        }
+    }
+
+    /// Forgets holds that have passed, so the shared row stays small.
+    pub fn prune(&mut self, now: Timestamp) {
+        self.issues.retain(|_, until| *until > now);
+        if self.paused_until <= now {
+            self.pause_reason = None;
+        }
+    }
+}
+
+impl LocalView {
+    pub fn new(shared: SiteGovernor, now: Timestamp, workers: usize, tunables: Tunables) -> Self {
+        LocalView {
+            shared,
+            fetched_at: now,
+            quota: None,
+            buckets: BTreeMap::new(),
+            share: 1.0 / workers.max(1) as f64,
+            tunables,
+        }
+    }
+
+    pub fn reserve(&self, limit: u64) -> u64 {
+        ((limit as f64 * self.tunables.reserve_fraction) as u64).max(self.tunables.reserve_min)
+    }
+
+    /// Decides one call. A `Go` takes a token from this worker's bucket.
+    pub fn permit(&mut self, call: &CallKind, now: Timestamp) -> Permit {
+        let s = &self.shared;
+        if s.paused_until > now {
+            let why = s
+                .pause_reason
+                .clone()
+                .unwrap_or_else(|| "site paused".into());
+            return Permit::Wait {
+                wait: now.until(s.paused_until),
+                reason: format!("site paused: {why}"),
+            };
+        }
+        if call.bulk && s.bulk_paused_until > now {
+            return Permit::Wait {
+                wait: now.until(s.bulk_paused_until),
+                reason: "points quota down to the interactive reserve".into(),
+            };
+        }
+        if let (true, Some(issue)) = (call.write, &call.issue)
+            && let Some(until) = s.issues.get(issue)
+            && *until > now
+        {
+            return Permit::Wait {
+                wait: now.until(*until),
+                reason: format!("writes to {issue} held by Jira"),
+            };
+        }
+        if let Some(q) = &self.quota
+            && q.reset_at > now
+        {
+            let left = q.remaining.saturating_sub(q.spent_since);
+            let floor = if call.bulk { self.reserve(q.limit) } else { 0 };
+            if left <= floor {
+                return Permit::Wait {
+                    wait: now.until(q.reset_at),
+                    reason: format!("{left} points left until the quota resets"),
+                };
+            }
+        }
+        let rate = (s.pace(&call.endpoint, &self.tunables) * self.share).max(0.01);
+        let b = self.buckets.entry(call.endpoint.clone()).or_insert(Bucket {
+            tokens: 1.0,
+            at: now,
+        });
+        let elapsed = (now.0 - b.at.0).max(0) as f64 / 1000.0;
+        // A worker may bank at most one second of its share (and one call).
+        b.tokens = (b.tokens + elapsed * rate).min(rate.max(1.0));
+        b.at = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            if let Some(q) = &mut self.quota {
+                q.spent_since += 1;
+            }
+            Permit::Go
+        } else {
+            Permit::Wait {
+                wait: secs((1.0 - b.tokens) / rate),
+                reason: "pacing".into(),
+            }
+        }
+    }
+
+    /// Learns the quota from a response. Returns true when `bulk` work
+    /// should now pause site-wide (the caller writes it to the shared state).
+    pub fn observe_quota(&mut self, signal: &RateLimitSignal, now: Timestamp) -> bool {
+        let (remaining, reset_in, limit) = match (&signal.state, signal.remaining) {
+            (Some(st), _) => (
+                st.remaining,
+                Some(st.reset_in),
+                signal.policy.as_ref().map(|p| p.quota).or(signal.limit),
+            ),
+            (None, Some(r)) => (r, signal.reset_at.map(|at| now.until(at)), signal.limit),
+            (None, None) => return false,
+        };
+        let Some(reset_in) = reset_in else {
+            return false;
+        };
+        // `t` is rounded up to whole seconds: each observation bounds the
+        // reset from above; the smallest bound of the window is the best.
+        let upper = now.plus(reset_in);
+        let limit =
+            limit.unwrap_or_else(|| self.quota.map_or(remaining, |q| q.limit.max(remaining)));
+        let same_window = self.quota.is_some_and(|q| upper.0 - 1000 <= q.reset_at.0);
+        let reset_at = match self.quota {
+            Some(q) if same_window => q.reset_at.min(upper),
+            _ => upper,
+        };
+        self.quota = Some(QuotaEstimate {
+            remaining,
+            limit,
+            reset_at,
+            spent_since: 0,
+        });
+        remaining <= self.reserve(limit) && self.shared.bulk_paused_until < reset_at
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ratelimit::{QuotaPolicy, QuotaState};
+
+    fn call(endpoint: &str) -> CallKind {
+        CallKind {
+            endpoint: endpoint.into(),
+            write: true,
+            issue: Some("OPS-1".into()),
+            bulk: true,
+        }
+    }
+
+    fn throttle(reason: Option<LimitReason>, retry_after: Option<u64>) -> RateLimitSignal {
+        RateLimitSignal {
+            reason,
+            retry_after: retry_after.map(Duration::from_secs),
+            ..Default::default()
+        }
+    }
+
+    fn t() -> Tunables {
+        Tunables::default()
+    }
+
+    #[test]
+    fn a_quota_throttle_pauses_every_call_of_the_site_until_reset() {
+        let mut g = SiteGovernor::default();
+        let now = Timestamp(1_000_000);
+        let wait = g.on_throttle(
+            &call("POST /i"),
+            &throttle(Some(LimitReason::QuotaGlobal), Some(120)),
+            now,
+            &t(),
+        );
+        assert_eq!(wait, Duration::from_secs(120));
+        let mut view = LocalView::new(g, now, 4, t());
+        let other = CallKind {
+            endpoint: "GET /search".into(),
+            write: false,
+            issue: None,
+            bulk: false,
+        };
+        match view.permit(&other, now.plus(Duration::from_secs(60))) {
+            Permit::Wait { wait, reason } => {
+                assert_eq!(wait, Duration::from_secs(60));
+                assert!(reason.contains("jira-quota-global-based"));
+            }
+            Permit::Go => panic!("paused site let a call through"),
+        }
+        assert_eq!(
+            view.permit(&other, now.plus(Duration::from_secs(121))),
+            Permit::Go
+        );
+    }
+
+    #[test]
+    fn a_burst_throttle_slows_only_that_endpoint() {
+        let mut g = SiteGovernor::default();
+        let now = Timestamp(0);
+        g.endpoints.insert(
+            "POST /i".into(),
+            EndpointPace {
+                rate: 100.0,
+                slow_start: false,
+                last_good: 100.0,
+                changed_at: Timestamp(-5000),
+            },
+        );
+        g.on_throttle(
+            &call("POST /i"),
+            &throttle(Some(LimitReason::Burst), Some(1)),
+            now,
+            &t(),
+        );
+        assert!((g.pace("POST /i", &t()) - 85.0).abs() < 1e-9);
+        assert_eq!(
+            g.pace("PUT /i", &t()),
+            t().initial_rate,
+            "other endpoints untouched"
+        );
+        assert_eq!(g.paused_until, Timestamp::default(), "no site pause");
+    }
+
+    #[test]
+    fn burst_throttles_within_a_second_count_once() {
+        let mut g = SiteGovernor::default();
+        g.endpoints.insert(
+            "POST /i".into(),
+            EndpointPace {
+                rate: 100.0,
+                slow_start: false,
+                last_good: 100.0,
+                changed_at: Timestamp(-5000),
+            },
+        );
+        for ms in [0, 100, 400, 900] {
+            g.on_throttle(
+                &call("POST /i"),
+                &throttle(Some(LimitReason::Burst), None),
+                Timestamp(ms),
+                &t(),
+            );
+        }
+        assert!((g.pace("POST /i", &t()) - 85.0).abs() < 1e-9);
+        g.on_throttle(
+            &call("POST /i"),
+            &throttle(Some(LimitReason::Burst), None),
+            Timestamp(1000),
+            &t(),
+        );
+        assert!((g.pace("POST /i", &t()) - 72.25).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_first_throttle_in_slow_start_returns_to_the_last_safe_rate() {
+        let mut g = SiteGovernor::default();
+        g.endpoints.insert(
+            "POST /i".into(),
+            EndpointPace {
+                rate: 20.0,
+                slow_start: true,
+                last_good: 20.0,
+                changed_at: Timestamp(0),
+            },
+        );
+        g.grow(Timestamp(3000), &t());
+        let p = &g.endpoints["POST /i"];
+        assert!(
+            (p.rate - 67.5).abs() < 1e-9 && (p.last_good - 20.0).abs() < 1e-9,
+            "{p:?}"
+        );
+        g.grow(Timestamp(4000), &t());
+        assert!((g.endpoints["POST /i"].rate - 101.25).abs() < 1e-9);
+        g.on_throttle(
+            &call("POST /i"),
+            &throttle(Some(LimitReason::Burst), None),
+            Timestamp(4100),
+            &t(),
+        );
+        let p = &g.endpoints["POST /i"];
+        assert!(!p.slow_start);
+        assert!((p.rate - 67.5 * 0.9).abs() < 1e-9, "{p:?}");
+    }
+
+    #[test]
+    fn after_slow_start_the_pace_grows_two_percent_a_second() {
+        let mut g = SiteGovernor::default();
+        g.endpoints.insert(
+            "e".into(),
+            EndpointPace {
+                rate: 50.0,
+                slow_start: false,
+                last_good: 50.0,
+                changed_at: Timestamp(0),
+            },
+        );
+        assert!(
+            !g.grow(Timestamp(999), &t()),
+            "nothing within the first second"
+        );
+        assert!(g.grow(Timestamp(2500), &t()));
+        assert!((g.endpoints["e"].rate - 52.0).abs() < 1e-9);
+        assert_eq!(g.endpoints["e"].changed_at, Timestamp(2000));
+    }
+
+    #[test]
+    fn a_per_issue_throttle_holds_writes_to_that_issue_only() {
+        let mut g = SiteGovernor::default();
+        let now = Timestamp(0);
+        g.on_throttle(
+            &call("PUT /issue/{key}"),
+            &throttle(Some(LimitReason::PerIssueWrite), Some(3)),
+            now,
+            &t(),
+        );
+        let mut view = LocalView::new(g, now, 1, t());
+        assert!(matches!(
+            view.permit(&call("PUT /issue/{key}"), now),
+            Permit::Wait { .. }
+        ));
+        let other = CallKind {
+            issue: Some("OPS-2".into()),
+            ..call("PUT /issue/{key}")
+        };
+        assert_eq!(view.permit(&other, now), Permit::Go);
+        let read = CallKind {
+            write: false,
+            ..call("GET /issue/{key}")
+        };
+        assert_eq!(
+            view.permit(&read, now),
+            Permit::Go,
+            "reads of the held issue go on"
+        );
+    }
+
+    #[test]
+    fn an_unexplained_429_backs_off_site_wide_and_doubles() {
+        let mut g = SiteGovernor::default();
+        let w1 = g.on_throttle(&call("e"), &throttle(None, None), Timestamp(0), &t());
+        let w2 = g.on_throttle(&call("e"), &throttle(None, None), Timestamp(10), &t());
+        assert_eq!((w1, w2), (Duration::from_secs(2), Duration::from_secs(4)));
+        assert_eq!(g.paused_until, Timestamp(4010));
+        let w3 = g.on_throttle(
+            &call("e"),
+            &throttle(Some(LimitReason::Other("new-thing".into())), Some(9)),
+            Timestamp(20),
+            &t(),
+        );
+        assert_eq!(w3, Duration::from_secs(9), "Retry-After wins when given");
+        assert_eq!(g.pause_reason.as_deref(), Some("new-thing"));
+    }
+
+    #[test]
+    fn workers_pace_at_their_share_of_the_site() {
+        let mut g = SiteGovernor::default();
+        g.endpoints.insert(
+            "e".into(),
+            EndpointPace {
+                rate: 40.0,
+                slow_start: false,
+                last_good: 40.0,
+                changed_at: Timestamp(0),
+            },
+        );
+        let mut view = LocalView::new(g, Timestamp(0), 4, t());
+        let c = CallKind {
+            endpoint: "e".into(),
+            write: false,
+            issue: None,
+            bulk: false,
+        };
+        // 40/s over 4 workers: 10/s each; over 10 s, about 100 calls.
+        let mut go = 0;
+        for ms in (0..10_000).step_by(10) {
+            if view.permit(&c, Timestamp(ms)) == Permit::Go {
+                go += 1;
+            }
+        }
+        assert!((99..=101).contains(&go), "{go}");
+    }
+
+    fn quota_signal(remaining: u64, reset_in: u64) -> RateLimitSignal {
+        RateLimitSignal {
+            state: Some(QuotaState {
+                name: None,
+                remaining,
+                reset_in: Duration::from_secs(reset_in),
+            }),
+            policy: Some(QuotaPolicy {
+                name: None,
+                quota: 1000,
+                window: Duration::from_secs(60),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn bulk_work_stops_at_the_reserve_and_interactive_work_goes_on() {
+        let mut view = LocalView::new(
+            SiteGovernor::default(),
+            Timestamp(0),
+            1,
+            Tunables {
+                initial_rate: 1000.0,
+                ..t()
+            },
+        );
+        assert!(!view.observe_quota(&quota_signal(500, 30), Timestamp(0)));
+        assert!(
+            view.observe_quota(&quota_signal(30, 30), Timestamp(0)),
+            "crossing the reserve asks for a bulk pause"
+        );
+        let bulk = CallKind {
+            endpoint: "e".into(),
+            write: true,
+            issue: None,
+            bulk: true,
+        };
+        let interactive = CallKind {
+            bulk: false,
+            ..bulk.clone()
+        };
+        assert!(matches!(
+            view.permit(&bulk, Timestamp(0)),
+            Permit::Wait { .. }
+        ));
+        assert_eq!(view.permit(&interactive, Timestamp(0)), Permit::Go);
+    }
+
+    #[test]
+    fn the_reset_estimate_tightens_with_each_observation() {
+        let mut view = LocalView::new(SiteGovernor::default(), Timestamp(0), 1, t());
+        view.observe_quota(&quota_signal(900, 10), Timestamp(0)); // reset in (9, 10]
+        view.observe_quota(&quota_signal(890, 9), Timestamp(700)); // reset in (8.7, 9.7]
+        assert_eq!(view.quota.unwrap().reset_at, Timestamp(9700));
+        view.observe_quota(&quota_signal(1000, 60), Timestamp(9800)); // a new window
+        assert_eq!(view.quota.unwrap().reset_at, Timestamp(69_800));
+    }
+
+    #[test]
+    fn holds_that_have_passed_are_pruned() {
+        let mut g = SiteGovernor::default();
+        g.issues.insert("OPS-1".into(), Timestamp(5));
+        g.issues.insert("OPS-2".into(), Timestamp(50));
+        g.prune(Timestamp(10));
+        assert_eq!(g.issues.keys().collect::<Vec<_>>(), ["OPS-2"]);
+    }
+}
