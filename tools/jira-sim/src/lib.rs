@@ -103,6 +103,12 @@ impl Sim {
         self.limiter.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Cheap counters for sampling during a run: 429s so far and points spent.
+    pub fn counters(&self) -> (u64, u64) {
+        let l = self.limiter();
+        (l.throttled.values().sum(), l.points_total)
+    }
+
     /// Points left in the current window and seconds until it resets.
     pub fn quota(&self) -> Option<(u64, f64)> {
         let limits = self.limits();

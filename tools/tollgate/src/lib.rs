@@ -1,6 +1,7 @@
 //! The `tollgate` command's pieces, as a library so the demo and the
 //! benchmark run the very stack that `serve` runs.
 
+pub mod bench;
 pub mod config;
 pub mod demo;
 pub mod http;

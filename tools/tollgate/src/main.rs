@@ -45,6 +45,31 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Drive the same workload through tollgate and baseline clients against
+    /// jira-sim limit profiles, side by side.
+    Bench {
+        /// Profiles to run (default: quota, burst, hot-issue, shifting).
+        #[arg(long = "profile", value_enum)]
+        profiles: Vec<tollgate_cli::bench::Profile>,
+        /// Clients to run (default: all).
+        #[arg(long = "client", value_enum)]
+        clients: Vec<tollgate_cli::bench::Client>,
+        /// tollgate workers, as a Lambda deployment's concurrency.
+        #[arg(long, default_value_t = 20)]
+        workers: usize,
+        /// Simulated Jira latency per call, milliseconds.
+        #[arg(long, default_value_t = 20)]
+        latency_ms: u64,
+        /// Print the results as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Write the results table into this Markdown file.
+        #[arg(long)]
+        write_doc: Option<PathBuf>,
+        /// No progress bars.
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Inspect jobs in a database.
     Jobs {
         #[arg(long, env = "TOLLGATE_DB", default_value = config::DEFAULT_DB)]
@@ -184,6 +209,32 @@ async fn main() -> anyhow::Result<()> {
                 anyhow::bail!("the demo saw duplicates or failures");
             }
             println!("Every alert was delivered more than once; Jira got each issue exactly once.");
+            Ok(())
+        }
+        Command::Bench { profiles, clients, workers, latency_ms, json, write_doc, quiet } => {
+            use tollgate_cli::bench::{self, BenchOptions, Client, Profile};
+            telemetry::init(cli.log_format, "error");
+            let opts = BenchOptions {
+                profiles: if profiles.is_empty() {
+                    vec![Profile::Quota, Profile::Burst, Profile::HotIssue, Profile::Shifting]
+                } else {
+                    profiles
+                },
+                clients: if clients.is_empty() { Client::ALL.to_vec() } else { clients },
+                workers,
+                latency: Duration::from_millis(latency_ms),
+                progress: !quiet && !json,
+            };
+            let results = bench::run(&opts).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&results)?);
+            } else {
+                println!("{}", bench::markdown(&results));
+            }
+            if let Some(path) = write_doc {
+                let command: Vec<String> = std::env::args().collect();
+                bench::write_doc(&path, &command.join(" "), &results)?;
+            }
             Ok(())
         }
         Command::Jobs { db, command } => {

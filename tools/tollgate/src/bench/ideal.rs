@@ -1,0 +1,115 @@
+//! The physical limit: how fast a perfect client — no latency, perfect
+//! knowledge of every limit, no wasted request — could make the calls a
+//! workload needs under a limit profile. Computed by stepping a model of
+//! the limits in 1 ms ticks; the benchmark reports goodput against it.
+
+use jira_sim::limits::Limits;
+use std::collections::{BTreeMap, VecDeque};
+
+/// Calls of one kind the workload needs.
+#[derive(Debug, Clone)]
+pub struct Need {
+    pub method: &'static str,
+    pub endpoint: &'static str,
+    pub issue: Option<String>,
+    pub count: usize,
+}
+
+/// A change of limits `at` seconds into the run.
+pub struct Shift {
+    pub at: f64,
+    pub limits: Limits,
+}
+
+/// Seconds from `start_unix` until the last needed call could be admitted.
+pub fn ideal_makespan(needs: &[Need], limits: &Limits, start_unix: f64, shift: Option<&Shift>) -> f64 {
+    let dt = 0.001;
+    let mut left: Vec<usize> = needs.iter().map(|n| n.count).collect();
+    let mut tokens: BTreeMap<String, f64> = BTreeMap::new();
+    let mut issue_writes: BTreeMap<String, VecDeque<f64>> = BTreeMap::new();
+    let mut window = i64::MIN;
+    let mut spent = 0u64;
+    let mut t = 0.0f64;
+    let mut last = 0.0f64;
+    while left.iter().any(|&n| n > 0) && t < 36_000.0 {
+        let l = match shift {
+            Some(s) if t >= s.at => &s.limits,
+            _ => limits,
+        };
+        let now = start_unix + t;
+        let w = l.window_seconds.max(0.001);
+        let index = (now / w).floor() as i64;
+        if index != window {
+            window = index;
+            spent = 0;
+        }
+        for (i, need) in needs.iter().enumerate() {
+            let rate = if matches!(need.method, "GET" | "POST") { l.burst_get_post } else { l.burst_put_delete };
+            let key = format!("{} {}", need.method, need.endpoint);
+            let tok = tokens.entry(key).or_insert(if rate > 0.0 { rate } else { f64::INFINITY });
+            while left[i] > 0 {
+                if l.quota_points > 0 && spent >= l.quota_points {
+                    break;
+                }
+                if rate > 0.0 && *tok < 1.0 {
+                    break;
+                }
+                if let (true, Some(issue)) = (l.per_issue, &need.issue) {
+                    let q = issue_writes.entry(issue.clone()).or_default();
+                    while q.front().is_some_and(|&s| t - s > l.long_seconds) {
+                        q.pop_front();
+                    }
+                    let short = q.iter().filter(|&&s| t - s <= l.short_seconds).count();
+                    if short >= l.short_writes || q.len() >= l.long_writes {
+                        break;
+                    }
+                    q.push_back(t);
+                }
+                left[i] -= 1;
+                spent += 1;
+                if rate > 0.0 {
+                    *tok -= 1.0;
+                }
+                last = t;
+            }
+            if rate > 0.0 {
+                *tok = (*tok + rate * dt).min(rate);
+            }
+        }
+        t += dt;
+    }
+    last
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn need(n: usize) -> Vec<Need> {
+        vec![Need { method: "POST", endpoint: "/rest/api/3/issue", issue: None, count: n }]
+    }
+
+    #[test]
+    fn a_burst_limit_alone_takes_the_calls_beyond_one_bucket_at_its_rate() {
+        let l = Limits { burst_get_post: 100.0, ..Limits::default() };
+        let t = ideal_makespan(&need(1100), &l, 0.0, None);
+        assert!((t - 10.0).abs() < 0.05, "{t}");
+    }
+
+    #[test]
+    fn a_quota_makes_work_wait_for_the_next_windows() {
+        let l = Limits { quota_points: 100, window_seconds: 10.0, ..Limits::default() };
+        // Starting 4 s into a window: 100 now, 100 at 6 s, the last 50 at 16 s.
+        let t = ideal_makespan(&need(250), &l, 4.0, None);
+        assert!((t - 16.0).abs() < 0.01, "{t}");
+    }
+
+    #[test]
+    fn per_issue_writes_are_bounded_by_both_windows() {
+        let l = Limits { per_issue: true, ..Limits::default() };
+        let needs = vec![Need { method: "PUT", endpoint: "/rest/api/3/issue/{key}", issue: Some("OPS-1".into()), count: 120 }];
+        let t = ideal_makespan(&needs, &l, 0.0, None);
+        // 100 within the first 30 s (20 per 2 s), the rest after the first leave.
+        assert!(t > 30.0 && t < 33.0, "{t}");
+    }
+}

@@ -1,0 +1,475 @@
+//! `tollgate bench`: the same workload through tollgate's real pipeline and
+//! through the clients a user would otherwise write, against jira-sim with a
+//! chosen limit profile, side by side in one run.
+//!
+//! For each client: makespan, the ideal makespan the limits allow (see
+//! [`ideal`]), goodput (ideal ÷ makespan), requests sent, 429s, points per
+//! event, duplicate issues, events lost, and the p95 latency of
+//! `interactive` events while `bulk` work runs.
+
+pub mod baseline;
+pub mod ideal;
+
+use crate::config::{JiraTarget, ServeConfig};
+use crate::stack;
+use anyhow::Context;
+use baseline::Baseline;
+use ideal::{Need, Shift, ideal_makespan};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use jira_sim::limits::Limits;
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tollgate::adapters::jira::{JiraAuth, JiraClient};
+use tollgate::domain::ids::JobId;
+use tollgate::domain::job::JobState;
+use tollgate::domain::secret::Secret;
+use tollgate::domain::signature;
+use tollgate::ports::{JobStore, Tracker};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Profile {
+    /// Work needing about three times the points quota of a scaled hour.
+    Quota,
+    /// Many workers against the per-second burst buckets.
+    Burst,
+    /// Over a hundred updates to one issue (per-issue write limits).
+    HotIssue,
+    /// The quota halves mid-run.
+    Shifting,
+    /// A few seconds of everything, for CI.
+    Smoke,
+}
+
+impl Profile {
+    fn name(self) -> &'static str {
+        match self {
+            Profile::Quota => "quota",
+            Profile::Burst => "burst",
+            Profile::HotIssue => "hot-issue",
+            Profile::Shifting => "shifting",
+            Profile::Smoke => "smoke",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Client {
+    Tollgate,
+    Naive,
+    Fixed3,
+    AtlassianBackoff,
+}
+
+impl Client {
+    pub const ALL: [Client; 4] = [Client::Tollgate, Client::Naive, Client::Fixed3, Client::AtlassianBackoff];
+
+    fn name(self) -> &'static str {
+        match self {
+            Client::Tollgate => "tollgate",
+            Client::Naive => Baseline::Naive.name(),
+            Client::Fixed3 => Baseline::Fixed3.name(),
+            Client::AtlassianBackoff => Baseline::AtlassianBackoff.name(),
+        }
+    }
+}
+
+pub struct BenchOptions {
+    pub profiles: Vec<Profile>,
+    pub clients: Vec<Client>,
+    /// Workers of the tollgate pipeline (as a Lambda deployment's concurrency).
+    pub workers: usize,
+    /// Simulated Jira latency per call.
+    pub latency: Duration,
+    pub progress: bool,
+}
+
+/// One event of a workload.
+#[derive(Clone)]
+struct BenchEvent {
+    body: Value,
+    deliveries: usize,
+    interactive: bool,
+}
+
+struct Spec {
+    limits: Limits,
+    events: Vec<BenchEvent>,
+    needs: Vec<Need>,
+    shift: Option<Shift>,
+    /// Issues created before the run (hot-issue's target).
+    setup_issues: usize,
+}
+
+fn create(i: usize, interactive: bool) -> Value {
+    json!({
+        "sourceSystem": "bench", "externalId": format!("ev-{i:05}"), "desiredOperation": "create",
+        "projectKey": "OPS", "issueType": "Task", "summary": format!("Bench event {i}"),
+        "priority": if interactive { "interactive" } else { "bulk" }
+    })
+}
+
+/// Creates; one in ten interactive, one in ten delivered twice.
+fn creates(n: usize) -> Vec<BenchEvent> {
+    (0..n)
+        .map(|i| BenchEvent { body: create(i, i % 10 == 5), deliveries: if i % 10 == 3 { 2 } else { 1 }, interactive: i % 10 == 5 })
+        .collect()
+}
+
+fn create_needs(n: usize) -> Vec<Need> {
+    vec![Need { method: "POST", endpoint: "/rest/api/3/issue", issue: None, count: n }]
+}
+
+fn spec(profile: Profile) -> Spec {
+    match profile {
+        Profile::Quota => {
+            let limits = Limits { quota_points: 250, window_seconds: 8.0, burst_get_post: 100.0, burst_put_delete: 50.0, ..Limits::default() };
+            Spec { limits, events: creates(750), needs: create_needs(750), shift: None, setup_issues: 0 }
+        }
+        Profile::Burst => {
+            let limits = Limits { burst_get_post: 100.0, burst_put_delete: 50.0, ..Limits::default() };
+            Spec { limits, events: creates(1200), needs: create_needs(1200), shift: None, setup_issues: 0 }
+        }
+        Profile::HotIssue => {
+            let limits = Limits { per_issue: true, burst_get_post: 100.0, burst_put_delete: 50.0, ..Limits::default() };
+            let events = (0..110)
+                .map(|i| BenchEvent {
+                    body: json!({"sourceSystem": "bench", "externalId": format!("upd-{i:04}"), "desiredOperation": "update",
+                                 "issueKey": "OPS-1", "fields": {"customfield_10100": i}, "priority": if i % 10 == 5 { "interactive" } else { "bulk" }}),
+                    deliveries: 1,
+                    interactive: i % 10 == 5,
+                })
+                .collect();
+            let needs = vec![Need { method: "PUT", endpoint: "/rest/api/3/issue/{key}", issue: Some("OPS-1".into()), count: 110 }];
+            Spec { limits, events, needs, shift: None, setup_issues: 1 }
+        }
+        Profile::Shifting => {
+            let limits = Limits { quota_points: 300, window_seconds: 8.0, burst_get_post: 100.0, burst_put_delete: 50.0, ..Limits::default() };
+            let shifted = Limits { quota_points: 150, ..limits.clone() };
+            Spec { limits, events: creates(750), needs: create_needs(750), shift: Some(Shift { at: 10.0, limits: shifted }), setup_issues: 0 }
+        }
+        Profile::Smoke => {
+            let limits = Limits { quota_points: 60, window_seconds: 3.0, burst_get_post: 40.0, burst_put_delete: 20.0, per_issue: true, ..Limits::default() };
+            Spec { limits, events: creates(80), needs: create_needs(80), shift: None, setup_issues: 0 }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunResult {
+    pub profile: String,
+    pub client: String,
+    pub events: usize,
+    pub deliveries: usize,
+    pub makespan_s: f64,
+    pub ideal_s: f64,
+    pub goodput: f64,
+    pub requests: u64,
+    pub throttled: u64,
+    pub throttled_pct: f64,
+    pub points_per_event: f64,
+    pub duplicates: u64,
+    pub lost: usize,
+    pub p95_interactive_s: Option<f64>,
+    /// Shifting profile: seconds from the change until the last 429.
+    pub settle_s: Option<f64>,
+    pub window_s: f64,
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+fn p95(mut xs: Vec<f64>) -> Option<f64> {
+    if xs.is_empty() {
+        return None;
+    }
+    xs.sort_by(f64::total_cmp);
+    let idx = ((xs.len() as f64) * 0.95).ceil() as usize;
+    Some(xs[idx.saturating_sub(1).min(xs.len() - 1)])
+}
+
+/// Runs every requested client on every requested profile.
+pub async fn run(opts: &BenchOptions) -> anyhow::Result<Vec<RunResult>> {
+    let multi = if opts.progress { MultiProgress::new() } else { MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden()) };
+    let mut results = Vec::new();
+    for &profile in &opts.profiles {
+        for &client in &opts.clients {
+            let bar = multi.add(ProgressBar::new(0));
+            bar.set_style(ProgressStyle::with_template("{prefix:>28} [{bar:30}] {pos}/{len} {elapsed}")?.progress_chars("=> "));
+            bar.set_prefix(format!("{} / {}", profile.name(), client.name()));
+            let r = run_one(profile, client, opts, bar.clone()).await.with_context(|| format!("{} on {}", client.name(), profile.name()))?;
+            bar.finish();
+            results.push(r);
+        }
+    }
+    Ok(results)
+}
+
+async fn run_one(profile: Profile, client: Client, opts: &BenchOptions, bar: ProgressBar) -> anyhow::Result<RunResult> {
+    let spec = spec(profile);
+    let sim_config = jira_sim::SimConfig { latency: opts.latency, limits: spec.limits.clone(), ..Default::default() };
+    let (addr, sim, sim_task) = jira_sim::spawn(sim_config, "127.0.0.1:0".parse()?).await?;
+    let url = format!("http://{addr}");
+    let auth = JiraAuth::Basic { email: "sim@example.com".into(), api_token: Secret::new("sim-token") };
+    let jira = Arc::new(JiraClient::new(&url, auth.clone(), Duration::from_secs(10))?);
+    for i in 0..spec.setup_issues {
+        let fields = json!({"project": {"key": "OPS"}, "issuetype": {"name": "Task"}, "summary": format!("Hot issue {i}")});
+        jira.create_issue(fields.as_object().context("fields")?, &[]).await.map_err(|e| anyhow::anyhow!("setup: {e}"))?;
+    }
+    // Start every client at the same phase of the quota window.
+    if spec.limits.quota_points > 0 {
+        let w = spec.limits.window_seconds;
+        let into = unix_now() % w;
+        tokio::time::sleep(Duration::from_secs_f64(w - into + 0.05)).await;
+    }
+    let (setup_throttled, setup_points) = sim.counters();
+    let setup_requests = sim.report()["totals"]["requests"].as_u64().unwrap_or(0);
+    let start_unix = unix_now();
+    let ideal = ideal_makespan(&spec.needs, &spec.limits, start_unix, spec.shift.as_ref());
+
+    // Samples 429s over time (for the settle time of the shifting profile),
+    // and applies the shift.
+    let sampler = {
+        let sim = sim.clone();
+        let shift = spec.shift.as_ref().map(|s| (s.at, s.limits.clone()));
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let mut last_throttle_at: Option<f64> = None;
+            let mut seen = sim.counters().0;
+            let mut shifted = false;
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let t = started.elapsed().as_secs_f64();
+                if let Some((at, limits)) = &shift
+                    && !shifted
+                    && t >= *at
+                {
+                    sim.set_limits(limits.clone());
+                    shifted = true;
+                }
+                let (throttled, _) = sim.counters();
+                if throttled > seen {
+                    last_throttle_at = Some(t);
+                    seen = throttled;
+                }
+                if t > 600.0 {
+                    break last_throttle_at;
+                }
+            }
+        })
+    };
+
+    let deliveries: Vec<(Value, bool)> = {
+        let mut d: Vec<(Value, bool)> = Vec::new();
+        for e in &spec.events {
+            for _ in 0..e.deliveries {
+                d.push((e.body.clone(), e.interactive));
+            }
+        }
+        fastrand::shuffle(&mut d);
+        d
+    };
+    let delivered = deliveries.len();
+    let started = Instant::now();
+    let (makespan, lost, latencies) = match client {
+        Client::Tollgate => run_tollgate(&url, auth, deliveries, opts.workers, &bar).await?,
+        other => {
+            let baseline = match other {
+                Client::Naive => Baseline::Naive,
+                Client::Fixed3 => Baseline::Fixed3,
+                _ => Baseline::AtlassianBackoff,
+            };
+            bar.set_length(delivered as u64);
+            // Which deliveries belong to which event, to count lost events.
+            let keys: Vec<String> = deliveries.iter().map(|(v, _)| v["externalId"].to_string()).collect();
+            let r = baseline::run(baseline, jira.clone(), deliveries, bar.clone()).await;
+            let makespan = r.outcomes.iter().map(|o| o.1).max().unwrap_or_default().as_secs_f64();
+            let mut ok_by_event: BTreeMap<&str, bool> = BTreeMap::new();
+            for (k, o) in keys.iter().zip(&r.outcomes) {
+                *ok_by_event.entry(k).or_default() |= o.2;
+            }
+            let lost = ok_by_event.values().filter(|ok| !**ok).count();
+            let latencies = r.outcomes.iter().filter(|o| o.0 && o.2).map(|o| o.1.as_secs_f64()).collect();
+            (makespan, lost, latencies)
+        }
+    };
+    let _ = started;
+    sampler.abort();
+    let last_throttle = sampler.await.ok().flatten();
+    let report = sim.report();
+    sim_task.abort();
+    let totals = &report["totals"];
+    let requests = totals["requests"].as_u64().unwrap_or(0) - setup_requests;
+    let (throttled_now, points_now) = sim.counters();
+    let throttled = throttled_now - setup_throttled;
+    let points = points_now - setup_points;
+    let settle_s = spec.shift.as_ref().map(|s| last_throttle.map_or(0.0, |t| (t - s.at).max(0.0)));
+    Ok(RunResult {
+        profile: profile.name().into(),
+        client: client.name().into(),
+        events: spec.events.len(),
+        deliveries: delivered,
+        makespan_s: makespan,
+        ideal_s: ideal,
+        goodput: if makespan > 0.0 { ideal / makespan } else { 0.0 },
+        requests,
+        throttled,
+        throttled_pct: if requests > 0 { 100.0 * throttled as f64 / requests as f64 } else { 0.0 },
+        points_per_event: points as f64 / spec.events.len() as f64,
+        duplicates: totals["duplicateIssues"].as_u64().unwrap_or(0) + totals["duplicateComments"].as_u64().unwrap_or(0),
+        lost,
+        p95_interactive_s: p95(latencies),
+        settle_s,
+        window_s: spec.limits.window_seconds,
+    })
+}
+
+/// Sends every delivery to a real tollgate stack and waits for every job.
+/// Returns (makespan, lost events, interactive latencies).
+async fn run_tollgate(
+    url: &str,
+    auth: JiraAuth,
+    deliveries: Vec<(Value, bool)>,
+    workers: usize,
+    bar: &ProgressBar,
+) -> anyhow::Result<(f64, usize, Vec<f64>)> {
+    let dir = std::env::temp_dir().join(format!("tollgate-bench-{}-{}", std::process::id(), fastrand::u32(..)));
+    std::fs::create_dir_all(&dir)?;
+    let secret = Secret::new(format!("bench-{}", fastrand::u64(..)));
+    let running = stack::start(ServeConfig {
+        listen: "127.0.0.1:0".parse()?,
+        db: dir.join("bench.db"),
+        jira: JiraTarget::Site { url: url.to_string(), auth },
+        webhook_secrets: vec![secret.clone()],
+        workers,
+        visibility_timeout: Duration::from_secs(30),
+        lease_ttl: Duration::from_secs(30),
+        jira_timeout: Duration::from_secs(10),
+        sim_latency: Duration::ZERO,
+    })
+    .await?;
+    let start = tollgate::ports::SystemClock;
+    let t0 = tollgate::ports::Clock::now(&start);
+    let base = format!("http://{}/v1/events", running.addr);
+    let http = reqwest::Client::new();
+    let mut senders = tokio::task::JoinSet::new();
+    let chunks: Vec<Vec<(Value, bool)>> = {
+        let per = deliveries.len().div_ceil(16).max(1);
+        deliveries.chunks(per).map(<[_]>::to_vec).collect()
+    };
+    for chunk in chunks {
+        let (http, base, secret) = (http.clone(), base.clone(), secret.clone());
+        senders.spawn(async move {
+            let mut ids = Vec::new();
+            for (event, _) in chunk {
+                let body = serde_json::to_vec(&event)?;
+                let t = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() as i64;
+                let resp = http
+                    .post(&base)
+                    .header("Content-Type", "application/json")
+                    .header(signature::HEADER, signature::sign(&secret, t, &body))
+                    .body(body)
+                    .send()
+                    .await?;
+                let answer: Value = resp.json().await?;
+                ids.push(answer["jobId"].as_str().map(str::to_string).context("no jobId")?);
+            }
+            anyhow::Ok(ids)
+        });
+    }
+    let mut jobs: Vec<String> = Vec::new();
+    while let Some(r) = senders.join_next().await {
+        jobs.extend(r??);
+    }
+    jobs.sort();
+    jobs.dedup();
+    bar.set_length(jobs.len() as u64);
+    let ids: Vec<JobId> = jobs.iter().filter_map(|j| JobId::parse(j)).collect();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let counts = running.db.state_counts().await?;
+        let done: u64 = counts.iter().filter(|(s, _)| s.is_terminal()).map(|(_, n)| n).sum();
+        bar.set_position(done);
+        if done as usize >= ids.len() || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut end = t0;
+    let mut lost = 0;
+    let mut latencies = Vec::new();
+    for id in &ids {
+        let Some(job) = running.db.job(id).await? else { continue };
+        if job.state == JobState::Succeeded {
+            end = end.max(job.updated_at);
+            if job.priority == tollgate::domain::event::Priority::Interactive {
+                latencies.push((job.updated_at.0 - job.created_at.0) as f64 / 1000.0);
+            }
+        } else {
+            lost += 1;
+        }
+    }
+    running.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(((end.0 - t0.0) as f64 / 1000.0, lost, latencies))
+}
+
+/// The results as a Markdown table per profile.
+pub fn markdown(results: &[RunResult]) -> String {
+    let mut out = String::new();
+    let mut profiles: Vec<&str> = results.iter().map(|r| r.profile.as_str()).collect();
+    profiles.dedup();
+    for p in profiles {
+        let rows: Vec<&RunResult> = results.iter().filter(|r| r.profile == p).collect();
+        let first = rows[0];
+        out.push_str(&format!("\n### {p} — {} events, {} deliveries\n\n", first.events, first.deliveries));
+        out.push_str("| client | makespan s | ideal s | goodput | requests | 429s | 429 % | points/event | duplicates | lost | p95 interactive s |");
+        if first.settle_s.is_some() {
+            out.push_str(" settled after s |");
+        }
+        out.push_str("\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        if first.settle_s.is_some() {
+            out.push_str("---:|");
+        }
+        out.push('\n');
+        for r in rows {
+            out.push_str(&format!(
+                "| {} | {:.1} | {:.1} | {:.2} | {} | {} | {:.1} | {:.2} | {} | {} | {} |",
+                r.client,
+                r.makespan_s,
+                r.ideal_s,
+                r.goodput,
+                r.requests,
+                r.throttled,
+                r.throttled_pct,
+                r.points_per_event,
+                r.duplicates,
+                r.lost,
+                r.p95_interactive_s.map_or("-".into(), |v| format!("{v:.2}")),
+            ));
+            if let Some(s) = r.settle_s {
+                out.push_str(&format!(" {s:.1} (window {:.0} s) |", r.window_s));
+            }
+            out.push('\n');
+        }
+    }
+    out
+}
+
+pub fn write_doc(path: &PathBuf, command: &str, results: &[RunResult]) -> anyhow::Result<()> {
+    let text = format!(
+        "# Benchmarks\n\nProduced by `{command}` (debug builds are slower to ingest; numbers here are from the command as shown).\n\
+         Each profile runs every client against a fresh jira-sim with the profile's limits, starting at the same phase of\n\
+         the quota window. *ideal* is the physical limit: the makespan of a perfect client with no latency that knows every\n\
+         limit (see `tools/tollgate/src/bench/ideal.rs`); *goodput* is ideal ÷ makespan. *lost* counts events that never\n\
+         reached Jira; *duplicates* counts extra issues (and comments) Jira holds for one event. One event in ten is\n\
+         delivered twice, as webhook senders do; one in ten is `interactive`, the rest `bulk`.\n{}",
+        markdown(results)
+    );
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
