@@ -237,6 +237,22 @@ pub enum TrackerError {
     Held { wait: Duration, reason: String },
 }
 
+impl TrackerError {
+    /// Whether the call may have changed Jira although it failed: a lost
+    /// connection or timeout, or a server error mid-request. A 429, a 503 or
+    /// a 4xx is Jira saying it did nothing; a held call was never sent.
+    pub fn may_have_taken_effect(&self) -> bool {
+        match self {
+            TrackerError::Throttled { .. }
+            | TrackerError::Held { .. }
+            | TrackerError::Permanent { .. } => false,
+            TrackerError::Transient { status, .. } => {
+                !matches!(status, Some(429 | 503 | 400..=499))
+            }
+        }
+    }
+}
+
 pub type TrackerResult<T> = Result<Answer<T>, TrackerError>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -490,6 +490,10 @@ where
     ) -> Result<Disposition, AppError> {
         let now = self.clock.now();
         let retry = &self.config.retry;
+        if !err.may_have_taken_effect() {
+            // Jira answered and did nothing: no need to look for an effect.
+            job.step_started = None;
+        }
         match err {
             TrackerError::Held { wait, reason } => {
                 // The governor's wait, not Jira's refusal: no budget is used.

@@ -116,6 +116,16 @@ impl<'a, S: GovernorStore, C: Clock> Governor<'a, S, C> {
         loop {
             let now = self.clock.now();
             self.refresh(now).await;
+            let known = self
+                .lock()
+                .as_ref()
+                .is_none_or(|v| v.local.shared.endpoints.contains_key(&call.endpoint));
+            if !known {
+                // A first call to this endpoint starts its pace (slow start).
+                let tunables = self.config.tunables;
+                self.update(now, |g| g.track(&call.endpoint, now, &tunables))
+                    .await;
+            }
             let permit = match self.lock().as_mut() {
                 Some(v) => v.local.permit(call, now),
                 None => Permit::Go,
@@ -177,14 +187,25 @@ impl<'a, S: GovernorStore, C: Clock> Governor<'a, S, C> {
                     return;
                 }
             };
+            let before = shared.clone();
             change(&mut shared);
             shared.prune(now);
+            if shared == before {
+                // Old news (another worker wrote it already): no write.
+                if let Some(v) = self.lock().as_mut() {
+                    v.local.shared = shared;
+                    v.local.fetched_at = now;
+                    v.version = version;
+                }
+                return;
+            }
             match self
                 .store
                 .save_governor(&self.config.site, &shared, version)
                 .await
             {
                 Ok(true) => {
+                    tracing::debug!(site = %self.config.site, paces = ?shared.endpoints.iter().map(|(k, p)| (k.as_str(), p.rate as u32, p.slow_start)).collect::<Vec<_>>(), paused_until = shared.paused_until.0, "governor updated");
                     if let Some(v) = self.lock().as_mut() {
                         v.local.shared = shared;
                         v.local.fetched_at = now;

@@ -14,8 +14,9 @@
 //! * burst 429: that endpoint+method slows (multiplicative decrease);
 //! * per-issue 429: writes to that issue wait; nothing else slows;
 //! * 429 with no or an unknown reason: the whole site backs off;
-//! * success: the pace grows again — slow start (×1.5 per second) until the
-//!   first throttle, then additive increase of 2 % per second;
+//! * success: the pace grows again — from 80 % of the documented burst rate,
+//!   slow start (×1.5 per second) until the first throttle, which halves it,
+//!   then additive increase of 2 % per second;
 //! * when `RateLimit` says how many points are left, `bulk` work stops at a
 //!   reserve so that `interactive` work always finds points until the reset.
 //!
@@ -45,8 +46,12 @@ pub struct CallKind {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Tunables {
-    /// Pace of a new endpoint before anything is learned, requests/s.
+    /// Pace of a new GET/POST endpoint before anything is learned,
+    /// requests/s: 80 % of Atlassian's documented 100/s burst, the prior
+    /// that slow start then tests.
     pub initial_rate: f64,
+    /// The same for PUT/DELETE (documented: 50/s).
+    pub initial_rate_put: f64,
     pub min_rate: f64,
     pub max_rate: f64,
     /// Multiplier per second while no throttle has been seen.
@@ -64,7 +69,8 @@ pub struct Tunables {
 impl Default for Tunables {
     fn default() -> Self {
         Tunables {
-            initial_rate: 20.0,
+            initial_rate: 80.0,
+            initial_rate_put: 40.0,
             min_rate: 0.5,
             max_rate: 1000.0,
             slow_start_factor: 1.5,
@@ -81,9 +87,13 @@ impl Default for Tunables {
 pub struct EndpointPace {
     pub rate: f64,
     pub slow_start: bool,
-    /// The rate before the last slow-start step: known to be safe.
+    /// The rate before the last slow-start step.
     pub last_good: f64,
+    /// The reference for growth: a second after this, the pace grows.
     pub changed_at: Timestamp,
+    /// The last decrease: at most one per second.
+    #[serde(default)]
+    pub decreased_at: Timestamp,
 }
 
 /// The shared state of one site.
@@ -144,11 +154,35 @@ fn secs(d: f64) -> Duration {
     Duration::from_secs_f64(d.clamp(0.0, 86_400.0))
 }
 
+impl Tunables {
+    pub fn initial_for(&self, endpoint: &str) -> f64 {
+        if endpoint.starts_with("PUT ") || endpoint.starts_with("DELETE ") {
+            self.initial_rate_put
+        } else {
+            self.initial_rate
+        }
+    }
+}
+
 impl SiteGovernor {
     pub fn pace(&self, endpoint: &str, t: &Tunables) -> f64 {
         self.endpoints
             .get(endpoint)
-            .map_or(t.initial_rate, |p| p.rate)
+            .map_or_else(|| t.initial_for(endpoint), |p| p.rate)
+    }
+
+    /// Starts pacing an endpoint at the initial rate, in slow start.
+    pub fn track(&mut self, endpoint: &str, now: Timestamp, t: &Tunables) {
+        let rate = t.initial_for(endpoint);
+        self.endpoints
+            .entry(endpoint.to_string())
+            .or_insert(EndpointPace {
+                rate,
+                slow_start: true,
+                last_good: rate,
+                changed_at: now,
+                decreased_at: Timestamp(i64::MIN / 2),
+            });
     }
 
     /// Grows every endpoint's pace for the throttle-free time since its last
@@ -194,27 +228,26 @@ impl SiteGovernor {
                 wait
             }
             Some(LimitReason::Burst) => {
-                let pace = self
-                    .endpoints
-                    .entry(call.endpoint.clone())
-                    .or_insert(EndpointPace {
-                        rate: t.initial_rate,
-                        slow_start: true,
-                        last_good: t.initial_rate,
-                        changed_at: now,
-                    });
+                self.track(&call.endpoint, now, t);
+                let Some(pace) = self.endpoints.get_mut(&call.endpoint) else {
+                    return hint.unwrap_or(Duration::from_secs(1));
+                };
                 // One decrease per second: the other workers' 429s from the
-                // same overload are the same news.
-                if now.0 - pace.changed_at.0 >= 1000 || pace.slow_start {
+                // same overload are the same news. Growth waits a second
+                // after the latest throttle either way.
+                if now.0 - pace.decreased_at.0 >= 1000 {
                     pace.rate = if pace.slow_start {
-                        pace.last_good * t.decrease.max(0.9)
+                        // The bucket hid the overload for a while: the limit
+                        // is well below where slow start got to.
+                        pace.rate * 0.5
                     } else {
                         pace.rate * t.decrease
                     }
                     .max(t.min_rate);
                     pace.slow_start = false;
-                    pace.changed_at = now;
+                    pace.decreased_at = now;
                 }
+                pace.changed_at = now;
                 self.unexplained = 0;
                 hint.unwrap_or(Duration::from_secs(1))
             }
@@ -444,6 +477,7 @@ mod tests {
                 slow_start: false,
                 last_good: 100.0,
                 changed_at: Timestamp(-5000),
+                decreased_at: Timestamp(-10_000),
             },
         );
         g.on_throttle(
@@ -455,7 +489,7 @@ mod tests {
         assert!((g.pace("POST /i", &t()) - 85.0).abs() < 1e-9);
         assert_eq!(
             g.pace("PUT /i", &t()),
-            t().initial_rate,
+            t().initial_rate_put,
             "other endpoints untouched"
         );
         assert_eq!(g.paused_until, Timestamp::default(), "no site pause");
@@ -471,6 +505,7 @@ mod tests {
                 slow_start: false,
                 last_good: 100.0,
                 changed_at: Timestamp(-5000),
+                decreased_at: Timestamp(-10_000),
             },
         );
         for ms in [0, 100, 400, 900] {
@@ -492,7 +527,7 @@ mod tests {
     }
 
     #[test]
-    fn the_first_throttle_in_slow_start_returns_to_the_last_safe_rate() {
+    fn the_first_throttle_in_slow_start_halves_the_pace() {
         let mut g = SiteGovernor::default();
         g.endpoints.insert(
             "POST /i".into(),
@@ -501,6 +536,7 @@ mod tests {
                 slow_start: true,
                 last_good: 20.0,
                 changed_at: Timestamp(0),
+                decreased_at: Timestamp(-10_000),
             },
         );
         g.grow(Timestamp(3000), &t());
@@ -519,7 +555,7 @@ mod tests {
         );
         let p = &g.endpoints["POST /i"];
         assert!(!p.slow_start);
-        assert!((p.rate - 67.5 * 0.9).abs() < 1e-9, "{p:?}");
+        assert!((p.rate - 101.25 * 0.5).abs() < 1e-9, "{p:?}");
     }
 
     #[test]
@@ -532,6 +568,7 @@ mod tests {
                 slow_start: false,
                 last_good: 50.0,
                 changed_at: Timestamp(0),
+                decreased_at: Timestamp(-10_000),
             },
         );
         assert!(
@@ -601,6 +638,7 @@ mod tests {
                 slow_start: false,
                 last_good: 40.0,
                 changed_at: Timestamp(0),
+                decreased_at: Timestamp(-10_000),
             },
         );
         let mut view = LocalView::new(g, Timestamp(0), 4, t());

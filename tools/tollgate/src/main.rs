@@ -211,16 +211,33 @@ async fn main() -> anyhow::Result<()> {
             println!("Every alert was delivered more than once; Jira got each issue exactly once.");
             Ok(())
         }
-        Command::Bench { profiles, clients, workers, latency_ms, json, write_doc, quiet } => {
+        Command::Bench {
+            profiles,
+            clients,
+            workers,
+            latency_ms,
+            json,
+            write_doc,
+            quiet,
+        } => {
             use tollgate_cli::bench::{self, BenchOptions, Client, Profile};
             telemetry::init(cli.log_format, "error");
             let opts = BenchOptions {
                 profiles: if profiles.is_empty() {
-                    vec![Profile::Quota, Profile::Burst, Profile::HotIssue, Profile::Shifting]
+                    vec![
+                        Profile::Quota,
+                        Profile::Burst,
+                        Profile::HotIssue,
+                        Profile::Shifting,
+                    ]
                 } else {
                     profiles
                 },
-                clients: if clients.is_empty() { Client::ALL.to_vec() } else { clients },
+                clients: if clients.is_empty() {
+                    Client::ALL.to_vec()
+                } else {
+                    clients
+                },
                 workers,
                 latency: Duration::from_millis(latency_ms),
                 progress: !quiet && !json,

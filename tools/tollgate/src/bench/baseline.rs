@@ -31,7 +31,11 @@ pub enum Baseline {
 }
 
 impl Baseline {
-    pub const ALL: [Baseline; 3] = [Baseline::Naive, Baseline::Fixed3, Baseline::AtlassianBackoff];
+    pub const ALL: [Baseline; 3] = [
+        Baseline::Naive,
+        Baseline::Fixed3,
+        Baseline::AtlassianBackoff,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -53,7 +57,9 @@ impl Baseline {
         match self {
             // Bounded only so a run ends; a real naive client spins forever.
             Baseline::Naive => (retry <= 200).then_some(Duration::ZERO),
-            Baseline::Fixed3 => (retry <= 50).then(|| retry_after.unwrap_or(Duration::from_secs(1))),
+            Baseline::Fixed3 => {
+                (retry <= 50).then(|| retry_after.unwrap_or(Duration::from_secs(1)))
+            }
             Baseline::AtlassianBackoff => {
                 if retry > 4 {
                     return None;
@@ -72,19 +78,30 @@ pub struct BaselineResult {
 }
 
 /// Runs `deliveries` (event, interactive) through the baseline.
-pub async fn run(baseline: Baseline, jira: Arc<JiraClient>, deliveries: Vec<(Value, bool)>, bar: indicatif::ProgressBar) -> BaselineResult {
+pub async fn run(
+    baseline: Baseline,
+    jira: Arc<JiraClient>,
+    deliveries: Vec<(Value, bool)>,
+    bar: indicatif::ProgressBar,
+) -> BaselineResult {
     let start = Instant::now();
     let queue = Arc::new(Mutex::new(deliveries.into_iter()));
     let outcomes = Arc::new(Mutex::new(Vec::new()));
 
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..baseline.concurrency() {
-        let (queue, outcomes, jira, bar) = (queue.clone(), outcomes.clone(), jira.clone(), bar.clone());
+        let (queue, outcomes, jira, bar) =
+            (queue.clone(), outcomes.clone(), jira.clone(), bar.clone());
         tasks.spawn(async move {
             loop {
-                let Some((event, interactive)) = queue.lock().await.next() else { break };
+                let Some((event, interactive)) = queue.lock().await.next() else {
+                    break;
+                };
                 let ok = deliver(baseline, &jira, &event).await;
-                outcomes.lock().await.push((interactive, start.elapsed(), ok));
+                outcomes
+                    .lock()
+                    .await
+                    .push((interactive, start.elapsed(), ok));
                 bar.inc(1);
             }
         });
@@ -97,9 +114,13 @@ pub async fn run(baseline: Baseline, jira: Arc<JiraClient>, deliveries: Vec<(Val
 /// One event's calls, each retried as the baseline does. True when all
 /// landed.
 async fn deliver(baseline: Baseline, jira: &JiraClient, event: &Value) -> bool {
-    let Ok(e) = validate_event(event) else { return false };
+    let Ok(e) = validate_event(event) else {
+        return false;
+    };
     let link = LinkId::of(&e.source_system, &e.external_id);
-    let Ok(steps) = plan(&e, &link, &LinkState::Unlinked) else { return false };
+    let Ok(steps) = plan(&e, &link, &LinkState::Unlinked) else {
+        return false;
+    };
     let mut target: Option<IssueKey> = e.issue_key.clone();
     for step in &steps {
         let mut retry = 0;
@@ -120,7 +141,8 @@ async fn deliver(baseline: Baseline, jira: &JiraClient, event: &Value) -> bool {
             };
             let retry_after = match result {
                 Ok(()) => break,
-                Err(TrackerError::Throttled { signal, .. }) | Err(TrackerError::Transient { signal, .. }) => signal.retry_after,
+                Err(TrackerError::Throttled { signal, .. })
+                | Err(TrackerError::Transient { signal, .. }) => signal.retry_after,
                 Err(_) => return false,
             };
             retry += 1;

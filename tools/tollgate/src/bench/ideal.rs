@@ -22,7 +22,12 @@ pub struct Shift {
 }
 
 /// Seconds from `start_unix` until the last needed call could be admitted.
-pub fn ideal_makespan(needs: &[Need], limits: &Limits, start_unix: f64, shift: Option<&Shift>) -> f64 {
+pub fn ideal_makespan(
+    needs: &[Need],
+    limits: &Limits,
+    start_unix: f64,
+    shift: Option<&Shift>,
+) -> f64 {
     let dt = 0.001;
     let mut left: Vec<usize> = needs.iter().map(|n| n.count).collect();
     let mut tokens: BTreeMap<String, f64> = BTreeMap::new();
@@ -44,9 +49,15 @@ pub fn ideal_makespan(needs: &[Need], limits: &Limits, start_unix: f64, shift: O
             spent = 0;
         }
         for (i, need) in needs.iter().enumerate() {
-            let rate = if matches!(need.method, "GET" | "POST") { l.burst_get_post } else { l.burst_put_delete };
+            let rate = if matches!(need.method, "GET" | "POST") {
+                l.burst_get_post
+            } else {
+                l.burst_put_delete
+            };
             let key = format!("{} {}", need.method, need.endpoint);
-            let tok = tokens.entry(key).or_insert(if rate > 0.0 { rate } else { f64::INFINITY });
+            let tok = tokens
+                .entry(key)
+                .or_insert(if rate > 0.0 { rate } else { f64::INFINITY });
             while left[i] > 0 {
                 if l.quota_points > 0 && spent >= l.quota_points {
                     break;
@@ -86,19 +97,31 @@ mod tests {
     use super::*;
 
     fn need(n: usize) -> Vec<Need> {
-        vec![Need { method: "POST", endpoint: "/rest/api/3/issue", issue: None, count: n }]
+        vec![Need {
+            method: "POST",
+            endpoint: "/rest/api/3/issue",
+            issue: None,
+            count: n,
+        }]
     }
 
     #[test]
     fn a_burst_limit_alone_takes_the_calls_beyond_one_bucket_at_its_rate() {
-        let l = Limits { burst_get_post: 100.0, ..Limits::default() };
+        let l = Limits {
+            burst_get_post: 100.0,
+            ..Limits::default()
+        };
         let t = ideal_makespan(&need(1100), &l, 0.0, None);
         assert!((t - 10.0).abs() < 0.05, "{t}");
     }
 
     #[test]
     fn a_quota_makes_work_wait_for_the_next_windows() {
-        let l = Limits { quota_points: 100, window_seconds: 10.0, ..Limits::default() };
+        let l = Limits {
+            quota_points: 100,
+            window_seconds: 10.0,
+            ..Limits::default()
+        };
         // Starting 4 s into a window: 100 now, 100 at 6 s, the last 50 at 16 s.
         let t = ideal_makespan(&need(250), &l, 4.0, None);
         assert!((t - 16.0).abs() < 0.01, "{t}");
@@ -106,8 +129,16 @@ mod tests {
 
     #[test]
     fn per_issue_writes_are_bounded_by_both_windows() {
-        let l = Limits { per_issue: true, ..Limits::default() };
-        let needs = vec![Need { method: "PUT", endpoint: "/rest/api/3/issue/{key}", issue: Some("OPS-1".into()), count: 120 }];
+        let l = Limits {
+            per_issue: true,
+            ..Limits::default()
+        };
+        let needs = vec![Need {
+            method: "PUT",
+            endpoint: "/rest/api/3/issue/{key}",
+            issue: Some("OPS-1".into()),
+            count: 120,
+        }];
         let t = ideal_makespan(&needs, &l, 0.0, None);
         // 100 within the first 30 s (20 per 2 s), the rest after the first leave.
         assert!(t > 30.0 && t < 33.0, "{t}");

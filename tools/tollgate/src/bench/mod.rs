@@ -65,7 +65,12 @@ pub enum Client {
 }
 
 impl Client {
-    pub const ALL: [Client; 4] = [Client::Tollgate, Client::Naive, Client::Fixed3, Client::AtlassianBackoff];
+    pub const ALL: [Client; 4] = [
+        Client::Tollgate,
+        Client::Naive,
+        Client::Fixed3,
+        Client::AtlassianBackoff,
+    ];
 
     fn name(self) -> &'static str {
         match self {
@@ -115,26 +120,62 @@ fn create(i: usize, interactive: bool) -> Value {
 /// Creates; one in ten interactive, one in ten delivered twice.
 fn creates(n: usize) -> Vec<BenchEvent> {
     (0..n)
-        .map(|i| BenchEvent { body: create(i, i % 10 == 5), deliveries: if i % 10 == 3 { 2 } else { 1 }, interactive: i % 10 == 5 })
+        .map(|i| BenchEvent {
+            body: create(i, i % 10 == 5),
+            deliveries: if i % 10 == 3 { 2 } else { 1 },
+            interactive: i % 10 == 5,
+        })
         .collect()
 }
 
 fn create_needs(n: usize) -> Vec<Need> {
-    vec![Need { method: "POST", endpoint: "/rest/api/3/issue", issue: None, count: n }]
+    vec![Need {
+        method: "POST",
+        endpoint: "/rest/api/3/issue",
+        issue: None,
+        count: n,
+    }]
 }
 
 fn spec(profile: Profile) -> Spec {
     match profile {
         Profile::Quota => {
-            let limits = Limits { quota_points: 250, window_seconds: 8.0, burst_get_post: 100.0, burst_put_delete: 50.0, ..Limits::default() };
-            Spec { limits, events: creates(750), needs: create_needs(750), shift: None, setup_issues: 0 }
+            let limits = Limits {
+                quota_points: 250,
+                window_seconds: 8.0,
+                burst_get_post: 100.0,
+                burst_put_delete: 50.0,
+                ..Limits::default()
+            };
+            Spec {
+                limits,
+                events: creates(750),
+                needs: create_needs(750),
+                shift: None,
+                setup_issues: 0,
+            }
         }
         Profile::Burst => {
-            let limits = Limits { burst_get_post: 100.0, burst_put_delete: 50.0, ..Limits::default() };
-            Spec { limits, events: creates(1200), needs: create_needs(1200), shift: None, setup_issues: 0 }
+            let limits = Limits {
+                burst_get_post: 100.0,
+                burst_put_delete: 50.0,
+                ..Limits::default()
+            };
+            Spec {
+                limits,
+                events: creates(1200),
+                needs: create_needs(1200),
+                shift: None,
+                setup_issues: 0,
+            }
         }
         Profile::HotIssue => {
-            let limits = Limits { per_issue: true, burst_get_post: 100.0, burst_put_delete: 50.0, ..Limits::default() };
+            let limits = Limits {
+                per_issue: true,
+                burst_get_post: 100.0,
+                burst_put_delete: 50.0,
+                ..Limits::default()
+            };
             let events = (0..110)
                 .map(|i| BenchEvent {
                     body: json!({"sourceSystem": "bench", "externalId": format!("upd-{i:04}"), "desiredOperation": "update",
@@ -143,17 +184,59 @@ fn spec(profile: Profile) -> Spec {
                     interactive: i % 10 == 5,
                 })
                 .collect();
-            let needs = vec![Need { method: "PUT", endpoint: "/rest/api/3/issue/{key}", issue: Some("OPS-1".into()), count: 110 }];
-            Spec { limits, events, needs, shift: None, setup_issues: 1 }
+            let needs = vec![Need {
+                method: "PUT",
+                endpoint: "/rest/api/3/issue/{key}",
+                issue: Some("OPS-1".into()),
+                count: 110,
+            }];
+            Spec {
+                limits,
+                events,
+                needs,
+                shift: None,
+                setup_issues: 1,
+            }
         }
         Profile::Shifting => {
-            let limits = Limits { quota_points: 300, window_seconds: 8.0, burst_get_post: 100.0, burst_put_delete: 50.0, ..Limits::default() };
-            let shifted = Limits { quota_points: 150, ..limits.clone() };
-            Spec { limits, events: creates(750), needs: create_needs(750), shift: Some(Shift { at: 10.0, limits: shifted }), setup_issues: 0 }
+            let limits = Limits {
+                quota_points: 300,
+                window_seconds: 8.0,
+                burst_get_post: 100.0,
+                burst_put_delete: 50.0,
+                ..Limits::default()
+            };
+            let shifted = Limits {
+                quota_points: 150,
+                ..limits.clone()
+            };
+            Spec {
+                limits,
+                events: creates(750),
+                needs: create_needs(750),
+                shift: Some(Shift {
+                    at: 10.0,
+                    limits: shifted,
+                }),
+                setup_issues: 0,
+            }
         }
         Profile::Smoke => {
-            let limits = Limits { quota_points: 60, window_seconds: 3.0, burst_get_post: 40.0, burst_put_delete: 20.0, per_issue: true, ..Limits::default() };
-            Spec { limits, events: creates(80), needs: create_needs(80), shift: None, setup_issues: 0 }
+            let limits = Limits {
+                quota_points: 60,
+                window_seconds: 3.0,
+                burst_get_post: 40.0,
+                burst_put_delete: 20.0,
+                per_issue: true,
+                ..Limits::default()
+            };
+            Spec {
+                limits,
+                events: creates(80),
+                needs: create_needs(80),
+                shift: None,
+                setup_issues: 0,
+            }
         }
     }
 }
@@ -181,7 +264,10 @@ pub struct RunResult {
 }
 
 fn unix_now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 fn p95(mut xs: Vec<f64>) -> Option<f64> {
@@ -195,14 +281,23 @@ fn p95(mut xs: Vec<f64>) -> Option<f64> {
 
 /// Runs every requested client on every requested profile.
 pub async fn run(opts: &BenchOptions) -> anyhow::Result<Vec<RunResult>> {
-    let multi = if opts.progress { MultiProgress::new() } else { MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden()) };
+    let multi = if opts.progress {
+        MultiProgress::new()
+    } else {
+        MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden())
+    };
     let mut results = Vec::new();
     for &profile in &opts.profiles {
         for &client in &opts.clients {
             let bar = multi.add(ProgressBar::new(0));
-            bar.set_style(ProgressStyle::with_template("{prefix:>28} [{bar:30}] {pos}/{len} {elapsed}")?.progress_chars("=> "));
+            bar.set_style(
+                ProgressStyle::with_template("{prefix:>28} [{bar:30}] {pos}/{len} {elapsed}")?
+                    .progress_chars("=> "),
+            );
             bar.set_prefix(format!("{} / {}", profile.name(), client.name()));
-            let r = run_one(profile, client, opts, bar.clone()).await.with_context(|| format!("{} on {}", client.name(), profile.name()))?;
+            let r = run_one(profile, client, opts, bar.clone())
+                .await
+                .with_context(|| format!("{} on {}", client.name(), profile.name()))?;
             bar.finish();
             results.push(r);
         }
@@ -210,16 +305,34 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<Vec<RunResult>> {
     Ok(results)
 }
 
-async fn run_one(profile: Profile, client: Client, opts: &BenchOptions, bar: ProgressBar) -> anyhow::Result<RunResult> {
+async fn run_one(
+    profile: Profile,
+    client: Client,
+    opts: &BenchOptions,
+    bar: ProgressBar,
+) -> anyhow::Result<RunResult> {
     let spec = spec(profile);
-    let sim_config = jira_sim::SimConfig { latency: opts.latency, limits: spec.limits.clone(), ..Default::default() };
+    let sim_config = jira_sim::SimConfig {
+        latency: opts.latency,
+        limits: spec.limits.clone(),
+        ..Default::default()
+    };
     let (addr, sim, sim_task) = jira_sim::spawn(sim_config, "127.0.0.1:0".parse()?).await?;
     let url = format!("http://{addr}");
-    let auth = JiraAuth::Basic { email: "sim@example.com".into(), api_token: Secret::new("sim-token") };
-    let jira = Arc::new(JiraClient::new(&url, auth.clone(), Duration::from_secs(10))?);
+    let auth = JiraAuth::Basic {
+        email: "sim@example.com".into(),
+        api_token: Secret::new("sim-token"),
+    };
+    let jira = Arc::new(JiraClient::new(
+        &url,
+        auth.clone(),
+        Duration::from_secs(10),
+    )?);
     for i in 0..spec.setup_issues {
         let fields = json!({"project": {"key": "OPS"}, "issuetype": {"name": "Task"}, "summary": format!("Hot issue {i}")});
-        jira.create_issue(fields.as_object().context("fields")?, &[]).await.map_err(|e| anyhow::anyhow!("setup: {e}"))?;
+        jira.create_issue(fields.as_object().context("fields")?, &[])
+            .await
+            .map_err(|e| anyhow::anyhow!("setup: {e}"))?;
     }
     // Start every client at the same phase of the quota window.
     if spec.limits.quota_points > 0 {
@@ -286,15 +399,29 @@ async fn run_one(profile: Profile, client: Client, opts: &BenchOptions, bar: Pro
             };
             bar.set_length(delivered as u64);
             // Which deliveries belong to which event, to count lost events.
-            let keys: Vec<String> = deliveries.iter().map(|(v, _)| v["externalId"].to_string()).collect();
+            let keys: Vec<String> = deliveries
+                .iter()
+                .map(|(v, _)| v["externalId"].to_string())
+                .collect();
             let r = baseline::run(baseline, jira.clone(), deliveries, bar.clone()).await;
-            let makespan = r.outcomes.iter().map(|o| o.1).max().unwrap_or_default().as_secs_f64();
+            let makespan = r
+                .outcomes
+                .iter()
+                .map(|o| o.1)
+                .max()
+                .unwrap_or_default()
+                .as_secs_f64();
             let mut ok_by_event: BTreeMap<&str, bool> = BTreeMap::new();
             for (k, o) in keys.iter().zip(&r.outcomes) {
                 *ok_by_event.entry(k).or_default() |= o.2;
             }
             let lost = ok_by_event.values().filter(|ok| !**ok).count();
-            let latencies = r.outcomes.iter().filter(|o| o.0 && o.2).map(|o| o.1.as_secs_f64()).collect();
+            let latencies = r
+                .outcomes
+                .iter()
+                .filter(|o| o.0 && o.2)
+                .map(|o| o.1.as_secs_f64())
+                .collect();
             (makespan, lost, latencies)
         }
     };
@@ -308,7 +435,10 @@ async fn run_one(profile: Profile, client: Client, opts: &BenchOptions, bar: Pro
     let (throttled_now, points_now) = sim.counters();
     let throttled = throttled_now - setup_throttled;
     let points = points_now - setup_points;
-    let settle_s = spec.shift.as_ref().map(|s| last_throttle.map_or(0.0, |t| (t - s.at).max(0.0)));
+    let settle_s = spec
+        .shift
+        .as_ref()
+        .map(|s| last_throttle.map_or(0.0, |t| (t - s.at).max(0.0)));
     Ok(RunResult {
         profile: profile.name().into(),
         client: client.name().into(),
@@ -316,12 +446,21 @@ async fn run_one(profile: Profile, client: Client, opts: &BenchOptions, bar: Pro
         deliveries: delivered,
         makespan_s: makespan,
         ideal_s: ideal,
-        goodput: if makespan > 0.0 { ideal / makespan } else { 0.0 },
+        goodput: if makespan > 0.0 {
+            ideal / makespan
+        } else {
+            0.0
+        },
         requests,
         throttled,
-        throttled_pct: if requests > 0 { 100.0 * throttled as f64 / requests as f64 } else { 0.0 },
+        throttled_pct: if requests > 0 {
+            100.0 * throttled as f64 / requests as f64
+        } else {
+            0.0
+        },
         points_per_event: points as f64 / spec.events.len() as f64,
-        duplicates: totals["duplicateIssues"].as_u64().unwrap_or(0) + totals["duplicateComments"].as_u64().unwrap_or(0),
+        duplicates: totals["duplicateIssues"].as_u64().unwrap_or(0)
+            + totals["duplicateComments"].as_u64().unwrap_or(0),
         lost,
         p95_interactive_s: p95(latencies),
         settle_s,
@@ -338,13 +477,20 @@ async fn run_tollgate(
     workers: usize,
     bar: &ProgressBar,
 ) -> anyhow::Result<(f64, usize, Vec<f64>)> {
-    let dir = std::env::temp_dir().join(format!("tollgate-bench-{}-{}", std::process::id(), fastrand::u32(..)));
+    let dir = std::env::temp_dir().join(format!(
+        "tollgate-bench-{}-{}",
+        std::process::id(),
+        fastrand::u32(..)
+    ));
     std::fs::create_dir_all(&dir)?;
     let secret = Secret::new(format!("bench-{}", fastrand::u64(..)));
     let running = stack::start(ServeConfig {
         listen: "127.0.0.1:0".parse()?,
         db: dir.join("bench.db"),
-        jira: JiraTarget::Site { url: url.to_string(), auth },
+        jira: JiraTarget::Site {
+            url: url.to_string(),
+            auth,
+        },
         webhook_secrets: vec![secret.clone()],
         workers,
         visibility_timeout: Duration::from_secs(30),
@@ -377,7 +523,12 @@ async fn run_tollgate(
                     .send()
                     .await?;
                 let answer: Value = resp.json().await?;
-                ids.push(answer["jobId"].as_str().map(str::to_string).context("no jobId")?);
+                ids.push(
+                    answer["jobId"]
+                        .as_str()
+                        .map(str::to_string)
+                        .context("no jobId")?,
+                );
             }
             anyhow::Ok(ids)
         });
@@ -393,7 +544,11 @@ async fn run_tollgate(
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         let counts = running.db.state_counts().await?;
-        let done: u64 = counts.iter().filter(|(s, _)| s.is_terminal()).map(|(_, n)| n).sum();
+        let done: u64 = counts
+            .iter()
+            .filter(|(s, _)| s.is_terminal())
+            .map(|(_, n)| n)
+            .sum();
         bar.set_position(done);
         if done as usize >= ids.len() || Instant::now() > deadline {
             break;
@@ -404,7 +559,9 @@ async fn run_tollgate(
     let mut lost = 0;
     let mut latencies = Vec::new();
     for id in &ids {
-        let Some(job) = running.db.job(id).await? else { continue };
+        let Some(job) = running.db.job(id).await? else {
+            continue;
+        };
         if job.state == JobState::Succeeded {
             end = end.max(job.updated_at);
             if job.priority == tollgate::domain::event::Priority::Interactive {
@@ -427,7 +584,10 @@ pub fn markdown(results: &[RunResult]) -> String {
     for p in profiles {
         let rows: Vec<&RunResult> = results.iter().filter(|r| r.profile == p).collect();
         let first = rows[0];
-        out.push_str(&format!("\n### {p} — {} events, {} deliveries\n\n", first.events, first.deliveries));
+        out.push_str(&format!(
+            "\n### {p} — {} events, {} deliveries\n\n",
+            first.events, first.deliveries
+        ));
         out.push_str("| client | makespan s | ideal s | goodput | requests | 429s | 429 % | points/event | duplicates | lost | p95 interactive s |");
         if first.settle_s.is_some() {
             out.push_str(" settled after s |");
@@ -450,7 +610,8 @@ pub fn markdown(results: &[RunResult]) -> String {
                 r.points_per_event,
                 r.duplicates,
                 r.lost,
-                r.p95_interactive_s.map_or("-".into(), |v| format!("{v:.2}")),
+                r.p95_interactive_s
+                    .map_or("-".into(), |v| format!("{v:.2}")),
             ));
             if let Some(s) = r.settle_s {
                 out.push_str(&format!(" {s:.1} (window {:.0} s) |", r.window_s));
