@@ -85,7 +85,18 @@ impl<'a, S: GovernorStore, C: Clock> Governor<'a, S, C> {
             }
         };
         let mut version = version;
-        if shared.grow(now, &self.config.tunables) {
+        let limited: Vec<String> = match self.lock().as_ref() {
+            Some(v) => shared
+                .endpoints
+                .keys()
+                .filter(|e| v.local.recently_limited(e, now))
+                .cloned()
+                .collect(),
+            None => Vec::new(),
+        };
+        if shared.grow(now, &self.config.tunables, |e| {
+            limited.iter().any(|l| l == e)
+        }) {
             shared.prune(now);
             if let Ok(true) = self
                 .store
@@ -145,22 +156,16 @@ impl<'a, S: GovernorStore, C: Clock> Governor<'a, S, C> {
         let now = self.clock.now();
         match result {
             Ok(signal) => {
-                let cross = self
+                let resume = self
                     .lock()
                     .as_mut()
-                    .is_some_and(|v| v.local.observe_quota(signal, now));
-                if cross {
-                    let until = self
-                        .lock()
-                        .as_ref()
-                        .and_then(|v| v.local.quota.map(|q| q.reset_at));
-                    if let Some(until) = until {
-                        tracing::info!(site = %self.config.site, "points quota down to the reserve; bulk work pauses until reset");
-                        self.update(now, |g| {
-                            g.bulk_paused_until = g.bulk_paused_until.max(until)
-                        })
-                        .await;
-                    }
+                    .and_then(|v| v.local.observe_quota(signal, now));
+                if let Some(until) = resume {
+                    tracing::debug!(site = %self.config.site, "points quota down to the reserve; bulk work waits");
+                    self.update(now, |g| {
+                        g.bulk_paused_until = g.bulk_paused_until.max(until)
+                    })
+                    .await;
                 }
             }
             Err(TrackerError::Throttled { signal, .. }) => {

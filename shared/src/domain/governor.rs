@@ -15,7 +15,7 @@
 //! * per-issue 429: writes to that issue wait; nothing else slows;
 //! * 429 with no or an unknown reason: the whole site backs off;
 //! * success: the pace grows again — from 80 % of the documented burst rate,
-//!   slow start (×1.5 per second) until the first throttle, which halves it,
+//!   slow start (×1.3 per second) until the first throttle, which halves it,
 //!   then additive increase of 2 % per second;
 //! * when `RateLimit` says how many points are left, `bulk` work stops at a
 //!   reserve so that `interactive` work always finds points until the reset.
@@ -73,7 +73,7 @@ impl Default for Tunables {
             initial_rate_put: 40.0,
             min_rate: 0.5,
             max_rate: 1000.0,
-            slow_start_factor: 1.5,
+            slow_start_factor: 1.3,
             increase: 0.02,
             decrease: 0.85,
             reserve_fraction: 0.03,
@@ -132,6 +132,14 @@ pub struct QuotaEstimate {
     pub reset_at: Timestamp,
     /// Calls this worker made since the observation.
     pub spent_since: u64,
+    /// The quota window (`RateLimit-Policy` `w`), for the reserve's decay.
+    pub window: Duration,
+}
+
+impl QuotaEstimate {
+    pub fn left(&self) -> u64 {
+        self.remaining.saturating_sub(self.spent_since)
+    }
 }
 
 struct Bucket {
@@ -147,6 +155,8 @@ pub struct LocalView {
     buckets: BTreeMap<String, Bucket>,
     /// This worker's fraction of the site's pace (1 / workers).
     pub share: f64,
+    /// When this worker last had to wait for its pace, per endpoint.
+    limited_at: BTreeMap<String, Timestamp>,
     pub tunables: Tunables,
 }
 
@@ -185,23 +195,24 @@ impl SiteGovernor {
             });
     }
 
-    /// Grows every endpoint's pace for the throttle-free time since its last
-    /// change. Returns whether anything changed (worth a write).
-    pub fn grow(&mut self, now: Timestamp, t: &Tunables) -> bool {
+    /// Grows the pace of the endpoints `limited` says were held back by
+    /// their pace in the last second — one step per second at most, and never
+    /// for an endpoint that was idle or paused (it learned nothing about the
+    /// limit then, and would come back from a pause far too fast). Returns
+    /// whether anything changed (worth a write).
+    pub fn grow(&mut self, now: Timestamp, t: &Tunables, limited: impl Fn(&str) -> bool) -> bool {
         let mut changed = false;
-        for p in self.endpoints.values_mut() {
-            let elapsed = (now.0 - p.changed_at.0) as f64 / 1000.0;
-            if elapsed < 1.0 {
+        for (endpoint, p) in self.endpoints.iter_mut() {
+            if now.0 - p.changed_at.0 < 1000 || !limited(endpoint) {
                 continue;
             }
-            let steps = elapsed.floor();
             if p.slow_start {
                 p.last_good = p.rate;
-                p.rate = (p.rate * t.slow_start_factor.powf(steps)).min(t.max_rate);
+                p.rate = (p.rate * t.slow_start_factor).min(t.max_rate);
             } else {
-                p.rate = (p.rate * (1.0 + t.increase * steps)).min(t.max_rate);
+                p.rate = (p.rate * (1.0 + t.increase)).min(t.max_rate);
             }
-            p.changed_at = Timestamp(p.changed_at.0 + (steps * 1000.0) as i64);
+            p.changed_at = now;
             changed = true;
         }
         changed
@@ -302,9 +313,17 @@ impl LocalView {
             fetched_at: now,
             quota: None,
             buckets: BTreeMap::new(),
+            limited_at: BTreeMap::new(),
             share: 1.0 / workers.max(1) as f64,
             tunables,
         }
+    }
+
+    /// Whether this worker was held back by the pace of `endpoint` lately.
+    pub fn recently_limited(&self, endpoint: &str, now: Timestamp) -> bool {
+        self.limited_at
+            .get(endpoint)
+            .is_some_and(|at| now.0 - at.0 <= 1000)
     }
 
     pub fn reserve(&self, limit: u64) -> u64 {
@@ -342,12 +361,19 @@ impl LocalView {
         if let Some(q) = &self.quota
             && q.reset_at > now
         {
-            let left = q.remaining.saturating_sub(q.spent_since);
-            let floor = if call.bulk { self.reserve(q.limit) } else { 0 };
-            if left <= floor {
+            let left = q.left();
+            if call.bulk && left <= self.floor(q, now) {
+                return Permit::Wait {
+                    wait: now
+                        .until(self.bulk_resume_at(q, left))
+                        .max(Duration::from_millis(50)),
+                    reason: format!("{left} points left; kept for interactive work"),
+                };
+            }
+            if left == 0 {
                 return Permit::Wait {
                     wait: now.until(q.reset_at),
-                    reason: format!("{left} points left until the quota resets"),
+                    reason: "no points left until the quota resets".into(),
                 };
             }
         }
@@ -367,6 +393,7 @@ impl LocalView {
             }
             Permit::Go
         } else {
+            self.limited_at.insert(call.endpoint.clone(), now);
             Permit::Wait {
                 wait: secs((1.0 - b.tokens) / rate),
                 reason: "pacing".into(),
@@ -374,9 +401,9 @@ impl LocalView {
         }
     }
 
-    /// Learns the quota from a response. Returns true when `bulk` work
-    /// should now pause site-wide (the caller writes it to the shared state).
-    pub fn observe_quota(&mut self, signal: &RateLimitSignal, now: Timestamp) -> bool {
+    /// Learns the quota from a response. When `bulk` work should now pause
+    /// site-wide, returns until when (the caller shares it).
+    pub fn observe_quota(&mut self, signal: &RateLimitSignal, now: Timestamp) -> Option<Timestamp> {
         let (remaining, reset_in, limit) = match (&signal.state, signal.remaining) {
             (Some(st), _) => (
                 st.remaining,
@@ -384,11 +411,9 @@ impl LocalView {
                 signal.policy.as_ref().map(|p| p.quota).or(signal.limit),
             ),
             (None, Some(r)) => (r, signal.reset_at.map(|at| now.until(at)), signal.limit),
-            (None, None) => return false,
+            (None, None) => return None,
         };
-        let Some(reset_in) = reset_in else {
-            return false;
-        };
+        let reset_in = reset_in?;
         // `t` is rounded up to whole seconds: each observation bounds the
         // reset from above; the smallest bound of the window is the best.
         let upper = now.plus(reset_in);
@@ -399,13 +424,40 @@ impl LocalView {
             Some(q) if same_window => q.reset_at.min(upper),
             _ => upper,
         };
-        self.quota = Some(QuotaEstimate {
+        let window = signal
+            .policy
+            .as_ref()
+            .map_or(Duration::from_secs(3600), |p| p.window);
+        let q = QuotaEstimate {
             remaining,
             limit,
             reset_at,
             spent_since: 0,
-        });
-        remaining <= self.reserve(limit) && self.shared.bulk_paused_until < reset_at
+            window,
+        };
+        self.quota = Some(q);
+        let crossed = remaining <= self.floor(&q, now);
+        crossed
+            .then(|| self.bulk_resume_at(&q, remaining))
+            .filter(|at| *at > self.shared.bulk_paused_until)
+    }
+
+    /// The points `bulk` work leaves for `interactive` work: the full
+    /// reserve for most of the window, then decaying to nothing over its
+    /// last 30 %, so a reserve nobody needed is spent rather than lost.
+    pub fn floor(&self, q: &QuotaEstimate, now: Timestamp) -> u64 {
+        let base = self.reserve(q.limit) as f64;
+        let tail = (q.window.as_millis() as f64 * 0.3).max(1.0);
+        let left_ms = (q.reset_at.0 - now.0).max(0) as f64;
+        (base * (left_ms / tail).min(1.0)).floor() as u64
+    }
+
+    /// When the decaying floor drops below `left` points.
+    pub fn bulk_resume_at(&self, q: &QuotaEstimate, left: u64) -> Timestamp {
+        let base = self.reserve(q.limit).max(1) as f64;
+        let tail = q.window.as_millis() as f64 * 0.3;
+        let before_reset = tail * left as f64 / base;
+        Timestamp(q.reset_at.0 - before_reset.min(tail) as i64)
     }
 }
 
@@ -539,14 +591,11 @@ mod tests {
                 decreased_at: Timestamp(-10_000),
             },
         );
-        g.grow(Timestamp(3000), &t());
-        let p = &g.endpoints["POST /i"];
-        assert!(
-            (p.rate - 67.5).abs() < 1e-9 && (p.last_good - 20.0).abs() < 1e-9,
-            "{p:?}"
-        );
-        g.grow(Timestamp(4000), &t());
-        assert!((g.endpoints["POST /i"].rate - 101.25).abs() < 1e-9);
+        let f = t().slow_start_factor;
+        for (ms, steps) in [(1000, 1), (2000, 2), (3000, 3), (4000, 4)] {
+            assert!(g.grow(Timestamp(ms), &t(), |_| true));
+            assert!((g.endpoints["POST /i"].rate - 20.0 * f.powi(steps)).abs() < 1e-9);
+        }
         g.on_throttle(
             &call("POST /i"),
             &throttle(Some(LimitReason::Burst), None),
@@ -555,7 +604,7 @@ mod tests {
         );
         let p = &g.endpoints["POST /i"];
         assert!(!p.slow_start);
-        assert!((p.rate - 101.25 * 0.5).abs() < 1e-9, "{p:?}");
+        assert!((p.rate - 20.0 * f.powi(4) * 0.5).abs() < 1e-9, "{p:?}");
     }
 
     #[test]
@@ -572,12 +621,32 @@ mod tests {
             },
         );
         assert!(
-            !g.grow(Timestamp(999), &t()),
+            !g.grow(Timestamp(999), &t(), |_| true),
             "nothing within the first second"
         );
-        assert!(g.grow(Timestamp(2500), &t()));
-        assert!((g.endpoints["e"].rate - 52.0).abs() < 1e-9);
-        assert_eq!(g.endpoints["e"].changed_at, Timestamp(2000));
+        assert!(g.grow(Timestamp(2500), &t(), |_| true));
+        assert!(
+            (g.endpoints["e"].rate - 51.0).abs() < 1e-9,
+            "one step, however long the gap"
+        );
+        assert_eq!(g.endpoints["e"].changed_at, Timestamp(2500));
+        assert!(!g.grow(Timestamp(3000), &t(), |_| true));
+        assert!(g.grow(Timestamp(3500), &t(), |_| true));
+        assert!((g.endpoints["e"].rate - 52.02).abs() < 1e-9);
+    }
+
+    #[test]
+    fn an_endpoint_not_held_back_by_its_pace_does_not_grow() {
+        let mut g = SiteGovernor::default();
+        g.track("idle", Timestamp(0), &t());
+        g.track("busy", Timestamp(0), &t());
+        assert!(g.grow(Timestamp(60_000), &t(), |e| e == "busy"));
+        assert_eq!(
+            g.pace("idle", &t()),
+            t().initial_rate,
+            "a paused or idle endpoint learned nothing"
+        );
+        assert!(g.pace("busy", &t()) > t().initial_rate);
     }
 
     #[test]
@@ -685,9 +754,16 @@ mod tests {
                 ..t()
             },
         );
-        assert!(!view.observe_quota(&quota_signal(500, 30), Timestamp(0)));
-        assert!(
-            view.observe_quota(&quota_signal(30, 30), Timestamp(0)),
+        assert_eq!(
+            view.observe_quota(&quota_signal(500, 30), Timestamp(0)),
+            None
+        );
+        let resume = view.observe_quota(&quota_signal(19, 30), Timestamp(0));
+        // Reserve 30 (3 % of 1000): 19 left is below it; the reserve decays
+        // over the last 30 % of the 60 s window, falling below 19 at 30 s - 18 s * 19/30.
+        assert_eq!(
+            resume,
+            Some(Timestamp(30_000 - 11_400)),
             "crossing the reserve asks for a bulk pause"
         );
         let bulk = CallKind {
@@ -705,6 +781,11 @@ mod tests {
             Permit::Wait { .. }
         ));
         assert_eq!(view.permit(&interactive, Timestamp(0)), Permit::Go);
+        assert_eq!(
+            view.permit(&bulk, Timestamp(19_300)),
+            Permit::Go,
+            "the unused reserve is released near the reset"
+        );
     }
 
     #[test]

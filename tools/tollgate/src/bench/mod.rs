@@ -149,8 +149,8 @@ fn spec(profile: Profile) -> Spec {
             };
             Spec {
                 limits,
-                events: creates(750),
-                needs: create_needs(750),
+                events: creates(720),
+                needs: create_needs(720),
                 shift: None,
                 setup_issues: 0,
             }
@@ -254,6 +254,7 @@ pub struct RunResult {
     pub requests: u64,
     pub throttled: u64,
     pub throttled_pct: f64,
+    pub throttled_by_reason: Value,
     pub points_per_event: f64,
     pub duplicates: u64,
     pub lost: usize,
@@ -458,6 +459,7 @@ async fn run_one(
         } else {
             0.0
         },
+        throttled_by_reason: report["throttledByReason"].clone(),
         points_per_event: points as f64 / spec.events.len() as f64,
         duplicates: totals["duplicateIssues"].as_u64().unwrap_or(0)
             + totals["duplicateComments"].as_u64().unwrap_or(0),
