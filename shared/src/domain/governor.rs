@@ -138,10 +138,13 @@ pub struct QuotaEstimate {
 
 impl QuotaEstimate {
     /// Points left for the site, assuming every worker spent as this one
-    /// did since the observation (they share the pace equally).
+    /// did since the observation (they share the pace equally) and that the
+    /// others each have a call in flight that the observation did not see.
     pub fn left(&self, workers: u64) -> u64 {
+        let others_in_flight = workers.saturating_sub(1);
         self.remaining
             .saturating_sub(self.spent_since.saturating_mul(workers))
+            .saturating_sub(others_in_flight)
     }
 }
 

@@ -141,16 +141,16 @@ fn spec(profile: Profile) -> Spec {
     match profile {
         Profile::Quota => {
             let limits = Limits {
-                quota_points: 250,
-                window_seconds: 8.0,
+                quota_points: 500,
+                window_seconds: 10.0,
                 burst_get_post: 100.0,
                 burst_put_delete: 50.0,
                 ..Limits::default()
             };
             Spec {
                 limits,
-                events: creates(720),
-                needs: create_needs(720),
+                events: creates(1440),
+                needs: create_needs(1440),
                 shift: None,
                 setup_issues: 0,
             }
