@@ -200,22 +200,22 @@ fn spec(profile: Profile) -> Spec {
         }
         Profile::Shifting => {
             let limits = Limits {
-                quota_points: 300,
-                window_seconds: 8.0,
+                quota_points: 600,
+                window_seconds: 10.0,
                 burst_get_post: 100.0,
                 burst_put_delete: 50.0,
                 ..Limits::default()
             };
             let shifted = Limits {
-                quota_points: 150,
+                quota_points: 300,
                 ..limits.clone()
             };
             Spec {
                 limits,
-                events: creates(750),
-                needs: create_needs(750),
+                events: creates(1400),
+                needs: create_needs(1400),
                 shift: Some(Shift {
-                    at: 10.0,
+                    at: 12.0,
                     limits: shifted,
                 }),
                 setup_issues: 0,
