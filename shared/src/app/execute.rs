@@ -85,6 +85,14 @@ enum Resolution {
     WaitForCreator,
 }
 
+/// Which call failed: the step's own, or the read that looks for the
+/// effect of an earlier attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Call {
+    Step,
+    Reconcile,
+}
+
 enum Reconciled {
     Found(Option<IssueKey>),
     NotFound,
@@ -214,7 +222,7 @@ where
                 let kind =
                     step.reconcile_call_kind(target.as_ref(), job.priority == Priority::Bulk);
                 if let Err(e) = self.governor.permit(&kind).await {
-                    return self.on_error(job, step, e).await;
+                    return self.on_error(job, step, e, Call::Reconcile).await;
                 }
                 let reconciled = self.reconcile(step, target.as_ref(), job, index).await;
                 if let Err(e) = &reconciled {
@@ -245,14 +253,14 @@ where
                             return self.defer(job, now.until(lag_ends), entry).await;
                         }
                     }
-                    Err(e) => return self.on_error(job, step, e).await,
+                    Err(e) => return self.on_error(job, step, e, Call::Reconcile).await,
                 }
             }
             // Permission first: a call held back never started, so it must
             // not leave a mark that sends the next attempt reconciling.
             let kind = step.call_kind(target.as_ref(), job.priority == Priority::Bulk);
             if let Err(e) = self.governor.permit(&kind).await {
-                return self.on_error(job, step, e).await;
+                return self.on_error(job, step, e, Call::Step).await;
             }
             if step.needs_reconcile() {
                 job.step_started = Some((index, self.clock.now()));
@@ -276,7 +284,7 @@ where
                         target = Some(key);
                     }
                 }
-                Err(e) => return self.on_error(job, step, e).await,
+                Err(e) => return self.on_error(job, step, e, Call::Step).await,
             }
         }
         let entry = self
@@ -487,11 +495,14 @@ where
         job: &mut JobRecord,
         step: &Step,
         err: TrackerError,
+        failed: Call,
     ) -> Result<Disposition, AppError> {
         let now = self.clock.now();
         let retry = &self.config.retry;
-        if !err.may_have_taken_effect() {
-            // Jira answered and did nothing: no need to look for an effect.
+        if failed == Call::Step && !err.may_have_taken_effect() {
+            // Jira answered the step itself and did nothing: no effect to
+            // look for. (A failed reconcile says nothing about the step: an
+            // earlier attempt may still have landed.)
             job.step_started = None;
         }
         match err {

@@ -156,6 +156,19 @@ impl<'a, S: GovernorStore, C: Clock> Governor<'a, S, C> {
         let now = self.clock.now();
         match result {
             Ok(signal) => {
+                let recovered = self.lock().as_ref().is_some_and(|v| {
+                    v.local.shared.unexplained > 0 && v.local.shared.paused_until <= now
+                });
+                if recovered {
+                    // A success after an unexplained backoff: the next one
+                    // starts from the shortest wait again.
+                    self.update(now, |g| {
+                        if g.paused_until <= now {
+                            g.unexplained = 0;
+                        }
+                    })
+                    .await;
+                }
                 let resume = self
                     .lock()
                     .as_mut()

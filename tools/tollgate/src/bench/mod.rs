@@ -348,12 +348,13 @@ async fn run_one(
 
     // Samples 429s over time (for the settle time of the shifting profile),
     // and applies the shift.
+    let last_throttle = Arc::new(std::sync::Mutex::new(None::<f64>));
     let sampler = {
         let sim = sim.clone();
+        let last_throttle = last_throttle.clone();
         let shift = spec.shift.as_ref().map(|s| (s.at, s.limits.clone()));
         tokio::spawn(async move {
             let started = Instant::now();
-            let mut last_throttle_at: Option<f64> = None;
             let mut seen = sim.counters().0;
             let mut shifted = false;
             loop {
@@ -368,11 +369,8 @@ async fn run_one(
                 }
                 let (throttled, _) = sim.counters();
                 if throttled > seen {
-                    last_throttle_at = Some(t);
+                    *last_throttle.lock().unwrap_or_else(|p| p.into_inner()) = Some(t);
                     seen = throttled;
-                }
-                if t > 600.0 {
-                    break last_throttle_at;
                 }
             }
         })
@@ -428,7 +426,7 @@ async fn run_one(
     };
     let _ = started;
     sampler.abort();
-    let last_throttle = sampler.await.ok().flatten();
+    let last_throttle = *last_throttle.lock().unwrap_or_else(|p| p.into_inner());
     let report = sim.report();
     sim_task.abort();
     let totals = &report["totals"];
@@ -447,8 +445,10 @@ async fn run_one(
         deliveries: delivered,
         makespan_s: makespan,
         ideal_s: ideal,
+        // Work that never landed does not count as done quickly.
         goodput: if makespan > 0.0 {
-            ideal / makespan
+            ideal / makespan * (spec.events.len() - lost.min(spec.events.len())) as f64
+                / spec.events.len() as f64
         } else {
             0.0
         },
@@ -629,7 +629,9 @@ pub fn write_doc(path: &PathBuf, command: &str, results: &[RunResult]) -> anyhow
         "# Benchmarks\n\nProduced by `{command}` (debug builds are slower to ingest; numbers here are from the command as shown).\n\
          Each profile runs every client against a fresh jira-sim with the profile's limits, starting at the same phase of\n\
          the quota window. *ideal* is the physical limit: the makespan of a perfect client with no latency that knows every\n\
-         limit (see `tools/tollgate/src/bench/ideal.rs`); *goodput* is ideal ÷ makespan. *lost* counts events that never\n\
+         limit (see `tools/tollgate/src/bench/ideal.rs`); *goodput* is ideal ÷ makespan, times the fraction of events\n\
+         that landed (a client that drops work is not fast). *settled after* (shifting) is the time from the quota's\n\
+         change to the last 429 the client received. *lost* counts events that never\n\
          reached Jira; *duplicates* counts extra issues (and comments) Jira holds for one event. One event in ten is\n\
          delivered twice, as webhook senders do; one in ten is `interactive`, the rest `bulk`.\n{}",
         markdown(results)
