@@ -14,7 +14,6 @@
 
 use super::AppError;
 use super::governor::{Pace, Ungoverned};
-use super::ingest::revisable;
 use crate::domain::audit::{AuditEntry, Stage};
 use crate::domain::backoff::RetryPolicy;
 use crate::domain::event::Event;
@@ -120,7 +119,7 @@ where
         ) {
             return Ok(Disposition::Done);
         }
-        if revisable(job.kind)
+        if job.kind.revisable()
             && job.steps_done == 0
             && job.state != JobState::Running
             && self.store.has_newer_revision(&job).await?

@@ -8,7 +8,6 @@
 use super::AppError;
 use crate::domain::audit::{AuditEntry, Stage};
 use crate::domain::canonical::canonical_json;
-use crate::domain::event::OperationKind;
 use crate::domain::idempotency::{
     DedupId, Fingerprint, IdempotencyKey, LinkId, Redelivery, classify_redelivery,
 };
@@ -191,9 +190,4 @@ pub async fn resend_unenqueued<S: JobStore, Q: WorkQueue>(
         enqueue(store, queue, job).await?;
     }
     Ok(jobs.len())
-}
-
-/// Kinds whose newer revision replaces an older one not yet run.
-pub fn revisable(kind: OperationKind) -> bool {
-    matches!(kind, OperationKind::Update | OperationKind::Upsert)
 }

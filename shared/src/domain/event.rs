@@ -118,6 +118,13 @@ impl OperationKind {
         Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
 
+    /// Operations whose newer revision replaces an older one not yet run
+    /// (the newest field values win); comments and transitions are each
+    /// carried out.
+    pub fn revisable(self) -> bool {
+        matches!(self, OperationKind::Update | OperationKind::Upsert)
+    }
+
     /// Operations that may create an issue, and so own the external id's
     /// mapping to an issue key.
     pub fn creates(self) -> bool {

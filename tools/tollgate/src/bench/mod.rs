@@ -250,7 +250,9 @@ pub struct RunResult {
     pub deliveries: usize,
     pub makespan_s: f64,
     pub ideal_s: f64,
-    pub goodput: f64,
+    /// None when the client lost events: its makespan is then the time it
+    /// took to give up, not to do the work.
+    pub goodput: Option<f64>,
     pub requests: u64,
     pub throttled: u64,
     pub throttled_pct: f64,
@@ -445,13 +447,7 @@ async fn run_one(
         deliveries: delivered,
         makespan_s: makespan,
         ideal_s: ideal,
-        // Work that never landed does not count as done quickly.
-        goodput: if makespan > 0.0 {
-            ideal / makespan * (spec.events.len() - lost.min(spec.events.len())) as f64
-                / spec.events.len() as f64
-        } else {
-            0.0
-        },
+        goodput: (makespan > 0.0 && lost == 0).then(|| ideal / makespan),
         requests,
         throttled,
         throttled_pct: if requests > 0 {
@@ -601,11 +597,12 @@ pub fn markdown(results: &[RunResult]) -> String {
         out.push('\n');
         for r in rows {
             out.push_str(&format!(
-                "| {} | {:.1} | {:.1} | {:.2} | {} | {} | {:.1} | {:.2} | {} | {} | {} |",
+                "| {} | {:.1} | {:.1} | {} | {} | {} | {:.1} | {:.2} | {} | {} | {} |",
                 r.client,
                 r.makespan_s,
                 r.ideal_s,
-                r.goodput,
+                r.goodput
+                    .map_or("— (lost events)".to_string(), |g| format!("{g:.2}")),
                 r.requests,
                 r.throttled,
                 r.throttled_pct,
@@ -629,8 +626,8 @@ pub fn write_doc(path: &PathBuf, command: &str, results: &[RunResult]) -> anyhow
         "# Benchmarks\n\nProduced by `{command}` (debug builds are slower to ingest; numbers here are from the command as shown).\n\
          Each profile runs every client against a fresh jira-sim with the profile's limits, starting at the same phase of\n\
          the quota window. *ideal* is the physical limit: the makespan of a perfect client with no latency that knows every\n\
-         limit (see `tools/tollgate/src/bench/ideal.rs`); *goodput* is ideal ÷ makespan, times the fraction of events\n\
-         that landed (a client that drops work is not fast). *settled after* (shifting) is the time from the quota's\n\
+         limit (see `tools/tollgate/src/bench/ideal.rs`); *goodput* is ideal ÷ makespan, shown only for clients that\n\
+         lost nothing (a client that drops work finishes early without having done it). *settled after* (shifting) is the time from the quota's\n\
          change to the last 429 the client received. *lost* counts events that never\n\
          reached Jira; *duplicates* counts extra issues (and comments) Jira holds for one event. One event in ten is\n\
          delivered twice, as webhook senders do; one in ten is `interactive`, the rest `bulk`.\n{}",
