@@ -216,6 +216,17 @@ pub struct Answer<T> {
     pub signal: RateLimitSignal,
 }
 
+impl<T> Answer<T> {
+    /// The same answer (status, signals) carrying another value.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Answer<U> {
+        Answer {
+            value: f(self.value),
+            status: self.status,
+            signal: self.signal,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum TrackerError {
     #[error("throttled (HTTP {status})")]

@@ -213,18 +213,13 @@ impl Tracker for JiraClient {
             let adds: Vec<Value> = add_labels.iter().map(|l| json!({ "add": l })).collect();
             body["update"] = json!({ "labels": adds });
         }
-        let a = self
-            .call(
-                Method::PUT,
-                &format!("/rest/api/3/issue/{}", path_key(key)),
-                Some(&body),
-            )
-            .await?;
-        Ok(Answer {
-            value: (),
-            status: a.status,
-            signal: a.signal,
-        })
+        self.call(
+            Method::PUT,
+            &format!("/rest/api/3/issue/{}", path_key(key)),
+            Some(&body),
+        )
+        .await
+        .map(|a| a.map(|_| ()))
     }
 
     async fn add_comment(&self, key: &IssueKey, text: &str, marker: &str) -> TrackerResult<()> {
@@ -232,18 +227,13 @@ impl Tracker for JiraClient {
             "body": to_adf(text),
             "properties": [{ "key": "tollgate", "value": { "marker": marker } }]
         });
-        let a = self
-            .call(
-                Method::POST,
-                &format!("/rest/api/3/issue/{}/comment", path_key(key)),
-                Some(&body),
-            )
-            .await?;
-        Ok(Answer {
-            value: (),
-            status: a.status,
-            signal: a.signal,
-        })
+        self.call(
+            Method::POST,
+            &format!("/rest/api/3/issue/{}/comment", path_key(key)),
+            Some(&body),
+        )
+        .await
+        .map(|a| a.map(|_| ()))
     }
 
     async fn has_comment(&self, key: &IssueKey, marker: &str) -> TrackerResult<bool> {

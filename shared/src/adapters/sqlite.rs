@@ -23,7 +23,7 @@ use crate::domain::audit::AuditEntry;
 use crate::domain::event::{OperationKind, Priority};
 use crate::domain::governor::SiteGovernor;
 use crate::domain::idempotency::{DedupId, Fingerprint, IdempotencyKey, LinkId};
-use crate::domain::ids::{ExternalId, FromStored, IssueKey, JobId, SourceSystem};
+use crate::domain::ids::{ExternalId, IssueKey, JobId, SourceSystem};
 use crate::domain::job::JobState;
 use crate::domain::time::Timestamp;
 use crate::ports::GovernorStore;

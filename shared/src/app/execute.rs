@@ -371,11 +371,7 @@ where
         match step {
             Step::CreateIssue { fields, label } => {
                 let a = self.tracker.create_issue(fields, &property(label)).await?;
-                Ok(Answer {
-                    value: Some(a.value),
-                    status: a.status,
-                    signal: a.signal,
-                })
+                Ok(a.map(Some))
             }
             Step::CreateChild { fields, label, .. } => {
                 let mut fields = fields.clone();
@@ -384,33 +380,21 @@ where
                     json!({ "key": target.ok_or_else(no_target)?.as_str() }),
                 );
                 let a = self.tracker.create_issue(&fields, &property(label)).await?;
-                Ok(Answer {
-                    value: None,
-                    status: a.status,
-                    signal: a.signal,
-                })
+                Ok(a.map(|_| None))
             }
             Step::Edit { fields, add_labels } => {
                 let a = self
                     .tracker
                     .edit_issue(target.ok_or_else(no_target)?, fields, add_labels)
                     .await?;
-                Ok(Answer {
-                    value: None,
-                    status: a.status,
-                    signal: a.signal,
-                })
+                Ok(a.map(|_| None))
             }
             Step::Comment { text } => {
                 let a = self
                     .tracker
                     .add_comment(target.ok_or_else(no_target)?, text, &marker(job, index))
                     .await?;
-                Ok(Answer {
-                    value: None,
-                    status: a.status,
-                    signal: a.signal,
-                })
+                Ok(a.map(|_| None))
             }
             Step::Transition { name } => {
                 let a = self
@@ -420,11 +404,7 @@ where
                 if a.value == TransitionDone::AlreadyThere {
                     tracing::info!(job_id = %job.id, transition = %name, "issue already had the wanted status");
                 }
-                Ok(Answer {
-                    value: None,
-                    status: a.status,
-                    signal: a.signal,
-                })
+                Ok(a.map(|_| None))
             }
         }
     }

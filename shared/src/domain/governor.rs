@@ -32,8 +32,9 @@
 //! reserve protects `interactive` work just as well. Measured with
 //! `tollgate bench` (docs/benchmarks.md), 20 workers: quota profile goodput
 //! 0.96 with 0.5 % 429s, burst 0.93 with 1.2 %, shifting quota 0.97 with no
-//! 429 after the change; the earlier 20/s start with ×1.5 slow start gave
-//! 0.66 goodput and 11 % 429s on burst.
+//! 429 after the change. (An earlier version starting at 20/s, whose growth
+//! and decrease shared one clock, measured 0.66 goodput and 11 % 429s on
+//! burst.)
 
 use super::ratelimit::{LimitReason, RateLimitSignal};
 use super::time::Timestamp;

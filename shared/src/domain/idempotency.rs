@@ -14,50 +14,23 @@
 
 use super::canonical::canonical_json;
 use super::event::{Event, OperationKind};
-use super::ids::{ExternalId, SourceSystem};
+use super::ids::{ExternalId, SourceSystem, string_id};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::fmt;
 
-macro_rules! hash_id {
-    ($(#[$m:meta])* $name:ident) => {
-        $(#[$m])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(transparent)]
-        pub struct $name(String);
-
-        impl $name {
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-
-            /// For adapters reading back what they stored.
-            pub fn from_stored(s: String) -> Self {
-                Self(s)
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-    };
-}
-
-hash_id!(
+string_id!(
     /// Hex SHA-256 of the intent.
     IdempotencyKey
 );
-hash_id!(
+string_id!(
     /// Hex SHA-256 of the payload's canonical JSON.
     Fingerprint
 );
-hash_id!(
+string_id!(
     /// What the first-writer-wins insert is conditional on.
     DedupId
 );
-hash_id!(
+string_id!(
     /// The source system's entity that owns at most one Jira issue.
     LinkId
 );

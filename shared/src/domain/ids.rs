@@ -2,8 +2,8 @@
 //! is expected.
 
 use serde::{Deserialize, Serialize};
-use std::fmt;
 
+/// A newtype over `String` with `as_str`, `from_stored` and `Display`.
 macro_rules! string_id {
     ($(#[$m:meta])* $name:ident) => {
         $(#[$m])*
@@ -15,15 +15,23 @@ macro_rules! string_id {
             pub fn as_str(&self) -> &str {
                 &self.0
             }
+
+            /// For adapters reading back what they stored (validated on
+            /// the way in).
+            pub fn from_stored(s: String) -> Self {
+                Self(s)
+            }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(&self.0)
             }
         }
     };
 }
+
+pub(crate) use string_id;
 
 string_id!(
     /// A tollgate job; UUIDv7 so ids sort by creation time.
@@ -105,23 +113,6 @@ impl ExternalId {
         ok.then(|| ExternalId(s.to_string()))
     }
 }
-
-/// For adapters that read ids back from their own storage, where the value
-/// was validated on the way in.
-pub trait FromStored: Sized {
-    fn from_stored(s: String) -> Self;
-}
-
-macro_rules! from_stored {
-    ($($t:ty),*) => {$(
-        impl FromStored for $t {
-            fn from_stored(s: String) -> Self {
-                Self(s)
-            }
-        }
-    )*};
-}
-from_stored!(JobId, IssueKey, SourceSystem, ExternalId, ProjectKey);
 
 #[cfg(test)]
 mod tests {
