@@ -98,6 +98,23 @@ pub fn job_answer(job: &JobRecord, audit: &[AuditEntry]) -> HttpAnswer {
     )
 }
 
+/// Events are JSON; a missing content type is tolerated (curl, simple
+/// senders), anything else is refused before the body is read.
+pub fn refuse_content_type(content_type: Option<&str>) -> Option<HttpAnswer> {
+    let ok = content_type.is_none_or(|ct| {
+        ct.trim_start()
+            .to_ascii_lowercase()
+            .starts_with("application/json")
+    });
+    (!ok).then(|| {
+        HttpAnswer::error(
+            415,
+            "unsupported_media_type",
+            "send the event as application/json",
+        )
+    })
+}
+
 pub fn not_found(what: &str) -> HttpAnswer {
     HttpAnswer::error(404, "not_found", format!("no such {what}"))
 }
@@ -122,6 +139,19 @@ mod tests {
         let m = ingest_answer(&IngestOutcome::Unauthorized(SignatureError::Mismatch));
         let f = ingest_answer(&IngestOutcome::Unauthorized(SignatureError::Malformed));
         assert_eq!((m.status, &m.body), (401, &f.body));
+    }
+
+    #[test]
+    fn only_json_or_an_unlabelled_body_is_accepted() {
+        assert_eq!(refuse_content_type(None), None);
+        assert_eq!(
+            refuse_content_type(Some("application/json; charset=utf-8")),
+            None
+        );
+        assert_eq!(
+            refuse_content_type(Some("text/plain")).map(|a| a.status),
+            Some(415)
+        );
     }
 
     #[test]

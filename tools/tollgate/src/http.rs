@@ -10,7 +10,7 @@ use axum::routing::{get, post};
 use std::sync::Arc;
 use tokio::sync::Notify;
 use tollgate::adapters::sqlite::SqliteDb;
-use tollgate::app::api::HttpAnswer;
+use tollgate::app::api::{HttpAnswer, refuse_content_type};
 use tollgate::app::ingest::Ingest;
 use tollgate::app::jobs::get_job;
 use tollgate::domain::limits::MAX_BODY_BYTES;
@@ -67,17 +67,12 @@ fn signature_header(headers: &HeaderMap) -> Option<&str> {
 
 async fn post_event(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let is_json = parts
+    let content_type = parts
         .headers
         .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_none_or(|ct| ct.starts_with("application/json"));
-    if !is_json {
-        return answer(HttpAnswer::error(
-            415,
-            "unsupported_media_type",
-            "send the event as application/json",
-        ));
+        .and_then(|v| v.to_str().ok());
+    if let Some(refusal) = refuse_content_type(content_type) {
+        return answer(refusal);
     }
     let body = match read_body(body).await {
         Ok(b) => b,
