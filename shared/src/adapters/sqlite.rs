@@ -148,7 +148,7 @@ impl SqliteDb {
         .map_err(backend)?
     }
 
-    /// Jobs per state, for the demo and `tollgate jobs`.
+    /// Jobs per state (the benchmark watches them drain).
     pub async fn state_counts(&self) -> Result<Vec<(JobState, u64)>, StoreError> {
         let rows: Vec<(String, i64)> = self
             .with(|c| {
@@ -160,13 +160,6 @@ impl SqliteDb {
             .into_iter()
             .filter_map(|(s, n)| JobState::parse(&s).map(|st| (st, n as u64)))
             .collect())
-    }
-
-    /// Messages in the queue (visible or not).
-    pub async fn queue_depth(&self) -> Result<u64, StoreError> {
-        self.with(|c| c.query_row("SELECT COUNT(*) FROM queue", [], |r| r.get::<_, i64>(0)))
-            .await
-            .map(|n| n as u64)
     }
 }
 

@@ -11,10 +11,6 @@ use std::time::Duration;
 pub struct Timestamp(pub i64);
 
 impl Timestamp {
-    pub fn from_unix_seconds(s: i64) -> Self {
-        Timestamp(s.saturating_mul(1000))
-    }
-
     pub fn unix_seconds(self) -> i64 {
         self.0.div_euclid(1000)
     }
