@@ -270,10 +270,10 @@ async fn main() -> anyhow::Result<()> {
                         println!(
                             "{}  {:<16} {:<10} {:<14} {:<24} {}",
                             job.id,
-                            job.state,
-                            job.kind,
-                            job.source_system,
-                            job.external_id,
+                            job.state.as_str(),
+                            job.kind.as_str(),
+                            job.source_system.as_str(),
+                            job.external_id.as_str(),
                             job.issue_key.as_ref().map(|k| k.as_str()).unwrap_or("-")
                         );
                     }
