@@ -137,6 +137,42 @@ impl<'a, S: GovernorStore, C: Clock> Governor<'a, S, C> {
                 self.update(now, |g| g.track(&call.endpoint, now, &tunables))
                     .await;
             }
+            if let (true, Some(issue)) = (call.write, &call.issue) {
+                let hot = self
+                    .lock()
+                    .as_ref()
+                    .is_some_and(|v| v.local.shared.issue_is_hot(issue, now));
+                if hot {
+                    // Take the issue's next write slot (a shared write), or
+                    // learn how long until one is near.
+                    let horizon = self.config.max_inline_wait;
+                    let slot = std::sync::Mutex::new(None);
+                    self.update(now, |g| {
+                        *slot.lock().unwrap_or_else(|p| p.into_inner()) =
+                            g.claim_issue_slot(issue, now, horizon);
+                    })
+                    .await;
+                    let slot = *slot.lock().unwrap_or_else(|p| p.into_inner());
+                    match slot {
+                        Some(at) => {
+                            tokio::time::sleep(now.until(at)).await;
+                            return Ok(());
+                        }
+                        None => {
+                            let wait = self
+                                .lock()
+                                .as_ref()
+                                .and_then(|v| v.local.shared.issue_wait(issue, now));
+                            if let Some(wait) = wait {
+                                return Err(TrackerError::Held {
+                                    wait,
+                                    reason: format!("writes to {issue} held by Jira"),
+                                });
+                            }
+                        }
+                    }
+                }
+            }
             let permit = match self.lock().as_mut() {
                 Some(v) => v.local.permit(call, now),
                 None => Permit::Go,

@@ -116,10 +116,26 @@ pub struct SiteGovernor {
     /// `bulk` calls wait until then (the quota is down to the reserve).
     pub bulk_paused_until: Timestamp,
     pub endpoints: BTreeMap<String, EndpointPace>,
-    /// Writes to these issues wait until the time given.
-    pub issues: BTreeMap<String, Timestamp>,
+    /// Issues Jira throttled for writes: held, then written one slot at a
+    /// time so the workers waiting on them do not all return at once.
+    pub issues: BTreeMap<String, IssueHold>,
     /// Consecutive unexplained throttles, for their backoff.
     pub unexplained: u32,
+}
+
+/// A write-throttled issue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct IssueHold {
+    /// No write before this (Jira's Retry-After).
+    pub until: Timestamp,
+    /// The next free write slot.
+    pub next_slot: Timestamp,
+    /// Time between writes while the issue is hot: starts at 100 ms (Jira's
+    /// documented 20 writes per 2 s) and doubles on every throttle.
+    pub spacing_ms: i64,
+    /// Slots are handed out until then (a minute after the last throttle).
+    pub hot_until: Timestamp,
 }
 
 /// What a worker should do before a call.
@@ -283,7 +299,16 @@ impl SiteGovernor {
                 if let Some(issue) = &call.issue {
                     let until = now.plus(wait);
                     let hold = self.issues.entry(issue.clone()).or_default();
-                    *hold = (*hold).max(until);
+                    // Several workers' 429s for one overflow are one signal;
+                    // a long wait is a long window filling up, which spacing
+                    // the writes closer or further does not change.
+                    let fresh = until > hold.until.plus(Duration::from_millis(500));
+                    if hold.spacing_ms == 0 || (fresh && wait <= Duration::from_secs(2)) {
+                        hold.spacing_ms = (hold.spacing_ms * 2).clamp(100, 2000);
+                    }
+                    hold.until = hold.until.max(until);
+                    hold.next_slot = hold.next_slot.max(hold.until);
+                    hold.hot_until = now.plus(Duration::from_secs(60));
                 }
                 wait
             }
@@ -313,9 +338,47 @@ impl SiteGovernor {
         }
     }
 
+    /// Hands out the next write slot of a hot issue if it falls within
+    /// `horizon`; None when the issue is not hot or the slot is further away
+    /// (the caller waits without taking a slot it would not use).
+    pub fn claim_issue_slot(
+        &mut self,
+        issue: &str,
+        now: Timestamp,
+        horizon: Duration,
+    ) -> Option<Timestamp> {
+        let hold = self.issues.get_mut(issue)?;
+        if hold.hot_until <= now {
+            return None;
+        }
+        let slot = now.max(hold.next_slot).max(hold.until);
+        if slot > now.plus(horizon) {
+            return None;
+        }
+        hold.next_slot = Timestamp(slot.0 + hold.spacing_ms.max(1));
+        Some(slot)
+    }
+
+    /// Whether writes to `issue` go by slots.
+    pub fn issue_is_hot(&self, issue: &str, now: Timestamp) -> bool {
+        self.issues.get(issue).is_some_and(|h| h.hot_until > now)
+    }
+
+    /// How long until `issue` may next be written, if it is held.
+    pub fn issue_wait(&self, issue: &str, now: Timestamp) -> Option<Duration> {
+        let h = self.issues.get(issue)?;
+        let free = h.until.max(if h.hot_until > now {
+            h.next_slot
+        } else {
+            h.until
+        });
+        (free > now).then(|| now.until(free))
+    }
+
     /// Forgets holds that have passed, so the shared row stays small.
     pub fn prune(&mut self, now: Timestamp) {
-        self.issues.retain(|_, until| *until > now);
+        self.issues
+            .retain(|_, h| h.hot_until > now || h.until > now);
         if self.paused_until <= now {
             self.pause_reason = None;
         }
@@ -366,11 +429,10 @@ impl LocalView {
             };
         }
         if let (true, Some(issue)) = (call.write, &call.issue)
-            && let Some(until) = s.issues.get(issue)
-            && *until > now
+            && let Some(wait) = s.issue_wait(issue, now)
         {
             return Permit::Wait {
-                wait: now.until(*until),
+                wait,
                 reason: format!("writes to {issue} held by Jira"),
             };
         }
@@ -818,10 +880,73 @@ mod tests {
     }
 
     #[test]
+    fn writes_to_a_hot_issue_are_handed_out_one_slot_at_a_time() {
+        let mut g = SiteGovernor::default();
+        let c = call("PUT /issue/{key}");
+        g.on_throttle(
+            &c,
+            &throttle(Some(LimitReason::PerIssueWrite), Some(2)),
+            Timestamp(0),
+            &t(),
+        );
+        let horizon = Duration::from_secs(1);
+        assert_eq!(
+            g.claim_issue_slot("OPS-1", Timestamp(0), horizon),
+            None,
+            "held for 2 s: no slot within 1 s"
+        );
+        let slots: Vec<_> = (0..3)
+            .map(|_| g.claim_issue_slot("OPS-1", Timestamp(1500), horizon))
+            .collect();
+        assert_eq!(
+            slots,
+            [
+                Some(Timestamp(2000)),
+                Some(Timestamp(2100)),
+                Some(Timestamp(2200))
+            ]
+        );
+        assert_eq!(
+            g.claim_issue_slot("OPS-2", Timestamp(1500), horizon),
+            None,
+            "other issues are not paced"
+        );
+        // A second overflow doubles the spacing.
+        g.on_throttle(
+            &c,
+            &throttle(Some(LimitReason::PerIssueWrite), Some(1)),
+            Timestamp(3000),
+            &t(),
+        );
+        assert_eq!(g.issues["OPS-1"].spacing_ms, 200);
+        // A minute after the last throttle the issue is ordinary again.
+        assert_eq!(
+            g.claim_issue_slot("OPS-1", Timestamp(64_000), horizon),
+            None
+        );
+        g.prune(Timestamp(64_000));
+        assert!(g.issues.is_empty());
+    }
+
+    #[test]
     fn holds_that_have_passed_are_pruned() {
         let mut g = SiteGovernor::default();
-        g.issues.insert("OPS-1".into(), Timestamp(5));
-        g.issues.insert("OPS-2".into(), Timestamp(50));
+        g.issues.insert(
+            "OPS-1".into(),
+            IssueHold {
+                until: Timestamp(5),
+                hot_until: Timestamp(5),
+                ..Default::default()
+            },
+        );
+        g.issues.insert(
+            "OPS-2".into(),
+            IssueHold {
+                until: Timestamp(5),
+                hot_until: Timestamp(50),
+                ..Default::default()
+            },
+        );
         g.prune(Timestamp(10));
         assert_eq!(g.issues.keys().collect::<Vec<_>>(), ["OPS-2"]);
     }
