@@ -12,7 +12,8 @@
 //! * quota 429 (`jira-quota-*`, `jira-cost-based`): every worker of the site
 //!   pauses until the reset Jira names;
 //! * burst 429: that endpoint+method slows (multiplicative decrease);
-//! * per-issue 429: writes to that issue wait; nothing else slows;
+//! * per-issue 429: writes to that issue wait, then go one slot at a time
+//!   so the workers waiting on it do not return together; nothing else slows;
 //! * 429 with no or an unknown reason: the whole site backs off;
 //! * success: the pace grows again — from 80 % of the documented burst rate,
 //!   slow start (×1.3 per second) until the first throttle, which halves it,
