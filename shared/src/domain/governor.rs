@@ -567,6 +567,17 @@ mod tests {
         Tunables::default()
     }
 
+    /// An endpoint pace last changed at `changed_at`, no recent decrease.
+    fn pace(rate: f64, slow_start: bool, changed_at: i64) -> EndpointPace {
+        EndpointPace {
+            rate,
+            slow_start,
+            last_good: rate,
+            changed_at: Timestamp(changed_at),
+            decreased_at: Timestamp(-10_000),
+        }
+    }
+
     #[test]
     fn a_quota_throttle_pauses_every_call_of_the_site_until_reset() {
         let mut g = SiteGovernor::default();
@@ -602,16 +613,8 @@ mod tests {
     fn a_burst_throttle_slows_only_that_endpoint() {
         let mut g = SiteGovernor::default();
         let now = Timestamp(0);
-        g.endpoints.insert(
-            "POST /i".into(),
-            EndpointPace {
-                rate: 100.0,
-                slow_start: false,
-                last_good: 100.0,
-                changed_at: Timestamp(-5000),
-                decreased_at: Timestamp(-10_000),
-            },
-        );
+        g.endpoints
+            .insert("POST /i".into(), pace(100.0, false, -5000));
         g.on_throttle(
             &call("POST /i"),
             &throttle(Some(LimitReason::Burst), Some(1)),
@@ -630,16 +633,8 @@ mod tests {
     #[test]
     fn burst_throttles_within_a_second_count_once() {
         let mut g = SiteGovernor::default();
-        g.endpoints.insert(
-            "POST /i".into(),
-            EndpointPace {
-                rate: 100.0,
-                slow_start: false,
-                last_good: 100.0,
-                changed_at: Timestamp(-5000),
-                decreased_at: Timestamp(-10_000),
-            },
-        );
+        g.endpoints
+            .insert("POST /i".into(), pace(100.0, false, -5000));
         for ms in [0, 100, 400, 900] {
             g.on_throttle(
                 &call("POST /i"),
@@ -661,16 +656,7 @@ mod tests {
     #[test]
     fn the_first_throttle_in_slow_start_halves_the_pace() {
         let mut g = SiteGovernor::default();
-        g.endpoints.insert(
-            "POST /i".into(),
-            EndpointPace {
-                rate: 20.0,
-                slow_start: true,
-                last_good: 20.0,
-                changed_at: Timestamp(0),
-                decreased_at: Timestamp(-10_000),
-            },
-        );
+        g.endpoints.insert("POST /i".into(), pace(20.0, true, 0));
         let f = t().slow_start_factor;
         for (ms, steps) in [(1000, 1), (2000, 2), (3000, 3), (4000, 4)] {
             assert!(g.grow(Timestamp(ms), &t(), |_| true));
@@ -690,16 +676,7 @@ mod tests {
     #[test]
     fn after_slow_start_the_pace_grows_two_percent_a_second() {
         let mut g = SiteGovernor::default();
-        g.endpoints.insert(
-            "e".into(),
-            EndpointPace {
-                rate: 50.0,
-                slow_start: false,
-                last_good: 50.0,
-                changed_at: Timestamp(0),
-                decreased_at: Timestamp(-10_000),
-            },
-        );
+        g.endpoints.insert("e".into(), pace(50.0, false, 0));
         assert!(
             !g.grow(Timestamp(999), &t(), |_| true),
             "nothing within the first second"
@@ -780,16 +757,7 @@ mod tests {
     #[test]
     fn workers_pace_at_their_share_of_the_site() {
         let mut g = SiteGovernor::default();
-        g.endpoints.insert(
-            "e".into(),
-            EndpointPace {
-                rate: 40.0,
-                slow_start: false,
-                last_good: 40.0,
-                changed_at: Timestamp(0),
-                decreased_at: Timestamp(-10_000),
-            },
-        );
+        g.endpoints.insert("e".into(), pace(40.0, false, 0));
         let mut view = LocalView::new(g, Timestamp(0), 4, t());
         let c = CallKind {
             endpoint: "e".into(),
