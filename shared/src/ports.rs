@@ -84,6 +84,10 @@ pub trait JobStore: Send + Sync {
         audit: Option<&AuditEntry>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    /// Sets the outbox flag alone: the queue message was sent. Touches no
+    /// other field, so it cannot undo a worker's concurrent checkpoint.
+    fn mark_enqueued(&self, id: &JobId) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     fn append_audit(
         &self,
         id: &JobId,

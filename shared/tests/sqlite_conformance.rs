@@ -5,7 +5,11 @@
 mod conformance;
 
 use std::path::PathBuf;
+use std::time::Duration;
 use tollgate::adapters::sqlite::SqliteDb;
+
+/// The queue's time granularity in these tests.
+const TICK: Duration = Duration::from_millis(100);
 
 struct TempDb(PathBuf);
 
@@ -80,19 +84,42 @@ async fn a_link_has_one_creator_and_records_its_issue() {
 #[tokio::test]
 async fn an_unacknowledged_message_comes_back_with_its_receive_count() {
     let db = TempDb::new("redeliver");
-    conformance::an_unacknowledged_message_comes_back_with_its_receive_count(&db.open()).await;
+    conformance::an_unacknowledged_message_comes_back_with_its_receive_count(
+        &db.open(),
+        TICK,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_delayed_message_stays_invisible_until_its_delay_ends() {
     let db = TempDb::new("delay");
-    conformance::a_delayed_message_stays_invisible_until_its_delay_ends(&db.open()).await;
+    conformance::a_delayed_message_stays_invisible_until_its_delay_ends(&db.open(), TICK)
+        .await;
 }
 
 #[tokio::test]
 async fn interactive_messages_overtake_bulk_ones() {
     let db = TempDb::new("prio");
     conformance::interactive_messages_overtake_bulk_ones(&db.open()).await;
+}
+
+#[tokio::test]
+async fn unenqueued_jobs_are_listed_until_marked_sent() {
+    let db = TempDb::new("outbox");
+    conformance::unenqueued_jobs_are_listed_until_marked_sent(&db.open()).await;
+}
+
+#[tokio::test]
+async fn jobs_are_listed_by_state_newest_first() {
+    let db = TempDb::new("list");
+    conformance::jobs_are_listed_by_state_newest_first(&db.open()).await;
+}
+
+#[tokio::test]
+async fn governor_rows_are_written_with_optimistic_versions() {
+    let db = TempDb::new("governor");
+    conformance::governor_rows_are_written_with_optimistic_versions(&db.open()).await;
 }
 
 #[tokio::test]

@@ -1,6 +1,14 @@
 //! Adapters: the ports implemented on real infrastructure.
 
+#[cfg(feature = "aws")]
+pub mod dynamodb;
 #[cfg(feature = "jira")]
 pub mod jira;
+#[cfg(feature = "aws")]
+pub mod lambda_env;
+#[cfg(all(feature = "aws", feature = "jira"))]
+pub mod secrets_manager;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+#[cfg(feature = "aws")]
+pub mod sqs;

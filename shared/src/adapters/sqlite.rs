@@ -295,7 +295,7 @@ impl JobStore for SqliteDb {
         self.with(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let changed = tx.execute(
-                "UPDATE jobs SET state = ?1, issue_key = ?2, steps_done = ?3, step_started = ?4, step_started_at = ?5, attempts = ?6, throttles = ?7, last_error = ?8, updated_at = ?9, enqueued = ?10 WHERE id = ?11 AND state = ?12",
+                "UPDATE jobs SET state = ?1, issue_key = ?2, steps_done = ?3, step_started = ?4, step_started_at = ?5, attempts = ?6, throttles = ?7, last_error = ?8, updated_at = ?9, enqueued = (enqueued OR ?10) WHERE id = ?11 AND state = ?12",
                 params![
                     job.state.as_str(),
                     job.issue_key.as_ref().map(IssueKey::as_str),
@@ -316,6 +316,15 @@ impl JobStore for SqliteDb {
             }
             tx.commit()?;
             Ok(changed)
+        })
+        .await
+    }
+
+    async fn mark_enqueued(&self, id: &JobId) -> Result<(), StoreError> {
+        let id = id.clone();
+        self.with(move |c| {
+            c.execute("UPDATE jobs SET enqueued = 1 WHERE id = ?1", [id.as_str()])
+                .map(|_| ())
         })
         .await
     }

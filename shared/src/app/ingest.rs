@@ -171,10 +171,7 @@ pub async fn enqueue<S: JobStore, Q: WorkQueue>(
         priority: job.priority,
     };
     queue.send(&msg, Duration::ZERO).await?;
-    let mut sent = job.clone();
-    sent.enqueued = true;
-    // A false here means the job moved on already; its flag no longer matters.
-    store.update(&sent, job.state, None).await?;
+    store.mark_enqueued(&job.id).await?;
     Ok(())
 }
 

@@ -1,0 +1,146 @@
+//! The Lambda functions' configuration: environment variables, as the SAM
+//! template sets them, and the AWS SDK configuration (which honours
+//! `AWS_ENDPOINT_URL`, so the functions run against a local emulator too).
+
+use std::time::Duration;
+
+/// Environment variable names, shared with `infra/template.yaml`.
+pub mod vars {
+    pub const TABLE: &str = "TOLLGATE_TABLE";
+    pub const QUEUE_URL: &str = "TOLLGATE_QUEUE_URL";
+    pub const BULK_QUEUE_URL: &str = "TOLLGATE_BULK_QUEUE_URL";
+    pub const JIRA_URL: &str = "TOLLGATE_JIRA_URL";
+    pub const SECRET_ID: &str = "TOLLGATE_SECRET_ID";
+    pub const MAX_CONCURRENCY: &str = "TOLLGATE_MAX_CONCURRENCY";
+    pub const JIRA_TIMEOUT_SECS: &str = "TOLLGATE_JIRA_TIMEOUT_SECS";
+    pub const RETENTION_DAYS: &str = "TOLLGATE_RETENTION_DAYS";
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LambdaSettings {
+    pub table: String,
+    pub queue_url: String,
+    /// Defaults to `queue_url`: one queue for both priorities.
+    pub bulk_queue_url: String,
+    pub jira_url: Option<String>,
+    /// A Secrets Manager secret (name or ARN); without it secrets come from
+    /// the environment.
+    pub secret_id: Option<String>,
+    /// The executor's maximum concurrency: each instance takes this share of
+    /// the site's pace.
+    pub max_concurrency: usize,
+    pub jira_timeout: Duration,
+    pub retention: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SettingsError {
+    #[error("environment variable {0} is required")]
+    Missing(&'static str),
+    #[error("environment variable {name} must be {expected}, not {value:?}")]
+    Invalid {
+        name: &'static str,
+        expected: &'static str,
+        value: String,
+    },
+}
+
+fn number(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: u64,
+) -> Result<u64, SettingsError> {
+    match lookup(name) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or(SettingsError::Invalid {
+                name,
+                expected: "a positive whole number",
+                value: v,
+            }),
+    }
+}
+
+impl LambdaSettings {
+    /// Reads the settings through `lookup` (`std::env::var` in `main`).
+    pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let required = |name: &'static str| {
+            lookup(name)
+                .filter(|v| !v.trim().is_empty())
+                .ok_or(SettingsError::Missing(name))
+        };
+        let queue_url = required(vars::QUEUE_URL)?;
+        let jira_url = lookup(vars::JIRA_URL).filter(|v| !v.trim().is_empty());
+        if let Some(url) = &jira_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(SettingsError::Invalid {
+                name: vars::JIRA_URL,
+                expected: "an http(s) URL",
+                value: url.clone(),
+            });
+        }
+        Ok(LambdaSettings {
+            table: required(vars::TABLE)?,
+            bulk_queue_url: lookup(vars::BULK_QUEUE_URL)
+                .filter(|v| !v.trim().is_empty())
+                .unwrap_or_else(|| queue_url.clone()),
+            queue_url,
+            jira_url,
+            secret_id: lookup(vars::SECRET_ID).filter(|v| !v.trim().is_empty()),
+            max_concurrency: number(&lookup, vars::MAX_CONCURRENCY, 10)? as usize,
+            jira_timeout: Duration::from_secs(number(&lookup, vars::JIRA_TIMEOUT_SECS, 20)?),
+            retention: Duration::from_secs(number(&lookup, vars::RETENTION_DAYS, 90)? * 24 * 3600),
+        })
+    }
+}
+
+/// The SDK configuration from the environment: region, credentials and
+/// `AWS_ENDPOINT_URL` (a local emulator) as the AWS CLI reads them.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn a_missing_table_is_named() {
+        let e = LambdaSettings::from_env(env(&[(vars::QUEUE_URL, "http://q")])).unwrap_err();
+        assert_eq!(e, SettingsError::Missing(vars::TABLE));
+    }
+
+    #[test]
+    fn one_queue_serves_both_priorities_unless_a_bulk_queue_is_named() {
+        let s = LambdaSettings::from_env(env(&[(vars::QUEUE_URL, "http://q"), (vars::TABLE, "t")]))
+            .unwrap();
+        assert_eq!(s.bulk_queue_url, "http://q");
+        assert_eq!(s.max_concurrency, 10);
+    }
+
+    #[test]
+    fn a_bad_number_names_the_variable_and_the_value() {
+        let e = LambdaSettings::from_env(env(&[
+            (vars::QUEUE_URL, "http://q"),
+            (vars::TABLE, "t"),
+            (vars::MAX_CONCURRENCY, "lots"),
+        ]))
+        .unwrap_err();
+        assert!(e.to_string().contains("TOLLGATE_MAX_CONCURRENCY"));
+        assert!(e.to_string().contains("lots"));
+    }
+}

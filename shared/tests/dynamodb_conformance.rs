@@ -1,0 +1,133 @@
+//! The shared store and queue behaviour, on the DynamoDB and SQS adapters,
+//! against a real local emulator (moto).
+
+#![cfg(feature = "aws")]
+
+mod conformance;
+#[path = "support/moto.rs"]
+mod moto;
+
+use std::time::Duration;
+use tollgate::adapters::dynamodb::DynamoStore;
+use tollgate::adapters::sqs::SqsQueue;
+
+/// SQS counts visibility and delays in whole seconds.
+const TICK: Duration = Duration::from_secs(1);
+
+/// A fresh table; every handle from `open` shares it, with its own client
+/// (its own connections), as separate Lambda instances would.
+async fn table() -> (String, impl Fn() -> std::future::Ready<DynamoStore>) {
+    let config = moto::sdk_config().await;
+    let name = moto::unique("tollgate");
+    DynamoStore::create_table(&aws_sdk_dynamodb::Client::new(&config), &name)
+        .await
+        .unwrap();
+    let table = name.clone();
+    (name, move || {
+        std::future::ready(DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(&config),
+            table.clone(),
+        ))
+    })
+}
+
+async fn store() -> DynamoStore {
+    let (_, open) = table().await;
+    open().await
+}
+
+async fn queues() -> (impl Fn() -> std::future::Ready<SqsQueue>, SqsQueue) {
+    let config = moto::sdk_config().await;
+    let client = aws_sdk_sqs::Client::new(&config);
+    let interactive = SqsQueue::create_queue(&client, &moto::unique("interactive"))
+        .await
+        .unwrap();
+    let bulk = SqsQueue::create_queue(&client, &moto::unique("bulk"))
+        .await
+        .unwrap();
+    let q = SqsQueue::new(client, interactive.clone(), bulk.clone());
+    let open = move || {
+        std::future::ready(SqsQueue::new(
+            aws_sdk_sqs::Client::new(&config),
+            interactive.clone(),
+            bulk.clone(),
+        ))
+    };
+    (open, q)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn the_first_of_many_racing_writers_wins_the_dedup_id() {
+    let (_, open) = table().await;
+    conformance::the_first_of_many_racing_writers_wins_the_dedup_id(open).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn only_one_of_many_racing_workers_holds_a_lease() {
+    let (_, open) = table().await;
+    conformance::only_one_of_many_racing_workers_holds_a_lease(open).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn each_message_goes_to_one_of_many_racing_receivers() {
+    let (open, _) = queues().await;
+    conformance::each_message_goes_to_one_of_many_racing_receivers(open).await;
+}
+
+#[tokio::test]
+async fn a_conditional_update_fails_when_the_state_moved() {
+    conformance::a_conditional_update_fails_when_the_state_moved(&store().await).await;
+}
+
+#[tokio::test]
+async fn a_job_round_trips_every_field() {
+    conformance::a_job_round_trips_every_field(&store().await).await;
+}
+
+#[tokio::test]
+async fn newer_revisions_are_seen() {
+    conformance::newer_revisions_are_seen(&store().await).await;
+}
+
+#[tokio::test]
+async fn a_lease_expires_and_can_be_renewed_by_its_holder() {
+    conformance::a_lease_expires_and_can_be_renewed_by_its_holder(&store().await).await;
+}
+
+#[tokio::test]
+async fn a_link_has_one_creator_and_records_its_issue() {
+    conformance::a_link_has_one_creator_and_records_its_issue(&store().await).await;
+}
+
+#[tokio::test]
+async fn unenqueued_jobs_are_listed_until_marked_sent() {
+    conformance::unenqueued_jobs_are_listed_until_marked_sent(&store().await).await;
+}
+
+#[tokio::test]
+async fn jobs_are_listed_by_state_newest_first() {
+    conformance::jobs_are_listed_by_state_newest_first(&store().await).await;
+}
+
+#[tokio::test]
+async fn governor_rows_are_written_with_optimistic_versions() {
+    conformance::governor_rows_are_written_with_optimistic_versions(&store().await).await;
+}
+
+#[tokio::test]
+async fn an_unacknowledged_message_comes_back_with_its_receive_count() {
+    let (_, q) = queues().await;
+    conformance::an_unacknowledged_message_comes_back_with_its_receive_count(&q, TICK).await;
+}
+
+#[tokio::test]
+async fn a_delayed_message_stays_invisible_until_its_delay_ends() {
+    let (_, q) = queues().await;
+    conformance::a_delayed_message_stays_invisible_until_its_delay_ends(&q, TICK).await;
+}
+
+#[tokio::test]
+async fn interactive_messages_overtake_bulk_ones() {
+    let (_, q) = queues().await;
+    conformance::interactive_messages_overtake_bulk_ones(&q).await;
+}
