@@ -1,14 +1,44 @@
-//! Ingest Lambda (API Gateway → `POST /v1/events`, `GET /v1/jobs/{id}`).
-//!
-//! The handler is written against the ports and calls the shared use case;
-//! the AWS wiring (lambda_http runtime, DynamoDB and SQS adapters built once
-//! at init) arrives with the serverless issue. Until then this binary refuses
-//! to start rather than pretend to serve.
+//! Ingest Lambda: wires configuration, SDK clients and adapters once at init,
+//! then serves API Gateway requests with `tollgate_ingest::handle`.
 
-mod handler;
+use lambda_http::{run, service_fn};
+use std::time::Instant;
+use tollgate::adapters::dynamodb::DynamoStore;
+use tollgate::adapters::lambda_env::{LambdaSettings, init_logging, sdk_config};
+use tollgate::adapters::secrets_manager::SecretBundle;
+use tollgate::adapters::sqs::SqsQueue;
+use tollgate::app::ingest::Ingest;
+use tollgate::ports::SystemClock;
 
-fn main() -> anyhow::Result<()> {
-    anyhow::bail!(
-        "tollgate-ingest is not deployable yet: its DynamoDB/SQS adapters land with the serverless work; run `tollgate serve` instead"
-    )
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    let started = Instant::now();
+    init_logging();
+    let settings = LambdaSettings::from_env(|k| std::env::var(k).ok())?;
+    let aws = sdk_config().await;
+    let secrets = match &settings.secret_id {
+        Some(id) => SecretBundle::fetch(&aws_sdk_secretsmanager::Client::new(&aws), id).await?,
+        None => SecretBundle::from_env(|k| std::env::var(k).ok()),
+    };
+    if secrets.webhook_secrets.is_empty() {
+        return Err(anyhow::anyhow!("no webhook secret configured").into());
+    }
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), &settings.table)
+        .with_retention(settings.retention);
+    let queue = SqsQueue::new(
+        aws_sdk_sqs::Client::new(&aws),
+        &settings.queue_url,
+        &settings.bulk_queue_url,
+    );
+    let ingest = Ingest {
+        store: &store,
+        queue: &queue,
+        clock: &SystemClock,
+        secrets: &secrets.webhook_secrets,
+    };
+    tracing::info!(init_ms = started.elapsed().as_millis() as u64, "ingest ready");
+    run(service_fn(|req| async {
+        Ok::<_, std::convert::Infallible>(tollgate_ingest::handle(&ingest, req).await)
+    }))
+    .await
 }

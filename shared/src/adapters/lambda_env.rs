@@ -105,6 +105,21 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
     aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
 }
 
+/// JSON log lines on stderr (CloudWatch keeps one event per line); the
+/// level from `RUST_LOG`, `info` by default.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .without_time() // CloudWatch stamps each line
+        .json()
+        .flatten_event(true)
+        .try_init();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,112 @@
+//! The ingest function: API Gateway (HTTP API) requests in, the v1 contract's
+//! answers out — the same status codes and bodies as `tollgate serve`, since
+//! both answer through `tollgate::app::api`. No rule lives here.
+
+use lambda_http::http::{Method, StatusCode, header};
+use lambda_http::{Body, Request, Response};
+use tollgate::app::AppError;
+use tollgate::app::api::{HttpAnswer, ingest_answer, not_found, refuse_content_type};
+use tollgate::app::ingest::Ingest;
+use tollgate::app::jobs::get_job;
+use tollgate::domain::signature;
+use tollgate::ports::{Clock, JobStore, LinkStore, WorkQueue};
+
+/// What the function routes.
+#[derive(Debug, PartialEq, Eq)]
+enum Route<'p> {
+    PostEvent,
+    GetJob(&'p str),
+    Health,
+    WrongMethod,
+    Unknown,
+}
+
+/// The route of `path`, ignoring an API Gateway stage prefix (`/prod/v1/…`).
+fn route<'p>(method: &Method, path: &'p str) -> Route<'p> {
+    let path = path.find("/v1/").map_or(path, |i| &path[i..]);
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    match (segments.as_slice(), method) {
+        (["", "v1", "events"], &Method::POST) => Route::PostEvent,
+        (["", "v1", "jobs", id], &Method::GET) => Route::GetJob(id),
+        (["", "v1", "events"] | ["", "v1", "jobs", _], _) => Route::WrongMethod,
+        (["", "healthz"], &Method::GET) => Route::Health,
+        _ => Route::Unknown,
+    }
+}
+
+fn respond(a: HttpAnswer) -> Response<Body> {
+    let mut r = Response::new(Body::Text(a.body.to_string()));
+    *r.status_mut() = StatusCode::from_u16(a.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// A store or queue failure: the sender should retry (its redelivery is
+/// deduplicated), so 503 rather than 500.
+fn unavailable(e: AppError) -> Response<Body> {
+    tracing::error!(error = %e, "request failed");
+    respond(HttpAnswer::error(
+        503,
+        "unavailable",
+        "storage is unavailable; retry later",
+    ))
+}
+
+/// Handles one API Gateway request. Never fails: every outcome is an answer.
+pub async fn handle<S, Q, C>(ingest: &Ingest<'_, S, Q, C>, req: Request) -> Response<Body>
+where
+    S: JobStore + LinkStore,
+    Q: WorkQueue,
+    C: Clock,
+{
+    match route(req.method(), req.uri().path()) {
+        Route::PostEvent => {
+            let content_type = req
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok());
+            if let Some(refusal) = refuse_content_type(content_type) {
+                return respond(refusal);
+            }
+            let signature = req
+                .headers()
+                .get(signature::HEADER)
+                .and_then(|v| v.to_str().ok());
+            // The raw body as API Gateway delivered it (base64 decoded by
+            // lambda_http): the signature covers these exact bytes.
+            match ingest.handle(req.body().as_ref(), signature).await {
+                Ok(outcome) => respond(ingest_answer(&outcome)),
+                Err(e) => unavailable(e),
+            }
+        }
+        Route::GetJob(id) => match get_job(ingest.store, id).await {
+            Ok(a) => respond(a),
+            Err(e) => unavailable(e),
+        },
+        Route::Health => respond(HttpAnswer::new(200, serde_json::json!({"status": "ok"}))),
+        Route::WrongMethod => respond(HttpAnswer::error(
+            405,
+            "method_not_allowed",
+            format!("{} is not allowed here", req.method()),
+        )),
+        Route::Unknown => respond(not_found("route")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_ignore_a_stage_prefix_and_a_trailing_slash() {
+        assert_eq!(route(&Method::POST, "/v1/events"), Route::PostEvent);
+        assert_eq!(route(&Method::POST, "/prod/v1/events/"), Route::PostEvent);
+        assert_eq!(route(&Method::GET, "/v1/jobs/abc"), Route::GetJob("abc"));
+        assert_eq!(route(&Method::GET, "/v1/events"), Route::WrongMethod);
+        assert_eq!(route(&Method::GET, "/v1/jobs"), Route::Unknown);
+        assert_eq!(route(&Method::GET, "/healthz"), Route::Health);
+    }
+}
