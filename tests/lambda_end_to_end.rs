@@ -1,0 +1,533 @@
+//! The serverless form end to end, on a real local AWS emulator (moto):
+//! API Gateway events into the ingest function's handler → DynamoDB + SQS →
+//! the executor function's handler fed the way Lambda's SQS event source
+//! mapping feeds it (receive, invoke with the SQS event JSON, delete what
+//! the partial batch response does not name) → jira-sim.
+
+#[path = "../shared/tests/support/moto.rs"]
+mod moto;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use base64::Engine;
+use jira_sim::limits::{Faults, Limits};
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+use tollgate::adapters::dynamodb::DynamoStore;
+use tollgate::adapters::jira::{JiraAuth, JiraClient};
+use tollgate::adapters::sqs::SqsQueue;
+use tollgate::app::execute::{Executor, ExecutorConfig};
+use tollgate::app::governor::{Governor, GovernorConfig};
+use tollgate::app::ingest::Ingest;
+use tollgate::domain::ids::JobId;
+use tollgate::domain::secret::Secret;
+use tollgate::domain::signature;
+use tollgate::ports::{JobStore, SystemClock};
+use tollgate_executor::Budget;
+
+const SECRET: &str = "whsec_lambda";
+const ACCOUNT: &str = "123456789012";
+
+struct Aws {
+    store: DynamoStore,
+    queue: SqsQueue,
+    sqs: aws_sdk_sqs::Client,
+    /// (url, ARN) of the interactive and bulk queues.
+    queues: [(String, String); 2],
+}
+
+async fn aws() -> Aws {
+    let config = moto::sdk_config().await;
+    let dynamo = aws_sdk_dynamodb::Client::new(&config);
+    let table = moto::unique("tollgate");
+    DynamoStore::create_table(&dynamo, &table).await.unwrap();
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let mut queues = Vec::new();
+    for kind in ["interactive", "bulk"] {
+        let name = moto::unique(kind);
+        let url = SqsQueue::create_queue(&sqs, &name).await.unwrap();
+        queues.push((url, format!("arn:aws:sqs:us-east-1:{ACCOUNT}:{name}")));
+    }
+    let queues: [(String, String); 2] = queues.try_into().unwrap();
+    Aws {
+        store: DynamoStore::new(dynamo, table),
+        queue: SqsQueue::new(sqs.clone(), &queues[0].0, &queues[1].0),
+        sqs,
+        queues,
+    }
+}
+
+/// An API Gateway HTTP API (payload v2.0) event, as Lambda delivers it.
+fn apigw(method: &str, path: &str, body: Option<&[u8]>, headers: Value, base64: bool) -> lambda_http::Request {
+    let (body, encoded) = match body {
+        None => (Value::Null, false),
+        Some(b) if base64 => (
+            json!(base64::engine::general_purpose::STANDARD.encode(b)),
+            true,
+        ),
+        Some(b) => (json!(String::from_utf8(b.to_vec()).unwrap()), false),
+    };
+    let event = json!({
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": headers,
+        "requestContext": {
+            "accountId": ACCOUNT,
+            "apiId": "tollgateapi",
+            "domainName": "tollgateapi.execute-api.us-east-1.amazonaws.com",
+            "domainPrefix": "tollgateapi",
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "192.0.2.10", "userAgent": "alertmanager/0.27"},
+            "requestId": uuid::Uuid::new_v4().to_string(),
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": "24/Nov/2026:10:00:00 +0000",
+            "timeEpoch": 1_795_000_000_000u64
+        },
+        "body": body,
+        "isBase64Encoded": encoded
+    });
+    lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway event")
+}
+
+fn signed_post(body: &Value, base64: bool) -> lambda_http::Request {
+    let raw = serde_json::to_vec(body).unwrap();
+    let sig = signature::sign(&Secret::new(SECRET), tollgate_e2e::now_unix(), &raw);
+    apigw(
+        "POST",
+        "/v1/events",
+        Some(&raw),
+        json!({"content-type": "application/json", "tollgate-signature": sig}),
+        base64,
+    )
+}
+
+struct Answer {
+    status: u16,
+    body: Value,
+}
+
+async fn call_ingest(aws: &Aws, req: lambda_http::Request) -> Answer {
+    let secrets = [Secret::new(SECRET)];
+    let ingest = Ingest {
+        store: &aws.store,
+        queue: &aws.queue,
+        clock: &SystemClock,
+        secrets: &secrets,
+    };
+    let resp = tollgate_ingest::handle(&ingest, req).await;
+    let status = resp.status().as_u16();
+    let body = serde_json::from_slice(resp.body().as_ref()).unwrap_or(Value::Null);
+    Answer { status, body }
+}
+
+/// One Lambda instance of the executor: its own Jira client and its own
+/// view of the shared governor, as a separate instance would have.
+struct Instance<'a> {
+    aws: &'a Aws,
+    tracker: JiraClient,
+    governor: Governor<'a, DynamoStore, SystemClock>,
+    config: ExecutorConfig,
+}
+
+impl<'a> Instance<'a> {
+    fn new(aws: &'a Aws, site: &str, name: &str, instances: usize) -> Self {
+        let tracker = JiraClient::new(
+            site,
+            JiraAuth::Basic {
+                email: "sim@example.com".into(),
+                api_token: Secret::new("sim-token"),
+            },
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        Instance {
+            aws,
+            tracker,
+            governor: Governor::new(&aws.store, &SystemClock, GovernorConfig::new(site, instances)),
+            config: ExecutorConfig {
+                worker: name.into(),
+                lease_ttl: Duration::from_secs(30),
+                ..ExecutorConfig::default()
+            },
+        }
+    }
+
+    async fn invoke(&self, event: &SqsEvent) -> SqsBatchResponse {
+        let executor = Executor {
+            store: &self.aws.store,
+            tracker: &self.tracker,
+            clock: &SystemClock,
+            config: &self.config,
+            governor: &self.governor,
+        };
+        let budget = Budget {
+            deadline: None,
+            per_record: Duration::from_secs(12),
+        };
+        tollgate_executor::handle(&executor, &self.aws.queue, event, &budget).await
+    }
+
+    /// What the SQS event source mapping does once: receive a batch,
+    /// invoke, delete the records not reported as failures. Returns how
+    /// many records the batch had and the failures.
+    async fn poll_once(&self, batch_size: i32) -> (usize, Vec<String>) {
+        let mut records = Vec::new();
+        let mut receipts = Vec::new();
+        for (url, arn) in &self.aws.queues {
+            let out = self
+                .aws
+                .sqs
+                .receive_message()
+                .queue_url(url)
+                .max_number_of_messages(batch_size)
+                .message_system_attribute_names(MessageSystemAttributeName::All)
+                .send()
+                .await
+                .unwrap();
+            for m in out.messages.unwrap_or_default() {
+                let attributes: serde_json::Map<String, Value> = m
+                    .attributes()
+                    .map(|a| {
+                        a.iter()
+                            .map(|(k, v)| (k.as_str().to_string(), json!(v)))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                records.push(json!({
+                    "messageId": m.message_id(),
+                    "receiptHandle": m.receipt_handle(),
+                    "body": m.body(),
+                    "attributes": attributes,
+                    "messageAttributes": {},
+                    "md5OfBody": m.md5_of_body(),
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": arn,
+                    "awsRegion": "us-east-1"
+                }));
+                receipts.push((
+                    m.message_id().unwrap().to_string(),
+                    url.clone(),
+                    m.receipt_handle().unwrap().to_string(),
+                ));
+            }
+        }
+        if records.is_empty() {
+            return (0, Vec::new());
+        }
+        let event: SqsEvent = serde_json::from_value(json!({ "Records": records })).unwrap();
+        let response = self.invoke(&event).await;
+        let failed: Vec<String> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.clone())
+            .collect();
+        for (id, url, handle) in receipts {
+            if !failed.contains(&id) {
+                self.aws
+                    .sqs
+                    .delete_message()
+                    .queue_url(url)
+                    .receipt_handle(handle)
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+        (records.len(), failed)
+    }
+
+    /// Polls until every job is terminal or `limit` passes.
+    async fn drain(&self, jobs: &HashSet<String>, limit: Duration) {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            let (n, _) = self.poll_once(5).await;
+            if n == 0 {
+                if all_terminal(&self.aws.store, jobs).await {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+async fn all_terminal(store: &DynamoStore, jobs: &HashSet<String>) -> bool {
+    for id in jobs {
+        let job = store
+            .job(&JobId::parse(id).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        if !job.state.is_terminal() {
+            return false;
+        }
+    }
+    true
+}
+
+async fn sim(limits: Limits) -> (String, std::sync::Arc<jira_sim::Sim>) {
+    let (addr, sim, _) = jira_sim::spawn(
+        jira_sim::SimConfig {
+            limits,
+            ..Default::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    (format!("http://{addr}"), sim)
+}
+
+fn alert(i: usize) -> Value {
+    json!({
+        "sourceSystem": "alertmanager",
+        "externalId": format!("alert-{i}"),
+        "desiredOperation": "create",
+        "projectKey": "OPS",
+        "issueType": "Incident",
+        "summary": format!("Disk 95% full on db-{i}")
+    })
+}
+
+fn comment(i: usize) -> Value {
+    json!({
+        "sourceSystem": "alertmanager",
+        "externalId": format!("alert-{i}"),
+        "desiredOperation": "comment",
+        "comment": format!("still firing on db-{i}")
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn events_through_ingest_sqs_and_the_executor_become_issues_exactly_once() {
+    let aws = aws().await;
+    let limits = Limits {
+        // A small points quota, so quota 429s with Retry-After happen, plus
+        // gateway 429s, 503s and connections dropped after Jira acted.
+        quota_points: 14,
+        window_seconds: 2.0,
+        faults: Faults {
+            gateway_429: 0.05,
+            error_503: 0.05,
+            drop: 0.05,
+            ..Faults::default()
+        },
+        ..Limits::default()
+    };
+    let (site, sim) = sim(limits).await;
+
+    // Every alert delivered one to three times, some bodies base64-encoded
+    // as API Gateway does for binary media types; comments for half of them
+    // may arrive before their alert.
+    let mut jobs = HashSet::new();
+    let mut duplicates = 0;
+    for i in 0..12 {
+        if i % 2 == 0 {
+            let a = call_ingest(&aws, signed_post(&comment(i), false)).await;
+            assert_eq!(a.status, 202, "{}", a.body);
+            jobs.insert(a.body["jobId"].as_str().unwrap().to_string());
+        }
+        let mut first = None;
+        for delivery in 0..(1 + i % 3) {
+            let a = call_ingest(&aws, signed_post(&alert(i), delivery % 2 == 1)).await;
+            assert_eq!(a.status, 202, "{}", a.body);
+            let id = a.body["jobId"].as_str().unwrap().to_string();
+            assert_eq!(a.body["duplicate"], delivery > 0);
+            duplicates += usize::from(delivery > 0);
+            assert_eq!(first.get_or_insert(id.clone()), &id, "a redelivery answers with the first job");
+            jobs.insert(id);
+        }
+    }
+    assert_eq!(jobs.len(), 18);
+    assert!(duplicates > 0);
+
+    // Three executor instances, each with its own governor view.
+    let a = Instance::new(&aws, &site, "lambda-a", 3);
+    let b = Instance::new(&aws, &site, "lambda-b", 3);
+    let c = Instance::new(&aws, &site, "lambda-c", 3);
+    let limit = Duration::from_secs(120);
+    tokio::join!(a.drain(&jobs, limit), b.drain(&jobs, limit), c.drain(&jobs, limit));
+
+    let report = sim.report();
+    let totals = &report["totals"];
+    assert_eq!(totals["duplicateIssues"], 0, "{report}");
+    assert_eq!(totals["duplicateComments"], 0, "{report}");
+    assert_eq!(totals["issues"], 12, "{report}");
+    assert_eq!(totals["comments"], 6, "{report}");
+    assert!(
+        totals["throttled"].as_u64().unwrap() > 0,
+        "the run met Jira's limits: {report}"
+    );
+    for id in &jobs {
+        let got = call_ingest(
+            &aws,
+            apigw("GET", &format!("/v1/jobs/{id}"), None, json!({}), false),
+        )
+        .await;
+        assert_eq!(got.status, 200);
+        assert_eq!(got.body["state"], "SUCCEEDED", "{}", got.body);
+        let trail = got.body["audit"].as_array().unwrap();
+        assert!(trail.iter().any(|e| e["stage"] == "validation"));
+        assert!(trail.iter().any(|e| e["state"] == "SUCCEEDED"));
+    }
+    // Nothing is left on the queues.
+    for (url, _) in &aws.queues {
+        let attrs = aws
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::All)
+            .send()
+            .await
+            .unwrap();
+        let count = |name: QueueAttributeName| {
+            attrs
+                .attributes()
+                .and_then(|a| a.get(&name))
+                .cloned()
+                .unwrap_or_default()
+        };
+        assert_eq!(count(QueueAttributeName::ApproximateNumberOfMessages), "0");
+        assert_eq!(count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible), "0");
+    }
+}
+
+#[tokio::test]
+async fn a_throttled_message_is_hidden_until_retry_after_and_reported_as_a_batch_item_failure() {
+    let aws = aws().await;
+    let (site, _sim) = sim(Limits {
+        quota_points: 1,
+        window_seconds: 6.0,
+        ..Limits::default()
+    })
+    .await;
+    let mut ids = Vec::new();
+    for i in 100..102 {
+        let a = call_ingest(&aws, signed_post(&alert(i), false)).await;
+        assert_eq!(a.status, 202);
+        ids.push(a.body["jobId"].as_str().unwrap().to_string());
+    }
+    let instance = Instance::new(&aws, &site, "lambda-throttle", 1);
+    let (n, failed) = instance.poll_once(10).await;
+    assert_eq!(n, 2);
+    assert_eq!(failed.len(), 1, "one record throttled, one done");
+
+    // The throttled message is invisible now: not received again at once.
+    let again = aws
+        .sqs
+        .receive_message()
+        .queue_url(&aws.queues[0].0)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .unwrap();
+    assert!(again.messages.unwrap_or_default().is_empty());
+    let waiting: Vec<_> = {
+        let mut w = Vec::new();
+        for id in &ids {
+            let job = aws.store.job(&JobId::parse(id).unwrap()).await.unwrap().unwrap();
+            if !job.state.is_terminal() {
+                w.push(job);
+            }
+        }
+        w
+    };
+    assert_eq!(waiting.len(), 1);
+    let trail = aws.store.audit_trail(&waiting[0].id).await.unwrap();
+    assert!(
+        trail.iter().any(|e| e.outcome.starts_with("throttled") || e.outcome.starts_with("held")),
+        "{trail:?}"
+    );
+
+    // It returns after the wait and then runs.
+    let jobs: HashSet<String> = ids.into_iter().collect();
+    instance.drain(&jobs, Duration::from_secs(30)).await;
+    assert!(all_terminal(&aws.store, &jobs).await);
+}
+
+#[tokio::test]
+async fn a_batch_with_an_unreadable_record_reports_only_that_record() {
+    let aws = aws().await;
+    let (site, sim) = sim(Limits::default()).await;
+    let a = call_ingest(&aws, signed_post(&alert(200), false)).await;
+    let job_id = a.body["jobId"].as_str().unwrap().to_string();
+    let out = aws
+        .sqs
+        .receive_message()
+        .queue_url(&aws.queues[0].0)
+        .send()
+        .await
+        .unwrap();
+    let m = &out.messages.unwrap()[0];
+    let arn = &aws.queues[0].1;
+    let record = |id: &str, body: &str| {
+        json!({"messageId": id, "receiptHandle": m.receipt_handle(), "body": body,
+               "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {},
+               "eventSource": "aws:sqs", "eventSourceARN": arn, "awsRegion": "us-east-1"})
+    };
+    let unknown_job = json!({"jobId": JobId::generate(), "priority": "interactive"}).to_string();
+    let event: SqsEvent = serde_json::from_value(json!({"Records": [
+        record("m-good", m.body().unwrap()),
+        record("m-garbage", "{not json"),
+        // At-least-once delivery: the same message twice in one batch.
+        record("m-good-again", m.body().unwrap()),
+        record("m-unknown-job", &unknown_job),
+    ]}))
+    .unwrap();
+    let instance = Instance::new(&aws, &site, "lambda-batch", 1);
+    let response = instance.invoke(&event).await;
+    let failed: Vec<&str> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(failed, ["m-garbage"]);
+    let job = aws.store.job(&JobId::parse(&job_id).unwrap()).await.unwrap().unwrap();
+    assert_eq!(job.state.as_str(), "SUCCEEDED");
+    assert_eq!(sim.report()["totals"]["issues"], 1);
+}
+
+#[tokio::test]
+async fn ingest_answers_bad_requests_as_serve_does_and_stores_nothing() {
+    let aws = aws().await;
+    let body = serde_json::to_vec(&alert(300)).unwrap();
+    let unsigned = apigw(
+        "POST",
+        "/v1/events",
+        Some(&body),
+        json!({"content-type": "application/json"}),
+        false,
+    );
+    assert_eq!(call_ingest(&aws, unsigned).await.status, 401);
+    let invalid = call_ingest(
+        &aws,
+        signed_post(&json!({"sourceSystem": "x", "desiredOperation": "create"}), false),
+    )
+    .await;
+    assert_eq!(invalid.status, 400);
+    let fields: Vec<&str> = invalid.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert!(fields.contains(&"externalId") && fields.contains(&"projectKey"), "{fields:?}");
+    let wrong_type = apigw(
+        "POST",
+        "/v1/events",
+        Some(b"x=1"),
+        json!({"content-type": "application/x-www-form-urlencoded"}),
+        false,
+    );
+    assert_eq!(call_ingest(&aws, wrong_type).await.status, 415);
+    let missing = call_ingest(
+        &aws,
+        apigw("GET", &format!("/v1/jobs/{}", JobId::generate()), None, json!({}), false),
+    )
+    .await;
+    assert_eq!(missing.status, 404);
+    assert!(aws.store.list(None, 10).await.unwrap().is_empty(), "nothing was stored");
+}
