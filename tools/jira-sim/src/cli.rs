@@ -33,6 +33,9 @@ pub struct LimitArgs {
     /// Fraction of requests answered by a gateway 429 (no headers).
     #[arg(long, default_value_t = 0.0)]
     pub fault_gateway_429: f64,
+    /// Every Nth request answered by a gateway 429 (0 = off).
+    #[arg(long, default_value_t = 0)]
+    pub fault_gateway_429_every: u64,
     /// Fraction answered 503 with Retry-After.
     #[arg(long, default_value_t = 0.0)]
     pub fault_503: f64,
@@ -73,6 +76,7 @@ impl LimitArgs {
         l.beta_headers = self.beta_headers;
         l.faults = Faults {
             gateway_429: self.fault_gateway_429,
+            gateway_429_every: self.fault_gateway_429_every,
             error_503: self.fault_503,
             error_500: self.fault_500,
             slow: self.fault_slow,

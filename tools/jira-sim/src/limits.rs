@@ -51,6 +51,9 @@ pub struct Limits {
 pub struct Faults {
     /// Fraction of requests answered 429 with no Retry-After and no reason.
     pub gateway_429: f64,
+    /// Every Nth request answered that way too (0 = off): a fault a test
+    /// can count on.
+    pub gateway_429_every: u64,
     /// Fraction answered 503 with Retry-After.
     pub error_503: f64,
     /// Fraction answered 500.
@@ -126,6 +129,8 @@ pub struct LimiterState {
     issue_writes: HashMap<String, VecDeque<Instant>>,
     pub throttled: BTreeMap<String, u64>,
     pub points_total: u64,
+    /// Requests decided so far.
+    pub seen: u64,
     pub writes_per_issue: HashMap<String, u64>,
 }
 
@@ -181,13 +186,15 @@ impl LimiterState {
         issue: Option<&str>,
     ) -> Verdict {
         let f = &limits.faults;
+        self.seen += 1;
+        let nth = f.gateway_429_every > 0 && self.seen.is_multiple_of(f.gateway_429_every);
         let roll = fastrand::f64();
         let mut edge = 0.0;
         let mut hit = |p: f64| {
             edge += p;
             roll < edge
         };
-        if hit(f.gateway_429) {
+        if hit(f.gateway_429) || nth {
             *self.throttled.entry("gateway".into()).or_default() += 1;
             return Verdict::Refuse(Refusal {
                 status: 429,
