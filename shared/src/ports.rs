@@ -4,6 +4,7 @@
 //! Futures are declared `Send` so use cases run on a multi-threaded runtime
 //! and inside Lambda alike; implementations simply write `async fn`.
 
+use crate::domain::approval::{ApprovalId, ApprovalRecord, Decided};
 use crate::domain::audit::AuditEntry;
 use crate::domain::event::{OperationKind, Priority};
 use crate::domain::idempotency::{DedupId, Fingerprint, IdempotencyKey, LinkId};
@@ -118,6 +119,43 @@ pub trait JobStore: Send + Sync {
         state: Option<JobState>,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<JobRecord>, StoreError>> + Send;
+}
+
+/// Approval requests. A decision is written once: the first of racing
+/// deciders wins, the others see the winner's decision.
+pub trait ApprovalStore: Send + Sync {
+    fn create_approval(
+        &self,
+        approval: &ApprovalRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn approval(
+        &self,
+        id: &ApprovalId,
+    ) -> impl Future<Output = Result<Option<ApprovalRecord>, StoreError>> + Send;
+
+    /// The approval for a job, if it waited for one.
+    fn approval_for_job(
+        &self,
+        job: &JobId,
+    ) -> impl Future<Output = Result<Option<ApprovalRecord>, StoreError>> + Send;
+
+    /// Records the decision unless one exists; true when this call decided.
+    fn decide(
+        &self,
+        id: &ApprovalId,
+        decided: &Decided,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    fn mark_notified(&self, id: &ApprovalId)
+    -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Undecided approvals, oldest first (for operators, the expiry sweep
+    /// and notification retries).
+    fn open_approvals(
+        &self,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<ApprovalRecord>, StoreError>> + Send;
 }
 
 /// Which issue a source system's entity owns, and which job creates it.

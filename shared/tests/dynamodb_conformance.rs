@@ -131,3 +131,14 @@ async fn interactive_messages_overtake_bulk_ones() {
     let (_, q) = queues().await;
     conformance::interactive_messages_overtake_bulk_ones(&q).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn only_one_of_many_racing_deciders_decides() {
+    let (_, open) = table().await;
+    conformance::only_one_of_many_racing_deciders_decides(open).await;
+}
+
+#[tokio::test]
+async fn an_approval_round_trips_and_is_found_by_its_job() {
+    conformance::an_approval_round_trips_and_is_found_by_its_job(&store().await).await;
+}

@@ -130,3 +130,15 @@ async fn data_survives_reopening_the_file() {
     db.open().admit(&j, &[]).await.unwrap();
     assert_eq!(db.open().job(&j.id).await.unwrap().unwrap(), j);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn only_one_of_many_racing_deciders_decides() {
+    let db = TempDb::new("decide-race");
+    conformance::only_one_of_many_racing_deciders_decides(|| async { db.open() }).await;
+}
+
+#[tokio::test]
+async fn an_approval_round_trips_and_is_found_by_its_job() {
+    let db = TempDb::new("approval");
+    conformance::an_approval_round_trips_and_is_found_by_its_job(&db.open()).await;
+}

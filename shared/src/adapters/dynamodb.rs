@@ -15,6 +15,8 @@
 //! | link        | `LINK#<linkId>`  | `LINK`                    | `creator`, `issueKey` |
 //! | lease       | `LEASE#<name>`   | `LEASE`                   | `holder`, `expiresAt` (ms) |
 //! | governor    | `GOV#<site>`     | `GOV`                     | `version`, `state` (JSON) |
+//! | approval    | `APPROVAL#<id>`  | `APPROVAL`                | every `ApprovalRecord` field; `gsi1*` while open |
+//! | approval ref| `JOB#<jobId>`    | `APPROVAL`                | `approvalId` (the job's approval) |
 //!
 //! * Admission is one `TransactWriteItems`: the dedup item with
 //!   `attribute_not_exists(pk)` and `ReturnValuesOnConditionCheckFailure =
@@ -24,6 +26,8 @@
 //!   transacted with their audit entry when there is one.
 //! * Leases are a conditional `PutItem`: absent, expired, or already ours.
 //! * Governor rows are written with `version = :expected` (optimistic).
+//! * An approval's decision is `UpdateItem … attribute_not_exists(decision)`
+//!   (once); open approvals sit in `gsi1` under `APPROVALS#OPEN` until then.
 //! * GSI `gsi1` (`STATE#<state>#<shard>`, `<ms>#<jobId>`, keys only) lists
 //!   jobs by state; GSI `gsi2` (`OUTBOX#<shard>`, same sort key, keys only)
 //!   is sparse: a job is in it from admission until its message is sent.
@@ -32,6 +36,7 @@
 //!   and revision items (admission + retention) and on leases. Links and
 //!   governor rows never expire: an entity's issue is forever.
 
+use crate::domain::approval::{ApprovalId, ApprovalRecord, Decided, Decision};
 use crate::domain::audit::AuditEntry;
 use crate::domain::event::{OperationKind, Priority};
 use crate::domain::governor::SiteGovernor;
@@ -40,7 +45,7 @@ use crate::domain::ids::{ExternalId, IssueKey, JobId, SourceSystem};
 use crate::domain::job::JobState;
 use crate::domain::time::Timestamp;
 use crate::ports::{
-    Admission, Clock, GovernorStore, JobRecord, JobStore, Leases, Link, LinkStore, StoreError,
+    Admission, ApprovalStore, Clock, GovernorStore, JobRecord, JobStore, Leases, Link, LinkStore, StoreError,
     SystemClock,
 };
 use aws_sdk_dynamodb::Client;
@@ -1050,6 +1055,196 @@ impl GovernorStore for DynamoStore {
             Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
             Err(e) => Err(backend(e)),
         }
+    }
+}
+
+const OPEN_APPROVALS: &str = "APPROVALS#OPEN";
+
+fn approval_pk(id: &ApprovalId) -> String {
+    format!("APPROVAL#{id}")
+}
+
+fn list_attr(v: &[String]) -> AttributeValue {
+    AttributeValue::L(v.iter().map(|s| s_val(s)).collect())
+}
+
+fn s_val(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_string())
+}
+
+fn get_list(item: &Item, name: &str) -> Result<Vec<String>, StoreError> {
+    match item.get(name) {
+        Some(AttributeValue::L(values)) => values
+            .iter()
+            .map(|v| match v {
+                AttributeValue::S(s) => Ok(s.clone()),
+                other => Err(corrupt(format!("attribute {name}: {other:?}"))),
+            })
+            .collect(),
+        None => Ok(Vec::new()),
+        other => Err(corrupt(format!("attribute {name}: {other:?}"))),
+    }
+}
+
+fn approval_from_item(item: &Item) -> Result<ApprovalRecord, StoreError> {
+    let decided = match opt_s(item, "decision") {
+        None => None,
+        Some(d) => Some(Decided {
+            decision: match d.as_str() {
+                "approve" => Decision::Approve,
+                "deny" => Decision::Deny,
+                other => return Err(corrupt(format!("decision {other}"))),
+            },
+            by: get_s(item, "decidedBy")?,
+            at: Timestamp(get_n(item, "decidedAt")?),
+        }),
+    };
+    Ok(ApprovalRecord {
+        id: ApprovalId::from_stored(get_s(item, "id")?),
+        job_id: JobId::from_stored(get_s(item, "jobId")?),
+        rule: get_s(item, "rule")?,
+        intent: get_list(item, "intent")?,
+        requested_by: get_s(item, "requestedBy")?,
+        approvers: get_list(item, "approvers")?,
+        requested_at: Timestamp(get_n(item, "requestedAt")?),
+        expires_at: Timestamp(get_n(item, "expiresAt")?),
+        decided,
+        notified: matches!(item.get("notified"), Some(AttributeValue::Bool(true))),
+    })
+}
+
+impl ApprovalStore for DynamoStore {
+    async fn create_approval(&self, a: &ApprovalRecord) -> Result<(), StoreError> {
+        let ttl = self.ttl_from(a.requested_at);
+        let mut item: Item = HashMap::from([
+            ("pk".into(), s(approval_pk(&a.id))),
+            ("sk".into(), s("APPROVAL")),
+            ("id".into(), s(a.id.as_str())),
+            ("jobId".into(), s(a.job_id.as_str())),
+            ("rule".into(), s(a.rule.clone())),
+            ("intent".into(), list_attr(&a.intent)),
+            ("requestedBy".into(), s(a.requested_by.clone())),
+            ("approvers".into(), list_attr(&a.approvers)),
+            ("requestedAt".into(), n(a.requested_at.0)),
+            ("expiresAt".into(), n(a.expires_at.0)),
+            ("notified".into(), AttributeValue::Bool(a.notified)),
+            (TTL_ATTRIBUTE.into(), n(ttl)),
+        ]);
+        match &a.decided {
+            Some(d) => {
+                item.insert("decision".into(), s(d.decision.as_str()));
+                item.insert("decidedBy".into(), s(d.by.clone()));
+                item.insert("decidedAt".into(), n(d.at.0));
+            }
+            None => {
+                item.insert("gsi1pk".into(), s(OPEN_APPROVALS));
+                item.insert(
+                    "gsi1sk".into(),
+                    s(format!("{}#{}", sort_time(a.requested_at.0), a.id)),
+                );
+            }
+        }
+        let reference: Item = HashMap::from([
+            ("pk".into(), s(job_pk(a.job_id.as_str()))),
+            ("sk".into(), s("APPROVAL")),
+            ("approvalId".into(), s(a.id.as_str())),
+            (TTL_ATTRIBUTE.into(), n(ttl)),
+        ]);
+        self.client
+            .transact_write_items()
+            .transact_items(
+                TransactWriteItem::builder()
+                    .put(self.put(item, Some("attribute_not_exists(pk)"))?)
+                    .build(),
+            )
+            .transact_items(TransactWriteItem::builder().put(self.put(reference, None)?).build())
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn approval(&self, id: &ApprovalId) -> Result<Option<ApprovalRecord>, StoreError> {
+        self.get(approval_pk(id), "APPROVAL")
+            .await?
+            .map(|item| approval_from_item(&item))
+            .transpose()
+    }
+
+    async fn approval_for_job(&self, job: &JobId) -> Result<Option<ApprovalRecord>, StoreError> {
+        let Some(reference) = self.get(job_pk(job.as_str()), "APPROVAL").await? else {
+            return Ok(None);
+        };
+        let id = ApprovalId::from_stored(get_s(&reference, "approvalId")?);
+        self.approval(&id).await
+    }
+
+    async fn decide(&self, id: &ApprovalId, decided: &Decided) -> Result<bool, StoreError> {
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(approval_pk(id)))
+            .key("sk", s("APPROVAL"))
+            .update_expression("SET decision = :d, decidedBy = :by, decidedAt = :at REMOVE gsi1pk, gsi1sk")
+            .condition_expression("attribute_exists(pk) AND attribute_not_exists(decision)")
+            .expression_attribute_values(":d", s(decided.decision.as_str()))
+            .expression_attribute_values(":by", s(decided.by.clone()))
+            .expression_attribute_values(":at", n(decided.at.0))
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    async fn mark_notified(&self, id: &ApprovalId) -> Result<(), StoreError> {
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(approval_pk(id)))
+            .key("sk", s("APPROVAL"))
+            .update_expression("SET notified = :t")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(()),
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    async fn open_approvals(&self, limit: usize) -> Result<Vec<ApprovalRecord>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(GSI_BY_STATE)
+            .key_condition_expression("gsi1pk = :open")
+            .expression_attribute_values(":open", s(OPEN_APPROVALS))
+            .limit(limit.clamp(1, 1000) as i32)
+            .send()
+            .await
+            .map_err(backend)?;
+        let mut found = Vec::new();
+        for item in out.items.unwrap_or_default() {
+            let id = get_s(&item, "pk")?
+                .strip_prefix("APPROVAL#")
+                .map(|s| ApprovalId::from_stored(s.to_string()))
+                .ok_or_else(|| corrupt("an open-approvals entry that is not an approval"))?;
+            // The index lags: keep only those still undecided.
+            if let Some(a) = self.approval(&id).await?
+                && a.decided.is_none()
+            {
+                found.push(a);
+            }
+        }
+        Ok(found)
     }
 }
 

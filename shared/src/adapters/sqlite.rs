@@ -9,6 +9,9 @@
 //! * `links` — source entity → creating job and issue key.
 //! * `leases` — `name → holder, expires_at`; taken by an upsert that only
 //!   overwrites an expired lease or the holder's own.
+//! * `approvals` — one row per approval request; intent and approvers as
+//!   JSON arrays; the decision is written by `UPDATE … WHERE decision IS
+//!   NULL` (once).
 //! * `governors` — one row per Jira site: the shared governor state as JSON
 //!   and a version; writes are `… WHERE version = ?expected`.
 //! * `queue` — SQS semantics: a message is received by moving its
@@ -19,6 +22,7 @@
 //! Each call runs on the blocking pool with its own short transaction, so
 //! several processes or connections may share one file.
 
+use crate::domain::approval::{ApprovalId, ApprovalRecord, Decided, Decision};
 use crate::domain::audit::AuditEntry;
 use crate::domain::event::{OperationKind, Priority};
 use crate::domain::governor::SiteGovernor;
@@ -28,7 +32,7 @@ use crate::domain::job::JobState;
 use crate::domain::time::Timestamp;
 use crate::ports::GovernorStore;
 use crate::ports::{
-    Admission, Clock, Delivery, JobRecord, JobStore, Leases, Link, LinkStore, StoreError,
+    Admission, ApprovalStore, Clock, Delivery, JobRecord, JobStore, Leases, Link, LinkStore, StoreError,
     SystemClock, WorkMessage, WorkQueue,
 };
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
@@ -89,6 +93,21 @@ CREATE TABLE IF NOT EXISTS queue (
 );
 CREATE INDEX IF NOT EXISTS queue_by_visibility ON queue(visible_at, priority);
 CREATE UNIQUE INDEX IF NOT EXISTS queue_by_receipt ON queue(receipt);
+CREATE TABLE IF NOT EXISTS approvals (
+    id           TEXT PRIMARY KEY,
+    job_id       TEXT NOT NULL UNIQUE,
+    rule         TEXT NOT NULL,
+    intent       TEXT NOT NULL,
+    requested_by TEXT NOT NULL,
+    approvers    TEXT NOT NULL,
+    requested_at INTEGER NOT NULL,
+    expires_at   INTEGER NOT NULL,
+    decision     TEXT,
+    decided_by   TEXT,
+    decided_at   INTEGER,
+    notified     INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS approvals_open ON approvals(decision, requested_at);
 CREATE TABLE IF NOT EXISTS governors (
     site    TEXT PRIMARY KEY,
     version INTEGER NOT NULL,
@@ -613,6 +632,121 @@ impl GovernorStore for SqliteDb {
                 )?
             };
             Ok(changed == 1)
+        })
+        .await
+    }
+}
+
+const APPROVAL_COLUMNS: &str = "id, job_id, rule, intent, requested_by, approvers, requested_at, expires_at, decision, decided_by, decided_at, notified";
+
+fn json_list(raw: String) -> rusqlite::Result<Vec<String>> {
+    serde_json::from_str(&raw).map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into()))
+}
+
+fn approval_from_row(r: &Row<'_>) -> rusqlite::Result<ApprovalRecord> {
+    let decision: Option<String> = r.get(8)?;
+    let decided = match decision.as_deref() {
+        None => None,
+        Some(d) => Some(Decided {
+            decision: match d {
+                "approve" => Decision::Approve,
+                "deny" => Decision::Deny,
+                other => return Err(corrupt("decision", other)),
+            },
+            by: r.get::<_, Option<String>>(9)?.unwrap_or_default(),
+            at: Timestamp(r.get::<_, Option<i64>>(10)?.unwrap_or_default()),
+        }),
+    };
+    Ok(ApprovalRecord {
+        id: ApprovalId::from_stored(r.get(0)?),
+        job_id: JobId::from_stored(r.get(1)?),
+        rule: r.get(2)?,
+        intent: json_list(r.get(3)?)?,
+        requested_by: r.get(4)?,
+        approvers: json_list(r.get(5)?)?,
+        requested_at: Timestamp(r.get(6)?),
+        expires_at: Timestamp(r.get(7)?),
+        decided,
+        notified: r.get(11)?,
+    })
+}
+
+fn select_approvals(
+    c: &Connection,
+    where_clause: &str,
+    p: impl rusqlite::Params,
+) -> rusqlite::Result<Vec<ApprovalRecord>> {
+    let mut st = c.prepare_cached(&format!("SELECT {APPROVAL_COLUMNS} FROM approvals {where_clause}"))?;
+    st.query_map(p, approval_from_row)?.collect()
+}
+
+impl ApprovalStore for SqliteDb {
+    async fn create_approval(&self, a: &ApprovalRecord) -> Result<(), StoreError> {
+        let a = a.clone();
+        let intent = serde_json::to_string(&a.intent).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let approvers = serde_json::to_string(&a.approvers).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.with(move |c| {
+            c.execute(
+                &format!("INSERT INTO approvals ({APPROVAL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
+                params![
+                    a.id.as_str(),
+                    a.job_id.as_str(),
+                    a.rule,
+                    intent,
+                    a.requested_by,
+                    approvers,
+                    a.requested_at.0,
+                    a.expires_at.0,
+                    a.decided.as_ref().map(|d| d.decision.as_str()),
+                    a.decided.as_ref().map(|d| d.by.clone()),
+                    a.decided.as_ref().map(|d| d.at.0),
+                    a.notified,
+                ],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn approval(&self, id: &ApprovalId) -> Result<Option<ApprovalRecord>, StoreError> {
+        let id = id.clone();
+        self.with(move |c| Ok(select_approvals(c, "WHERE id = ?1", [id.as_str()])?.into_iter().next()))
+            .await
+    }
+
+    async fn approval_for_job(&self, job: &JobId) -> Result<Option<ApprovalRecord>, StoreError> {
+        let job = job.clone();
+        self.with(move |c| Ok(select_approvals(c, "WHERE job_id = ?1", [job.as_str()])?.into_iter().next()))
+            .await
+    }
+
+    async fn decide(&self, id: &ApprovalId, decided: &Decided) -> Result<bool, StoreError> {
+        let (id, d) = (id.clone(), decided.clone());
+        self.with(move |c| {
+            Ok(c.execute(
+                "UPDATE approvals SET decision = ?2, decided_by = ?3, decided_at = ?4 WHERE id = ?1 AND decision IS NULL",
+                params![id.as_str(), d.decision.as_str(), d.by, d.at.0],
+            )? == 1)
+        })
+        .await
+    }
+
+    async fn mark_notified(&self, id: &ApprovalId) -> Result<(), StoreError> {
+        let id = id.clone();
+        self.with(move |c| {
+            c.execute("UPDATE approvals SET notified = 1 WHERE id = ?1", [id.as_str()])
+                .map(|_| ())
+        })
+        .await
+    }
+
+    async fn open_approvals(&self, limit: usize) -> Result<Vec<ApprovalRecord>, StoreError> {
+        self.with(move |c| {
+            select_approvals(
+                c,
+                "WHERE decision IS NULL ORDER BY requested_at, id LIMIT ?1",
+                [limit as i64],
+            )
         })
         .await
     }

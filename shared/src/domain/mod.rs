@@ -1,6 +1,7 @@
 //! The pure core: data and rules, no I/O, no async, no AWS or HTTP types.
 
 pub mod adf;
+pub mod approval;
 pub mod audit;
 pub mod backoff;
 pub mod canonical;
@@ -11,6 +12,7 @@ pub mod ids;
 pub mod job;
 pub mod limits;
 pub mod plan;
+pub mod policy;
 pub mod ratelimit;
 pub mod response;
 pub mod secret;

@@ -13,8 +13,9 @@ use tollgate::domain::idempotency::{DedupId, Fingerprint, IdempotencyKey, LinkId
 use tollgate::domain::ids::{ExternalId, IssueKey, JobId, SourceSystem};
 use tollgate::domain::job::JobState;
 use tollgate::domain::time::Timestamp;
+use tollgate::domain::approval::{ApprovalId, ApprovalRecord, Decided, Decision};
 use tollgate::ports::{
-    Admission, GovernorStore, JobRecord, JobStore, Leases, LinkStore, WorkMessage, WorkQueue,
+    Admission, ApprovalStore, GovernorStore, JobRecord, JobStore, Leases, LinkStore, WorkMessage, WorkQueue,
 };
 
 pub fn job(dedup: &str, key: &str) -> JobRecord {
@@ -457,4 +458,75 @@ pub async fn interactive_messages_overtake_bulk_ones<Q: WorkQueue>(q: &Q) {
         q.receive(1, Duration::from_secs(30)).await.unwrap()[0].job_id,
         bulk
     );
+}
+
+pub fn approval(job: &JobId) -> ApprovalRecord {
+    ApprovalRecord {
+        id: ApprovalId::generate(),
+        job_id: job.clone(),
+        rule: "built-in: transitions need approval".into(),
+        intent: vec!["move OPS-1 to Done".into(), "then comment".into()],
+        requested_by: "itsm".into(),
+        approvers: vec!["lead@example.com".into(), "ciso@example.com".into()],
+        requested_at: Timestamp(1_000),
+        expires_at: Timestamp(9_000_000_000_000),
+        decided: None,
+        notified: false,
+    }
+}
+
+pub async fn an_approval_round_trips_and_is_found_by_its_job<S: ApprovalStore>(store: &S) {
+    let job = JobId::generate();
+    let a = approval(&job);
+    store.create_approval(&a).await.unwrap();
+    assert_eq!(store.approval(&a.id).await.unwrap(), Some(a.clone()));
+    assert_eq!(store.approval_for_job(&job).await.unwrap(), Some(a.clone()));
+    assert_eq!(store.approval_for_job(&JobId::generate()).await.unwrap(), None);
+    store.mark_notified(&a.id).await.unwrap();
+    assert!(store.approval(&a.id).await.unwrap().unwrap().notified);
+    assert!(store.open_approvals(100).await.unwrap().iter().any(|o| o.id == a.id));
+    let d = Decided {
+        decision: Decision::Deny,
+        by: "ciso@example.com".into(),
+        at: Timestamp(2_000),
+    };
+    assert!(store.decide(&a.id, &d).await.unwrap());
+    assert_eq!(store.approval(&a.id).await.unwrap().unwrap().decided, Some(d));
+    assert!(
+        !store.open_approvals(100).await.unwrap().iter().any(|o| o.id == a.id),
+        "a decided approval is no longer open"
+    );
+}
+
+pub async fn only_one_of_many_racing_deciders_decides<S, F, Fut>(open: F)
+where
+    S: ApprovalStore + 'static,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    let a = approval(&JobId::generate());
+    open().await.create_approval(&a).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let store = open().await;
+        let id = a.id.clone();
+        tasks.push(tokio::spawn(async move {
+            let d = Decided {
+                decision: if i % 2 == 0 { Decision::Approve } else { Decision::Deny },
+                by: format!("approver-{i}"),
+                at: Timestamp(5_000 + i),
+            };
+            (store.decide(&id, &d).await.unwrap(), d)
+        }));
+    }
+    let mut winners = Vec::new();
+    for t in tasks {
+        let (won, d) = t.await.unwrap();
+        if won {
+            winners.push(d);
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one decision");
+    let stored = open().await.approval(&a.id).await.unwrap().unwrap();
+    assert_eq!(stored.decided.as_ref(), Some(&winners[0]));
 }

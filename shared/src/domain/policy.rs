@@ -1,0 +1,366 @@
+//! The approval policy: which events run at once and which wait for a person.
+//!
+//! A policy is a TOML document. Rules are tried in order and the first that
+//! matches decides; when none does, the built-in rules apply: transitions and
+//! edits of sensitive fields (security levels, permission-like fields) need
+//! approval, everything else — comments, creates, low-risk field updates —
+//! runs at once. With no approvers configured nothing can be approved, so
+//! nothing waits: the built-in rules only gate work when someone can decide.
+//!
+//! ```toml
+//! approvers = ["lead@example.com"]
+//! expiry_minutes = 1440
+//! sensitive_fields = ["security", "customfield_10050"]
+//!
+//! [[rules]]
+//! name = "cmdb closes its own issues"
+//! sources = ["cmdb"]
+//! operations = ["transition"]
+//! decision = "approve"
+//! ```
+
+use super::event::{Event, Operation, OperationKind};
+use serde::Deserialize;
+use std::time::Duration;
+
+/// Fields that change who may see or act on an issue.
+pub const DEFAULT_SENSITIVE_FIELDS: [&str; 3] = ["security", "reporter", "assignee"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleDecision {
+    Approve,
+    Require,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub name: String,
+    #[serde(default)]
+    pub operations: Vec<OperationKind>,
+    #[serde(default)]
+    pub projects: Vec<String>,
+    #[serde(default)]
+    pub sources: Vec<String>,
+    /// Matches when the event sets any of these fields.
+    #[serde(default)]
+    pub fields: Vec<String>,
+    pub decision: RuleDecision,
+    /// Who may decide; the policy's `approvers` when empty.
+    #[serde(default)]
+    pub approvers: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    #[serde(default)]
+    pub approvers: Vec<String>,
+    #[serde(default = "default_expiry_minutes")]
+    pub expiry_minutes: u64,
+    #[serde(default = "default_sensitive")]
+    pub sensitive_fields: Vec<String>,
+    #[serde(default)]
+    pub rules: Vec<Rule>,
+}
+
+fn default_expiry_minutes() -> u64 {
+    24 * 60
+}
+
+fn default_sensitive() -> Vec<String> {
+    DEFAULT_SENSITIVE_FIELDS.map(String::from).to_vec()
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            approvers: Vec::new(),
+            expiry_minutes: default_expiry_minutes(),
+            sensitive_fields: default_sensitive(),
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// What the policy says about one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicyDecision {
+    Run { rule: String },
+    NeedsApproval {
+        rule: String,
+        approvers: Vec<String>,
+        expiry: Duration,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PolicyError {
+    #[error("the policy is not valid TOML for tollgate: {0}")]
+    Parse(String),
+    #[error("rule {rule:?} requires approval but names no approvers, and the policy has none")]
+    NoApprovers { rule: String },
+    #[error("expiry_minutes must be between 1 and 43200 (30 days), not {0}")]
+    Expiry(u64),
+    #[error("approver {0:?} is not a usable identity (1 to 200 printable characters)")]
+    Approver(String),
+}
+
+/// The fields an event sets, by Jira field name.
+fn fields_touched(event: &Event) -> Vec<&str> {
+    match &event.operation {
+        Operation::Create(n) | Operation::Upsert(n) => n.fields.keys().map(String::as_str).collect(),
+        Operation::Update(e) => {
+            let mut names: Vec<&str> = e.fields.keys().map(String::as_str).collect();
+            if e.summary.is_some() {
+                names.push("summary");
+            }
+            if e.description.is_some() {
+                names.push("description");
+            }
+            if e.labels.is_some() {
+                names.push("labels");
+            }
+            names
+        }
+        Operation::Comment { .. } | Operation::Transition { .. } => Vec::new(),
+    }
+}
+
+/// The project the event acts in, when it can be told from the event.
+fn project(event: &Event) -> Option<&str> {
+    match &event.operation {
+        Operation::Create(n) | Operation::Upsert(n) => Some(n.project_key.as_str()),
+        _ => event.issue_key.as_ref().map(|k| k.project()),
+    }
+}
+
+impl Rule {
+    fn matches(&self, event: &Event) -> bool {
+        let kind = event.operation.kind();
+        let touched = fields_touched(event);
+        (self.operations.is_empty() || self.operations.contains(&kind))
+            && (self.sources.is_empty()
+                || self.sources.iter().any(|s| s == event.source_system.as_str()))
+            && (self.projects.is_empty()
+                || project(event).is_some_and(|p| self.projects.iter().any(|x| x == p)))
+            && (self.fields.is_empty() || self.fields.iter().any(|f| touched.contains(&f.as_str())))
+    }
+}
+
+fn valid_identity(s: &str) -> bool {
+    (1..=200).contains(&s.chars().count()) && !s.chars().any(char::is_control)
+}
+
+impl Policy {
+    pub fn parse(toml_text: &str) -> Result<Self, PolicyError> {
+        let policy: Policy =
+            toml::from_str(toml_text).map_err(|e| PolicyError::Parse(e.to_string()))?;
+        policy.check()?;
+        Ok(policy)
+    }
+
+    /// Every rule that can require approval has someone to ask.
+    pub fn check(&self) -> Result<(), PolicyError> {
+        if !(1..=43_200).contains(&self.expiry_minutes) {
+            return Err(PolicyError::Expiry(self.expiry_minutes));
+        }
+        for a in self.approvers.iter().chain(self.rules.iter().flat_map(|r| &r.approvers)) {
+            if !valid_identity(a) {
+                return Err(PolicyError::Approver(a.clone()));
+            }
+        }
+        for r in &self.rules {
+            if r.decision == RuleDecision::Require && r.approvers.is_empty() && self.approvers.is_empty() {
+                return Err(PolicyError::NoApprovers {
+                    rule: r.name.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn expiry(&self) -> Duration {
+        Duration::from_secs(self.expiry_minutes * 60)
+    }
+
+    pub fn decide(&self, event: &Event) -> PolicyDecision {
+        let require = |rule: &str, approvers: &[String]| PolicyDecision::NeedsApproval {
+            rule: rule.to_string(),
+            approvers: if approvers.is_empty() {
+                self.approvers.clone()
+            } else {
+                approvers.to_vec()
+            },
+            expiry: self.expiry(),
+        };
+        if let Some(rule) = self.rules.iter().find(|r| r.matches(event)) {
+            return match rule.decision {
+                RuleDecision::Approve => PolicyDecision::Run {
+                    rule: rule.name.clone(),
+                },
+                RuleDecision::Require => require(&rule.name, &rule.approvers),
+            };
+        }
+        if self.approvers.is_empty() {
+            return PolicyDecision::Run {
+                rule: "built-in: no approvers configured".into(),
+            };
+        }
+        if event.operation.kind() == OperationKind::Transition {
+            return require("built-in: transitions need approval", &[]);
+        }
+        let touched = fields_touched(event);
+        if let Some(f) = self
+            .sensitive_fields
+            .iter()
+            .find(|f| touched.contains(&f.as_str()))
+        {
+            return require(&format!("built-in: sensitive field {f}"), &[]);
+        }
+        PolicyDecision::Run {
+            rule: "built-in: low-risk work runs at once".into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::validation::validate_event;
+    use serde_json::json;
+
+    fn event(v: serde_json::Value) -> Event {
+        validate_event(&v).unwrap()
+    }
+
+    fn create(source: &str, project: &str) -> Event {
+        event(json!({"sourceSystem": source, "externalId": "x", "desiredOperation": "create",
+                     "projectKey": project, "issueType": "Task", "summary": "s"}))
+    }
+
+    fn transition(source: &str, issue: &str) -> Event {
+        event(json!({"sourceSystem": source, "externalId": "x", "desiredOperation": "transition",
+                     "issueKey": issue, "transition": "Done"}))
+    }
+
+    fn update(fields: serde_json::Value) -> Event {
+        event(json!({"sourceSystem": "itsm", "externalId": "x", "desiredOperation": "update",
+                     "issueKey": "OPS-1", "fields": fields}))
+    }
+
+    fn comment() -> Event {
+        event(json!({"sourceSystem": "itsm", "externalId": "x", "desiredOperation": "comment",
+                     "comment": "hi"}))
+    }
+
+    fn needs(d: &PolicyDecision) -> Option<&[String]> {
+        match d {
+            PolicyDecision::NeedsApproval { approvers, .. } => Some(approvers),
+            PolicyDecision::Run { .. } => None,
+        }
+    }
+
+    #[test]
+    fn the_built_in_policy_decides_by_risk_once_approvers_exist() {
+        let p = Policy {
+            approvers: vec!["lead@example.com".into()],
+            ..Policy::default()
+        };
+        let table: [(Event, bool); 6] = [
+            (create("alertmanager", "OPS"), false),
+            (comment(), false),
+            (update(json!({"priority": {"name": "High"}})), false),
+            (transition("itsm", "OPS-1"), true),
+            (update(json!({"security": {"id": "10001"}})), true),
+            (update(json!({"assignee": {"accountId": "5b10"}})), true),
+        ];
+        for (e, gated) in table {
+            assert_eq!(needs(&p.decide(&e)).is_some(), gated, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn without_approvers_nothing_waits() {
+        assert_eq!(needs(&Policy::default().decide(&transition("itsm", "OPS-1"))), None);
+    }
+
+    #[test]
+    fn the_first_matching_rule_wins_and_names_its_approvers() {
+        let p = Policy::parse(
+            r#"
+            approvers = ["lead@example.com"]
+            [[rules]]
+            name = "cmdb may close"
+            sources = ["cmdb"]
+            operations = ["transition"]
+            decision = "approve"
+            [[rules]]
+            name = "security project"
+            projects = ["SEC"]
+            decision = "require"
+            approvers = ["ciso@example.com"]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(
+            p.decide(&transition("cmdb", "OPS-1")),
+            PolicyDecision::Run {
+                rule: "cmdb may close".into()
+            }
+        );
+        assert_eq!(
+            needs(&p.decide(&create("alertmanager", "SEC"))),
+            Some(&["ciso@example.com".to_string()][..])
+        );
+        assert_eq!(
+            needs(&p.decide(&transition("itsm", "SEC-4"))),
+            Some(&["ciso@example.com".to_string()][..]),
+            "a transition in SEC matches the SEC rule before the built-in one"
+        );
+        assert_eq!(
+            needs(&p.decide(&transition("itsm", "OPS-4"))),
+            Some(&["lead@example.com".to_string()][..])
+        );
+    }
+
+    #[test]
+    fn rules_can_match_on_fields() {
+        let p = Policy::parse(
+            r#"
+            approvers = ["a"]
+            [[rules]]
+            name = "budget"
+            fields = ["customfield_10050"]
+            decision = "require"
+            "#,
+        )
+        .unwrap();
+        assert!(needs(&p.decide(&update(json!({"customfield_10050": 5})))).is_some());
+        assert!(needs(&p.decide(&update(json!({"customfield_1": 5})))).is_none());
+    }
+
+    #[test]
+    fn a_rule_that_cannot_be_approved_by_anyone_is_refused() {
+        let e = Policy::parse(
+            r#"
+            [[rules]]
+            name = "nobody"
+            decision = "require"
+            "#,
+        )
+        .unwrap_err();
+        assert_eq!(e, PolicyError::NoApprovers { rule: "nobody".into() });
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_expiry_are_named() {
+        let e = Policy::parse("approver = [\"a\"]").unwrap_err().to_string();
+        assert!(e.contains("approver"), "{e}");
+        assert_eq!(
+            Policy::parse("expiry_minutes = 0").unwrap_err(),
+            PolicyError::Expiry(0)
+        );
+    }
+}
