@@ -66,6 +66,7 @@ impl Rig {
             queue: &self.db,
             clock: &SystemClock,
             secrets: &secret,
+            policy: &Default::default(),
         };
         match ingest.handle(&body, Some(&sig)).await.unwrap() {
             IngestOutcome::Accepted { job_id, .. } => job_id,

@@ -50,6 +50,7 @@ async fn rig(name: &str, limits: Limits, workers: usize) -> Rig {
         lease_ttl: Duration::from_secs(30),
         jira_timeout: Duration::from_secs(5),
         sim_latency: Duration::ZERO,
+        approvals: Default::default(),
     })
     .await
     .unwrap();

@@ -17,17 +17,35 @@ use std::time::{Duration, Instant};
 use tollgate::adapters::dynamodb::DynamoStore;
 use tollgate::adapters::jira::{JiraAuth, JiraClient};
 use tollgate::adapters::sqs::SqsQueue;
+use tollgate::app::approvals::{Approvals, Links};
 use tollgate::app::execute::{Executor, ExecutorConfig};
 use tollgate::app::governor::{Governor, GovernorConfig};
 use tollgate::app::ingest::Ingest;
 use tollgate::domain::ids::JobId;
+use tollgate::domain::policy::Policy;
 use tollgate::domain::secret::Secret;
 use tollgate::domain::signature;
-use tollgate::ports::{JobStore, SystemClock};
+use tollgate::ports::{JobStore, NoNotifier, SystemClock};
 use tollgate_executor::Budget;
 
 const SECRET: &str = "whsec_lambda";
 const ACCOUNT: &str = "123456789012";
+const LINK_KEY: &str = "link-key";
+
+fn approvals<'a>(
+    aws: &'a Aws,
+    keys: &'a [Secret],
+) -> Approvals<'a, DynamoStore, SqsQueue, SystemClock> {
+    Approvals {
+        store: &aws.store,
+        queue: &aws.queue,
+        clock: &SystemClock,
+        links: Links {
+            keys,
+            base_url: "https://tollgateapi.execute-api.us-east-1.amazonaws.com",
+        },
+    }
+}
 
 struct Aws {
     store: DynamoStore,
@@ -59,7 +77,13 @@ async fn aws() -> Aws {
 }
 
 /// An API Gateway HTTP API (payload v2.0) event, as Lambda delivers it.
-fn apigw(method: &str, path: &str, body: Option<&[u8]>, headers: Value, base64: bool) -> lambda_http::Request {
+fn apigw(
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+    headers: Value,
+    base64: bool,
+) -> lambda_http::Request {
     let (body, encoded) = match body {
         None => (Value::Null, false),
         Some(b) if base64 => (
@@ -110,14 +134,24 @@ struct Answer {
 }
 
 async fn call_ingest(aws: &Aws, req: lambda_http::Request) -> Answer {
+    call_ingest_with(aws, req, &Policy::default()).await
+}
+
+async fn call_ingest_with(aws: &Aws, req: lambda_http::Request, policy: &Policy) -> Answer {
     let secrets = [Secret::new(SECRET)];
-    let ingest = Ingest {
-        store: &aws.store,
-        queue: &aws.queue,
-        clock: &SystemClock,
-        secrets: &secrets,
+    let keys = [Secret::new(LINK_KEY)];
+    let app = tollgate_ingest::App {
+        ingest: Ingest {
+            store: &aws.store,
+            queue: &aws.queue,
+            clock: &SystemClock,
+            secrets: &secrets,
+            policy,
+        },
+        approvals: approvals(aws, &keys),
+        notifier: &NoNotifier,
     };
-    let resp = tollgate_ingest::handle(&ingest, req).await;
+    let resp = tollgate_ingest::handle(&app, req).await;
     let status = resp.status().as_u16();
     let body = serde_json::from_slice(resp.body().as_ref()).unwrap_or(Value::Null);
     Answer { status, body }
@@ -146,7 +180,11 @@ impl<'a> Instance<'a> {
         Instance {
             aws,
             tracker,
-            governor: Governor::new(&aws.store, &SystemClock, GovernorConfig::new(site, instances)),
+            governor: Governor::new(
+                &aws.store,
+                &SystemClock,
+                GovernorConfig::new(site, instances),
+            ),
             config: ExecutorConfig {
                 worker: name.into(),
                 lease_ttl: Duration::from_secs(30),
@@ -351,7 +389,11 @@ async fn events_through_ingest_sqs_and_the_executor_become_issues_exactly_once()
             let id = a.body["jobId"].as_str().unwrap().to_string();
             assert_eq!(a.body["duplicate"], delivery > 0);
             duplicates += usize::from(delivery > 0);
-            assert_eq!(first.get_or_insert(id.clone()), &id, "a redelivery answers with the first job");
+            assert_eq!(
+                first.get_or_insert(id.clone()),
+                &id,
+                "a redelivery answers with the first job"
+            );
             jobs.insert(id);
         }
     }
@@ -363,7 +405,11 @@ async fn events_through_ingest_sqs_and_the_executor_become_issues_exactly_once()
     let b = Instance::new(&aws, &site, "lambda-b", 3);
     let c = Instance::new(&aws, &site, "lambda-c", 3);
     let limit = Duration::from_secs(120);
-    tokio::join!(a.drain(&jobs, limit), b.drain(&jobs, limit), c.drain(&jobs, limit));
+    tokio::join!(
+        a.drain(&jobs, limit),
+        b.drain(&jobs, limit),
+        c.drain(&jobs, limit)
+    );
 
     let report = sim.report();
     let totals = &report["totals"];
@@ -405,7 +451,10 @@ async fn events_through_ingest_sqs_and_the_executor_become_issues_exactly_once()
                 .unwrap_or_default()
         };
         assert_eq!(count(QueueAttributeName::ApproximateNumberOfMessages), "0");
-        assert_eq!(count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible), "0");
+        assert_eq!(
+            count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+            "0"
+        );
     }
 }
 
@@ -442,7 +491,12 @@ async fn a_throttled_message_is_hidden_until_retry_after_and_reported_as_a_batch
     let waiting: Vec<_> = {
         let mut w = Vec::new();
         for id in &ids {
-            let job = aws.store.job(&JobId::parse(id).unwrap()).await.unwrap().unwrap();
+            let job = aws
+                .store
+                .job(&JobId::parse(id).unwrap())
+                .await
+                .unwrap()
+                .unwrap();
             if !job.state.is_terminal() {
                 w.push(job);
             }
@@ -452,7 +506,9 @@ async fn a_throttled_message_is_hidden_until_retry_after_and_reported_as_a_batch
     assert_eq!(waiting.len(), 1);
     let trail = aws.store.audit_trail(&waiting[0].id).await.unwrap();
     assert!(
-        trail.iter().any(|e| e.outcome.starts_with("throttled") || e.outcome.starts_with("held")),
+        trail
+            .iter()
+            .any(|e| e.outcome.starts_with("throttled") || e.outcome.starts_with("held")),
         "{trail:?}"
     );
 
@@ -499,7 +555,12 @@ async fn a_batch_with_an_unreadable_record_reports_only_that_record() {
         .map(|f| f.item_identifier.as_str())
         .collect();
     assert_eq!(failed, ["m-garbage"]);
-    let job = aws.store.job(&JobId::parse(&job_id).unwrap()).await.unwrap().unwrap();
+    let job = aws
+        .store
+        .job(&JobId::parse(&job_id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(job.state.as_str(), "SUCCEEDED");
     assert_eq!(sim.report()["totals"]["issues"], 1);
 }
@@ -518,7 +579,10 @@ async fn ingest_answers_bad_requests_as_serve_does_and_stores_nothing() {
     assert_eq!(call_ingest(&aws, unsigned).await.status, 401);
     let invalid = call_ingest(
         &aws,
-        signed_post(&json!({"sourceSystem": "x", "desiredOperation": "create"}), false),
+        signed_post(
+            &json!({"sourceSystem": "x", "desiredOperation": "create"}),
+            false,
+        ),
     )
     .await;
     assert_eq!(invalid.status, 400);
@@ -528,7 +592,10 @@ async fn ingest_answers_bad_requests_as_serve_does_and_stores_nothing() {
         .iter()
         .map(|e| e["field"].as_str().unwrap())
         .collect();
-    assert!(fields.contains(&"externalId") && fields.contains(&"projectKey"), "{fields:?}");
+    assert!(
+        fields.contains(&"externalId") && fields.contains(&"projectKey"),
+        "{fields:?}"
+    );
     let wrong_type = apigw(
         "POST",
         "/v1/events",
@@ -539,9 +606,18 @@ async fn ingest_answers_bad_requests_as_serve_does_and_stores_nothing() {
     assert_eq!(call_ingest(&aws, wrong_type).await.status, 415);
     let missing = call_ingest(
         &aws,
-        apigw("GET", &format!("/v1/jobs/{}", JobId::generate()), None, json!({}), false),
+        apigw(
+            "GET",
+            &format!("/v1/jobs/{}", JobId::generate()),
+            None,
+            json!({}),
+            false,
+        ),
     )
     .await;
     assert_eq!(missing.status, 404);
-    assert!(aws.store.list(None, 10).await.unwrap().is_empty(), "nothing was stored");
+    assert!(
+        aws.store.list(None, 10).await.unwrap().is_empty(),
+        "nothing was stored"
+    );
 }

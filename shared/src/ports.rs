@@ -4,7 +4,7 @@
 //! Futures are declared `Send` so use cases run on a multi-threaded runtime
 //! and inside Lambda alike; implementations simply write `async fn`.
 
-use crate::domain::approval::{ApprovalId, ApprovalRecord, Decided};
+use crate::domain::approval::{ApprovalId, ApprovalNotice, ApprovalRecord, Decided};
 use crate::domain::audit::AuditEntry;
 use crate::domain::event::{OperationKind, Priority};
 use crate::domain::idempotency::{DedupId, Fingerprint, IdempotencyKey, LinkId};
@@ -66,11 +66,13 @@ pub enum Admission {
 /// Jobs, their dedup records and their audit trails.
 pub trait JobStore: Send + Sync {
     /// Inserts the job unless its dedup id exists (first writer wins), with
-    /// its first audit entries, all or nothing.
+    /// its first audit entries and, for a job that waits for a person, its
+    /// approval request — all or nothing.
     fn admit(
         &self,
         job: &JobRecord,
         audit: &[AuditEntry],
+        approval: Option<&ApprovalRecord>,
     ) -> impl Future<Output = Result<Admission, StoreError>> + Send;
 
     fn job(&self, id: &JobId)
@@ -377,6 +379,29 @@ pub trait GovernorStore: Send + Sync {
         state: &crate::domain::governor::SiteGovernor,
         expected: u64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("notification failed: {0}")]
+pub struct NotifyError(pub String);
+
+/// Tells approvers that a request waits for them (Slack, a webhook).
+pub trait Notifier: Send + Sync {
+    fn notify(
+        &self,
+        notice: &ApprovalNotice,
+    ) -> impl Future<Output = Result<(), NotifyError>> + Send;
+}
+
+/// No channel configured: approvers find requests with `tollgate approvals
+/// list`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoNotifier;
+
+impl Notifier for NoNotifier {
+    async fn notify(&self, _: &ApprovalNotice) -> Result<(), NotifyError> {
+        Ok(())
+    }
 }
 
 pub trait Clock: Send + Sync {

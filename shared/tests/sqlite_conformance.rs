@@ -84,18 +84,14 @@ async fn a_link_has_one_creator_and_records_its_issue() {
 #[tokio::test]
 async fn an_unacknowledged_message_comes_back_with_its_receive_count() {
     let db = TempDb::new("redeliver");
-    conformance::an_unacknowledged_message_comes_back_with_its_receive_count(
-        &db.open(),
-        TICK,
-    )
-    .await;
+    conformance::an_unacknowledged_message_comes_back_with_its_receive_count(&db.open(), TICK)
+        .await;
 }
 
 #[tokio::test]
 async fn a_delayed_message_stays_invisible_until_its_delay_ends() {
     let db = TempDb::new("delay");
-    conformance::a_delayed_message_stays_invisible_until_its_delay_ends(&db.open(), TICK)
-        .await;
+    conformance::a_delayed_message_stays_invisible_until_its_delay_ends(&db.open(), TICK).await;
 }
 
 #[tokio::test]
@@ -127,7 +123,7 @@ async fn data_survives_reopening_the_file() {
     use tollgate::ports::JobStore;
     let db = TempDb::new("durable");
     let j = conformance::job("durable", "k");
-    db.open().admit(&j, &[]).await.unwrap();
+    db.open().admit(&j, &[], None).await.unwrap();
     assert_eq!(db.open().job(&j.id).await.unwrap().unwrap(), j);
 }
 

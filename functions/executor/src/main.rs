@@ -31,9 +31,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         Some(id) => SecretBundle::fetch(&aws_sdk_secretsmanager::Client::new(&aws), id).await?,
         None => SecretBundle::from_env(|k| std::env::var(k).ok()),
     };
-    let auth = secrets
-        .jira
-        .context("no Jira credentials: set jiraEmail + jiraApiToken (or jiraBearerToken) in the secret")?;
+    let auth = secrets.jira.context(
+        "no Jira credentials: set jiraEmail + jiraApiToken (or jiraBearerToken) in the secret",
+    )?;
     let tracker = JiraClient::new(&jira_url, auth, settings.jira_timeout)?;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), &settings.table)
         .with_retention(settings.retention);

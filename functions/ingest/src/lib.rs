@@ -6,10 +6,21 @@ use lambda_http::http::{Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use tollgate::app::AppError;
 use tollgate::app::api::{HttpAnswer, ingest_answer, not_found, refuse_content_type};
-use tollgate::app::ingest::Ingest;
+use tollgate::app::approvals::Approvals;
+use tollgate::app::ingest::{Ingest, IngestOutcome};
 use tollgate::app::jobs::get_job;
+use tollgate::domain::ids::JobId;
+use tollgate::domain::job::JobState;
 use tollgate::domain::signature;
-use tollgate::ports::{Clock, JobStore, LinkStore, WorkQueue};
+use tollgate::ports::{ApprovalStore, Clock, JobStore, LinkStore, Notifier, WorkQueue};
+
+/// What the function needs, built once at init.
+pub struct App<'a, S, Q, C, N> {
+    pub ingest: Ingest<'a, S, Q, C>,
+    /// To notify approvers of a request the event just opened.
+    pub approvals: Approvals<'a, S, Q, C>,
+    pub notifier: &'a N,
+}
 
 /// What the function routes.
 #[derive(Debug, PartialEq, Eq)]
@@ -55,13 +66,35 @@ fn unavailable(e: AppError) -> Response<Body> {
     ))
 }
 
-/// Handles one API Gateway request. Never fails: every outcome is an answer.
-pub async fn handle<S, Q, C>(ingest: &Ingest<'_, S, Q, C>, req: Request) -> Response<Body>
+/// Tells the approvers of a request this event opened. A failure leaves
+/// the request unnotified for the sweep; the event is accepted either way.
+async fn notify_new_request<S, Q, C, N>(app: &App<'_, S, Q, C, N>, job_id: &JobId)
 where
-    S: JobStore + LinkStore,
+    S: JobStore + LinkStore + ApprovalStore,
     Q: WorkQueue,
     C: Clock,
+    N: Notifier,
 {
+    match app.approvals.store.approval_for_job(job_id).await {
+        Ok(Some(approval)) => {
+            if let Err(e) = app.approvals.notify(&approval, app.notifier).await {
+                tracing::warn!(%job_id, error = %e, "approval notification not recorded");
+            }
+        }
+        Ok(None) => tracing::error!(%job_id, "a job pending approval has no approval request"),
+        Err(e) => tracing::warn!(%job_id, error = %e, "approval request unreadable"),
+    }
+}
+
+/// Handles one API Gateway request. Never fails: every outcome is an answer.
+pub async fn handle<S, Q, C, N>(app: &App<'_, S, Q, C, N>, req: Request) -> Response<Body>
+where
+    S: JobStore + LinkStore + ApprovalStore,
+    Q: WorkQueue,
+    C: Clock,
+    N: Notifier,
+{
+    let ingest = &app.ingest;
     match route(req.method(), req.uri().path()) {
         Route::PostEvent => {
             let content_type = req
@@ -78,7 +111,18 @@ where
             // The raw body as API Gateway delivered it (base64 decoded by
             // lambda_http): the signature covers these exact bytes.
             match ingest.handle(req.body().as_ref(), signature).await {
-                Ok(outcome) => respond(ingest_answer(&outcome)),
+                Ok(outcome) => {
+                    if let IngestOutcome::Accepted {
+                        job_id,
+                        state: JobState::PendingApproval,
+                        duplicate: false,
+                        ..
+                    } = &outcome
+                    {
+                        notify_new_request(app, job_id).await;
+                    }
+                    respond(ingest_answer(&outcome))
+                }
                 Err(e) => unavailable(e),
             }
         }

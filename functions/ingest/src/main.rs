@@ -7,8 +7,10 @@ use tollgate::adapters::dynamodb::DynamoStore;
 use tollgate::adapters::lambda_env::{LambdaSettings, init_logging, sdk_config};
 use tollgate::adapters::secrets_manager::SecretBundle;
 use tollgate::adapters::sqs::SqsQueue;
+use tollgate::app::approvals::{Approvals, Links};
 use tollgate::app::ingest::Ingest;
 use tollgate::ports::SystemClock;
+use tollgate_ingest::App;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
@@ -23,6 +25,8 @@ async fn main() -> Result<(), lambda_http::Error> {
     if secrets.webhook_secrets.is_empty() {
         return Err(anyhow::anyhow!("no webhook secret configured").into());
     }
+    let link_keys = secrets.link_keys();
+    let notifier = secrets.notifiers()?;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), &settings.table)
         .with_retention(settings.retention);
     let queue = SqsQueue::new(
@@ -30,15 +34,31 @@ async fn main() -> Result<(), lambda_http::Error> {
         &settings.queue_url,
         &settings.bulk_queue_url,
     );
-    let ingest = Ingest {
-        store: &store,
-        queue: &queue,
-        clock: &SystemClock,
-        secrets: &secrets.webhook_secrets,
+    let app = App {
+        ingest: Ingest {
+            store: &store,
+            queue: &queue,
+            clock: &SystemClock,
+            secrets: &secrets.webhook_secrets,
+            policy: &settings.policy,
+        },
+        approvals: Approvals {
+            store: &store,
+            queue: &queue,
+            clock: &SystemClock,
+            links: Links {
+                keys: &link_keys,
+                base_url: &settings.public_url,
+            },
+        },
+        notifier: &notifier,
     };
-    tracing::info!(init_ms = started.elapsed().as_millis() as u64, "ingest ready");
+    tracing::info!(
+        init_ms = started.elapsed().as_millis() as u64,
+        "ingest ready"
+    );
     run(service_fn(|req| async {
-        Ok::<_, std::convert::Infallible>(tollgate_ingest::handle(&ingest, req).await)
+        Ok::<_, std::convert::Infallible>(tollgate_ingest::handle(&app, req).await)
     }))
     .await
 }

@@ -45,15 +45,16 @@ use crate::domain::ids::{ExternalId, IssueKey, JobId, SourceSystem};
 use crate::domain::job::JobState;
 use crate::domain::time::Timestamp;
 use crate::ports::{
-    Admission, ApprovalStore, Clock, GovernorStore, JobRecord, JobStore, Leases, Link, LinkStore, StoreError,
-    SystemClock,
+    Admission, ApprovalStore, Clock, GovernorStore, JobRecord, JobStore, Leases, Link, LinkStore,
+    StoreError, SystemClock,
 };
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, KeysAndAttributes, Projection, ProjectionType, Put, ReturnValuesOnConditionCheckFailure,
-    ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem, Update,
+    KeyType, KeysAndAttributes, Projection, ProjectionType, Put,
+    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TimeToLiveSpecification,
+    TransactWriteItem, Update,
 };
 use std::collections::HashMap;
 use std::time::Duration;
@@ -165,7 +166,11 @@ fn audit_item(id: &JobId, entry: &AuditEntry, at: Timestamp, ttl: i64) -> Result
         ("pk".into(), s(job_pk(id.as_str()))),
         (
             "sk".into(),
-            s(format!("AUDIT#{}#{}", sort_time(at.0), uuid::Uuid::now_v7())),
+            s(format!(
+                "AUDIT#{}#{}",
+                sort_time(at.0),
+                uuid::Uuid::now_v7()
+            )),
         ),
         ("entry".into(), s(json)),
         (TTL_ATTRIBUTE.into(), n(ttl)),
@@ -317,7 +322,11 @@ fn cancellation(
     {
         return Some(Cancelled::Condition(r.item().cloned()));
     }
-    if reasons.iter().any(|r| r.code() == Some("TransactionConflict")) || reasons.is_empty() {
+    if reasons
+        .iter()
+        .any(|r| r.code() == Some("TransactionConflict"))
+        || reasons.is_empty()
+    {
         return Some(Cancelled::Conflict);
     }
     None
@@ -469,7 +478,12 @@ impl DynamoStore {
                     .send()
                     .await
                     .map_err(backend)?;
-                for item in out.responses.unwrap_or_default().remove(&self.table).unwrap_or_default() {
+                for item in out
+                    .responses
+                    .unwrap_or_default()
+                    .remove(&self.table)
+                    .unwrap_or_default()
+                {
                     jobs.push(job_from_item(&item)?);
                 }
                 keys = out
@@ -491,13 +505,13 @@ impl DynamoStore {
     async fn index_ids(
         &self,
         index: &str,
-        pk_attr: &str,
-        sk_attr: &str,
         pk: String,
         below: Option<String>,
         newest_first: bool,
         limit: usize,
     ) -> Result<Vec<(String, String)>, StoreError> {
+        // Each index's keys are named after it: `gsi1pk`, `gsi1sk`.
+        let (pk_attr, sk_attr) = (format!("{index}pk"), format!("{index}sk"));
         let mut found = Vec::new();
         let mut start: Option<Item> = None;
         loop {
@@ -506,7 +520,7 @@ impl DynamoStore {
                 .query()
                 .table_name(&self.table)
                 .index_name(index)
-                .expression_attribute_names("#pk", pk_attr)
+                .expression_attribute_names("#pk", &pk_attr)
                 .expression_attribute_values(":pk", s(pk.clone()))
                 .scan_index_forward(!newest_first)
                 .limit(limit.clamp(1, 1000) as i32)
@@ -514,13 +528,13 @@ impl DynamoStore {
             q = match &below {
                 Some(b) => q
                     .key_condition_expression("#pk = :pk AND #sk < :below")
-                    .expression_attribute_names("#sk", sk_attr)
+                    .expression_attribute_names("#sk", &sk_attr)
                     .expression_attribute_values(":below", s(b.clone())),
                 None => q.key_condition_expression("#pk = :pk"),
             };
             let out = q.send().await.map_err(backend)?;
             for item in out.items.unwrap_or_default() {
-                let sort = get_s(&item, sk_attr)?;
+                let sort = get_s(&item, &sk_attr)?;
                 let id = get_s(&item, "pk")?
                     .strip_prefix("JOB#")
                     .map(str::to_string)
@@ -578,7 +592,13 @@ impl DynamoStore {
                     .await;
                 match r {
                     Ok(_) => Ok(true),
-                    Err(err) if err.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
+                    Err(err)
+                        if err
+                            .as_service_error()
+                            .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+                    {
+                        Ok(false)
+                    }
                     Err(err) => Err(backend(err)),
                 }
             }
@@ -593,7 +613,10 @@ impl DynamoStore {
                     .build()
                     .map_err(corrupt)?;
                 let now = SystemClock.now();
-                let audit = self.put(audit_item(&job.id, entry, now, self.ttl_from(job.created_at))?, None)?;
+                let audit = self.put(
+                    audit_item(&job.id, entry, now, self.ttl_from(job.created_at))?,
+                    None,
+                )?;
                 for attempt in 0..5 {
                     let r = self
                         .client
@@ -620,7 +643,12 @@ impl DynamoStore {
 }
 
 impl JobStore for DynamoStore {
-    async fn admit(&self, job: &JobRecord, audit: &[AuditEntry]) -> Result<Admission, StoreError> {
+    async fn admit(
+        &self,
+        job: &JobRecord,
+        audit: &[AuditEntry],
+        approval: Option<&ApprovalRecord>,
+    ) -> Result<Admission, StoreError> {
         let ttl = self.ttl_from(job.created_at);
         let dedup = Put::builder()
             .table_name(&self.table)
@@ -643,13 +671,29 @@ impl JobStore for DynamoStore {
                 .put(self.put(
                     HashMap::from([
                         ("pk".into(), s(format!("KEY#{}", job.key))),
-                        ("sk".into(), s(format!("REV#{}#{}", sort_time(job.created_at.0), job.id))),
+                        (
+                            "sk".into(),
+                            s(format!("REV#{}#{}", sort_time(job.created_at.0), job.id)),
+                        ),
                         (TTL_ATTRIBUTE.into(), n(ttl)),
                     ]),
                     None,
                 )?)
                 .build(),
         ];
+        if let Some(a) = approval {
+            let (item, reference) = self.approval_items(a);
+            items.push(
+                TransactWriteItem::builder()
+                    .put(self.put(item, Some("attribute_not_exists(pk)"))?)
+                    .build(),
+            );
+            items.push(
+                TransactWriteItem::builder()
+                    .put(self.put(reference, None)?)
+                    .build(),
+            );
+        }
         for entry in audit {
             items.push(
                 TransactWriteItem::builder()
@@ -685,7 +729,10 @@ impl JobStore for DynamoStore {
                     return Ok(Admission::Existing(Box::new(job_from_item(&existing)?)));
                 }
                 Some(Cancelled::Conflict) if attempt < 5 => {
-                    tokio::time::sleep(Duration::from_millis(10 + fastrand::u64(0..(20 << attempt)))).await;
+                    tokio::time::sleep(Duration::from_millis(
+                        10 + fastrand::u64(0..(20 << attempt)),
+                    ))
+                    .await;
                 }
                 _ => return Err(backend(err)),
             }
@@ -723,7 +770,12 @@ impl JobStore for DynamoStore {
             .await;
         match r {
             Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
             Err(e) => Err(backend(e)),
         }
     }
@@ -796,8 +848,6 @@ impl JobStore for DynamoStore {
             found.extend(
                 self.index_ids(
                     GSI_OUTBOX,
-                    "gsi2pk",
-                    "gsi2sk",
                     outbox_pk(sh),
                     Some(sort_time(before.0)),
                     false,
@@ -838,16 +888,8 @@ impl JobStore for DynamoStore {
         for st in states {
             for sh in 0..SHARDS {
                 found.extend(
-                    self.index_ids(
-                        GSI_BY_STATE,
-                        "gsi1pk",
-                        "gsi1sk",
-                        by_state_pk(st, sh),
-                        None,
-                        true,
-                        limit,
-                    )
-                    .await?,
+                    self.index_ids(GSI_BY_STATE, by_state_pk(st, sh), None, true, limit)
+                        .await?,
                 );
             }
         }
@@ -941,7 +983,12 @@ impl LinkStore for DynamoStore {
             .await;
         match r {
             Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
             Err(e) => Err(backend(e)),
         }
     }
@@ -966,7 +1013,12 @@ impl LinkStore for DynamoStore {
             .await;
         match r {
             Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
             Err(e) => Err(backend(e)),
         }
     }
@@ -994,7 +1046,12 @@ impl Leases for DynamoStore {
             .await;
         match r {
             Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
             Err(e) => Err(backend(e)),
         }
     }
@@ -1012,7 +1069,12 @@ impl Leases for DynamoStore {
             .await;
         match r {
             Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
             Err(e) => Err(backend(e)),
         }
     }
@@ -1052,7 +1114,12 @@ impl GovernorStore for DynamoStore {
         };
         match put.send().await {
             Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
             Err(e) => Err(backend(e)),
         }
     }
@@ -1113,8 +1180,9 @@ fn approval_from_item(item: &Item) -> Result<ApprovalRecord, StoreError> {
     })
 }
 
-impl ApprovalStore for DynamoStore {
-    async fn create_approval(&self, a: &ApprovalRecord) -> Result<(), StoreError> {
+impl DynamoStore {
+    /// The approval item and the job's reference to it.
+    fn approval_items(&self, a: &ApprovalRecord) -> (Item, Item) {
         let ttl = self.ttl_from(a.requested_at);
         let mut item: Item = HashMap::from([
             ("pk".into(), s(approval_pk(&a.id))),
@@ -1150,6 +1218,13 @@ impl ApprovalStore for DynamoStore {
             ("approvalId".into(), s(a.id.as_str())),
             (TTL_ATTRIBUTE.into(), n(ttl)),
         ]);
+        (item, reference)
+    }
+}
+
+impl ApprovalStore for DynamoStore {
+    async fn create_approval(&self, a: &ApprovalRecord) -> Result<(), StoreError> {
+        let (item, reference) = self.approval_items(a);
         self.client
             .transact_write_items()
             .transact_items(
@@ -1157,7 +1232,11 @@ impl ApprovalStore for DynamoStore {
                     .put(self.put(item, Some("attribute_not_exists(pk)"))?)
                     .build(),
             )
-            .transact_items(TransactWriteItem::builder().put(self.put(reference, None)?).build())
+            .transact_items(
+                TransactWriteItem::builder()
+                    .put(self.put(reference, None)?)
+                    .build(),
+            )
             .send()
             .await
             .map_err(backend)?;
@@ -1186,7 +1265,9 @@ impl ApprovalStore for DynamoStore {
             .table_name(&self.table)
             .key("pk", s(approval_pk(id)))
             .key("sk", s("APPROVAL"))
-            .update_expression("SET decision = :d, decidedBy = :by, decidedAt = :at REMOVE gsi1pk, gsi1sk")
+            .update_expression(
+                "SET decision = :d, decidedBy = :by, decidedAt = :at REMOVE gsi1pk, gsi1sk",
+            )
             .condition_expression("attribute_exists(pk) AND attribute_not_exists(decision)")
             .expression_attribute_values(":d", s(decided.decision.as_str()))
             .expression_attribute_values(":by", s(decided.by.clone()))
@@ -1195,7 +1276,12 @@ impl ApprovalStore for DynamoStore {
             .await;
         match r {
             Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
             Err(e) => Err(backend(e)),
         }
     }
@@ -1214,7 +1300,12 @@ impl ApprovalStore for DynamoStore {
             .await;
         match r {
             Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
             Err(e) => Err(backend(e)),
         }
     }
@@ -1271,7 +1362,10 @@ mod tests {
         let mut e = Expr::default();
         e.set("jobState", s("QUEUED"));
         e.remove("lastError");
-        assert_eq!(e.update_expression(), "SET #jobState = :v0 REMOVE #lastError");
+        assert_eq!(
+            e.update_expression(),
+            "SET #jobState = :v0 REMOVE #lastError"
+        );
         assert_eq!(e.names["#jobState"], "jobState");
     }
 }

@@ -2,6 +2,7 @@
 //! template sets them, and the AWS SDK configuration (which honours
 //! `AWS_ENDPOINT_URL`, so the functions run against a local emulator too).
 
+use crate::domain::policy::Policy;
 use std::time::Duration;
 
 /// Environment variable names, shared with `infra/template.yaml`.
@@ -14,6 +15,12 @@ pub mod vars {
     pub const MAX_CONCURRENCY: &str = "TOLLGATE_MAX_CONCURRENCY";
     pub const JIRA_TIMEOUT_SECS: &str = "TOLLGATE_JIRA_TIMEOUT_SECS";
     pub const RETENTION_DAYS: &str = "TOLLGATE_RETENTION_DAYS";
+    /// The approval policy, as TOML text.
+    pub const POLICY: &str = "TOLLGATE_POLICY";
+    /// Approvers for the built-in policy (comma-separated).
+    pub const APPROVERS: &str = "TOLLGATE_APPROVERS";
+    /// The API's public base URL, for approval links.
+    pub const PUBLIC_URL: &str = "TOLLGATE_PUBLIC_URL";
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +38,8 @@ pub struct LambdaSettings {
     pub max_concurrency: usize,
     pub jira_timeout: Duration,
     pub retention: Duration,
+    pub policy: Policy,
+    pub public_url: String,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -43,6 +52,33 @@ pub enum SettingsError {
         expected: &'static str,
         value: String,
     },
+    #[error("environment variable {name}: {problem}")]
+    Policy { name: &'static str, problem: String },
+}
+
+fn policy(lookup: &impl Fn(&str) -> Option<String>) -> Result<Policy, SettingsError> {
+    let mut p = match lookup(vars::POLICY).filter(|v| !v.trim().is_empty()) {
+        Some(text) => Policy::parse(&text).map_err(|e| SettingsError::Policy {
+            name: vars::POLICY,
+            problem: e.to_string(),
+        })?,
+        None => Policy::default(),
+    };
+    if p.approvers.is_empty()
+        && let Some(list) = lookup(vars::APPROVERS)
+    {
+        p.approvers = list
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(String::from)
+            .collect();
+        p.check().map_err(|e| SettingsError::Policy {
+            name: vars::APPROVERS,
+            problem: e.to_string(),
+        })?;
+    }
+    Ok(p)
 }
 
 fn number(
@@ -95,6 +131,10 @@ impl LambdaSettings {
             max_concurrency: number(&lookup, vars::MAX_CONCURRENCY, 10)? as usize,
             jira_timeout: Duration::from_secs(number(&lookup, vars::JIRA_TIMEOUT_SECS, 20)?),
             retention: Duration::from_secs(number(&lookup, vars::RETENTION_DAYS, 90)? * 24 * 3600),
+            policy: policy(&lookup)?,
+            public_url: lookup(vars::PUBLIC_URL)
+                .filter(|v| !v.trim().is_empty())
+                .unwrap_or_default(),
         })
     }
 }
@@ -145,6 +185,24 @@ mod tests {
             .unwrap();
         assert_eq!(s.bulk_queue_url, "http://q");
         assert_eq!(s.max_concurrency, 10);
+    }
+
+    #[test]
+    fn a_policy_comes_as_toml_text_or_as_a_list_of_approvers() {
+        let s = LambdaSettings::from_env(env(&[
+            (vars::QUEUE_URL, "http://q"),
+            (vars::TABLE, "t"),
+            (vars::APPROVERS, "a@x, b@x"),
+        ]))
+        .unwrap();
+        assert_eq!(s.policy.approvers, ["a@x", "b@x"]);
+        let e = LambdaSettings::from_env(env(&[
+            (vars::QUEUE_URL, "http://q"),
+            (vars::TABLE, "t"),
+            (vars::POLICY, "rules = 3"),
+        ]))
+        .unwrap_err();
+        assert!(e.to_string().contains("TOLLGATE_POLICY"), "{e}");
     }
 
     #[test]

@@ -8,7 +8,11 @@ pub mod jira;
 pub mod lambda_env;
 #[cfg(all(feature = "aws", feature = "jira"))]
 pub mod secrets_manager;
+#[cfg(feature = "jira")]
+pub mod slack;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 #[cfg(feature = "aws")]
 pub mod sqs;
+#[cfg(feature = "jira")]
+pub mod webhook_notifier;

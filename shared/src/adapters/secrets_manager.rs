@@ -5,8 +5,10 @@
 //!
 //! The document:
 //! `{"webhookSecrets": ["new", "old"], "jiraEmail": "…", "jiraApiToken": "…"}`
-//! (`webhookSecrets` may also be one comma-separated string;
-//! `jiraBearerToken` replaces email + token for OAuth).
+//! (`webhookSecrets` and `approvalKeys` may also be one comma-separated
+//! string; `jiraBearerToken` replaces email + token for OAuth;
+//! `slackWebhookUrl` and `notifyWebhookUrl` name the approval notification
+//! channels, credentials in their own right).
 
 use super::jira::JiraAuth;
 use crate::domain::secret::{Secret, secret_list};
@@ -19,6 +21,11 @@ use serde::Deserialize;
 pub struct SecretBundle {
     pub webhook_secrets: Vec<Secret>,
     pub jira: Option<JiraAuth>,
+    /// Approval link keys, newest first; derived from the first webhook
+    /// secret when empty.
+    pub approval_keys: Vec<Secret>,
+    pub slack_webhook_url: Option<Secret>,
+    pub notify_webhook_url: Option<Secret>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +48,28 @@ struct Document {
     jira_api_token: Option<String>,
     #[serde(default)]
     jira_bearer_token: Option<String>,
+    #[serde(default)]
+    approval_keys: Option<SecretList>,
+    #[serde(default)]
+    slack_webhook_url: Option<String>,
+    #[serde(default)]
+    notify_webhook_url: Option<String>,
+}
+
+fn list(v: Option<SecretList>) -> Vec<Secret> {
+    match v {
+        None => Vec::new(),
+        Some(SecretList::One(s)) => secret_list(&s),
+        Some(SecretList::Many(v)) => v
+            .into_iter()
+            .filter(|s| !s.trim().is_empty())
+            .map(Secret::new)
+            .collect(),
+    }
+}
+
+fn nonempty(v: Option<String>) -> Option<Secret> {
+    v.filter(|s| !s.trim().is_empty()).map(Secret::new)
 }
 
 #[derive(Deserialize)]
@@ -50,7 +79,11 @@ enum SecretList {
     Many(Vec<String>),
 }
 
-fn jira_auth(email: Option<String>, token: Option<String>, bearer: Option<String>) -> Option<JiraAuth> {
+fn jira_auth(
+    email: Option<String>,
+    token: Option<String>,
+    bearer: Option<String>,
+) -> Option<JiraAuth> {
     match (bearer, email, token) {
         (Some(b), _, _) if !b.is_empty() => Some(JiraAuth::Bearer(Secret::new(b))),
         (_, Some(email), Some(token)) if !email.is_empty() && !token.is_empty() => {
@@ -71,18 +104,12 @@ impl SecretBundle {
             // serde's message names the field and position, not the value.
             problem: e.to_string(),
         })?;
-        let webhook_secrets = match doc.webhook_secrets {
-            None => Vec::new(),
-            Some(SecretList::One(s)) => secret_list(&s),
-            Some(SecretList::Many(v)) => v
-                .into_iter()
-                .filter(|s| !s.trim().is_empty())
-                .map(Secret::new)
-                .collect(),
-        };
         Ok(SecretBundle {
-            webhook_secrets,
+            webhook_secrets: list(doc.webhook_secrets),
             jira: jira_auth(doc.jira_email, doc.jira_api_token, doc.jira_bearer_token),
+            approval_keys: list(doc.approval_keys),
+            slack_webhook_url: nonempty(doc.slack_webhook_url),
+            notify_webhook_url: nonempty(doc.notify_webhook_url),
         })
     }
 
@@ -99,7 +126,51 @@ impl SecretBundle {
                 lookup("TOLLGATE_JIRA_API_TOKEN"),
                 lookup("TOLLGATE_JIRA_BEARER_TOKEN"),
             ),
+            approval_keys: lookup("TOLLGATE_APPROVAL_KEY")
+                .map(|s| secret_list(&s))
+                .unwrap_or_default(),
+            slack_webhook_url: nonempty(lookup("TOLLGATE_SLACK_WEBHOOK_URL")),
+            notify_webhook_url: nonempty(lookup("TOLLGATE_NOTIFY_WEBHOOK_URL")),
         }
+    }
+
+    /// The approval link keys in force: the configured ones, or one derived
+    /// from the first webhook secret.
+    pub fn link_keys(&self) -> Vec<Secret> {
+        if self.approval_keys.is_empty() {
+            self.webhook_secrets
+                .first()
+                .map(crate::domain::approval::derive_link_key)
+                .into_iter()
+                .collect()
+        } else {
+            self.approval_keys.clone()
+        }
+    }
+
+    /// The notification channels the secret names.
+    pub fn notifiers(
+        &self,
+    ) -> Result<super::webhook_notifier::Notifiers, crate::ports::NotifyError> {
+        let timeout = std::time::Duration::from_secs(5);
+        Ok(super::webhook_notifier::Notifiers {
+            slack: self
+                .slack_webhook_url
+                .clone()
+                .map(|u| super::slack::SlackNotifier::new(u, timeout))
+                .transpose()?,
+            webhook: self
+                .notify_webhook_url
+                .clone()
+                .map(|u| {
+                    super::webhook_notifier::WebhookNotifier::new(
+                        u,
+                        self.link_keys().first().cloned(),
+                        timeout,
+                    )
+                })
+                .transpose()?,
+        })
     }
 
     /// Reads and parses the secret `id` (a name or an ARN).
@@ -138,8 +209,9 @@ mod tests {
 
     #[test]
     fn a_comma_separated_string_and_a_bearer_token_work_too() {
-        let b = SecretBundle::from_json("s", r#"{"webhookSecrets": "a, b", "jiraBearerToken": "x"}"#)
-            .unwrap();
+        let b =
+            SecretBundle::from_json("s", r#"{"webhookSecrets": "a, b", "jiraBearerToken": "x"}"#)
+                .unwrap();
         assert_eq!(b.webhook_secrets[1].expose(), "b");
         assert!(matches!(b.jira, Some(JiraAuth::Bearer(_))));
     }
@@ -161,6 +233,9 @@ mod tests {
         )
         .unwrap();
         let shown = format!("{b:?}");
-        assert!(!shown.contains("w3bh00k") && !shown.contains("t0k3n"), "{shown}");
+        assert!(
+            !shown.contains("w3bh00k") && !shown.contains("t0k3n"),
+            "{shown}"
+        );
     }
 }

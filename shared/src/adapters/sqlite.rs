@@ -32,8 +32,8 @@ use crate::domain::job::JobState;
 use crate::domain::time::Timestamp;
 use crate::ports::GovernorStore;
 use crate::ports::{
-    Admission, ApprovalStore, Clock, Delivery, JobRecord, JobStore, Leases, Link, LinkStore, StoreError,
-    SystemClock, WorkMessage, WorkQueue,
+    Admission, ApprovalStore, Clock, Delivery, JobRecord, JobStore, Leases, Link, LinkStore,
+    StoreError, SystemClock, WorkMessage, WorkQueue,
 };
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use std::path::Path;
@@ -244,9 +244,15 @@ fn select_jobs(
 }
 
 impl JobStore for SqliteDb {
-    async fn admit(&self, job: &JobRecord, audit: &[AuditEntry]) -> Result<Admission, StoreError> {
+    async fn admit(
+        &self,
+        job: &JobRecord,
+        audit: &[AuditEntry],
+        approval: Option<&ApprovalRecord>,
+    ) -> Result<Admission, StoreError> {
         let job = job.clone();
         let audit = audit.to_vec();
+        let approval = approval.map(approval_params).transpose()?;
         self.with(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let inserted = tx.execute(
@@ -279,6 +285,9 @@ impl JobStore for SqliteDb {
             )?;
             let admission = if inserted == 1 {
                 insert_audit(&tx, job.id.as_str(), &audit)?;
+                if let Some(a) = &approval {
+                    insert_approval(&tx, a)?;
+                }
                 Admission::New
             } else {
                 let existing = select_jobs(&tx, "WHERE dedup = ?1", [job.dedup.as_str()])?
@@ -640,7 +649,48 @@ impl GovernorStore for SqliteDb {
 const APPROVAL_COLUMNS: &str = "id, job_id, rule, intent, requested_by, approvers, requested_at, expires_at, decision, decided_by, decided_at, notified";
 
 fn json_list(raw: String) -> rusqlite::Result<Vec<String>> {
-    serde_json::from_str(&raw).map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into()))
+    serde_json::from_str(&raw).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
+    })
+}
+
+/// An approval as the values of its row, JSON lists encoded.
+struct ApprovalRow {
+    record: ApprovalRecord,
+    intent: String,
+    approvers: String,
+}
+
+fn approval_params(a: &ApprovalRecord) -> Result<ApprovalRow, StoreError> {
+    let json =
+        |v: &Vec<String>| serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()));
+    Ok(ApprovalRow {
+        record: a.clone(),
+        intent: json(&a.intent)?,
+        approvers: json(&a.approvers)?,
+    })
+}
+
+fn insert_approval(c: &Connection, row: &ApprovalRow) -> rusqlite::Result<()> {
+    let a = &row.record;
+    c.prepare_cached(&format!(
+        "INSERT INTO approvals ({APPROVAL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+    ))?
+    .execute(params![
+        a.id.as_str(),
+        a.job_id.as_str(),
+        a.rule,
+        row.intent,
+        a.requested_by,
+        row.approvers,
+        a.requested_at.0,
+        a.expires_at.0,
+        a.decided.as_ref().map(|d| d.decision.as_str()),
+        a.decided.as_ref().map(|d| d.by.clone()),
+        a.decided.as_ref().map(|d| d.at.0),
+        a.notified,
+    ])
+    .map(|_| ())
 }
 
 fn approval_from_row(r: &Row<'_>) -> rusqlite::Result<ApprovalRecord> {
@@ -676,48 +726,36 @@ fn select_approvals(
     where_clause: &str,
     p: impl rusqlite::Params,
 ) -> rusqlite::Result<Vec<ApprovalRecord>> {
-    let mut st = c.prepare_cached(&format!("SELECT {APPROVAL_COLUMNS} FROM approvals {where_clause}"))?;
+    let mut st = c.prepare_cached(&format!(
+        "SELECT {APPROVAL_COLUMNS} FROM approvals {where_clause}"
+    ))?;
     st.query_map(p, approval_from_row)?.collect()
 }
 
 impl ApprovalStore for SqliteDb {
     async fn create_approval(&self, a: &ApprovalRecord) -> Result<(), StoreError> {
-        let a = a.clone();
-        let intent = serde_json::to_string(&a.intent).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let approvers = serde_json::to_string(&a.approvers).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.with(move |c| {
-            c.execute(
-                &format!("INSERT INTO approvals ({APPROVAL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
-                params![
-                    a.id.as_str(),
-                    a.job_id.as_str(),
-                    a.rule,
-                    intent,
-                    a.requested_by,
-                    approvers,
-                    a.requested_at.0,
-                    a.expires_at.0,
-                    a.decided.as_ref().map(|d| d.decision.as_str()),
-                    a.decided.as_ref().map(|d| d.by.clone()),
-                    a.decided.as_ref().map(|d| d.at.0),
-                    a.notified,
-                ],
-            )
-            .map(|_| ())
-        })
-        .await
+        let row = approval_params(a)?;
+        self.with(move |c| insert_approval(c, &row)).await
     }
 
     async fn approval(&self, id: &ApprovalId) -> Result<Option<ApprovalRecord>, StoreError> {
         let id = id.clone();
-        self.with(move |c| Ok(select_approvals(c, "WHERE id = ?1", [id.as_str()])?.into_iter().next()))
-            .await
+        self.with(move |c| {
+            Ok(select_approvals(c, "WHERE id = ?1", [id.as_str()])?
+                .into_iter()
+                .next())
+        })
+        .await
     }
 
     async fn approval_for_job(&self, job: &JobId) -> Result<Option<ApprovalRecord>, StoreError> {
         let job = job.clone();
-        self.with(move |c| Ok(select_approvals(c, "WHERE job_id = ?1", [job.as_str()])?.into_iter().next()))
-            .await
+        self.with(move |c| {
+            Ok(select_approvals(c, "WHERE job_id = ?1", [job.as_str()])?
+                .into_iter()
+                .next())
+        })
+        .await
     }
 
     async fn decide(&self, id: &ApprovalId, decided: &Decided) -> Result<bool, StoreError> {
@@ -734,8 +772,11 @@ impl ApprovalStore for SqliteDb {
     async fn mark_notified(&self, id: &ApprovalId) -> Result<(), StoreError> {
         let id = id.clone();
         self.with(move |c| {
-            c.execute("UPDATE approvals SET notified = 1 WHERE id = ?1", [id.as_str()])
-                .map(|_| ())
+            c.execute(
+                "UPDATE approvals SET notified = 1 WHERE id = ?1",
+                [id.as_str()],
+            )
+            .map(|_| ())
         })
         .await
     }

@@ -79,7 +79,11 @@ where
 }
 
 impl SqsQueue {
-    pub fn new(client: Client, interactive_url: impl Into<String>, bulk_url: impl Into<String>) -> Self {
+    pub fn new(
+        client: Client,
+        interactive_url: impl Into<String>,
+        bulk_url: impl Into<String>,
+    ) -> Self {
         SqsQueue {
             client,
             interactive: interactive_url.into(),
@@ -93,7 +97,10 @@ impl SqsQueue {
         let out = client
             .create_queue()
             .queue_name(name)
-            .attributes(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout, "60")
+            .attributes(
+                aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+                "60",
+            )
             .send()
             .await
             .map_err(backend)?;
@@ -112,7 +119,9 @@ impl SqsQueue {
         match receipt.split_once(':') {
             Some(("i", handle)) => Ok((&self.interactive, handle)),
             Some(("b", handle)) => Ok((&self.bulk, handle)),
-            _ => Err(StoreError::Corrupt(format!("not an SQS receipt: {receipt:?}"))),
+            _ => Err(StoreError::Corrupt(format!(
+                "not an SQS receipt: {receipt:?}"
+            ))),
         }
     }
 
@@ -187,8 +196,7 @@ impl SqsQueue {
 
 impl WorkQueue for SqsQueue {
     async fn send(&self, msg: &WorkMessage, delay: Duration) -> Result<(), StoreError> {
-        let not_before =
-            (delay > MAX_DELAY).then(|| SystemClock.now().plus(delay).0);
+        let not_before = (delay > MAX_DELAY).then(|| SystemClock.now().plus(delay).0);
         let body = QueuedMessage {
             job_id: msg.job_id.clone(),
             priority: msg.priority,
@@ -231,7 +239,12 @@ impl WorkQueue for SqsQueue {
         match r {
             Ok(_) => Ok(()),
             // A stale receipt deletes nothing, as on SQLite.
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_receipt_handle_is_invalid()) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_receipt_handle_is_invalid()) =>
+            {
+                Ok(())
+            }
             Err(e) => Err(backend(e)),
         }
     }

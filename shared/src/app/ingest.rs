@@ -6,19 +6,26 @@
 //! by the sender's redelivery or by the sweep ([`resend_unenqueued`]).
 
 use super::AppError;
+use crate::domain::approval::{ApprovalId, ApprovalRecord};
 use crate::domain::audit::{AuditEntry, Stage};
 use crate::domain::canonical::canonical_json;
+use crate::domain::event::{Event, Operation};
 use crate::domain::idempotency::{
     DedupId, Fingerprint, IdempotencyKey, LinkId, Redelivery, classify_redelivery,
 };
+use crate::domain::ids::IssueKey;
 use crate::domain::ids::JobId;
-use crate::domain::job::JobState;
+use crate::domain::job::{JobEvent, JobState};
 use crate::domain::limits::MAX_BODY_BYTES;
+use crate::domain::plan::{LinkState, plan};
+use crate::domain::policy::{Policy, PolicyDecision};
 use crate::domain::secret::Secret;
 use crate::domain::signature::{self, SignatureError};
 use crate::domain::time::Timestamp;
 use crate::domain::validation::{FieldError, parse_event};
-use crate::ports::{Admission, Clock, JobRecord, JobStore, LinkStore, WorkMessage, WorkQueue};
+use crate::ports::{
+    Admission, ApprovalStore, Clock, JobRecord, JobStore, LinkStore, WorkMessage, WorkQueue,
+};
 use std::time::Duration;
 
 /// The answer to one delivered event.
@@ -49,11 +56,13 @@ pub struct Ingest<'a, S, Q, C> {
     pub queue: &'a Q,
     pub clock: &'a C,
     pub secrets: &'a [Secret],
+    /// Which events wait for a person.
+    pub policy: &'a Policy,
 }
 
 impl<S, Q, C> Ingest<'_, S, Q, C>
 where
-    S: JobStore + LinkStore,
+    S: JobStore + LinkStore + ApprovalStore,
     Q: WorkQueue,
     C: Clock,
 {
@@ -80,10 +89,35 @@ where
         let kind = event.operation.kind();
         let key = IdempotencyKey::of(&event);
         let fingerprint = Fingerprint::of(&payload);
-        // RECEIVED --accept--> QUEUED (approval policy joins here later).
-        let state = JobState::Queued;
+        let decision = self.policy.decide(&event);
+        let state = match decision {
+            PolicyDecision::Run { .. } => JobState::Received.apply(JobEvent::Accept)?,
+            PolicyDecision::NeedsApproval { .. } => {
+                JobState::Received.apply(JobEvent::RequireApproval)?
+            }
+        };
+        let job_id = JobId::generate();
+        let approval = match &decision {
+            PolicyDecision::Run { .. } => None,
+            PolicyDecision::NeedsApproval {
+                rule,
+                approvers,
+                expiry,
+            } => Some(ApprovalRecord {
+                id: ApprovalId::generate(),
+                job_id: job_id.clone(),
+                rule: rule.clone(),
+                intent: describe(&event),
+                requested_by: event.source_system.to_string(),
+                approvers: approvers.clone(),
+                requested_at: now,
+                expires_at: now.plus(*expiry),
+                decided: None,
+                notified: false,
+            }),
+        };
         let job = JobRecord {
-            id: JobId::generate(),
+            id: job_id,
             dedup: DedupId::of(kind, &key, &fingerprint),
             link: LinkId::of(&event.source_system, &event.external_id),
             key: key.clone(),
@@ -104,6 +138,23 @@ where
             updated_at: now,
             enqueued: false,
         };
+        let last = match (&decision, &approval) {
+            (PolicyDecision::NeedsApproval { rule, .. }, Some(a)) => AuditEntry::new(
+                now,
+                Stage::Approval,
+                "ingest",
+                format!(
+                    "approval required ({rule}); asked {}; expires {}",
+                    a.approvers.join(", "),
+                    a.expires_at.to_rfc3339()
+                ),
+            )
+            .intent(a.intent.join("; ")),
+            (PolicyDecision::Run { rule }, _)
+            | (PolicyDecision::NeedsApproval { rule, .. }, None) => {
+                AuditEntry::new(now, Stage::Queue, "ingest", format!("accepted ({rule})"))
+            }
+        };
         let audit = [
             AuditEntry::new(
                 now,
@@ -112,15 +163,17 @@ where
                 format!("valid {kind} event"),
             )
             .state(JobState::Received),
-            AuditEntry::new(now, Stage::Queue, "ingest", "accepted").state(state),
+            last.state(state),
         ];
 
-        match self.store.admit(&job, &audit).await? {
+        match self.store.admit(&job, &audit, approval.as_ref()).await? {
             Admission::New => {
                 if kind.creates() {
                     self.store.claim_link(&job.link, &job.id).await?;
                 }
-                enqueue(self.store, self.queue, &job).await?;
+                if state == JobState::Queued {
+                    enqueue(self.store, self.queue, &job).await?;
+                }
                 tracing::info!(job_id = %job.id, %kind, source = %job.source_system, "event accepted");
                 Ok(IngestOutcome::Accepted {
                     job_id: job.id,
@@ -143,7 +196,7 @@ where
                             "duplicate delivery suppressed",
                         );
                         self.store.append_audit(&original.id, &entry).await?;
-                        if !original.enqueued && !original.state.is_terminal() {
+                        if !original.enqueued && original.state.is_runnable() {
                             enqueue(self.store, self.queue, &original).await?;
                         }
                         tracing::info!(job_id = %original.id, "duplicate delivery suppressed");
@@ -158,6 +211,37 @@ where
             }
         }
     }
+}
+
+/// What the event will change in Jira, line by line, for an approver.
+pub fn describe(event: &Event) -> Vec<String> {
+    let link = LinkId::of(&event.source_system, &event.external_id);
+    let creates = matches!(event.operation, Operation::Create(_) | Operation::Upsert(_));
+    let mut lines = vec![match (&event.issue_key, creates) {
+        (Some(key), _) => format!("on {key}:"),
+        (None, true) => "a new issue:".to_string(),
+        (None, false) => format!(
+            "on the issue tollgate created for {} {}:",
+            event.source_system, event.external_id
+        ),
+    }];
+    // The target is only described, never called, so a stand-in key is
+    // enough for the plan of a linked entity.
+    let state = if creates {
+        LinkState::Unlinked
+    } else {
+        LinkState::Linked(
+            event
+                .issue_key
+                .clone()
+                .unwrap_or_else(|| IssueKey::from_stored(String::new())),
+        )
+    };
+    match plan(event, &link, &state) {
+        Ok(steps) => lines.extend(steps.iter().map(|s| s.to_string())),
+        Err(e) => lines.push(e.to_string()),
+    }
+    lines
 }
 
 /// Sends the job's message and sets its outbox flag.

@@ -3,6 +3,8 @@
 //! translate requests and answers.
 
 pub mod api;
+pub mod approval_page;
+pub mod approvals;
 pub mod execute;
 pub mod governor;
 pub mod ingest;

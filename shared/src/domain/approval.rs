@@ -107,6 +107,28 @@ impl ApprovalRecord {
     }
 }
 
+/// One approver's pair of links.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApproverLinks {
+    pub approver: String,
+    pub approve_url: String,
+    pub deny_url: String,
+}
+
+/// What a notification carries.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalNotice {
+    pub approval_id: ApprovalId,
+    pub job_id: String,
+    pub requested_by: String,
+    pub rule: String,
+    pub intent: Vec<String>,
+    pub expires_at: String,
+    pub approvers: Vec<ApproverLinks>,
+}
+
 /// What a valid token says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkClaim {
@@ -126,6 +148,16 @@ pub enum TokenError {
     Expired,
     #[error("no approval link key is configured")]
     NoKey,
+}
+
+/// A link-signing key derived from a webhook secret, for installations that
+/// set none of their own: distinct from the secret itself, so a link never
+/// reveals or reuses the key senders sign with.
+pub fn derive_link_key(secret: &Secret) -> Secret {
+    let mut m = <HmacSha256 as KeyInit>::new_from_slice(secret.expose().as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    m.update(b"tollgate approval links v1");
+    Secret::new(hex::encode(m.finalize().into_bytes()))
 }
 
 /// Upper bound on a token's length; anything longer is refused unread.
@@ -217,7 +249,11 @@ mod tests {
         let c = claim(Decision::Deny);
         let token = sign_link(&key, &c);
         assert_eq!(verify_link(&token, &[key], NOW), Ok(c));
-        assert!(token.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch)));
+        assert!(
+            token
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
+        );
     }
 
     #[test]
@@ -288,7 +324,10 @@ mod tests {
             by: "a".into(),
             at: Timestamp(50),
         });
-        assert_eq!(r.status(Timestamp(100)), ApprovalStatus::Decided(Decision::Deny));
+        assert_eq!(
+            r.status(Timestamp(100)),
+            ApprovalStatus::Decided(Decision::Deny)
+        );
         assert!(r.may_decide("a") && !r.may_decide("b"));
     }
 }

@@ -72,6 +72,14 @@ impl JobState {
         JobState::Superseded,
     ];
 
+    /// States a worker acts on (the others wait for a person, or are over).
+    pub fn is_runnable(self) -> bool {
+        matches!(
+            self,
+            JobState::Queued | JobState::Waiting | JobState::Running
+        )
+    }
+
     pub fn apply(self, event: JobEvent) -> Result<JobState, IllegalTransition> {
         use JobEvent as E;
         use JobState as S;

@@ -87,7 +87,9 @@ impl Default for Policy {
 /// What the policy says about one event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PolicyDecision {
-    Run { rule: String },
+    Run {
+        rule: String,
+    },
     NeedsApproval {
         rule: String,
         approvers: Vec<String>,
@@ -110,7 +112,9 @@ pub enum PolicyError {
 /// The fields an event sets, by Jira field name.
 fn fields_touched(event: &Event) -> Vec<&str> {
     match &event.operation {
-        Operation::Create(n) | Operation::Upsert(n) => n.fields.keys().map(String::as_str).collect(),
+        Operation::Create(n) | Operation::Upsert(n) => {
+            n.fields.keys().map(String::as_str).collect()
+        }
         Operation::Update(e) => {
             let mut names: Vec<&str> = e.fields.keys().map(String::as_str).collect();
             if e.summary.is_some() {
@@ -142,7 +146,10 @@ impl Rule {
         let touched = fields_touched(event);
         (self.operations.is_empty() || self.operations.contains(&kind))
             && (self.sources.is_empty()
-                || self.sources.iter().any(|s| s == event.source_system.as_str()))
+                || self
+                    .sources
+                    .iter()
+                    .any(|s| s == event.source_system.as_str()))
             && (self.projects.is_empty()
                 || project(event).is_some_and(|p| self.projects.iter().any(|x| x == p)))
             && (self.fields.is_empty() || self.fields.iter().any(|f| touched.contains(&f.as_str())))
@@ -166,13 +173,20 @@ impl Policy {
         if !(1..=43_200).contains(&self.expiry_minutes) {
             return Err(PolicyError::Expiry(self.expiry_minutes));
         }
-        for a in self.approvers.iter().chain(self.rules.iter().flat_map(|r| &r.approvers)) {
+        for a in self
+            .approvers
+            .iter()
+            .chain(self.rules.iter().flat_map(|r| &r.approvers))
+        {
             if !valid_identity(a) {
                 return Err(PolicyError::Approver(a.clone()));
             }
         }
         for r in &self.rules {
-            if r.decision == RuleDecision::Require && r.approvers.is_empty() && self.approvers.is_empty() {
+            if r.decision == RuleDecision::Require
+                && r.approvers.is_empty()
+                && self.approvers.is_empty()
+            {
                 return Err(PolicyError::NoApprovers {
                     rule: r.name.clone(),
                 });
@@ -236,23 +250,31 @@ mod tests {
     }
 
     fn create(source: &str, project: &str) -> Event {
-        event(json!({"sourceSystem": source, "externalId": "x", "desiredOperation": "create",
-                     "projectKey": project, "issueType": "Task", "summary": "s"}))
+        event(
+            json!({"sourceSystem": source, "externalId": "x", "desiredOperation": "create",
+                     "projectKey": project, "issueType": "Task", "summary": "s"}),
+        )
     }
 
     fn transition(source: &str, issue: &str) -> Event {
-        event(json!({"sourceSystem": source, "externalId": "x", "desiredOperation": "transition",
-                     "issueKey": issue, "transition": "Done"}))
+        event(
+            json!({"sourceSystem": source, "externalId": "x", "desiredOperation": "transition",
+                     "issueKey": issue, "transition": "Done"}),
+        )
     }
 
     fn update(fields: serde_json::Value) -> Event {
-        event(json!({"sourceSystem": "itsm", "externalId": "x", "desiredOperation": "update",
-                     "issueKey": "OPS-1", "fields": fields}))
+        event(
+            json!({"sourceSystem": "itsm", "externalId": "x", "desiredOperation": "update",
+                     "issueKey": "OPS-1", "fields": fields}),
+        )
     }
 
     fn comment() -> Event {
-        event(json!({"sourceSystem": "itsm", "externalId": "x", "desiredOperation": "comment",
-                     "comment": "hi"}))
+        event(
+            json!({"sourceSystem": "itsm", "externalId": "x", "desiredOperation": "comment",
+                     "comment": "hi"}),
+        )
     }
 
     fn needs(d: &PolicyDecision) -> Option<&[String]> {
@@ -283,7 +305,10 @@ mod tests {
 
     #[test]
     fn without_approvers_nothing_waits() {
-        assert_eq!(needs(&Policy::default().decide(&transition("itsm", "OPS-1"))), None);
+        assert_eq!(
+            needs(&Policy::default().decide(&transition("itsm", "OPS-1"))),
+            None
+        );
     }
 
     #[test]
@@ -351,7 +376,12 @@ mod tests {
             "#,
         )
         .unwrap_err();
-        assert_eq!(e, PolicyError::NoApprovers { rule: "nobody".into() });
+        assert_eq!(
+            e,
+            PolicyError::NoApprovers {
+                rule: "nobody".into()
+            }
+        );
     }
 
     #[test]

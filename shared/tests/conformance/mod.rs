@@ -7,15 +7,16 @@
 use std::collections::HashSet;
 use std::future::Future;
 use std::time::Duration;
+use tollgate::domain::approval::{ApprovalId, ApprovalRecord, Decided, Decision};
 use tollgate::domain::audit::{AuditEntry, Stage};
 use tollgate::domain::event::{OperationKind, Priority};
 use tollgate::domain::idempotency::{DedupId, Fingerprint, IdempotencyKey, LinkId};
 use tollgate::domain::ids::{ExternalId, IssueKey, JobId, SourceSystem};
 use tollgate::domain::job::JobState;
 use tollgate::domain::time::Timestamp;
-use tollgate::domain::approval::{ApprovalId, ApprovalRecord, Decided, Decision};
 use tollgate::ports::{
-    Admission, ApprovalStore, GovernorStore, JobRecord, JobStore, Leases, LinkStore, WorkMessage, WorkQueue,
+    Admission, ApprovalStore, GovernorStore, JobRecord, JobStore, Leases, LinkStore, WorkMessage,
+    WorkQueue,
 };
 
 pub fn job(dedup: &str, key: &str) -> JobRecord {
@@ -60,7 +61,7 @@ where
         let store = open().await;
         tasks.push(tokio::spawn(async move {
             let j = job("race-dedup", "k");
-            let admitted = store.admit(&j, &[entry("admitted")]).await.unwrap();
+            let admitted = store.admit(&j, &[entry("admitted")], None).await.unwrap();
             (j.id, matches!(admitted, Admission::New))
         }));
     }
@@ -73,7 +74,11 @@ where
     }
     assert_eq!(winners.len(), 1, "exactly one writer must win");
     let store = open().await;
-    match store.admit(&job("race-dedup", "k"), &[]).await.unwrap() {
+    match store
+        .admit(&job("race-dedup", "k"), &[], None)
+        .await
+        .unwrap()
+    {
         Admission::Existing(existing) => assert_eq!(existing.id, winners[0]),
         Admission::New => panic!("a later writer must see the winner"),
     }
@@ -82,7 +87,7 @@ where
 
 pub async fn a_conditional_update_fails_when_the_state_moved<S: JobStore>(store: &S) {
     let mut j = job("cond-update", "k2");
-    store.admit(&j, &[]).await.unwrap();
+    store.admit(&j, &[], None).await.unwrap();
     j.state = JobState::Running;
     assert!(
         store
@@ -117,16 +122,16 @@ pub async fn a_job_round_trips_every_field<S: JobStore>(store: &S) {
     j.throttles = 4;
     j.last_error = Some("boom".into());
     j.priority = Priority::Bulk;
-    store.admit(&j, &[]).await.unwrap();
+    store.admit(&j, &[], None).await.unwrap();
     assert_eq!(store.job(&j.id).await.unwrap().unwrap(), j);
 }
 
 pub async fn newer_revisions_are_seen<S: JobStore>(store: &S) {
     let a = job("rev-a", "same-key");
     let b = job("rev-b", "same-key");
-    store.admit(&a, &[]).await.unwrap();
+    store.admit(&a, &[], None).await.unwrap();
     assert!(!store.has_newer_revision(&a).await.unwrap());
-    store.admit(&b, &[]).await.unwrap();
+    store.admit(&b, &[], None).await.unwrap();
     assert!(store.has_newer_revision(&a).await.unwrap());
     assert!(!store.has_newer_revision(&b).await.unwrap());
 }
@@ -139,8 +144,8 @@ pub async fn unenqueued_jobs_are_listed_until_marked_sent<S: JobStore>(store: &S
     let mut b = job("outbox-b", "kb");
     b.created_at = Timestamp(2_000);
     b.enqueued = true;
-    store.admit(&a, &[]).await.unwrap();
-    store.admit(&b, &[]).await.unwrap();
+    store.admit(&a, &[], None).await.unwrap();
+    store.admit(&b, &[], None).await.unwrap();
     let listed = store.unenqueued(Timestamp(5_000), 10).await.unwrap();
     assert!(listed.iter().any(|j| j.id == a.id));
     assert!(!listed.iter().any(|j| j.id == b.id), "already sent");
@@ -156,14 +161,24 @@ pub async fn unenqueued_jobs_are_listed_until_marked_sent<S: JobStore>(store: &S
     let mut running = a.clone();
     running.state = JobState::Running;
     running.steps_done = 2;
-    assert!(store.update(&running, JobState::Queued, None).await.unwrap());
+    assert!(
+        store
+            .update(&running, JobState::Queued, None)
+            .await
+            .unwrap()
+    );
     store.mark_enqueued(&a.id).await.unwrap();
     let stored = store.job(&a.id).await.unwrap().unwrap();
     assert!(stored.enqueued);
     assert_eq!((stored.state, stored.steps_done), (JobState::Running, 2));
     // A worker writing back a copy read before the flag was set does not
     // lower it again.
-    assert!(store.update(&running, JobState::Running, None).await.unwrap());
+    assert!(
+        store
+            .update(&running, JobState::Running, None)
+            .await
+            .unwrap()
+    );
     assert!(store.job(&a.id).await.unwrap().unwrap().enqueued);
     assert!(
         !store
@@ -182,7 +197,7 @@ pub async fn jobs_are_listed_by_state_newest_first<S: JobStore>(store: &S) {
         let mut j = job(&format!("list-{i}"), &format!("kl{i}"));
         j.created_at = Timestamp(10_000 + i);
         j.state = JobState::Waiting;
-        store.admit(&j, &[]).await.unwrap();
+        store.admit(&j, &[], None).await.unwrap();
         ids.push(j.id);
     }
     let listed: Vec<JobId> = store
@@ -195,7 +210,10 @@ pub async fn jobs_are_listed_by_state_newest_first<S: JobStore>(store: &S) {
         .collect();
     ids.reverse();
     assert_eq!(listed, ids);
-    assert_eq!(store.list(Some(JobState::Waiting), 2).await.unwrap().len(), 2);
+    assert_eq!(
+        store.list(Some(JobState::Waiting), 2).await.unwrap().len(),
+        2
+    );
 }
 
 /// The governor row: created once, then written only by the holder of the
@@ -205,11 +223,17 @@ pub async fn governor_rows_are_written_with_optimistic_versions<S: GovernorStore
     let (state, version) = store.load_governor(&site).await.unwrap();
     assert_eq!(version, 0);
     assert!(store.save_governor(&site, &state, 0).await.unwrap());
-    assert!(!store.save_governor(&site, &state, 0).await.unwrap(), "created once");
+    assert!(
+        !store.save_governor(&site, &state, 0).await.unwrap(),
+        "created once"
+    );
     let (_, v1) = store.load_governor(&site).await.unwrap();
     assert_eq!(v1, 1);
     assert!(store.save_governor(&site, &state, 1).await.unwrap());
-    assert!(!store.save_governor(&site, &state, 1).await.unwrap(), "stale version");
+    assert!(
+        !store.save_governor(&site, &state, 1).await.unwrap(),
+        "stale version"
+    );
     assert_eq!(store.load_governor(&site).await.unwrap().1, 2);
 }
 
@@ -481,19 +505,37 @@ pub async fn an_approval_round_trips_and_is_found_by_its_job<S: ApprovalStore>(s
     store.create_approval(&a).await.unwrap();
     assert_eq!(store.approval(&a.id).await.unwrap(), Some(a.clone()));
     assert_eq!(store.approval_for_job(&job).await.unwrap(), Some(a.clone()));
-    assert_eq!(store.approval_for_job(&JobId::generate()).await.unwrap(), None);
+    assert_eq!(
+        store.approval_for_job(&JobId::generate()).await.unwrap(),
+        None
+    );
     store.mark_notified(&a.id).await.unwrap();
     assert!(store.approval(&a.id).await.unwrap().unwrap().notified);
-    assert!(store.open_approvals(100).await.unwrap().iter().any(|o| o.id == a.id));
+    assert!(
+        store
+            .open_approvals(100)
+            .await
+            .unwrap()
+            .iter()
+            .any(|o| o.id == a.id)
+    );
     let d = Decided {
         decision: Decision::Deny,
         by: "ciso@example.com".into(),
         at: Timestamp(2_000),
     };
     assert!(store.decide(&a.id, &d).await.unwrap());
-    assert_eq!(store.approval(&a.id).await.unwrap().unwrap().decided, Some(d));
+    assert_eq!(
+        store.approval(&a.id).await.unwrap().unwrap().decided,
+        Some(d)
+    );
     assert!(
-        !store.open_approvals(100).await.unwrap().iter().any(|o| o.id == a.id),
+        !store
+            .open_approvals(100)
+            .await
+            .unwrap()
+            .iter()
+            .any(|o| o.id == a.id),
         "a decided approval is no longer open"
     );
 }
@@ -512,7 +554,11 @@ where
         let id = a.id.clone();
         tasks.push(tokio::spawn(async move {
             let d = Decided {
-                decision: if i % 2 == 0 { Decision::Approve } else { Decision::Deny },
+                decision: if i % 2 == 0 {
+                    Decision::Approve
+                } else {
+                    Decision::Deny
+                },
                 by: format!("approver-{i}"),
                 at: Timestamp(5_000 + i),
             };

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tollgate::adapters::jira::JiraAuth;
+use tollgate::domain::policy::Policy;
 use tollgate::domain::secret::{Secret, secret_list};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
@@ -22,6 +23,10 @@ pub struct FileConfig {
     pub workers: Option<usize>,
     pub visibility_timeout_secs: Option<u64>,
     pub lease_ttl_secs: Option<u64>,
+    /// The approval policy file (TOML).
+    pub policy: Option<PathBuf>,
+    /// Where approvers reach this server (links in notifications).
+    pub public_url: Option<String>,
     pub jira: Option<FileJira>,
 }
 
@@ -71,6 +76,48 @@ pub struct ServeConfig {
     pub jira_timeout: Duration,
     /// Added to every jira-sim answer (in-process sim only).
     pub sim_latency: Duration,
+    pub approvals: ApprovalSettings,
+}
+
+/// Who approves what, how links are signed, where approvers are told.
+#[derive(Debug, Clone, Default)]
+pub struct ApprovalSettings {
+    pub policy: Policy,
+    /// Link-signing keys, newest first; derived from the webhook secret
+    /// when empty.
+    pub link_keys: Vec<Secret>,
+    /// Base URL of the links; `http://<listen address>` when unset.
+    pub public_url: Option<String>,
+    pub slack_webhook_url: Option<Secret>,
+    pub notify_webhook_url: Option<Secret>,
+}
+
+impl ApprovalSettings {
+    /// Reads the policy file (if any) and adds `approvers` from the command
+    /// line to a policy that names none.
+    pub fn load(policy: Option<&Path>, approvers: Option<&str>) -> anyhow::Result<Policy> {
+        let mut p = match policy {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read policy file {}", path.display()))?;
+                Policy::parse(&text)
+                    .with_context(|| format!("invalid policy file {}", path.display()))?
+            }
+            None => Policy::default(),
+        };
+        if p.approvers.is_empty()
+            && let Some(list) = approvers
+        {
+            p.approvers = list
+                .split(',')
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(String::from)
+                .collect();
+            p.check().context("invalid --approvers")?;
+        }
+        Ok(p)
+    }
 }
 
 /// Values gathered from flags and environment (clap does both).
@@ -87,6 +134,12 @@ pub struct Overrides {
     pub jira_api_token: Option<String>,
     pub jira_bearer_token: Option<String>,
     pub sim_latency_ms: u64,
+    pub policy: Option<PathBuf>,
+    pub approvers: Option<String>,
+    pub approval_key: Option<String>,
+    pub public_url: Option<String>,
+    pub slack_webhook_url: Option<String>,
+    pub notify_webhook_url: Option<String>,
 }
 
 pub fn resolve(o: Overrides, file: FileConfig) -> anyhow::Result<ServeConfig> {
@@ -142,6 +195,27 @@ pub fn resolve(o: Overrides, file: FileConfig) -> anyhow::Result<ServeConfig> {
         .or(file.lease_ttl_secs)
         .unwrap_or(visibility)
         .max(1);
+    let policy = ApprovalSettings::load(
+        o.policy.as_deref().or(file.policy.as_deref()),
+        o.approvers.as_deref(),
+    )?;
+    let public_url = o.public_url.or(file.public_url);
+    if let Some(url) = &public_url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        bail!("public URL {url:?} must start with http:// or https://");
+    }
+    let approvals = ApprovalSettings {
+        policy,
+        link_keys: o
+            .approval_key
+            .as_deref()
+            .map(secret_list)
+            .unwrap_or_default(),
+        public_url,
+        slack_webhook_url: o.slack_webhook_url.map(Secret::new),
+        notify_webhook_url: o.notify_webhook_url.map(Secret::new),
+    };
     let listen = match o.listen.or(file.listen) {
         Some(l) => l,
         None => DEFAULT_LISTEN.parse()?,
@@ -159,6 +233,7 @@ pub fn resolve(o: Overrides, file: FileConfig) -> anyhow::Result<ServeConfig> {
         lease_ttl: Duration::from_secs(lease),
         jira_timeout: Duration::from_secs(30),
         sim_latency: Duration::from_millis(o.sim_latency_ms),
+        approvals,
     })
 }
 
@@ -180,6 +255,12 @@ mod tests {
             jira_api_token: Some("tok".into()),
             jira_bearer_token: None,
             sim_latency_ms: 0,
+            policy: None,
+            approvers: None,
+            approval_key: None,
+            public_url: None,
+            slack_webhook_url: None,
+            notify_webhook_url: None,
         }
     }
 
@@ -208,6 +289,17 @@ mod tests {
         o.jira_api_token = None;
         let e = resolve(o, FileConfig::default()).unwrap_err().to_string();
         assert!(e.contains("TOLLGATE_JIRA_API_TOKEN"), "{e}");
+    }
+
+    #[test]
+    fn approvers_from_the_command_line_gate_risky_work() {
+        let mut o = overrides();
+        o.approvers = Some("lead@example.com, ciso@example.com".into());
+        let c = resolve(o, FileConfig::default()).unwrap();
+        assert_eq!(c.approvals.policy.approvers.len(), 2);
+        let mut o = overrides();
+        o.public_url = Some("ftp://x".into());
+        assert!(resolve(o, FileConfig::default()).is_err());
     }
 
     #[test]

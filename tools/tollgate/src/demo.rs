@@ -140,6 +140,7 @@ async fn run_in(dir: &std::path::Path, opts: DemoOptions) -> anyhow::Result<Demo
         lease_ttl: Duration::from_secs(30),
         jira_timeout: Duration::from_secs(10),
         sim_latency: opts.sim_latency,
+        approvals: Default::default(),
     };
     let running = stack::start(config).await?;
     let base = format!("http://{}", running.addr);

@@ -11,9 +11,12 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 use tollgate::adapters::sqlite::SqliteDb;
 use tollgate::app::api::{HttpAnswer, refuse_content_type};
+use tollgate::app::approval_page::{HtmlAnswer, PAGE_HEADERS, decide_answer, view_answer};
+use tollgate::app::approvals::{Approvals, Links};
 use tollgate::app::ingest::Ingest;
 use tollgate::app::jobs::get_job;
 use tollgate::domain::limits::MAX_BODY_BYTES;
+use tollgate::domain::policy::Policy;
 use tollgate::domain::secret::Secret;
 use tollgate::domain::signature;
 use tollgate::ports::SystemClock;
@@ -23,12 +26,36 @@ pub struct AppState {
     pub secrets: Vec<Secret>,
     /// Wakes idle workers when work arrives.
     pub wake: Arc<Notify>,
+    pub policy: Policy,
+    /// Approval link keys, newest first.
+    pub link_keys: Vec<Secret>,
+    pub public_url: String,
+    /// Wakes the approvals sweep (notifications) when a request arrives.
+    pub approvals_wake: Arc<Notify>,
+}
+
+impl AppState {
+    pub fn approvals(&self) -> Approvals<'_, SqliteDb, SqliteDb, SystemClock> {
+        Approvals {
+            store: &self.db,
+            queue: &self.db,
+            clock: &SystemClock,
+            links: Links {
+                keys: &self.link_keys,
+                base_url: &self.public_url,
+            },
+        }
+    }
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/events", post(post_event))
         .route("/v1/jobs/{job_id}", get(get_job_route))
+        .route(
+            "/v1/approvals/{token}",
+            get(view_approval).post(decide_approval),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .with_state(state)
 }
@@ -83,10 +110,12 @@ async fn post_event(State(state): State<Arc<AppState>>, req: Request) -> Respons
         queue: &state.db,
         clock: &SystemClock,
         secrets: &state.secrets,
+        policy: &state.policy,
     };
     match ingest.handle(&body, signature_header(&parts.headers)).await {
         Ok(outcome) => {
             state.wake.notify_waiters();
+            state.approvals_wake.notify_one();
             answer(tollgate::app::api::ingest_answer(&outcome))
         }
         Err(e) => internal(e),
@@ -96,6 +125,37 @@ async fn post_event(State(state): State<Arc<AppState>>, req: Request) -> Respons
 async fn get_job_route(State(state): State<Arc<AppState>>, Path(job_id): Path<String>) -> Response {
     match get_job(&state.db, &job_id).await {
         Ok(a) => answer(a),
+        Err(e) => internal(e),
+    }
+}
+
+fn html(a: HtmlAnswer) -> Response {
+    let status = StatusCode::from_u16(a.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut r = (status, a.html).into_response();
+    for (name, value) in PAGE_HEADERS {
+        r.headers_mut()
+            .insert(name, axum::http::HeaderValue::from_static(value));
+    }
+    r
+}
+
+/// The confirmation page. Never decides: link scanners fetch it.
+async fn view_approval(State(state): State<Arc<AppState>>, Path(token): Path<String>) -> Response {
+    match state.approvals().view(&token).await {
+        Ok(outcome) => html(view_answer(&outcome)),
+        Err(e) => internal(e),
+    }
+}
+
+async fn decide_approval(
+    State(state): State<Arc<AppState>>,
+    Path(token): Path<String>,
+) -> Response {
+    match state.approvals().decide(&token).await {
+        Ok(outcome) => {
+            state.wake.notify_waiters();
+            html(decide_answer(&outcome))
+        }
         Err(e) => internal(e),
     }
 }

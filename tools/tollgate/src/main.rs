@@ -153,6 +153,37 @@ struct ServeArgs {
         hide = true
     )]
     jira_bearer_token: Option<String>,
+    /// Approval policy file (TOML): which events wait for a person.
+    #[arg(long, env = "TOLLGATE_POLICY")]
+    policy: Option<PathBuf>,
+    /// Approvers (comma-separated) for the built-in policy: transitions and
+    /// sensitive field edits then wait for one of them.
+    #[arg(long, env = "TOLLGATE_APPROVERS")]
+    approvers: Option<String>,
+    /// Base URL approvers reach this server at (approval links).
+    #[arg(long, env = "TOLLGATE_PUBLIC_URL")]
+    public_url: Option<String>,
+    #[arg(
+        long,
+        env = "TOLLGATE_APPROVAL_KEY",
+        hide_env_values = true,
+        hide = true
+    )]
+    approval_key: Option<String>,
+    #[arg(
+        long,
+        env = "TOLLGATE_SLACK_WEBHOOK_URL",
+        hide_env_values = true,
+        hide = true
+    )]
+    slack_webhook_url: Option<String>,
+    #[arg(
+        long,
+        env = "TOLLGATE_NOTIFY_WEBHOOK_URL",
+        hide_env_values = true,
+        hide = true
+    )]
+    notify_webhook_url: Option<String>,
 }
 
 #[tokio::main]
@@ -177,6 +208,12 @@ async fn main() -> anyhow::Result<()> {
                     jira_api_token: a.jira_api_token,
                     jira_bearer_token: a.jira_bearer_token,
                     sim_latency_ms: a.sim_latency_ms,
+                    policy: a.policy,
+                    approvers: a.approvers,
+                    approval_key: a.approval_key,
+                    public_url: a.public_url,
+                    slack_webhook_url: a.slack_webhook_url,
+                    notify_webhook_url: a.notify_webhook_url,
                 },
                 file,
             )?;

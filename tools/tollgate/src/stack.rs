@@ -4,7 +4,7 @@
 
 use crate::config::{JiraTarget, ServeConfig};
 use crate::http::{AppState, router};
-use crate::worker::{WorkerSettings, run_sweeper, run_worker};
+use crate::worker::{WorkerSettings, run_approvals, run_sweeper, run_worker};
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,13 +12,18 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tollgate::adapters::jira::{JiraAuth, JiraClient};
+use tollgate::adapters::slack::SlackNotifier;
 use tollgate::adapters::sqlite::SqliteDb;
+use tollgate::adapters::webhook_notifier::{Notifiers, WebhookNotifier};
 use tollgate::app::execute::ExecutorConfig;
 use tollgate::app::governor::GovernorConfig;
+use tollgate::domain::approval::derive_link_key;
 use tollgate::domain::secret::Secret;
 
 pub struct Running {
     pub addr: SocketAddr,
+    /// The base of approval links.
+    pub public_url: String,
     pub jira_url: String,
     pub db: SqliteDb,
     /// The in-process simulator, when `--sim`.
@@ -89,17 +94,52 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     let wake = Arc::new(Notify::new());
+    let approvals_wake = Arc::new(Notify::new());
+    let link_keys = if config.approvals.link_keys.is_empty() {
+        config
+            .webhook_secrets
+            .first()
+            .map(derive_link_key)
+            .into_iter()
+            .collect()
+    } else {
+        config.approvals.link_keys.clone()
+    };
+    let public_url = config
+        .approvals
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let notifiers = Notifiers {
+        slack: match &config.approvals.slack_webhook_url {
+            Some(url) => Some(SlackNotifier::new(url.clone(), Duration::from_secs(10))?),
+            None => None,
+        },
+        webhook: match &config.approvals.notify_webhook_url {
+            Some(url) => Some(WebhookNotifier::new(
+                url.clone(),
+                link_keys.first().cloned(),
+                Duration::from_secs(10),
+            )?),
+            None => None,
+        },
+    };
     let state = Arc::new(AppState {
         db: db.clone(),
         secrets: config.webhook_secrets.clone(),
         wake: wake.clone(),
+        policy: config.approvals.policy.clone(),
+        link_keys,
+        public_url: public_url.clone(),
+        approvals_wake: approvals_wake.clone(),
     });
     let mut http_stop = stop_rx.clone();
+    let http_state = state.clone();
     tasks.spawn(async move {
         let shutdown = async move {
             let _ = http_stop.wait_for(|s| *s).await;
         };
-        if let Err(e) = axum::serve(listener, router(state))
+        if let Err(e) = axum::serve(listener, router(http_state))
             .with_graceful_shutdown(shutdown)
             .await
         {
@@ -124,10 +164,17 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
             stop_rx.clone(),
         ));
     }
+    tasks.spawn(run_approvals(
+        state.clone(),
+        notifiers,
+        approvals_wake,
+        stop_rx.clone(),
+    ));
     tasks.spawn(run_sweeper(db.clone(), wake, stop_rx));
-    tracing::info!(%addr, jira = %url, workers = config.workers, db = %config.db.display(), "tollgate serving");
+    tracing::info!(%addr, jira = %url, workers = config.workers, db = %config.db.display(), approvers = config.approvals.policy.approvers.len(), "tollgate serving");
     Ok(Running {
         addr,
+        public_url,
         jira_url: url,
         db,
         sim,

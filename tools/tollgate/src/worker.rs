@@ -3,10 +3,12 @@
 //! its disposition into a delete or a visibility change. While a job runs,
 //! its message's visibility is extended so no other worker receives it.
 
+use crate::http::AppState;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tollgate::adapters::sqlite::SqliteDb;
+use tollgate::adapters::webhook_notifier::Notifiers;
 use tollgate::app::execute::{Disposition, Executor, ExecutorConfig};
 use tollgate::app::governor::{Governor, GovernorConfig};
 use tollgate::app::ingest::resend_unenqueued;
@@ -102,6 +104,33 @@ pub async fn run_sweeper(db: SqliteDb, wake: Arc<Notify>, mut stop: watch::Recei
                 wake.notify_waiters();
             }
             Err(e) => tracing::warn!(error = %e, "outbox sweep failed"),
+        }
+    }
+}
+
+/// The approvals sweep: notifies approvers of new requests (woken by
+/// ingest, retried every few seconds until sent), expires overdue requests
+/// and settles decisions a crash left half-applied.
+pub async fn run_approvals(
+    state: Arc<AppState>,
+    notifiers: Notifiers,
+    wake: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let every = Duration::from_secs(5);
+    while !*stop.borrow() {
+        match state.approvals().sweep(&notifiers).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::debug!(count = n, "approvals swept");
+                state.wake.notify_waiters();
+            }
+            Err(e) => tracing::warn!(error = %e, "approvals sweep failed"),
+        }
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => break,
         }
     }
 }

@@ -495,6 +495,7 @@ async fn run_tollgate(
         lease_ttl: Duration::from_secs(30),
         jira_timeout: Duration::from_secs(10),
         sim_latency: Duration::ZERO,
+        approvals: Default::default(),
     })
     .await?;
     let start = tollgate::ports::SystemClock;

@@ -1,0 +1,90 @@
+//! Generic JSON webhook notifier.
+//!
+//! Protocol: `POST <url>`, `Content-Type: application/json`, body
+//! `{"type": "approval.requested", …ApprovalNotice}`; signed like tollgate's
+//! own inbound events when a key is set (`Tollgate-Signature: t=…,v1=…`),
+//! so the receiver can check it came from tollgate.
+
+use crate::domain::approval::ApprovalNotice;
+use crate::domain::secret::Secret;
+use crate::domain::signature;
+use crate::ports::{Clock, Notifier, NotifyError, SystemClock};
+use serde_json::json;
+use std::time::Duration;
+
+pub struct WebhookNotifier {
+    http: reqwest::Client,
+    url: Secret,
+    signing_key: Option<Secret>,
+}
+
+impl WebhookNotifier {
+    pub fn new(
+        url: Secret,
+        signing_key: Option<Secret>,
+        timeout: Duration,
+    ) -> Result<Self, NotifyError> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| NotifyError(e.to_string()))?;
+        Ok(WebhookNotifier {
+            http,
+            url,
+            signing_key,
+        })
+    }
+}
+
+impl Notifier for WebhookNotifier {
+    async fn notify(&self, notice: &ApprovalNotice) -> Result<(), NotifyError> {
+        let mut body = json!({ "type": "approval.requested" });
+        if let (Some(map), Ok(serde_json::Value::Object(fields))) =
+            (body.as_object_mut(), serde_json::to_value(notice))
+        {
+            map.extend(fields);
+        }
+        let raw = serde_json::to_vec(&body).map_err(|e| NotifyError(e.to_string()))?;
+        let mut req = self
+            .http
+            .post(self.url.expose())
+            .header("Content-Type", "application/json");
+        if let Some(key) = &self.signing_key {
+            let t = SystemClock.now().unix_seconds();
+            req = req.header(signature::HEADER, signature::sign(key, t, &raw));
+        }
+        let resp = req.body(raw).send().await.map_err(|e| {
+            NotifyError(format!(
+                "webhook unreachable ({})",
+                if e.is_timeout() {
+                    "timeout"
+                } else {
+                    "connection"
+                }
+            ))
+        })?;
+        if !resp.status().is_success() {
+            return Err(NotifyError(format!("webhook answered {}", resp.status())));
+        }
+        Ok(())
+    }
+}
+
+/// Every configured channel; a notice counts as sent when all accepted it.
+#[derive(Default)]
+pub struct Notifiers {
+    pub slack: Option<super::slack::SlackNotifier>,
+    pub webhook: Option<WebhookNotifier>,
+}
+
+impl Notifier for Notifiers {
+    async fn notify(&self, notice: &ApprovalNotice) -> Result<(), NotifyError> {
+        if let Some(s) = &self.slack {
+            s.notify(notice).await?;
+        }
+        if let Some(w) = &self.webhook {
+            w.notify(notice).await?;
+        }
+        Ok(())
+    }
+}
