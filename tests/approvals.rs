@@ -1,0 +1,388 @@
+//! Approvals end to end on `serve`'s stack: a gated event waits, its
+//! approvers are notified with signed links, a GET of a link (what chat
+//! unfurlers and mail scanners do) decides nothing, a POST decides once, and
+//! the job then runs — or ends DENIED with nothing changed in Jira.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tollgate::adapters::jira::JiraAuth;
+use tollgate::domain::approval::{ApprovalId, Decision, LinkClaim, derive_link_key, sign_link};
+use tollgate::domain::policy::Policy;
+use tollgate::domain::secret::Secret;
+use tollgate::domain::time::Timestamp;
+use tollgate_cli::config::{ApprovalSettings, JiraTarget, ServeConfig};
+use tollgate_cli::stack::{self, Running};
+use tollgate_e2e::{Api, Scratch};
+
+const SECRET: &str = "whsec_approvals";
+const LEAD: &str = "lead@example.com";
+const CISO: &str = "ciso@example.com";
+
+/// A webhook receiver standing in for Slack or a chat bridge: keeps what it
+/// is sent, and refuses the first `fail_first` deliveries.
+#[derive(Clone, Default)]
+struct Inbox {
+    received: Arc<Mutex<Vec<Value>>>,
+    fail_first: Arc<Mutex<usize>>,
+}
+
+async fn receive(State(inbox): State<Inbox>, body: axum::Json<Value>) -> StatusCode {
+    let mut fail = inbox.fail_first.lock().unwrap();
+    if *fail > 0 {
+        *fail -= 1;
+        return StatusCode::INTERNAL_SERVER_ERROR;
+    }
+    inbox.received.lock().unwrap().push(body.0);
+    StatusCode::OK
+}
+
+async fn inbox(fail_first: usize) -> (String, Inbox) {
+    let inbox = Inbox {
+        fail_first: Arc::new(Mutex::new(fail_first)),
+        ..Inbox::default()
+    };
+    let app = Router::new()
+        .route("/hook", post(receive))
+        .with_state(inbox.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, inbox)
+}
+
+struct Rig {
+    running: Running,
+    sim: Arc<jira_sim::Sim>,
+    api: Api,
+    webhook: Inbox,
+    slack: Inbox,
+    http: reqwest::Client,
+    _dir: Scratch,
+}
+
+async fn rig(name: &str, webhook_failures: usize) -> Rig {
+    let dir = Scratch::new(name);
+    let (addr, sim, _) = jira_sim::spawn(Default::default(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let (webhook_url, webhook) = inbox(webhook_failures).await;
+    let (slack_url, slack) = inbox(0).await;
+    let policy = Policy::parse(&format!(
+        "approvers = [\"{LEAD}\", \"{CISO}\"]\nexpiry_minutes = 60\n"
+    ))
+    .unwrap();
+    let running = stack::start(ServeConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        db: dir.path("t.db"),
+        jira: JiraTarget::Site {
+            url: format!("http://{addr}"),
+            auth: JiraAuth::Basic {
+                email: "sim@example.com".into(),
+                api_token: Secret::new("sim-token"),
+            },
+        },
+        webhook_secrets: vec![Secret::new(SECRET)],
+        workers: 2,
+        visibility_timeout: Duration::from_secs(30),
+        lease_ttl: Duration::from_secs(30),
+        jira_timeout: Duration::from_secs(5),
+        sim_latency: Duration::ZERO,
+        approvals: ApprovalSettings {
+            policy,
+            link_keys: Vec::new(),
+            public_url: None,
+            slack_webhook_url: Some(Secret::new(slack_url)),
+            notify_webhook_url: Some(Secret::new(webhook_url)),
+        },
+    })
+    .await
+    .unwrap();
+    let api = Api::new(&format!("http://{}", running.addr));
+    Rig {
+        running,
+        sim,
+        api,
+        webhook,
+        slack,
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        _dir: dir,
+    }
+}
+
+struct Page {
+    status: u16,
+    html: String,
+}
+
+impl Rig {
+    async fn send(&self, event: Value) -> Value {
+        let sent = self
+            .api
+            .post_signed(&serde_json::to_vec(&event).unwrap(), SECRET)
+            .await
+            .unwrap();
+        assert_eq!(sent.status, 202, "{}", sent.body);
+        sent.body
+    }
+
+    /// An issue created (no approval needed) and a transition of it that
+    /// waits for one. Returns the transition's job id.
+    async fn gated_transition(&self, id: &str) -> String {
+        let created = self
+            .send(json!({"sourceSystem": "itsm", "externalId": id, "desiredOperation": "create",
+                         "projectKey": "OPS", "issueType": "Incident", "summary": format!("Outage {id}")}))
+            .await;
+        assert_eq!(created["state"], "QUEUED");
+        self.api
+            .wait_terminal(created["jobId"].as_str().unwrap(), Duration::from_secs(20))
+            .await
+            .unwrap();
+        let gated = self
+            .send(json!({"sourceSystem": "itsm", "externalId": id, "desiredOperation": "transition",
+                         "transition": "Done"}))
+            .await;
+        assert_eq!(gated["state"], "PENDING_APPROVAL", "{gated}");
+        gated["jobId"].as_str().unwrap().to_string()
+    }
+
+    /// The generic webhook's notice for a job, once it arrives.
+    async fn notice(&self, job_id: &str) -> Value {
+        for _ in 0..400 {
+            if let Some(n) = self
+                .webhook
+                .received
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|n| n["jobId"] == job_id)
+            {
+                return n.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no notification for {job_id}");
+    }
+
+    fn link(notice: &Value, approver: &str, decision: &str) -> String {
+        let a = notice["approvers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["approver"] == approver)
+            .unwrap();
+        a[format!("{decision}Url")].as_str().unwrap().to_string()
+    }
+
+    async fn get(&self, url: &str) -> Page {
+        let r = self.http.get(url).send().await.unwrap();
+        Page {
+            status: r.status().as_u16(),
+            html: r.text().await.unwrap(),
+        }
+    }
+
+    async fn post(&self, url: &str) -> Page {
+        let r = self.http.post(url).send().await.unwrap();
+        Page {
+            status: r.status().as_u16(),
+            html: r.text().await.unwrap(),
+        }
+    }
+
+    async fn state(&self, job_id: &str) -> String {
+        self.api.job(job_id).await.unwrap()["state"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    fn transitions_in_jira(&self) -> usize {
+        self.sim.report()["totals"]["transitions"].as_u64().unwrap() as usize
+    }
+
+    /// A link for `approval` signed with the server's key.
+    fn forge(&self, approval: &str, approver: &str, expires: Timestamp) -> String {
+        let key = derive_link_key(&Secret::new(SECRET));
+        let token = sign_link(
+            &key,
+            &LinkClaim {
+                approval: ApprovalId::parse(approval).unwrap(),
+                decision: Decision::Approve,
+                approver: approver.into(),
+                expires,
+            },
+        );
+        format!("{}/v1/approvals/{token}", self.running.public_url)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_prefetched_link_decides_nothing_and_an_approval_then_runs_the_job_once() {
+    let r = rig("approve", 0).await;
+    let job = r.gated_transition("CHG-1").await;
+    let notice = r.notice(&job).await;
+    assert_eq!(notice["type"], "approval.requested");
+    assert!(
+        notice["intent"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l.as_str().unwrap().contains("transition to \"Done\"")),
+        "{notice}"
+    );
+    let approve = Rig::link(&notice, LEAD, "approve");
+
+    // What Slack's unfurler or a mail scanner does: fetch the link.
+    for _ in 0..3 {
+        let page = r.get(&approve).await;
+        assert_eq!(page.status, 200);
+        assert!(page.html.contains("transition to &quot;Done&quot;"), "{}", page.html);
+        assert!(page.html.contains(LEAD));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(r.state(&job).await, "PENDING_APPROVAL", "a GET never decides");
+    assert_eq!(r.transitions_in_jira(), 0);
+
+    let decided = r.post(&approve).await;
+    assert_eq!(decided.status, 200, "{}", decided.html);
+    assert!(decided.html.contains("Approved"));
+    let done = r
+        .api
+        .wait_terminal(&job, Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(done["state"], "SUCCEEDED", "{done}");
+    let trail: Vec<String> = done["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["outcome"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        trail.iter().any(|o| o.starts_with(&format!("approved by {LEAD} at "))),
+        "{trail:?}"
+    );
+    assert_eq!(r.transitions_in_jira(), 1);
+
+    // The link is spent: a second POST changes nothing.
+    let again = r.post(&approve).await;
+    assert_eq!(again.status, 409);
+    assert!(again.html.contains("already approved by lead@example.com"), "{}", again.html);
+    assert_eq!(r.transitions_in_jira(), 1);
+
+    // Slack got a Block Kit message with both buttons for each approver.
+    let slack = r.slack.received.lock().unwrap().clone();
+    let blocks = slack[0]["blocks"].as_array().unwrap();
+    let urls: Vec<&str> = blocks
+        .iter()
+        .filter(|b| b["type"] == "actions")
+        .flat_map(|b| b["elements"].as_array().unwrap())
+        .map(|e| e["url"].as_str().unwrap())
+        .collect();
+    assert_eq!(urls.len(), 4, "approve + deny for two approvers");
+    assert!(urls.contains(&approve.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_denied_request_ends_denied_and_changes_nothing_in_jira() {
+    let r = rig("deny", 0).await;
+    let job = r.gated_transition("CHG-2").await;
+    let notice = r.notice(&job).await;
+    let deny = Rig::link(&notice, CISO, "deny");
+    let page = r.post(&deny).await;
+    assert_eq!(page.status, 200);
+    assert!(page.html.contains("Denied"));
+    let done = r
+        .api
+        .wait_terminal(&job, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(done["state"], "DENIED");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(r.transitions_in_jira(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_racing_decisions_make_exactly_one() {
+    let r = rig("race", 0).await;
+    let job = r.gated_transition("CHG-3").await;
+    let notice = r.notice(&job).await;
+    let approve = Rig::link(&notice, LEAD, "approve");
+    let deny = Rig::link(&notice, CISO, "deny");
+    let (a, d) = tokio::join!(r.post(&approve), r.post(&deny));
+    let mut statuses = [a.status, d.status];
+    statuses.sort();
+    assert_eq!(statuses, [200, 409], "{} / {}", a.html, d.html);
+    let done = r
+        .api
+        .wait_terminal(&job, Duration::from_secs(20))
+        .await
+        .unwrap();
+    let expected = if a.status == 200 { "SUCCEEDED" } else { "DENIED" };
+    assert_eq!(done["state"], expected);
+    let decisions = done["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["stage"] == "approval" && e["outcome"].as_str().unwrap().contains(" by "))
+        .count();
+    assert_eq!(decisions, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tampered_foreign_and_expired_links_are_refused_and_change_nothing() {
+    let r = rig("refuse", 0).await;
+    let job = r.gated_transition("CHG-4").await;
+    let notice = r.notice(&job).await;
+    let approval = notice["approvalId"].as_str().unwrap();
+    let approve = Rig::link(&notice, LEAD, "approve");
+
+    // One character of the signature changed.
+    let mut tampered = approve.clone();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    for page in [r.get(&tampered).await, r.post(&tampered).await] {
+        assert_eq!(page.status, 403);
+        assert!(page.html.contains("not valid"));
+    }
+    // Genuinely signed, but for someone who is not an approver.
+    let foreign = r.forge(approval, "mallory@example.com", Timestamp(4_000_000_000_000));
+    assert_eq!(r.post(&foreign).await.status, 403);
+    // Genuinely signed for an approver, but expired.
+    let expired = r.forge(approval, LEAD, Timestamp(1_000_000_000_000));
+    let page = r.post(&expired).await;
+    assert_eq!(page.status, 410);
+    assert!(page.html.contains("expired"));
+    // Garbage and oversized tokens.
+    let base = format!("{}/v1/approvals/", r.running.public_url);
+    assert_eq!(r.get(&format!("{base}not-a-token")).await.status, 403);
+    assert_eq!(r.post(&format!("{base}{}", "x".repeat(2000))).await.status, 403);
+
+    assert_eq!(r.state(&job).await, "PENDING_APPROVAL");
+    assert_eq!(r.transitions_in_jira(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_notification_is_retried_and_the_request_is_never_lost() {
+    let r = rig("notify-retry", 2).await;
+    let job = r.gated_transition("CHG-5").await;
+    // The first two deliveries fail; the sweep retries every few seconds.
+    let notice = r.notice(&job).await;
+    assert_eq!(*r.webhook.fail_first.lock().unwrap(), 0);
+    let approve = Rig::link(&notice, LEAD, "approve");
+    assert_eq!(r.post(&approve).await.status, 200);
+    let done = r
+        .api
+        .wait_terminal(&job, Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(done["state"], "SUCCEEDED");
+}
