@@ -17,7 +17,8 @@ use tollgate::domain::secret::Secret;
 use tollgate::domain::time::Timestamp;
 use tollgate_cli::config::{ApprovalSettings, JiraTarget, ServeConfig};
 use tollgate_cli::stack::{self, Running};
-use tollgate_e2e::{Api, Scratch};
+use tollgate_e2e::webdriver::Browser;
+use tollgate_e2e::{Api, Scratch, artifacts_dir};
 
 const SECRET: &str = "whsec_approvals";
 const LEAD: &str = "lead@example.com";
@@ -146,8 +147,10 @@ impl Rig {
             .await
             .unwrap();
         let gated = self
-            .send(json!({"sourceSystem": "itsm", "externalId": id, "desiredOperation": "transition",
-                         "transition": "Done"}))
+            .send(
+                json!({"sourceSystem": "itsm", "externalId": id, "desiredOperation": "transition",
+                         "transition": "Done"}),
+            )
             .await;
         assert_eq!(gated["state"], "PENDING_APPROVAL", "{gated}");
         gated["jobId"].as_str().unwrap().to_string()
@@ -244,11 +247,19 @@ async fn a_prefetched_link_decides_nothing_and_an_approval_then_runs_the_job_onc
     for _ in 0..3 {
         let page = r.get(&approve).await;
         assert_eq!(page.status, 200);
-        assert!(page.html.contains("transition to &quot;Done&quot;"), "{}", page.html);
+        assert!(
+            page.html.contains("transition to &quot;Done&quot;"),
+            "{}",
+            page.html
+        );
         assert!(page.html.contains(LEAD));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(r.state(&job).await, "PENDING_APPROVAL", "a GET never decides");
+    assert_eq!(
+        r.state(&job).await,
+        "PENDING_APPROVAL",
+        "a GET never decides"
+    );
     assert_eq!(r.transitions_in_jira(), 0);
 
     let decided = r.post(&approve).await;
@@ -267,7 +278,9 @@ async fn a_prefetched_link_decides_nothing_and_an_approval_then_runs_the_job_onc
         .map(|e| e["outcome"].as_str().unwrap().to_string())
         .collect();
     assert!(
-        trail.iter().any(|o| o.starts_with(&format!("approved by {LEAD} at "))),
+        trail
+            .iter()
+            .any(|o| o.starts_with(&format!("approved by {LEAD} at "))),
         "{trail:?}"
     );
     assert_eq!(r.transitions_in_jira(), 1);
@@ -275,7 +288,11 @@ async fn a_prefetched_link_decides_nothing_and_an_approval_then_runs_the_job_onc
     // The link is spent: a second POST changes nothing.
     let again = r.post(&approve).await;
     assert_eq!(again.status, 409);
-    assert!(again.html.contains("already approved by lead@example.com"), "{}", again.html);
+    assert!(
+        again.html.contains("already approved by lead@example.com"),
+        "{}",
+        again.html
+    );
     assert_eq!(r.transitions_in_jira(), 1);
 
     // Slack got a Block Kit message with both buttons for each approver.
@@ -326,7 +343,11 @@ async fn two_racing_decisions_make_exactly_one() {
         .wait_terminal(&job, Duration::from_secs(20))
         .await
         .unwrap();
-    let expected = if a.status == 200 { "SUCCEEDED" } else { "DENIED" };
+    let expected = if a.status == 200 {
+        "SUCCEEDED"
+    } else {
+        "DENIED"
+    };
     assert_eq!(done["state"], expected);
     let decisions = done["audit"]
         .as_array()
@@ -354,7 +375,11 @@ async fn tampered_foreign_and_expired_links_are_refused_and_change_nothing() {
         assert!(page.html.contains("not valid"));
     }
     // Genuinely signed, but for someone who is not an approver.
-    let foreign = r.forge(approval, "mallory@example.com", Timestamp(4_000_000_000_000));
+    let foreign = r.forge(
+        approval,
+        "mallory@example.com",
+        Timestamp(4_000_000_000_000),
+    );
     assert_eq!(r.post(&foreign).await.status, 403);
     // Genuinely signed for an approver, but expired.
     let expired = r.forge(approval, LEAD, Timestamp(1_000_000_000_000));
@@ -364,7 +389,10 @@ async fn tampered_foreign_and_expired_links_are_refused_and_change_nothing() {
     // Garbage and oversized tokens.
     let base = format!("{}/v1/approvals/", r.running.public_url);
     assert_eq!(r.get(&format!("{base}not-a-token")).await.status, 403);
-    assert_eq!(r.post(&format!("{base}{}", "x".repeat(2000))).await.status, 403);
+    assert_eq!(
+        r.post(&format!("{base}{}", "x".repeat(2000))).await.status,
+        403
+    );
 
     assert_eq!(r.state(&job).await, "PENDING_APPROVAL");
     assert_eq!(r.transitions_in_jira(), 0);
@@ -385,4 +413,75 @@ async fn a_failed_notification_is_retried_and_the_request_is_never_lost() {
         .await
         .unwrap();
     assert_eq!(done["state"], "SUCCEEDED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_a_real_browser_the_page_shows_the_intent_and_approve_runs_the_job() {
+    let r = rig("browser-approve", 0).await;
+    let job = r.gated_transition("CHG-6").await;
+    let notice = r.notice(&job).await;
+    let link = Rig::link(&notice, LEAD, "approve");
+    let browser = Browser::start().await.unwrap();
+    browser.open(&link).await.unwrap();
+    assert_eq!(
+        browser.title().await.unwrap(),
+        "Approval requested — tollgate"
+    );
+    let intent = browser.text("#intent").await.unwrap();
+    assert!(intent.contains("transition to \"Done\""), "{intent}");
+    assert_eq!(browser.text("#requested-by").await.unwrap(), "itsm");
+    assert_eq!(browser.text("#approver").await.unwrap(), LEAD);
+    browser
+        .screenshot(&artifacts_dir().join("approval-page.png"))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.state(&job).await,
+        "PENDING_APPROVAL",
+        "opening the page decides nothing"
+    );
+
+    browser.click("button.approve").await.unwrap();
+    assert_eq!(browser.text("#outcome").await.unwrap(), "Approved");
+    browser
+        .screenshot(&artifacts_dir().join("approval-approved.png"))
+        .await
+        .unwrap();
+    let done = r
+        .api
+        .wait_terminal(&job, Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(done["state"], "SUCCEEDED", "{done}");
+    let issue = &r.sim.report()["issues"][0];
+    assert_eq!(issue["status"], "Done");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_a_real_browser_deny_closes_the_request_and_jira_is_untouched() {
+    let r = rig("browser-deny", 0).await;
+    let job = r.gated_transition("CHG-7").await;
+    let notice = r.notice(&job).await;
+    // The approve link's page offers Deny too.
+    let link = Rig::link(&notice, CISO, "approve");
+    let browser = Browser::start().await.unwrap();
+    browser.open(&link).await.unwrap();
+    browser.click("button.deny").await.unwrap();
+    assert_eq!(browser.text("#outcome").await.unwrap(), "Denied");
+    let done = r
+        .api
+        .wait_terminal(&job, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(done["state"], "DENIED");
+    assert_eq!(r.transitions_in_jira(), 0);
+    // Opening the link again shows it is over, with no buttons.
+    browser.open(&link).await.unwrap();
+    let page = r.get(&link).await;
+    assert!(
+        page.html.contains("Already denied by ciso@example.com"),
+        "{}",
+        page.html
+    );
+    assert!(!page.html.contains("<button"));
 }

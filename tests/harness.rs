@@ -5,6 +5,9 @@
 //! The binaries come from the same target directory as the test; the
 //! README's test command builds them first (`cargo build --workspace --bins`).
 
+#[path = "webdriver.rs"]
+pub mod webdriver;
+
 use anyhow::{Context, bail};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -253,4 +256,13 @@ pub fn fixture(name: &str) -> Vec<u8> {
         .join("../fixtures/contract")
         .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
+}
+
+/// Where tests leave artifacts for people to look at (screenshots):
+/// `<target>/test-artifacts`.
+pub fn artifacts_dir() -> PathBuf {
+    bin_dir()
+        .parent()
+        .map(|t| t.join("test-artifacts"))
+        .unwrap_or_else(|| PathBuf::from("test-artifacts"))
 }

@@ -6,9 +6,14 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 use tollgate::adapters::sqlite::SqliteDb;
+use tollgate::app::approvals::{Approvals, DecideOutcome, Links};
 use tollgate::app::jobs::get_job;
+use tollgate::domain::approval::{ApprovalId, ApprovalStatus, Decision};
+use tollgate::domain::event::Event;
 use tollgate::domain::job::JobState;
-use tollgate::ports::JobStore;
+use tollgate::domain::policy::{Policy, PolicyDecision};
+use tollgate::domain::validation::{parse_event, validate_event};
+use tollgate::ports::{ApprovalStore, Clock, JobStore, SystemClock};
 use tollgate_cli::config::{self, FileConfig, Overrides};
 use tollgate_cli::telemetry::{self, LogFormat};
 use tollgate_cli::{demo, stack};
@@ -77,6 +82,22 @@ enum Command {
         #[command(subcommand)]
         command: JobsCommand,
     },
+    /// Approval requests waiting in a database.
+    Approvals {
+        #[arg(long, env = "TOLLGATE_DB", default_value = config::DEFAULT_DB)]
+        db: PathBuf,
+        #[command(subcommand)]
+        command: ApprovalsCommand,
+    },
+    /// Approve a waiting request as an operator (recorded as such).
+    Approve(DecideArgs),
+    /// Deny a waiting request as an operator (recorded as such).
+    Deny(DecideArgs),
+    /// Check an approval policy file.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// Run the Jira simulator alone (same as the jira-sim binary).
     Sim {
         #[arg(long, default_value = "127.0.0.1:8788")]
@@ -99,6 +120,38 @@ enum JobsCommand {
     },
     /// One job with its audit trail, as JSON.
     Show { job_id: String },
+}
+
+#[derive(Subcommand)]
+enum ApprovalsCommand {
+    /// Requests not decided yet, oldest first.
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+}
+
+#[derive(clap::Args)]
+struct DecideArgs {
+    /// The approval id (`tollgate approvals list`).
+    approval_id: String,
+    /// Who decides, for the audit trail.
+    #[arg(long = "as", value_name = "NAME")]
+    who: String,
+    #[arg(long, env = "TOLLGATE_DB", default_value = config::DEFAULT_DB)]
+    db: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Validate a policy file and show what it decides for sample events
+    /// (or for the event in --event).
+    Check {
+        file: PathBuf,
+        /// A v1 event (JSON file) to decide instead of the samples.
+        #[arg(long)]
+        event: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -293,8 +346,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Jobs { db, command } => {
             telemetry::init(cli.log_format, "warn");
-            anyhow::ensure!(db.exists(), "no database at {} (pass --db)", db.display());
-            let db = SqliteDb::open(&db)?;
+            let db = open_db(&db)?;
             match command {
                 JobsCommand::List { state, limit } => {
                     let state = match state {
@@ -323,6 +375,71 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Approvals { db, command } => {
+            telemetry::init(cli.log_format, "warn");
+            let db = open_db(&db)?;
+            match command {
+                ApprovalsCommand::List { limit } => {
+                    let now = SystemClock.now();
+                    for a in db.open_approvals(limit).await? {
+                        let status = match a.status(now) {
+                            ApprovalStatus::Pending => "pending",
+                            _ => "expired",
+                        };
+                        println!(
+                            "{}  {:<8} job {}  asked by {:<14} expires {}  approvers {}\n    {}\n    {}",
+                            a.id,
+                            status,
+                            a.job_id,
+                            a.requested_by,
+                            a.expires_at.to_rfc3339(),
+                            a.approvers.join(", "),
+                            a.rule,
+                            a.intent.join(" ")
+                        );
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::Approve(args) => operator_decision(args, Decision::Approve).await,
+        Command::Deny(args) => operator_decision(args, Decision::Deny).await,
+        Command::Policy {
+            command: PolicyCommand::Check { file, event },
+        } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let policy = Policy::parse(&text)
+                .with_context(|| format!("{} is not a valid policy", file.display()))?;
+            println!(
+                "{}: valid ({} rules, {} approvers, requests expire after {} min)",
+                file.display(),
+                policy.rules.len(),
+                policy.approvers.len(),
+                policy.expiry_minutes
+            );
+            let samples = match event {
+                Some(path) => {
+                    let raw = std::fs::read(&path)
+                        .with_context(|| format!("cannot read {}", path.display()))?;
+                    let (event, _) = parse_event(&raw).map_err(|e| {
+                        anyhow::anyhow!("{} is not a valid event: {}", path.display(), e)
+                    })?;
+                    vec![(path.display().to_string(), event)]
+                }
+                None => sample_events()?,
+            };
+            for (name, event) in samples {
+                let verdict = match policy.decide(&event) {
+                    PolicyDecision::Run { rule } => format!("runs at once ({rule})"),
+                    PolicyDecision::NeedsApproval {
+                        rule, approvers, ..
+                    } => format!("waits for {} ({rule})", approvers.join(" or ")),
+                };
+                println!("  {name:<34} {verdict}");
+            }
+            Ok(())
+        }
         Command::Sim {
             listen,
             latency_ms,
@@ -340,4 +457,82 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn open_db(path: &std::path::Path) -> anyhow::Result<SqliteDb> {
+    anyhow::ensure!(
+        path.exists(),
+        "no database at {} (pass --db)",
+        path.display()
+    );
+    Ok(SqliteDb::open(path)?)
+}
+
+async fn operator_decision(args: DecideArgs, decision: Decision) -> anyhow::Result<()> {
+    let id = ApprovalId::parse(&args.approval_id)
+        .with_context(|| format!("{:?} is not an approval id", args.approval_id))?;
+    anyhow::ensure!(!args.who.trim().is_empty(), "--as needs a name");
+    let db = open_db(&args.db)?;
+    let approvals = Approvals {
+        store: &db,
+        queue: &db,
+        clock: &SystemClock,
+        links: Links {
+            keys: &[],
+            base_url: "",
+        },
+    };
+    match approvals
+        .decide_as(&id, decision, args.who.trim(), "cli")
+        .await?
+    {
+        DecideOutcome::Decided { job, .. } => {
+            println!(
+                "{} {id}: job {} is now {}",
+                tollgate::app::approvals::past_tense(decision),
+                job.id,
+                job.state.as_str()
+            );
+            Ok(())
+        }
+        DecideOutcome::Refused(r) => anyhow::bail!("{}", r.message()),
+    }
+}
+
+/// Events that show what a policy does with each kind of work.
+fn sample_events() -> anyhow::Result<Vec<(String, Event)>> {
+    let samples = [
+        (
+            "create in OPS",
+            serde_json::json!({"sourceSystem": "alertmanager", "externalId": "a", "desiredOperation": "create", "projectKey": "OPS", "issueType": "Incident", "summary": "s"}),
+        ),
+        (
+            "comment",
+            serde_json::json!({"sourceSystem": "alertmanager", "externalId": "a", "desiredOperation": "comment", "comment": "c"}),
+        ),
+        (
+            "update priority",
+            serde_json::json!({"sourceSystem": "itsm", "externalId": "a", "desiredOperation": "update", "issueKey": "OPS-1", "fields": {"priority": {"name": "High"}}}),
+        ),
+        (
+            "update security level",
+            serde_json::json!({"sourceSystem": "itsm", "externalId": "a", "desiredOperation": "update", "issueKey": "OPS-1", "fields": {"security": {"id": "10001"}}}),
+        ),
+        (
+            "transition OPS-1 to Done",
+            serde_json::json!({"sourceSystem": "itsm", "externalId": "a", "desiredOperation": "transition", "issueKey": "OPS-1", "transition": "Done"}),
+        ),
+        (
+            "transition from cmdb",
+            serde_json::json!({"sourceSystem": "cmdb", "externalId": "a", "desiredOperation": "transition", "issueKey": "ASSET-1", "transition": "Done"}),
+        ),
+    ];
+    samples
+        .into_iter()
+        .map(|(name, v)| {
+            validate_event(&v)
+                .map(|e| (name.to_string(), e))
+                .map_err(|e| anyhow::anyhow!("sample {name}: {e}"))
+        })
+        .collect()
 }
