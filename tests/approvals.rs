@@ -11,10 +11,17 @@ use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tollgate::adapters::jira::JiraAuth;
-use tollgate::domain::approval::{ApprovalId, Decision, LinkClaim, derive_link_key, sign_link};
+use tollgate::adapters::sqlite::SqliteDb;
+use tollgate::app::approvals::{Approvals, DecideOutcome, Links, Refusal};
+use tollgate::app::ingest::{Ingest, IngestOutcome};
+use tollgate::domain::approval::{
+    ApprovalId, Decided, Decision, LinkClaim, derive_link_key, sign_link,
+};
+use tollgate::domain::job::JobState;
 use tollgate::domain::policy::Policy;
 use tollgate::domain::secret::Secret;
 use tollgate::domain::time::Timestamp;
+use tollgate::ports::{ApprovalStore, Clock, JobStore, NoNotifier, SystemClock, WorkQueue};
 use tollgate_cli::config::{ApprovalSettings, JiraTarget, ServeConfig};
 use tollgate_cli::stack::{self, Running};
 use tollgate_e2e::webdriver::Browser;
@@ -484,4 +491,150 @@ async fn in_a_real_browser_deny_closes_the_request_and_jira_is_untouched() {
         page.html
     );
     assert!(!page.html.contains("<button"));
+}
+
+/// A clock the test moves by hand.
+struct HandClock(std::sync::atomic::AtomicI64);
+
+impl Clock for HandClock {
+    fn now(&self) -> Timestamp {
+        Timestamp(self.0.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
+impl HandClock {
+    fn advance(&self, d: Duration) {
+        self.0
+            .fetch_add(d.as_millis() as i64, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn an_undecided_request_expires_its_job_and_a_late_decision_changes_nothing() {
+    let dir = Scratch::new("expiry");
+    let db = SqliteDb::open(dir.path("t.db")).unwrap();
+    let clock = HandClock(std::sync::atomic::AtomicI64::new(SystemClock.now().0));
+    let policy = Policy::parse("approvers = [\"lead@example.com\"]\nexpiry_minutes = 30").unwrap();
+    let secrets = [Secret::new(SECRET)];
+    let ingest = Ingest {
+        store: &db,
+        queue: &db,
+        clock: &clock,
+        secrets: &secrets,
+        policy: &policy,
+    };
+    let body = serde_json::to_vec(&json!({"sourceSystem": "itsm", "externalId": "CHG-9",
+        "desiredOperation": "transition", "issueKey": "OPS-9", "transition": "Done"}))
+    .unwrap();
+    let sig = tollgate::domain::signature::sign(&secrets[0], clock.now().unix_seconds(), &body);
+    let IngestOutcome::Accepted { job_id, state, .. } =
+        ingest.handle(&body, Some(&sig)).await.unwrap()
+    else {
+        panic!("not accepted");
+    };
+    assert_eq!(state, JobState::PendingApproval);
+    let keys = [Secret::new("k")];
+    let approvals = Approvals {
+        store: &db,
+        queue: &db,
+        clock: &clock,
+        links: Links {
+            keys: &keys,
+            base_url: "http://x",
+        },
+    };
+    assert_eq!(approvals.sweep(&NoNotifier).await.unwrap(), 1, "notified");
+    clock.advance(Duration::from_secs(29 * 60));
+    assert_eq!(
+        approvals.sweep(&NoNotifier).await.unwrap(),
+        0,
+        "not due yet"
+    );
+    assert_eq!(
+        db.job(&job_id).await.unwrap().unwrap().state,
+        JobState::PendingApproval
+    );
+    clock.advance(Duration::from_secs(2 * 60));
+    assert_eq!(approvals.sweep(&NoNotifier).await.unwrap(), 1);
+    let job = db.job(&job_id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Expired);
+    let trail = db.audit_trail(&job_id).await.unwrap();
+    assert!(
+        trail
+            .iter()
+            .any(|e| e.outcome.starts_with("approval request expired"))
+    );
+    assert!(db.open_approvals(10).await.unwrap().is_empty(), "closed");
+    // An approver who comes late is told so; nothing runs.
+    let approval = db.approval_for_job(&job_id).await.unwrap().unwrap();
+    let late = approvals
+        .decide_as(&approval.id, Decision::Approve, "lead@example.com", "link")
+        .await
+        .unwrap();
+    assert_eq!(late, DecideOutcome::Refused(Refusal::RequestExpired));
+    assert_eq!(
+        db.job(&job_id).await.unwrap().unwrap().state,
+        JobState::Expired
+    );
+    assert!(
+        db.receive(10, Duration::from_secs(1))
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing queued"
+    );
+}
+
+#[tokio::test]
+async fn a_decision_whose_job_did_not_move_is_applied_by_the_sweep() {
+    // A crash between recording the decision and moving the job.
+    let dir = Scratch::new("recovery");
+    let db = SqliteDb::open(dir.path("t.db")).unwrap();
+    let policy = Policy::parse("approvers = [\"lead@example.com\"]").unwrap();
+    let secrets = [Secret::new(SECRET)];
+    let ingest = Ingest {
+        store: &db,
+        queue: &db,
+        clock: &SystemClock,
+        secrets: &secrets,
+        policy: &policy,
+    };
+    let body = serde_json::to_vec(&json!({"sourceSystem": "itsm", "externalId": "CHG-10",
+        "desiredOperation": "transition", "issueKey": "OPS-10", "transition": "Done"}))
+    .unwrap();
+    let sig =
+        tollgate::domain::signature::sign(&secrets[0], SystemClock.now().unix_seconds(), &body);
+    let IngestOutcome::Accepted { job_id, .. } = ingest.handle(&body, Some(&sig)).await.unwrap()
+    else {
+        panic!("not accepted");
+    };
+    let approval = db.approval_for_job(&job_id).await.unwrap().unwrap();
+    let decided = Decided {
+        decision: Decision::Approve,
+        by: "lead@example.com".into(),
+        at: SystemClock.now(),
+    };
+    assert!(db.decide(&approval.id, &decided).await.unwrap());
+    assert_eq!(
+        db.job(&job_id).await.unwrap().unwrap().state,
+        JobState::PendingApproval
+    );
+    let keys = [Secret::new("k")];
+    let approvals = Approvals {
+        store: &db,
+        queue: &db,
+        clock: &SystemClock,
+        links: Links {
+            keys: &keys,
+            base_url: "http://x",
+        },
+    };
+    approvals.sweep(&NoNotifier).await.unwrap();
+    assert_eq!(
+        db.job(&job_id).await.unwrap().unwrap().state,
+        JobState::Queued
+    );
+    let queued = db.receive(10, Duration::from_secs(1)).await.unwrap();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].job_id, job_id);
 }

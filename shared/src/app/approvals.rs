@@ -7,7 +7,7 @@ use super::AppError;
 use super::ingest::enqueue;
 use crate::domain::approval::{
     ApprovalId, ApprovalNotice, ApprovalRecord, ApprovalStatus, ApproverLinks, Decided, Decision,
-    LinkClaim, TokenError, sign_link, verify_link,
+    EXPIRY_ACTOR, LinkClaim, TokenError, sign_link, verify_link,
 };
 use crate::domain::audit::{AuditEntry, Stage};
 use crate::domain::job::{JobEvent, JobState};
@@ -214,6 +214,10 @@ where
             }));
         }
         match approval.status(self.clock.now()) {
+            ApprovalStatus::Expired => {
+                self.expire(&approval).await?;
+                return Ok(DecideOutcome::Refused(Refusal::RequestExpired));
+            }
             ApprovalStatus::Decided(_) => {
                 let decided = approval.decided.clone().ok_or_else(|| {
                     AppError::Store(crate::ports::StoreError::Corrupt(
@@ -221,10 +225,6 @@ where
                     ))
                 })?;
                 return Ok(DecideOutcome::Refused(Refusal::AlreadyDecided(decided)));
-            }
-            ApprovalStatus::Expired => {
-                self.expire(&approval).await?;
-                return Ok(DecideOutcome::Refused(Refusal::RequestExpired));
             }
             ApprovalStatus::Pending => {}
         }
@@ -299,8 +299,15 @@ where
         Ok(job)
     }
 
-    /// Closes an overdue request: the job ends EXPIRED, nothing runs.
+    /// Closes an overdue request: the job ends EXPIRED, nothing runs, and
+    /// the request leaves the open list.
     async fn expire(&self, approval: &ApprovalRecord) -> Result<(), AppError> {
+        let closed = Decided {
+            decision: Decision::Deny,
+            by: EXPIRY_ACTOR.to_string(),
+            at: self.clock.now(),
+        };
+        self.store.decide(&approval.id, &closed).await?;
         let Some(mut job) = self.store.job(&approval.job_id).await? else {
             return Ok(());
         };

@@ -93,9 +93,15 @@ pub enum ApprovalStatus {
     Decided(Decision),
 }
 
+/// The actor recorded when a request expires undecided: it is closed as
+/// denied, so it leaves the open list, and reads as expired. Approver
+/// identities may not start with `tollgate:`.
+pub const EXPIRY_ACTOR: &str = "tollgate:expiry";
+
 impl ApprovalRecord {
     pub fn status(&self, now: Timestamp) -> ApprovalStatus {
         match &self.decided {
+            Some(d) if d.by == EXPIRY_ACTOR => ApprovalStatus::Expired,
             Some(d) => ApprovalStatus::Decided(d.decision),
             None if now >= self.expires_at => ApprovalStatus::Expired,
             None => ApprovalStatus::Pending,

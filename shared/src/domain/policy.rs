@@ -105,7 +105,9 @@ pub enum PolicyError {
     NoApprovers { rule: String },
     #[error("expiry_minutes must be between 1 and 43200 (30 days), not {0}")]
     Expiry(u64),
-    #[error("approver {0:?} is not a usable identity (1 to 200 printable characters)")]
+    #[error(
+        "approver {0:?} is not a usable identity (1 to 200 printable characters, not starting with \"tollgate:\")"
+    )]
     Approver(String),
 }
 
@@ -157,7 +159,9 @@ impl Rule {
 }
 
 fn valid_identity(s: &str) -> bool {
-    (1..=200).contains(&s.chars().count()) && !s.chars().any(char::is_control)
+    (1..=200).contains(&s.chars().count())
+        && !s.chars().any(char::is_control)
+        && !s.starts_with("tollgate:")
 }
 
 impl Policy {

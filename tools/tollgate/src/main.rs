@@ -471,7 +471,10 @@ fn open_db(path: &std::path::Path) -> anyhow::Result<SqliteDb> {
 async fn operator_decision(args: DecideArgs, decision: Decision) -> anyhow::Result<()> {
     let id = ApprovalId::parse(&args.approval_id)
         .with_context(|| format!("{:?} is not an approval id", args.approval_id))?;
-    anyhow::ensure!(!args.who.trim().is_empty(), "--as needs a name");
+    anyhow::ensure!(
+        !args.who.trim().is_empty() && !args.who.starts_with("tollgate:"),
+        "--as needs a name (not starting with \"tollgate:\")"
+    );
     let db = open_db(&args.db)?;
     let approvals = Approvals {
         store: &db,
