@@ -21,11 +21,12 @@ use tollgate::app::approvals::{Approvals, Links};
 use tollgate::app::execute::{Executor, ExecutorConfig};
 use tollgate::app::governor::{Governor, GovernorConfig};
 use tollgate::app::ingest::Ingest;
+use tollgate::domain::approval::Decision;
 use tollgate::domain::ids::JobId;
 use tollgate::domain::policy::Policy;
 use tollgate::domain::secret::Secret;
 use tollgate::domain::signature;
-use tollgate::ports::{JobStore, NoNotifier, SystemClock};
+use tollgate::ports::{ApprovalStore, JobStore, NoNotifier, SystemClock};
 use tollgate_executor::Budget;
 
 const SECRET: &str = "whsec_lambda";
@@ -620,4 +621,80 @@ async fn ingest_answers_bad_requests_as_serve_does_and_stores_nothing() {
         aws.store.list(None, 10).await.unwrap().is_empty(),
         "nothing was stored"
     );
+}
+
+#[tokio::test]
+async fn a_gated_event_waits_for_the_approval_function_then_the_executor_runs_it() {
+    let aws = aws().await;
+    let (site, sim) = sim(Limits::default()).await;
+    let policy = Policy::parse("approvers = [\"lead@example.com\"]").unwrap();
+    let keys = [Secret::new(LINK_KEY)];
+    let executor = Instance::new(&aws, &site, "lambda-approved", 1);
+
+    let created = call_ingest_with(&aws, signed_post(&alert(400), false), &policy).await;
+    let mut jobs: HashSet<String> = [created.body["jobId"].as_str().unwrap().to_string()].into();
+    executor.drain(&jobs, Duration::from_secs(20)).await;
+
+    let transition = json!({"sourceSystem": "alertmanager", "externalId": "alert-400",
+                            "desiredOperation": "transition", "transition": "Done"});
+    let gated = call_ingest_with(&aws, signed_post(&transition, false), &policy).await;
+    assert_eq!(gated.status, 202);
+    assert_eq!(gated.body["state"], "PENDING_APPROVAL");
+    let job_id = gated.body["jobId"].as_str().unwrap().to_string();
+    jobs.insert(job_id.clone());
+    // Nothing was queued for it.
+    assert_eq!(executor.poll_once(10).await.0, 0);
+
+    let approval = aws
+        .store
+        .approval_for_job(&JobId::parse(&job_id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        approval.notified,
+        "the ingest function notified the approvers"
+    );
+    let links = approvals(&aws, &keys);
+    let token = links
+        .links
+        .token(&approval, "lead@example.com", Decision::Approve)
+        .unwrap();
+    let path = format!("/v1/approvals/{token}");
+    // The approval function, as API Gateway invokes it: a GET decides nothing.
+    let page = tollgate_approval::handle(&links, apigw("GET", &path, None, json!({}), false)).await;
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    let job = aws
+        .store
+        .job(&JobId::parse(&job_id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.state.as_str(), "PENDING_APPROVAL");
+    let decided = tollgate_approval::handle(
+        &links,
+        apigw(
+            "POST",
+            &path,
+            Some(b"decision=approve"),
+            json!({"content-type": "application/x-www-form-urlencoded"}),
+            true,
+        ),
+    )
+    .await;
+    assert_eq!(decided.status(), 200);
+    let again =
+        tollgate_approval::handle(&links, apigw("POST", &path, None, json!({}), false)).await;
+    assert_eq!(again.status(), 409);
+
+    executor.drain(&jobs, Duration::from_secs(20)).await;
+    let job = aws
+        .store
+        .job(&JobId::parse(&job_id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.state.as_str(), "SUCCEEDED");
+    assert_eq!(sim.report()["issues"][0]["status"], "Done");
 }
