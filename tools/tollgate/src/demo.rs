@@ -3,7 +3,7 @@
 //! comments and transitions racing the creates they refer to — then a table
 //! of what happened. Offline, in a temporary database.
 
-use crate::config::{JiraTarget, ServeConfig};
+use crate::config::{ApprovalSettings, JiraTarget, ServeConfig};
 use crate::stack;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -11,8 +11,11 @@ use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use tollgate::domain::approval::{Decision, LinkClaim, derive_link_key, sign_link};
+use tollgate::domain::policy::Policy;
 use tollgate::domain::secret::Secret;
 use tollgate::domain::signature;
+use tollgate::ports::ApprovalStore;
 
 pub struct DemoOptions {
     pub alerts: usize,
@@ -36,6 +39,8 @@ pub struct DemoSummary {
     pub edits: u64,
     pub jira_requests: u64,
     pub elapsed: Duration,
+    /// Approval links the demo's approver used (one per gated event).
+    pub approval_links: Vec<String>,
 }
 
 impl DemoSummary {
@@ -58,6 +63,10 @@ impl DemoSummary {
             ("duplicate comments", self.duplicate_comments.to_string()),
             ("transitions", self.transitions.to_string()),
             ("edits", self.edits.to_string()),
+            (
+                "approvals asked and given",
+                self.approval_links.len().to_string(),
+            ),
             ("Jira requests", self.jira_requests.to_string()),
             ("elapsed", format!("{:.1} s", self.elapsed.as_secs_f64())),
         ];
@@ -101,6 +110,13 @@ pub fn workload(alerts: usize) -> Vec<(Value, usize)> {
             ));
         }
     }
+    // A change that waits for a person: retiring an asset (a transition the
+    // policy does not let the CMDB make alone).
+    events.push((
+        json!({"sourceSystem": "cmdb", "externalId": "ci-00000", "desiredOperation": "transition",
+               "transition": "Done", "comment": "Decommissioned: rack B4 emptied."}),
+        2,
+    ));
     for c in 0..alerts.div_ceil(2) {
         let id = format!("ci-{c:05}");
         let upsert = |summary: String| {
@@ -115,6 +131,18 @@ pub fn workload(alerts: usize) -> Vec<(Value, usize)> {
     }
     events
 }
+
+/// The demo's policy: alerts resolve their own incidents; any other
+/// transition waits for the change manager.
+const POLICY: &str = r#"
+approvers = ["change-manager@example.com"]
+
+[[rules]]
+name = "alerts resolve their own incidents"
+sources = ["alertmanager"]
+operations = ["transition"]
+decision = "approve"
+"#;
 
 pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
     let dir = std::env::temp_dir().join(format!(
@@ -140,7 +168,10 @@ async fn run_in(dir: &std::path::Path, opts: DemoOptions) -> anyhow::Result<Demo
         lease_ttl: Duration::from_secs(30),
         jira_timeout: Duration::from_secs(10),
         sim_latency: opts.sim_latency,
-        approvals: Default::default(),
+        approvals: ApprovalSettings {
+            policy: Policy::parse(POLICY)?,
+            ..Default::default()
+        },
     };
     let running = stack::start(config).await?;
     let base = format!("http://{}", running.addr);
@@ -192,6 +223,8 @@ async fn run_in(dir: &std::path::Path, opts: DemoOptions) -> anyhow::Result<Demo
     }
 
     summary.jobs = job_ids.len();
+    // The change manager opens the link from the notification and approves.
+    summary.approval_links = approve_waiting(&running, &secret, &http).await?;
     bar.set_position(0);
     bar.set_length(job_ids.len() as u64);
     bar.set_message("executing");
@@ -247,6 +280,52 @@ async fn run_in(dir: &std::path::Path, opts: DemoOptions) -> anyhow::Result<Demo
     summary.jira_requests = n("requests");
     running.shutdown().await;
     Ok(summary)
+}
+
+/// Approves every waiting request through its signed link, as a person
+/// pressing Approve on the page would; returns the links.
+async fn approve_waiting(
+    running: &stack::Running,
+    secret: &Secret,
+    http: &reqwest::Client,
+) -> anyhow::Result<Vec<String>> {
+    let key = derive_link_key(secret);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let waiting = loop {
+        let open = running.db.open_approvals(10).await?;
+        if !open.is_empty() || Instant::now() > deadline {
+            break open;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut links = Vec::new();
+    for a in waiting {
+        let approver = a.approvers.first().cloned().unwrap_or_default();
+        let token = sign_link(
+            &key,
+            &LinkClaim {
+                approval: a.id.clone(),
+                decision: Decision::Approve,
+                approver,
+                expires: a.expires_at,
+            },
+        );
+        let link = format!("{}/v1/approvals/{token}", running.public_url);
+        let page = http.get(&link).send().await?;
+        anyhow::ensure!(
+            page.status() == 200,
+            "approval page answered {}",
+            page.status()
+        );
+        let decided = http.post(&link).send().await?;
+        anyhow::ensure!(
+            decided.status() == 200,
+            "approval answered {}",
+            decided.status()
+        );
+        links.push(link);
+    }
+    Ok(links)
 }
 
 async fn send(

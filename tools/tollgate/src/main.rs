@@ -294,6 +294,11 @@ async fn main() -> anyhow::Result<()> {
             })
             .await?;
             println!("{}", summary.table());
+            for link in &summary.approval_links {
+                println!(
+                    "One change waited for a person. Its approval link (opened and approved by the demo):\n  {link}"
+                );
+            }
             if summary.duplicate_issues > 0 || summary.duplicate_comments > 0 || summary.failed > 0
             {
                 anyhow::bail!("the demo saw duplicates or failures");
