@@ -5,10 +5,12 @@ Runs the native release binaries (target/release/tollgate-{ingest,executor})
 under a minimal Lambda Runtime API emulator written here, against moto
 (DynamoDB, SQS) and jira-sim, under /usr/bin/time for peak resident memory.
 Init time is from process start to the runtime's first request for work
-(what Lambda bills as Init Duration); each function then serves N real
-invocations: API Gateway events for ingest, SQS batches for the executor.
+(what Lambda bills as Init Duration); each function then serves real
+invocations: API Gateway events for ingest (N creates and N/5 transitions
+that wait for approval), a GET of the page and a POST decision per request
+for the approval function, SQS batches for the executor.
 
-    cargo build --release -p tollgate-ingest -p tollgate-executor
+    cargo build --release -p tollgate-ingest -p tollgate-executor -p tollgate-approval
     cargo build -p jira-sim
     python3 scripts/measure-lambdas.py [N]
 
@@ -101,18 +103,35 @@ def run(binary, env, events):
             "responses": runtime.responses}
 
 
+def http_event(method, path, body=None, headers=None):
+    return {"version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "",
+            "headers": headers or {},
+            "requestContext": {"accountId": "123456789012", "apiId": "api", "domainName": "api.example",
+                               "domainPrefix": "api", "http": {"method": method, "path": path,
+                               "protocol": "HTTP/1.1", "sourceIp": "192.0.2.1", "userAgent": "measure"},
+                               "requestId": str(uuid.uuid4()), "routeKey": "$default", "stage": "$default",
+                               "time": "24/Nov/2026:10:00:00 +0000", "timeEpoch": int(time.time() * 1000)},
+            "body": body, "isBase64Encoded": False}
+
+
 def apigw(body):
     raw = json.dumps(body).encode()
     t = str(int(time.time()))
     sig = hmac.new(SECRET.encode(), (t + ".").encode() + raw, hashlib.sha256).hexdigest()
-    return {"version": "2.0", "routeKey": "$default", "rawPath": "/v1/events", "rawQueryString": "",
-            "headers": {"content-type": "application/json", "tollgate-signature": f"t={t},v1={sig}"},
-            "requestContext": {"accountId": "123456789012", "apiId": "api", "domainName": "api.example",
-                               "domainPrefix": "api", "http": {"method": "POST", "path": "/v1/events",
-                               "protocol": "HTTP/1.1", "sourceIp": "192.0.2.1", "userAgent": "measure"},
-                               "requestId": str(uuid.uuid4()), "routeKey": "$default", "stage": "$default",
-                               "time": "24/Nov/2026:10:00:00 +0000", "timeEpoch": int(time.time() * 1000)},
-            "body": raw.decode(), "isBase64Encoded": False}
+    return http_event("POST", "/v1/events", raw.decode(),
+                      {"content-type": "application/json", "tollgate-signature": f"t={t},v1={sig}"})
+
+
+def b64url(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def link_token(approval_id, approver, expiry_s):
+    """An approve link, signed with the key tollgate derives from the webhook secret."""
+    key = hmac.new(SECRET.encode(), b"tollgate approval links v1", hashlib.sha256).hexdigest()
+    mac = hmac.new(key.encode(), f"tollgate-approval-v1|{approval_id}|a|{approver}|{expiry_s}".encode(),
+                   hashlib.sha256).digest()
+    return f"{approval_id}.a.{b64url(approver.encode())}.{expiry_s}.{b64url(mac)}"
 
 
 def main():
@@ -137,14 +156,29 @@ def main():
     sim_url = next(l.split()[-1] for l in sim.stdout if "listening on" in l)
     env = {"TOLLGATE_TABLE": "tollgate", "TOLLGATE_QUEUE_URL": queue, "TOLLGATE_JIRA_URL": sim_url,
            "TOLLGATE_WEBHOOK_SECRET": SECRET, "TOLLGATE_JIRA_EMAIL": "sim@example.com",
-           "TOLLGATE_JIRA_API_TOKEN": "sim-token"}
+           "TOLLGATE_JIRA_API_TOKEN": "sim-token", "TOLLGATE_APPROVERS": "lead@example.com",
+           "TOLLGATE_PUBLIC_URL": "https://api.example"}
     rows = []
     events = [apigw({"sourceSystem": "measure", "externalId": f"a-{i}", "desiredOperation": "create",
                      "projectKey": "OPS", "issueType": "Incident", "summary": f"alert {i}"}) for i in range(N)]
+    gated = N // 5
+    events += [apigw({"sourceSystem": "measure", "externalId": f"a-{i}", "desiredOperation": "transition",
+                      "transition": "Done"}) for i in range(gated)]
     ingest = run(os.path.join(TARGET, "release", "tollgate-ingest"), env, events)
     statuses = {json.loads(p)["statusCode"] for _, p in ingest["responses"].values()}
     assert statuses == {202}, statuses
-    rows.append(("tollgate-ingest", ingest, f"{N} signed creates (API Gateway v2)"))
+    rows.append(("tollgate-ingest", ingest, f"{N} signed creates + {gated} gated transitions (API Gateway v2)"))
+
+    approvals = [i for i in ddb.scan(TableName="tollgate")["Items"] if i["pk"]["S"].startswith("APPROVAL#")]
+    assert len(approvals) == gated, len(approvals)
+    page_events = []
+    for a in approvals:
+        path = "/v1/approvals/" + link_token(a["id"]["S"], "lead@example.com", int(a["expiresAt"]["N"]) // 1000)
+        page_events += [http_event("GET", path), http_event("POST", path)]
+    approval = run(os.path.join(TARGET, "release", "tollgate-approval"), env, page_events)
+    codes = sorted(json.loads(p)["statusCode"] for _, p in approval["responses"].values())
+    assert codes == [200] * len(page_events), codes
+    rows.append(("tollgate-approval", approval, f"{gated} pages (GET) + {gated} decisions (POST)"))
 
     batches = []
     while True:
@@ -157,7 +191,8 @@ def main():
                                      "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:tollgate-work",
                                      "awsRegion": "us-east-1"} for m in got]})
     executor = run(os.path.join(TARGET, "release", "tollgate-executor"), env, batches)
-    rows.append(("tollgate-executor", executor, f"{len(batches)} SQS batches of up to 5 ({N} creates in jira-sim)"))
+    rows.append(("tollgate-executor", executor,
+                 f"{len(batches)} SQS batches of up to 5 (the creates and the approved transitions)"))
     sim.terminate()
 
     print("| function | init (ms) | peak RSS (MiB) | invocations | p50 (ms) | p99 (ms) | work |")

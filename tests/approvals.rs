@@ -509,29 +509,38 @@ impl HandClock {
     }
 }
 
+/// Ingests a signed transition of `external_id` (a gated kind of work).
+async fn admit_transition<C: Clock>(
+    db: &SqliteDb,
+    clock: &C,
+    policy: &Policy,
+    external_id: &str,
+) -> (tollgate::domain::ids::JobId, JobState) {
+    let secrets = [Secret::new(SECRET)];
+    let ingest = Ingest {
+        store: db,
+        queue: db,
+        clock,
+        secrets: &secrets,
+        policy,
+    };
+    let body = serde_json::to_vec(&json!({"sourceSystem": "itsm", "externalId": external_id,
+        "desiredOperation": "transition", "issueKey": "OPS-9", "transition": "Done"}))
+    .unwrap();
+    let sig = tollgate::domain::signature::sign(&secrets[0], clock.now().unix_seconds(), &body);
+    match ingest.handle(&body, Some(&sig)).await.unwrap() {
+        IngestOutcome::Accepted { job_id, state, .. } => (job_id, state),
+        other => panic!("not accepted: {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn an_undecided_request_expires_its_job_and_a_late_decision_changes_nothing() {
     let dir = Scratch::new("expiry");
     let db = SqliteDb::open(dir.path("t.db")).unwrap();
     let clock = HandClock(std::sync::atomic::AtomicI64::new(SystemClock.now().0));
     let policy = Policy::parse("approvers = [\"lead@example.com\"]\nexpiry_minutes = 30").unwrap();
-    let secrets = [Secret::new(SECRET)];
-    let ingest = Ingest {
-        store: &db,
-        queue: &db,
-        clock: &clock,
-        secrets: &secrets,
-        policy: &policy,
-    };
-    let body = serde_json::to_vec(&json!({"sourceSystem": "itsm", "externalId": "CHG-9",
-        "desiredOperation": "transition", "issueKey": "OPS-9", "transition": "Done"}))
-    .unwrap();
-    let sig = tollgate::domain::signature::sign(&secrets[0], clock.now().unix_seconds(), &body);
-    let IngestOutcome::Accepted { job_id, state, .. } =
-        ingest.handle(&body, Some(&sig)).await.unwrap()
-    else {
-        panic!("not accepted");
-    };
+    let (job_id, state) = admit_transition(&db, &clock, &policy, "CHG-9").await;
     assert_eq!(state, JobState::PendingApproval);
     let keys = [Secret::new("k")];
     let approvals = Approvals {
@@ -591,23 +600,7 @@ async fn a_decision_whose_job_did_not_move_is_applied_by_the_sweep() {
     let dir = Scratch::new("recovery");
     let db = SqliteDb::open(dir.path("t.db")).unwrap();
     let policy = Policy::parse("approvers = [\"lead@example.com\"]").unwrap();
-    let secrets = [Secret::new(SECRET)];
-    let ingest = Ingest {
-        store: &db,
-        queue: &db,
-        clock: &SystemClock,
-        secrets: &secrets,
-        policy: &policy,
-    };
-    let body = serde_json::to_vec(&json!({"sourceSystem": "itsm", "externalId": "CHG-10",
-        "desiredOperation": "transition", "issueKey": "OPS-10", "transition": "Done"}))
-    .unwrap();
-    let sig =
-        tollgate::domain::signature::sign(&secrets[0], SystemClock.now().unix_seconds(), &body);
-    let IngestOutcome::Accepted { job_id, .. } = ingest.handle(&body, Some(&sig)).await.unwrap()
-    else {
-        panic!("not accepted");
-    };
+    let (job_id, _) = admit_transition(&db, &SystemClock, &policy, "CHG-10").await;
     let approval = db.approval_for_job(&job_id).await.unwrap().unwrap();
     let decided = Decided {
         decision: Decision::Approve,

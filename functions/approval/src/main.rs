@@ -3,10 +3,7 @@
 
 use lambda_http::{run, service_fn};
 use std::time::Instant;
-use tollgate::adapters::dynamodb::DynamoStore;
-use tollgate::adapters::lambda_env::{LambdaSettings, init_logging, sdk_config};
-use tollgate::adapters::secrets_manager::SecretBundle;
-use tollgate::adapters::sqs::SqsQueue;
+use tollgate::adapters::lambda_env::{init_logging, wire};
 use tollgate::app::approvals::{Approvals, Links};
 use tollgate::ports::SystemClock;
 
@@ -14,33 +11,21 @@ use tollgate::ports::SystemClock;
 async fn main() -> Result<(), lambda_http::Error> {
     let started = Instant::now();
     init_logging();
-    let settings = LambdaSettings::from_env(|k| std::env::var(k).ok())?;
-    let aws = sdk_config().await;
-    let secrets = match &settings.secret_id {
-        Some(id) => SecretBundle::fetch(&aws_sdk_secretsmanager::Client::new(&aws), id).await?,
-        None => SecretBundle::from_env(|k| std::env::var(k).ok()),
-    };
-    let link_keys = secrets.link_keys();
+    let w = wire().await?;
+    let link_keys = w.secrets.link_keys();
     if link_keys.is_empty() {
         return Err(anyhow::anyhow!(
             "no approval link key (or webhook secret to derive one) configured"
         )
         .into());
     }
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), &settings.table)
-        .with_retention(settings.retention);
-    let queue = SqsQueue::new(
-        aws_sdk_sqs::Client::new(&aws),
-        &settings.queue_url,
-        &settings.bulk_queue_url,
-    );
     let approvals = Approvals {
-        store: &store,
-        queue: &queue,
+        store: &w.store,
+        queue: &w.queue,
         clock: &SystemClock,
         links: Links {
             keys: &link_keys,
-            base_url: &settings.public_url,
+            base_url: &w.settings.public_url,
         },
     };
     tracing::info!(

@@ -6,11 +6,8 @@ use anyhow::Context;
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{LambdaEvent, run, service_fn};
 use std::time::{Duration, Instant};
-use tollgate::adapters::dynamodb::DynamoStore;
 use tollgate::adapters::jira::JiraClient;
-use tollgate::adapters::lambda_env::{LambdaSettings, init_logging, sdk_config, vars};
-use tollgate::adapters::secrets_manager::SecretBundle;
-use tollgate::adapters::sqs::SqsQueue;
+use tollgate::adapters::lambda_env::{init_logging, vars, wire};
 use tollgate::app::execute::{Executor, ExecutorConfig};
 use tollgate::app::governor::{Governor, GovernorConfig};
 use tollgate::domain::time::Timestamp;
@@ -21,29 +18,18 @@ use tollgate_executor::Budget;
 async fn main() -> Result<(), lambda_runtime::Error> {
     let started = Instant::now();
     init_logging();
-    let settings = LambdaSettings::from_env(|k| std::env::var(k).ok())?;
+    let w = wire().await?;
+    let (settings, store, queue) = (&w.settings, &w.store, &w.queue);
     let jira_url = settings
         .jira_url
         .clone()
         .with_context(|| format!("{} is required by the executor", vars::JIRA_URL))?;
-    let aws = sdk_config().await;
-    let secrets = match &settings.secret_id {
-        Some(id) => SecretBundle::fetch(&aws_sdk_secretsmanager::Client::new(&aws), id).await?,
-        None => SecretBundle::from_env(|k| std::env::var(k).ok()),
-    };
-    let auth = secrets.jira.context(
+    let auth = w.secrets.jira.clone().context(
         "no Jira credentials: set jiraEmail + jiraApiToken (or jiraBearerToken) in the secret",
     )?;
     let tracker = JiraClient::new(&jira_url, auth, settings.jira_timeout)?;
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), &settings.table)
-        .with_retention(settings.retention);
-    let queue = SqsQueue::new(
-        aws_sdk_sqs::Client::new(&aws),
-        &settings.queue_url,
-        &settings.bulk_queue_url,
-    );
     let governor = Governor::new(
-        &store,
+        store,
         &SystemClock,
         GovernorConfig::new(jira_url.clone(), settings.max_concurrency),
     );
@@ -52,7 +38,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         ..ExecutorConfig::default()
     };
     let executor = Executor {
-        store: &store,
+        store,
         tracker: &tracker,
         clock: &SystemClock,
         config: &config,
@@ -62,7 +48,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let per_record = settings.jira_timeout * 2 + Duration::from_secs(2);
     tracing::info!(init_ms = started.elapsed().as_millis() as u64, jira = %jira_url, "executor ready");
     run(service_fn(|event: LambdaEvent<SqsEvent>| {
-        let (executor, queue) = (&executor, &queue);
+        let executor = &executor;
         async move {
             let budget = Budget {
                 deadline: (event.context.deadline > 0)

@@ -36,6 +36,7 @@
 //!   and revision items (admission + retention) and on leases. Links and
 //!   governor rows never expire: an entity's issue is forever.
 
+use super::aws_error::{backend, conditional};
 use crate::domain::approval::{ApprovalId, ApprovalRecord, Decided, Decision};
 use crate::domain::audit::AuditEntry;
 use crate::domain::event::{OperationKind, Priority};
@@ -49,7 +50,6 @@ use crate::ports::{
     StoreError, SystemClock,
 };
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
     KeyType, KeysAndAttributes, Projection, ProjectionType, Put,
@@ -76,14 +76,6 @@ pub struct DynamoStore {
     table: String,
     /// How long admitted jobs, their audit and dedup records are kept.
     retention: Duration,
-}
-
-fn backend<E, R>(e: SdkError<E, R>) -> StoreError
-where
-    E: std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    StoreError::Backend(DisplayErrorContext(&e).to_string())
 }
 
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
@@ -590,17 +582,7 @@ impl DynamoStore {
                     .set_expression_attribute_values(Some(e.values))
                     .send()
                     .await;
-                match r {
-                    Ok(_) => Ok(true),
-                    Err(err)
-                        if err
-                            .as_service_error()
-                            .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-                    {
-                        Ok(false)
-                    }
-                    Err(err) => Err(backend(err)),
-                }
+                conditional(r, |e| e.is_conditional_check_failed_exception())
             }
             Some(entry) => {
                 let update = Update::builder()
@@ -768,16 +750,7 @@ impl JobStore for DynamoStore {
             .expression_attribute_values(":t", AttributeValue::Bool(true))
             .send()
             .await;
-        match r {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(backend(e)),
-        }
+        conditional(r, |e| e.is_conditional_check_failed_exception()).map(|_| ())
     }
 
     async fn append_audit(&self, id: &JobId, entry: &AuditEntry) -> Result<(), StoreError> {
@@ -981,16 +954,7 @@ impl LinkStore for DynamoStore {
             .expression_attribute_values(":from", s(from.as_str()))
             .send()
             .await;
-        match r {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(backend(e)),
-        }
+        conditional(r, |e| e.is_conditional_check_failed_exception())
     }
 
     async fn set_link_issue(
@@ -1011,16 +975,7 @@ impl LinkStore for DynamoStore {
             .expression_attribute_values(":creator", s(creator.as_str()))
             .send()
             .await;
-        match r {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(backend(e)),
-        }
+        conditional(r, |e| e.is_conditional_check_failed_exception()).map(|_| ())
     }
 }
 
@@ -1044,16 +999,7 @@ impl Leases for DynamoStore {
             .expression_attribute_values(":holder", s(holder))
             .send()
             .await;
-        match r {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(backend(e)),
-        }
+        conditional(r, |e| e.is_conditional_check_failed_exception())
     }
 
     async fn release(&self, name: &str, holder: &str) -> Result<(), StoreError> {
@@ -1067,16 +1013,7 @@ impl Leases for DynamoStore {
             .expression_attribute_values(":holder", s(holder))
             .send()
             .await;
-        match r {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(backend(e)),
-        }
+        conditional(r, |e| e.is_conditional_check_failed_exception()).map(|_| ())
     }
 }
 
@@ -1112,16 +1049,9 @@ impl GovernorStore for DynamoStore {
             put.condition_expression("version = :expected")
                 .expression_attribute_values(":expected", n(expected))
         };
-        match put.send().await {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(backend(e)),
-        }
+        conditional(put.send().await, |e| {
+            e.is_conditional_check_failed_exception()
+        })
     }
 }
 
@@ -1274,16 +1204,7 @@ impl ApprovalStore for DynamoStore {
             .expression_attribute_values(":at", n(decided.at.0))
             .send()
             .await;
-        match r {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(backend(e)),
-        }
+        conditional(r, |e| e.is_conditional_check_failed_exception())
     }
 
     async fn mark_notified(&self, id: &ApprovalId) -> Result<(), StoreError> {
@@ -1298,16 +1219,7 @@ impl ApprovalStore for DynamoStore {
             .expression_attribute_values(":t", AttributeValue::Bool(true))
             .send()
             .await;
-        match r {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(backend(e)),
-        }
+        conditional(r, |e| e.is_conditional_check_failed_exception()).map(|_| ())
     }
 
     async fn open_approvals(&self, limit: usize) -> Result<Vec<ApprovalRecord>, StoreError> {

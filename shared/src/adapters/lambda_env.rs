@@ -2,6 +2,9 @@
 //! template sets them, and the AWS SDK configuration (which honours
 //! `AWS_ENDPOINT_URL`, so the functions run against a local emulator too).
 
+use super::dynamodb::DynamoStore;
+use super::secrets_manager::{SecretBundle, SecretsError};
+use super::sqs::SqsQueue;
 use crate::domain::policy::Policy;
 use std::time::Duration;
 
@@ -143,6 +146,46 @@ impl LambdaSettings {
 /// `AWS_ENDPOINT_URL` (a local emulator) as the AWS CLI reads them.
 pub async fn sdk_config() -> aws_config::SdkConfig {
     aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WiringError {
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
+}
+
+/// What every function builds once at init: its settings, its secrets, and
+/// the store and queue adapters over SDK clients that share one config.
+pub struct Wired {
+    pub settings: LambdaSettings,
+    pub secrets: SecretBundle,
+    pub store: DynamoStore,
+    pub queue: SqsQueue,
+}
+
+/// Reads the environment and the secret, and builds the SDK clients.
+pub async fn wire() -> Result<Wired, WiringError> {
+    let settings = LambdaSettings::from_env(|k| std::env::var(k).ok())?;
+    let aws = sdk_config().await;
+    let secrets = match &settings.secret_id {
+        Some(id) => SecretBundle::fetch(&aws_sdk_secretsmanager::Client::new(&aws), id).await?,
+        None => SecretBundle::from_env(|k| std::env::var(k).ok()),
+    };
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), &settings.table)
+        .with_retention(settings.retention);
+    let queue = SqsQueue::new(
+        aws_sdk_sqs::Client::new(&aws),
+        &settings.queue_url,
+        &settings.bulk_queue_url,
+    );
+    Ok(Wired {
+        settings,
+        secrets,
+        store,
+        queue,
+    })
 }
 
 /// JSON log lines on stderr (CloudWatch keeps one event per line); the

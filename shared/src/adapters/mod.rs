@@ -1,10 +1,12 @@
 //! Adapters: the ports implemented on real infrastructure.
 
 #[cfg(feature = "aws")]
+mod aws_error;
+#[cfg(feature = "aws")]
 pub mod dynamodb;
 #[cfg(feature = "jira")]
 pub mod jira;
-#[cfg(feature = "aws")]
+#[cfg(all(feature = "aws", feature = "jira"))]
 pub mod lambda_env;
 #[cfg(all(feature = "aws", feature = "jira"))]
 pub mod secrets_manager;

@@ -68,26 +68,7 @@ impl SlackNotifier {
 
 impl Notifier for SlackNotifier {
     async fn notify(&self, notice: &ApprovalNotice) -> Result<(), NotifyError> {
-        let resp = self
-            .http
-            .post(self.url.expose())
-            .json(&message(notice))
-            .send()
-            .await
-            // reqwest errors may include the URL: say only what kind.
-            .map_err(|e| {
-                NotifyError(format!(
-                    "Slack webhook unreachable ({})",
-                    if e.is_timeout() {
-                        "timeout"
-                    } else {
-                        "connection"
-                    }
-                ))
-            })?;
-        if !resp.status().is_success() {
-            return Err(NotifyError(format!("Slack answered {}", resp.status())));
-        }
-        Ok(())
+        let req = self.http.post(self.url.expose()).json(&message(notice));
+        super::webhook_notifier::deliver(req, "Slack").await
     }
 }

@@ -14,12 +14,12 @@
 //! * SQS counts time in whole seconds: waits round up, never down, so a
 //!   message never returns before Retry-After.
 
+use super::aws_error::{backend, conditional};
 use crate::domain::event::Priority;
 use crate::domain::ids::JobId;
 use crate::domain::time::Timestamp;
 use crate::ports::{Clock, Delivery, StoreError, SystemClock, WorkMessage, WorkQueue};
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::error::{DisplayErrorContext, SdkError};
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -68,14 +68,6 @@ pub fn whole_seconds(d: Duration, cap: Duration) -> i32 {
     let d = d.min(cap);
     let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
     secs.min(cap.as_secs()) as i32
-}
-
-fn backend<E, R>(e: SdkError<E, R>) -> StoreError
-where
-    E: std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    StoreError::Backend(DisplayErrorContext(&e).to_string())
 }
 
 impl SqsQueue {
@@ -236,17 +228,9 @@ impl WorkQueue for SqsQueue {
             .receipt_handle(handle)
             .send()
             .await;
-        match r {
-            Ok(_) => Ok(()),
-            // A stale receipt deletes nothing, as on SQLite.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_receipt_handle_is_invalid()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(backend(e)),
-        }
+        // A receipt that is no longer valid: the message moved on (another
+        // receive, or deleted); nothing to do.
+        conditional(r, |e| e.is_receipt_handle_is_invalid()).map(|_| ())
     }
 
     async fn change_visibility(&self, receipt: &str, after: Duration) -> Result<(), StoreError> {
@@ -259,17 +243,10 @@ impl WorkQueue for SqsQueue {
             .visibility_timeout(whole_seconds(after, MAX_VISIBILITY))
             .send()
             .await;
-        match r {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error().is_some_and(|s| {
-                    s.is_receipt_handle_is_invalid() || s.is_message_not_inflight()
-                }) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(backend(e)),
-        }
+        conditional(r, |e| {
+            e.is_receipt_handle_is_invalid() || e.is_message_not_inflight()
+        })
+        .map(|_| ())
     }
 }
 

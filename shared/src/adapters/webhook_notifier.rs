@@ -53,21 +53,28 @@ impl Notifier for WebhookNotifier {
             let t = SystemClock.now().unix_seconds();
             req = req.header(signature::HEADER, signature::sign(key, t, &raw));
         }
-        let resp = req.body(raw).send().await.map_err(|e| {
-            NotifyError(format!(
-                "webhook unreachable ({})",
-                if e.is_timeout() {
-                    "timeout"
-                } else {
-                    "connection"
-                }
-            ))
-        })?;
-        if !resp.status().is_success() {
-            return Err(NotifyError(format!("webhook answered {}", resp.status())));
-        }
-        Ok(())
+        deliver(req.body(raw), "webhook").await
     }
+}
+
+/// Sends a notification request; the error names the channel and what went
+/// wrong, never the URL (a webhook URL is a credential).
+pub(super) async fn deliver(
+    req: reqwest::RequestBuilder,
+    channel: &str,
+) -> Result<(), NotifyError> {
+    let resp = req.send().await.map_err(|e| {
+        let what = if e.is_timeout() {
+            "timeout"
+        } else {
+            "connection failed"
+        };
+        NotifyError(format!("{channel} unreachable ({what})"))
+    })?;
+    if !resp.status().is_success() {
+        return Err(NotifyError(format!("{channel} answered {}", resp.status())));
+    }
+    Ok(())
 }
 
 /// Every configured channel; a notice counts as sent when all accepted it.

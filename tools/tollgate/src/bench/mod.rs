@@ -622,7 +622,15 @@ pub fn markdown(results: &[RunResult]) -> String {
     out
 }
 
+/// Everything from this line on in the benchmarks document is kept when the
+/// bench rewrites it (other measurements live there).
+pub const DOC_TAIL_MARKER: &str = "<!-- end of tollgate bench output; kept below: -->";
+
 pub fn write_doc(path: &PathBuf, command: &str, results: &[RunResult]) -> anyhow::Result<()> {
+    let tail = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|old| old.find(DOC_TAIL_MARKER).map(|i| old[i..].to_string()))
+        .unwrap_or_else(|| format!("{DOC_TAIL_MARKER}\n"));
     let text = format!(
         "# Benchmarks\n\nProduced by `{command}` (debug builds are slower to ingest; numbers here are from the command as shown).\n\
          Each profile runs every client against a fresh jira-sim with the profile's limits, starting at the same phase of\n\
@@ -631,7 +639,7 @@ pub fn write_doc(path: &PathBuf, command: &str, results: &[RunResult]) -> anyhow
          lost nothing (a client that drops work finishes early without having done it). *settled after* (shifting) is the time from the quota's\n\
          change to the last 429 the client received. *lost* counts events that never\n\
          reached Jira; *duplicates* counts extra issues (and comments) Jira holds for one event. One event in ten is\n\
-         delivered twice, as webhook senders do; one in ten is `interactive`, the rest `bulk`.\n{}",
+         delivered twice, as webhook senders do; one in ten is `interactive`, the rest `bulk`.\n{}\n{tail}",
         markdown(results)
     );
     std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
