@@ -20,8 +20,13 @@ Prints a Markdown table for docs/benchmarks.md.
 import base64, hashlib, hmac, json, os, subprocess, sys, threading, time, uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import logging
+import urllib.request
+
 import boto3
 from moto.server import ThreadedMotoServer
+
+logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
@@ -82,7 +87,7 @@ def run(binary, env, events):
     runtime = Runtime(events)
     env = dict(os.environ, **env, AWS_LAMBDA_RUNTIME_API=runtime.address,
                AWS_LAMBDA_FUNCTION_NAME="measure", AWS_LAMBDA_FUNCTION_MEMORY_SIZE="128",
-               AWS_LAMBDA_FUNCTION_VERSION="1", RUST_LOG="warn")
+               AWS_LAMBDA_FUNCTION_VERSION="1", RUST_LOG=os.environ.get("MEASURE_LOG", "warn"))
     started = time.monotonic()
     proc = subprocess.Popen(["/usr/bin/time", "-f", "maxrss_kb=%M", binary], env=env,
                             stderr=subprocess.PIPE, text=True)
@@ -94,6 +99,9 @@ def run(binary, env, events):
     subprocess.run(["pkill", "-TERM", "-f", "^" + binary + "$"])
     _, err = proc.communicate(timeout=30)
     rss = next((int(l.split("=")[1]) for l in err.splitlines() if l.startswith("maxrss_kb=")), 0)
+    for line in err.splitlines():
+        if '"level":"' in line and '"level":"INFO"' not in line or os.environ.get('MEASURE_LOG'):
+            print(os.path.basename(binary), line, file=sys.stderr)
     errors = [r for r, (kind, _) in runtime.responses.items() if kind != "response"]
     if errors:
         raise SystemExit(f"{binary}: {len(errors)} invocations failed: {runtime.responses[errors[0]]}")
@@ -193,7 +201,13 @@ def main():
     executor = run(os.path.join(TARGET, "release", "tollgate-executor"), env, batches)
     rows.append(("tollgate-executor", executor,
                  f"{len(batches)} SQS batches of up to 5 (the creates and the approved transitions)"))
+    failures = sum(len(json.loads(p).get("batchItemFailures", [])) for _, p in executor["responses"].values())
+    with urllib.request.urlopen(sim_url + "/_sim/report") as r:
+        report = json.load(r)
     sim.terminate()
+    assert report["totals"]["issues"] == N and report["totals"]["duplicateIssues"] == 0, report["totals"]
+    print(f"jira-sim: {report['totals']['issues']} issues, {report['totals']['transitions']} transitions; "
+          f"{failures} records handed back for later (transitions waiting for their create)", file=sys.stderr)
 
     print("| function | init (ms) | peak RSS (MiB) | invocations | p50 (ms) | p99 (ms) | work |")
     print("|---|---:|---:|---:|---:|---:|---|")

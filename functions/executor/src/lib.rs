@@ -56,10 +56,17 @@ pub fn records(queue: &SqsQueue, event: &SqsEvent) -> (Vec<Record>, Vec<String>)
 }
 
 /// The time one record may need: if less is left before the deadline, the
-/// record is handed back untouched.
+/// record is handed back untouched — except the batch's first, which always
+/// runs, so a short function timeout slows the queue but never stalls it.
 pub struct Budget {
     pub deadline: Option<Timestamp>,
     pub per_record: Duration,
+}
+
+impl Budget {
+    pub fn allows(&self, now: Timestamp, first: bool) -> bool {
+        first || self.deadline.is_none_or(|d| now.plus(self.per_record) <= d)
+    }
 }
 
 /// Runs each record through the executor, in order.
@@ -77,15 +84,12 @@ where
     Q: WorkQueue,
 {
     let mut outcomes = Vec::with_capacity(records.len());
-    for record in records {
+    for (i, record) in records.iter().enumerate() {
         let now = executor.clock.now();
-        let out_of_time = budget
-            .deadline
-            .is_some_and(|d| now.plus(budget.per_record) > d);
-        let outcome = if out_of_time {
-            defer(queue, &record.receipt, Duration::ZERO).await
-        } else {
+        let outcome = if budget.allows(now, i == 0) {
             run_one(executor, queue, record, now).await
+        } else {
+            defer(queue, &record.receipt, Duration::ZERO).await
         };
         tracing::info!(message_id = %record.message_id, ?outcome, "record processed");
         outcomes.push((record.message_id.clone(), outcome));
@@ -166,4 +170,25 @@ where
     let (records, broken) = records(queue, event);
     let outcomes = process(executor, queue, &records, budget).await;
     batch_response(&outcomes, broken)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_start_only_while_a_whole_record_fits_before_the_deadline() {
+        let budget = Budget {
+            deadline: Some(Timestamp(10_000)),
+            per_record: Duration::from_secs(3),
+        };
+        assert!(budget.allows(Timestamp(7_000), false));
+        assert!(!budget.allows(Timestamp(7_001), false));
+        assert!(budget.allows(Timestamp(9_999), true), "the first always runs");
+        let no_deadline = Budget {
+            deadline: None,
+            per_record: Duration::from_secs(3),
+        };
+        assert!(no_deadline.allows(Timestamp(i64::MAX / 2), false));
+    }
 }
