@@ -74,16 +74,18 @@ struct Rig {
 }
 
 async fn rig(name: &str, webhook_failures: usize) -> Rig {
+    let policy = format!("approvers = [\"{LEAD}\", \"{CISO}\"]\nexpiry_minutes = 60\n");
+    rig_with(name, webhook_failures, &policy).await
+}
+
+async fn rig_with(name: &str, webhook_failures: usize, policy: &str) -> Rig {
     let dir = Scratch::new(name);
     let (addr, sim, _) = jira_sim::spawn(Default::default(), "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
     let (webhook_url, webhook) = inbox(webhook_failures).await;
     let (slack_url, slack) = inbox(0).await;
-    let policy = Policy::parse(&format!(
-        "approvers = [\"{LEAD}\", \"{CISO}\"]\nexpiry_minutes = 60\n"
-    ))
-    .unwrap();
+    let policy = Policy::parse(policy).unwrap();
     let running = stack::start(ServeConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         db: dir.path("t.db"),
@@ -630,4 +632,49 @@ async fn a_decision_whose_job_did_not_move_is_applied_by_the_sweep() {
     let queued = db.receive(10, Duration::from_secs(1)).await.unwrap();
     assert_eq!(queued.len(), 1);
     assert_eq!(queued[0].job_id, job_id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_storm_of_creates_from_one_source_waits_past_the_limit_and_redeliveries_do_not_count() {
+    let r = rig_with(
+        "storm",
+        0,
+        &format!("approvers = [\"{LEAD}\"]\nmass_create = {{ max = 3, window_minutes = 60 }}\n"),
+    )
+    .await;
+    let create = |i: usize| {
+        json!({"sourceSystem": "cmdb", "externalId": format!("ci-{i}"), "desiredOperation": "create",
+               "projectKey": "ASSET", "issueType": "Task", "summary": format!("Server {i}")})
+    };
+    let mut states = Vec::new();
+    let mut jobs = Vec::new();
+    for i in 0..5 {
+        // Each delivered twice: the redelivery must not use up the allowance.
+        let first = r.send(create(i)).await;
+        let again = r.send(create(i)).await;
+        assert_eq!(again["duplicate"], true);
+        states.push(first["state"].as_str().unwrap().to_string());
+        jobs.push(first["jobId"].as_str().unwrap().to_string());
+    }
+    assert_eq!(
+        states,
+        [
+            "QUEUED",
+            "QUEUED",
+            "QUEUED",
+            "PENDING_APPROVAL",
+            "PENDING_APPROVAL"
+        ]
+    );
+    // Another source has its own allowance.
+    let other = r
+        .send(json!({"sourceSystem": "alertmanager", "externalId": "a-1", "desiredOperation": "create",
+                     "projectKey": "OPS", "issueType": "Incident", "summary": "Disk full"}))
+        .await;
+    assert_eq!(other["state"], "QUEUED");
+    let notice = r.notice(&jobs[3]).await;
+    assert_eq!(
+        notice["rule"],
+        "built-in: more than 3 creates from cmdb within 60 min"
+    );
 }

@@ -160,6 +160,16 @@ pub trait ApprovalStore: Send + Sync {
     ) -> impl Future<Output = Result<Vec<ApprovalRecord>, StoreError>> + Send;
 }
 
+/// Counters in fixed time windows (the mass-create guard).
+pub trait Counters: Send + Sync {
+    /// The count of `key` in window `window` (0 when never bumped).
+    fn count(&self, key: &str, window: i64)
+    -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Adds one to the count of `key` in `window`, atomically.
+    fn bump(&self, key: &str, window: i64) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
 /// Which issue a source system's entity owns, and which job creates it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Link {

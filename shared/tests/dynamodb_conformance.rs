@@ -142,3 +142,9 @@ async fn only_one_of_many_racing_deciders_decides() {
 async fn an_approval_round_trips_and_is_found_by_its_job() {
     conformance::an_approval_round_trips_and_is_found_by_its_job(&store().await).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn racing_bumps_all_count_and_windows_are_apart() {
+    let (_, open) = table().await;
+    conformance::racing_bumps_all_count_and_windows_are_apart(open).await;
+}

@@ -138,3 +138,9 @@ async fn an_approval_round_trips_and_is_found_by_its_job() {
     let db = TempDb::new("approval");
     conformance::an_approval_round_trips_and_is_found_by_its_job(&db.open()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn racing_bumps_all_count_and_windows_are_apart() {
+    let db = TempDb::new("counters");
+    conformance::racing_bumps_all_count_and_windows_are_apart(|| async { db.open() }).await;
+}

@@ -184,7 +184,10 @@ mod tests {
         };
         assert!(budget.allows(Timestamp(7_000), false));
         assert!(!budget.allows(Timestamp(7_001), false));
-        assert!(budget.allows(Timestamp(9_999), true), "the first always runs");
+        assert!(
+            budget.allows(Timestamp(9_999), true),
+            "the first always runs"
+        );
         let no_deadline = Budget {
             deadline: None,
             per_record: Duration::from_secs(3),

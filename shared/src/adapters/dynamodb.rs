@@ -17,6 +17,7 @@
 //! | governor    | `GOV#<site>`     | `GOV`                     | `version`, `state` (JSON) |
 //! | approval    | `APPROVAL#<id>`  | `APPROVAL`                | every `ApprovalRecord` field; `gsi1*` while open |
 //! | approval ref| `JOB#<jobId>`    | `APPROVAL`                | `approvalId` (the job's approval) |
+//! | counter     | `COUNT#<key>`    | `W#<window>`              | `n`, bumped by `ADD` (atomic); expires a day after |
 //!
 //! * Admission is one `TransactWriteItems`: the dedup item with
 //!   `attribute_not_exists(pk)` and `ReturnValuesOnConditionCheckFailure =
@@ -46,8 +47,8 @@ use crate::domain::ids::{ExternalId, IssueKey, JobId, SourceSystem};
 use crate::domain::job::JobState;
 use crate::domain::time::Timestamp;
 use crate::ports::{
-    Admission, ApprovalStore, Clock, GovernorStore, JobRecord, JobStore, Leases, Link, LinkStore,
-    StoreError, SystemClock,
+    Admission, ApprovalStore, Clock, Counters, GovernorStore, JobRecord, JobStore, Leases, Link,
+    LinkStore, StoreError, SystemClock,
 };
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
@@ -1248,6 +1249,37 @@ impl ApprovalStore for DynamoStore {
             }
         }
         Ok(found)
+    }
+}
+
+impl Counters for DynamoStore {
+    async fn count(&self, key: &str, window: i64) -> Result<u64, StoreError> {
+        Ok(
+            match self
+                .get(format!("COUNT#{key}"), &format!("W#{window}"))
+                .await?
+            {
+                Some(item) => get_n(&item, "n")?,
+                None => 0,
+            },
+        )
+    }
+
+    async fn bump(&self, key: &str, window: i64) -> Result<(), StoreError> {
+        let expires = epoch_seconds(SystemClock.now()) + 2 * 24 * 3600;
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("COUNT#{key}")))
+            .key("sk", s(format!("W#{window}")))
+            .update_expression("ADD n :one SET #ttl = :ttl")
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":ttl", n(expires))
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(())
     }
 }
 

@@ -12,6 +12,7 @@
 //! * `approvals` — one row per approval request; intent and approvers as
 //!   JSON arrays; the decision is written by `UPDATE … WHERE decision IS
 //!   NULL` (once).
+//! * `counters` — `(key, window) → count`, bumped by an upsert.
 //! * `governors` — one row per Jira site: the shared governor state as JSON
 //!   and a version; writes are `… WHERE version = ?expected`.
 //! * `queue` — SQS semantics: a message is received by moving its
@@ -32,8 +33,8 @@ use crate::domain::job::JobState;
 use crate::domain::time::Timestamp;
 use crate::ports::GovernorStore;
 use crate::ports::{
-    Admission, ApprovalStore, Clock, Delivery, JobRecord, JobStore, Leases, Link, LinkStore,
-    StoreError, SystemClock, WorkMessage, WorkQueue,
+    Admission, ApprovalStore, Clock, Counters, Delivery, JobRecord, JobStore, Leases, Link,
+    LinkStore, StoreError, SystemClock, WorkMessage, WorkQueue,
 };
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use std::path::Path;
@@ -108,6 +109,12 @@ CREATE TABLE IF NOT EXISTS approvals (
     notified     INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS approvals_open ON approvals(decision, requested_at);
+CREATE TABLE IF NOT EXISTS counters (
+    key    TEXT NOT NULL,
+    window INTEGER NOT NULL,
+    count  INTEGER NOT NULL,
+    PRIMARY KEY (key, window)
+);
 CREATE TABLE IF NOT EXISTS governors (
     site    TEXT PRIMARY KEY,
     version INTEGER NOT NULL,
@@ -788,6 +795,40 @@ impl ApprovalStore for SqliteDb {
                 "WHERE decision IS NULL ORDER BY requested_at, id LIMIT ?1",
                 [limit as i64],
             )
+        })
+        .await
+    }
+}
+
+impl Counters for SqliteDb {
+    async fn count(&self, key: &str, window: i64) -> Result<u64, StoreError> {
+        let key = key.to_string();
+        self.with(move |c| {
+            c.query_row(
+                "SELECT count FROM counters WHERE key = ?1 AND window = ?2",
+                params![key, window],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|n| n.unwrap_or(0).max(0) as u64)
+        })
+        .await
+    }
+
+    async fn bump(&self, key: &str, window: i64) -> Result<(), StoreError> {
+        let key = key.to_string();
+        self.with(move |c| {
+            // Old windows are of no further use.
+            c.execute(
+                "DELETE FROM counters WHERE key = ?1 AND window < ?2 - 1",
+                params![key, window],
+            )?;
+            c.execute(
+                "INSERT INTO counters (key, window, count) VALUES (?1, ?2, 1)
+                 ON CONFLICT(key, window) DO UPDATE SET count = count + 1",
+                params![key, window],
+            )
+            .map(|_| ())
         })
         .await
     }

@@ -18,13 +18,14 @@ use crate::domain::ids::JobId;
 use crate::domain::job::{JobEvent, JobState};
 use crate::domain::limits::MAX_BODY_BYTES;
 use crate::domain::plan::{LinkState, plan};
-use crate::domain::policy::{Policy, PolicyDecision};
+use crate::domain::policy::{MassCreate, Policy, PolicyDecision};
 use crate::domain::secret::Secret;
 use crate::domain::signature::{self, SignatureError};
 use crate::domain::time::Timestamp;
 use crate::domain::validation::{FieldError, parse_event};
 use crate::ports::{
-    Admission, ApprovalStore, Clock, JobRecord, JobStore, LinkStore, WorkMessage, WorkQueue,
+    Admission, ApprovalStore, Clock, Counters, JobRecord, JobStore, LinkStore, WorkMessage,
+    WorkQueue,
 };
 use std::time::Duration;
 
@@ -62,7 +63,7 @@ pub struct Ingest<'a, S, Q, C> {
 
 impl<S, Q, C> Ingest<'_, S, Q, C>
 where
-    S: JobStore + LinkStore + ApprovalStore,
+    S: JobStore + LinkStore + ApprovalStore + Counters,
     Q: WorkQueue,
     C: Clock,
 {
@@ -89,7 +90,21 @@ where
         let kind = event.operation.kind();
         let key = IdempotencyKey::of(&event);
         let fingerprint = Fingerprint::of(&payload);
-        let decision = self.policy.decide(&event);
+        // The storm guard counts creates admitted before this one in the
+        // current window. Read before and bumped after admission, so
+        // redeliveries do not count; racing creates may each see the count
+        // just below the limit (a soft limit, by a few).
+        let guard = self.policy.mass_create.filter(|_| kind.creates()).map(|m| {
+            (
+                MassCreate::counter_key(&event.source_system),
+                m.window_index(now),
+            )
+        });
+        let recent = match &guard {
+            Some((key, window)) => self.store.count(key, *window).await?,
+            None => 0,
+        };
+        let decision = self.policy.decide(&event, recent);
         let state = match decision {
             PolicyDecision::Run { .. } => JobState::Received.apply(JobEvent::Accept)?,
             PolicyDecision::NeedsApproval { .. } => {
@@ -168,6 +183,9 @@ where
 
         match self.store.admit(&job, &audit, approval.as_ref()).await? {
             Admission::New => {
+                if let Some((key, window)) = &guard {
+                    self.store.bump(key, *window).await?;
+                }
                 if kind.creates() {
                     self.store.claim_link(&job.link, &job.id).await?;
                 }

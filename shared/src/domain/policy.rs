@@ -11,6 +11,9 @@
 //! approvers = ["lead@example.com"]
 //! expiry_minutes = 1440
 //! sensitive_fields = ["security", "customfield_10050"]
+//! # More creates than this from one source in one window wait (a storm
+//! # guard, checked before the rules).
+//! mass_create = { max = 50, window_minutes = 10 }
 //!
 //! [[rules]]
 //! name = "cmdb closes its own issues"
@@ -20,6 +23,8 @@
 //! ```
 
 use super::event::{Event, Operation, OperationKind};
+use super::ids::SourceSystem;
+use super::time::Timestamp;
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -52,6 +57,32 @@ pub struct Rule {
     pub approvers: Vec<String>,
 }
 
+/// The storm guard: creates beyond `max` from one source system within one
+/// window of `window_minutes` (fixed windows) wait for approval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MassCreate {
+    pub max: u64,
+    pub window_minutes: u64,
+}
+
+impl MassCreate {
+    pub fn window(&self) -> Duration {
+        Duration::from_secs(self.window_minutes * 60)
+    }
+
+    /// Which fixed window `now` falls in.
+    pub fn window_index(&self, now: Timestamp) -> i64 {
+        now.0
+            .div_euclid((self.window_minutes.max(1) * 60_000) as i64)
+    }
+
+    /// The counter that tallies a source's creates.
+    pub fn counter_key(source: &SourceSystem) -> String {
+        format!("creates/{source}")
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
@@ -63,6 +94,8 @@ pub struct Policy {
     pub sensitive_fields: Vec<String>,
     #[serde(default)]
     pub rules: Vec<Rule>,
+    #[serde(default)]
+    pub mass_create: Option<MassCreate>,
 }
 
 fn default_expiry_minutes() -> u64 {
@@ -80,6 +113,7 @@ impl Default for Policy {
             expiry_minutes: default_expiry_minutes(),
             sensitive_fields: default_sensitive(),
             rules: Vec::new(),
+            mass_create: None,
         }
     }
 }
@@ -105,6 +139,8 @@ pub enum PolicyError {
     NoApprovers { rule: String },
     #[error("expiry_minutes must be between 1 and 43200 (30 days), not {0}")]
     Expiry(u64),
+    #[error("mass_create needs approvers, a max of at least 1 and a window of 1 to 1440 minutes")]
+    MassCreate,
     #[error(
         "approver {0:?} is not a usable identity (1 to 200 printable characters, not starting with \"tollgate:\")"
     )]
@@ -186,6 +222,11 @@ impl Policy {
                 return Err(PolicyError::Approver(a.clone()));
             }
         }
+        if let Some(m) = &self.mass_create
+            && (self.approvers.is_empty() || m.max == 0 || !(1..=1440).contains(&m.window_minutes))
+        {
+            return Err(PolicyError::MassCreate);
+        }
         for r in &self.rules {
             if r.decision == RuleDecision::Require
                 && r.approvers.is_empty()
@@ -203,7 +244,9 @@ impl Policy {
         Duration::from_secs(self.expiry_minutes * 60)
     }
 
-    pub fn decide(&self, event: &Event) -> PolicyDecision {
+    /// Decides for `event`; `recent_creates` is how many creates its source
+    /// made in the current mass-create window before it (0 when unguarded).
+    pub fn decide(&self, event: &Event, recent_creates: u64) -> PolicyDecision {
         let require = |rule: &str, approvers: &[String]| PolicyDecision::NeedsApproval {
             rule: rule.to_string(),
             approvers: if approvers.is_empty() {
@@ -213,6 +256,18 @@ impl Policy {
             },
             expiry: self.expiry(),
         };
+        if let Some(m) = &self.mass_create
+            && event.operation.kind().creates()
+            && recent_creates >= m.max
+        {
+            return require(
+                &format!(
+                    "built-in: more than {} creates from {} within {} min",
+                    m.max, event.source_system, m.window_minutes
+                ),
+                &[],
+            );
+        }
         if let Some(rule) = self.rules.iter().find(|r| r.matches(event)) {
             return match rule.decision {
                 RuleDecision::Approve => PolicyDecision::Run {
@@ -303,14 +358,14 @@ mod tests {
             (update(json!({"assignee": {"accountId": "5b10"}})), true),
         ];
         for (e, gated) in table {
-            assert_eq!(needs(&p.decide(&e)).is_some(), gated, "{e:?}");
+            assert_eq!(needs(&p.decide(&e, 0)).is_some(), gated, "{e:?}");
         }
     }
 
     #[test]
     fn without_approvers_nothing_waits() {
         assert_eq!(
-            needs(&Policy::default().decide(&transition("itsm", "OPS-1"))),
+            needs(&Policy::default().decide(&transition("itsm", "OPS-1"), 0)),
             None
         );
     }
@@ -334,22 +389,22 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            p.decide(&transition("cmdb", "OPS-1")),
+            p.decide(&transition("cmdb", "OPS-1"), 0),
             PolicyDecision::Run {
                 rule: "cmdb may close".into()
             }
         );
         assert_eq!(
-            needs(&p.decide(&create("alertmanager", "SEC"))),
+            needs(&p.decide(&create("alertmanager", "SEC"), 0)),
             Some(&["ciso@example.com".to_string()][..])
         );
         assert_eq!(
-            needs(&p.decide(&transition("itsm", "SEC-4"))),
+            needs(&p.decide(&transition("itsm", "SEC-4"), 0)),
             Some(&["ciso@example.com".to_string()][..]),
             "a transition in SEC matches the SEC rule before the built-in one"
         );
         assert_eq!(
-            needs(&p.decide(&transition("itsm", "OPS-4"))),
+            needs(&p.decide(&transition("itsm", "OPS-4"), 0)),
             Some(&["lead@example.com".to_string()][..])
         );
     }
@@ -366,8 +421,45 @@ mod tests {
             "#,
         )
         .unwrap();
-        assert!(needs(&p.decide(&update(json!({"customfield_10050": 5})))).is_some());
-        assert!(needs(&p.decide(&update(json!({"customfield_1": 5})))).is_none());
+        assert!(needs(&p.decide(&update(json!({"customfield_10050": 5})), 0)).is_some());
+        assert!(needs(&p.decide(&update(json!({"customfield_1": 5})), 0)).is_none());
+    }
+
+    #[test]
+    fn a_storm_of_creates_from_one_source_waits_beyond_the_limit() {
+        let p = Policy::parse(
+            r#"
+            approvers = ["lead@example.com"]
+            mass_create = { max = 3, window_minutes = 10 }
+            [[rules]]
+            name = "alerts run"
+            sources = ["alertmanager"]
+            decision = "approve"
+            "#,
+        )
+        .unwrap();
+        let e = create("alertmanager", "OPS");
+        assert!(needs(&p.decide(&e, 2)).is_none(), "the third create runs");
+        let d = p.decide(&e, 3);
+        assert!(needs(&d).is_some(), "the fourth waits, before any rule");
+        assert!(
+            matches!(d, PolicyDecision::NeedsApproval { ref rule, .. } if rule.contains("more than 3 creates"))
+        );
+        assert!(
+            needs(&p.decide(&comment(), 100)).is_none(),
+            "only creates count"
+        );
+        let m = p.mass_create.unwrap();
+        assert_eq!(m.window_index(Timestamp(599_999)), 0);
+        assert_eq!(m.window_index(Timestamp(600_000)), 1);
+    }
+
+    #[test]
+    fn a_storm_guard_needs_approvers() {
+        assert_eq!(
+            Policy::parse("mass_create = { max = 3, window_minutes = 10 }").unwrap_err(),
+            PolicyError::MassCreate
+        );
     }
 
     #[test]

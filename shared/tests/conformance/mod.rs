@@ -15,8 +15,8 @@ use tollgate::domain::ids::{ExternalId, IssueKey, JobId, SourceSystem};
 use tollgate::domain::job::JobState;
 use tollgate::domain::time::Timestamp;
 use tollgate::ports::{
-    Admission, ApprovalStore, GovernorStore, JobRecord, JobStore, Leases, LinkStore, WorkMessage,
-    WorkQueue,
+    Admission, ApprovalStore, Counters, GovernorStore, JobRecord, JobStore, Leases, LinkStore,
+    WorkMessage, WorkQueue,
 };
 
 pub fn job(dedup: &str, key: &str) -> JobRecord {
@@ -575,4 +575,28 @@ where
     assert_eq!(winners.len(), 1, "exactly one decision");
     let stored = open().await.approval(&a.id).await.unwrap().unwrap();
     assert_eq!(stored.decided.as_ref(), Some(&winners[0]));
+}
+
+pub async fn racing_bumps_all_count_and_windows_are_apart<S, F, Fut>(open: F)
+where
+    S: Counters + 'static,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    let key = format!("creates/{}", JobId::generate());
+    let mut tasks = Vec::new();
+    for _ in 0..12 {
+        let store = open().await;
+        let key = key.clone();
+        tasks.push(tokio::spawn(
+            async move { store.bump(&key, 7).await.unwrap() },
+        ));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let store = open().await;
+    assert_eq!(store.count(&key, 7).await.unwrap(), 12, "no bump lost");
+    assert_eq!(store.count(&key, 8).await.unwrap(), 0, "another window");
+    assert_eq!(store.count("creates/nobody", 7).await.unwrap(), 0);
 }

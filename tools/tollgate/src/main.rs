@@ -435,7 +435,7 @@ async fn main() -> anyhow::Result<()> {
                 None => sample_events()?,
             };
             for (name, event) in samples {
-                let verdict = match policy.decide(&event) {
+                let verdict = match policy.decide(&event, 0) {
                     PolicyDecision::Run { rule } => format!("runs at once ({rule})"),
                     PolicyDecision::NeedsApproval {
                         rule, approvers, ..
