@@ -22,12 +22,18 @@ use tollgate::app::execute::{Executor, ExecutorConfig};
 use tollgate::app::governor::{Governor, GovernorConfig};
 use tollgate::app::ingest::Ingest;
 use tollgate::domain::approval::Decision;
+use tollgate::domain::event::{OperationKind, Priority};
+use tollgate::domain::idempotency::{DedupId, Fingerprint, IdempotencyKey, LinkId};
 use tollgate::domain::ids::JobId;
+use tollgate::domain::ids::{ExternalId, SourceSystem};
+use tollgate::domain::job::JobState;
 use tollgate::domain::policy::Policy;
 use tollgate::domain::secret::Secret;
 use tollgate::domain::signature;
+use tollgate::domain::time::Timestamp;
 use tollgate::ports::{ApprovalStore, JobStore, NoNotifier, SystemClock};
-use tollgate_executor::Budget;
+use tollgate::ports::{Clock, JobRecord};
+use tollgate_executor::{Budget, Invocation};
 
 const SECRET: &str = "whsec_lambda";
 const ACCOUNT: &str = "123456789012";
@@ -475,6 +481,9 @@ async fn a_throttled_message_is_hidden_until_retry_after_and_reported_as_a_batch
         ids.push(a.body["jobId"].as_str().unwrap().to_string());
     }
     let instance = Instance::new(&aws, &site, "lambda-throttle", 1);
+    // Start at the top of a quota window, so both calls fall in the same one.
+    let into_window = SystemClock.now().0.rem_euclid(10_000) as u64;
+    tokio::time::sleep(Duration::from_millis(10_000 - into_window + 50)).await;
     let (n, failed) = instance.poll_once(10).await;
     assert_eq!(n, 2);
     assert_eq!(failed.len(), 1, "one record throttled, one done");
@@ -697,4 +706,66 @@ async fn a_gated_event_waits_for_the_approval_function_then_the_executor_runs_it
         .unwrap();
     assert_eq!(job.state.as_str(), "SUCCEEDED");
     assert_eq!(sim.report()["issues"][0]["status"], "Done");
+}
+
+#[tokio::test]
+async fn the_scheduled_sweep_sends_a_job_whose_message_a_crash_lost() {
+    let aws = aws().await;
+    let (site, sim) = sim(Limits::default()).await;
+    // What a crash between admission and SendMessage leaves: a job admitted
+    // two minutes ago whose message was never sent.
+    let event = alert(500);
+    let source = SourceSystem::parse("alertmanager").unwrap();
+    let external = ExternalId::parse("alert-500").unwrap();
+    let parsed = tollgate::domain::validation::validate_event(&event).unwrap();
+    let key = IdempotencyKey::of(&parsed);
+    let fingerprint = Fingerprint::of(&event);
+    let created = Timestamp(SystemClock.now().0 - 120_000);
+    let job = JobRecord {
+        id: JobId::generate(),
+        dedup: DedupId::of(OperationKind::Create, &key, &fingerprint),
+        key,
+        fingerprint,
+        link: LinkId::of(&source, &external),
+        kind: OperationKind::Create,
+        priority: Priority::Interactive,
+        source_system: source,
+        external_id: external,
+        payload: tollgate::domain::canonical::canonical_json(&event),
+        state: JobState::Queued,
+        issue_key: None,
+        steps_done: 0,
+        step_started: None,
+        attempts: 0,
+        throttles: 0,
+        last_error: None,
+        created_at: created,
+        updated_at: created,
+        enqueued: false,
+    };
+    aws.store.admit(&job, &[], None).await.unwrap();
+    let executor = Instance::new(&aws, &site, "lambda-sweep", 1);
+    assert_eq!(executor.poll_once(10).await.0, 0, "nothing on the queue");
+
+    let keys = [Secret::new(LINK_KEY)];
+    let tick = serde_json::json!({"version": "0", "detail-type": "Scheduled Event", "source": "aws.events",
+                                  "account": ACCOUNT, "time": "2026-11-24T10:00:00Z", "region": "us-east-1",
+                                  "resources": [], "detail": {}});
+    let Invocation::Sweep = Invocation::parse(tick).unwrap() else {
+        panic!("a scheduled event is a sweep");
+    };
+    let summary =
+        tollgate_executor::sweep(&aws.store, &aws.queue, &approvals(&aws, &keys), &NoNotifier)
+            .await
+            .unwrap();
+    assert_eq!(summary["resent"], 1);
+    let jobs: HashSet<String> = [job.id.to_string()].into();
+    executor.drain(&jobs, Duration::from_secs(20)).await;
+    assert!(all_terminal(&aws.store, &jobs).await);
+    assert_eq!(sim.report()["totals"]["issues"], 1);
+    let again =
+        tollgate_executor::sweep(&aws.store, &aws.queue, &approvals(&aws, &keys), &NoNotifier)
+            .await
+            .unwrap();
+    assert_eq!(again["resent"], 0, "sent once");
 }

@@ -8,12 +8,20 @@
 //! left for are made visible at once and named, for the next invocation.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use std::cell::Cell;
 use std::time::Duration;
+use tollgate::adapters::emf;
 use tollgate::adapters::sqs::{QueuedMessage, SqsQueue};
-use tollgate::app::execute::{Disposition, Executor};
+use tollgate::app::AppError;
+use tollgate::app::approvals::Approvals;
+use tollgate::app::execute::{Disposition, Executor, RunReport};
 use tollgate::app::governor::Pace;
+use tollgate::app::ingest::resend_unenqueued;
+use tollgate::domain::job::JobState;
 use tollgate::domain::time::Timestamp;
-use tollgate::ports::{Clock, JobStore, Leases, LinkStore, Tracker, WorkQueue};
+use tollgate::ports::{
+    ApprovalStore, Clock, JobStore, Leases, LinkStore, Notifier, Tracker, WorkQueue,
+};
 
 /// One SQS record, translated: the id Lambda knows it by, the receipt the
 /// queue adapter understands, and the body.
@@ -27,8 +35,9 @@ pub struct Record {
 /// What became of a record.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RecordOutcome {
-    /// Finished (or stale): Lambda deletes it.
-    Done,
+    /// Finished (or stale): Lambda deletes it. The job's state after the
+    /// run, when it was run.
+    Done(Option<JobState>),
     /// Comes back after this wait (its visibility was set).
     Deferred(Duration),
     /// Comes back after the queue's visibility timeout; after
@@ -69,13 +78,42 @@ impl Budget {
     }
 }
 
+/// What a batch did, as counts (sent out as metrics).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchCounts {
+    pub records: u64,
+    pub done: u64,
+    pub deferred: u64,
+    pub failed: u64,
+    pub succeeded: u64,
+    pub jobs_failed: u64,
+    pub exhausted: u64,
+    /// Runs that Jira answered with a 429.
+    pub throttled: u64,
+}
+
+impl BatchCounts {
+    pub fn metrics(&self) -> [(&'static str, u64); 8] {
+        [
+            ("Records", self.records),
+            ("RecordsDone", self.done),
+            ("RecordsDeferred", self.deferred),
+            ("RecordsFailed", self.failed),
+            ("JobsSucceeded", self.succeeded),
+            ("JobsFailed", self.jobs_failed),
+            ("JobsExhausted", self.exhausted),
+            ("Throttled", self.throttled),
+        ]
+    }
+}
+
 /// Runs each record through the executor, in order.
 pub async fn process<S, T, C, G, Q>(
     executor: &Executor<'_, S, T, C, G>,
     queue: &Q,
     records: &[Record],
     budget: &Budget,
-) -> Vec<(String, RecordOutcome)>
+) -> (Vec<(String, RecordOutcome)>, BatchCounts)
 where
     S: JobStore + LinkStore + Leases,
     T: Tracker,
@@ -84,17 +122,34 @@ where
     Q: WorkQueue,
 {
     let mut outcomes = Vec::with_capacity(records.len());
+    let throttled = Cell::new(0);
+    let mut counts = BatchCounts::default();
     for (i, record) in records.iter().enumerate() {
         let now = executor.clock.now();
         let outcome = if budget.allows(now, i == 0) {
-            run_one(executor, queue, record, now).await
+            run_one(executor, queue, record, now, &throttled).await
         } else {
             defer(queue, &record.receipt, Duration::ZERO).await
         };
         tracing::info!(message_id = %record.message_id, ?outcome, "record processed");
+        counts.records += 1;
+        match &outcome {
+            RecordOutcome::Done(state) => {
+                counts.done += 1;
+                match state {
+                    Some(JobState::Succeeded) => counts.succeeded += 1,
+                    Some(JobState::Failed) => counts.jobs_failed += 1,
+                    Some(JobState::Exhausted) => counts.exhausted += 1,
+                    _ => {}
+                }
+            }
+            RecordOutcome::Deferred(_) => counts.deferred += 1,
+            RecordOutcome::Failed(_) => counts.failed += 1,
+        }
         outcomes.push((record.message_id.clone(), outcome));
     }
-    outcomes
+    counts.throttled = throttled.get();
+    (outcomes, counts)
 }
 
 async fn defer<Q: WorkQueue>(queue: &Q, receipt: &str, wait: Duration) -> RecordOutcome {
@@ -109,6 +164,7 @@ async fn run_one<S, T, C, G, Q>(
     queue: &Q,
     record: &Record,
     now: Timestamp,
+    throttled: &Cell<u64>,
 ) -> RecordOutcome
 where
     S: JobStore + LinkStore + Leases,
@@ -124,9 +180,20 @@ where
     if let Some(wait) = msg.remaining_wait(now) {
         return defer(queue, &record.receipt, wait).await;
     }
-    match executor.run(&msg.job_id).await {
-        Ok(Disposition::Done) => RecordOutcome::Done,
-        Ok(Disposition::RetryAfter(wait)) => defer(queue, &record.receipt, wait).await,
+    let report = executor.run_reported(&msg.job_id).await;
+    if let Ok(r) = &report {
+        throttled.set(throttled.get() + u64::from(r.throttled));
+    }
+    match report {
+        Ok(RunReport {
+            disposition: Disposition::Done,
+            state,
+            ..
+        }) => RecordOutcome::Done(state),
+        Ok(RunReport {
+            disposition: Disposition::RetryAfter(wait),
+            ..
+        }) => defer(queue, &record.receipt, wait).await,
         Err(e) => {
             tracing::warn!(job_id = %msg.job_id, error = %e, "job run failed; the message returns");
             match defer(queue, &record.receipt, Duration::from_secs(2)).await {
@@ -147,14 +214,15 @@ pub fn batch_response(
         response.add_failure(id);
     }
     for (id, outcome) in outcomes {
-        if *outcome != RecordOutcome::Done {
+        if !matches!(outcome, RecordOutcome::Done(_)) {
             response.add_failure(id.clone());
         }
     }
     response
 }
 
-/// The whole entrypoint: event in, partial batch response out.
+/// The whole entrypoint: event in, partial batch response out; the batch's
+/// counts go to stdout as one Embedded Metric Format line.
 pub async fn handle<S, T, C, G>(
     executor: &Executor<'_, S, T, C, G>,
     queue: &SqsQueue,
@@ -168,13 +236,83 @@ where
     G: Pace,
 {
     let (records, broken) = records(queue, event);
-    let outcomes = process(executor, queue, &records, budget).await;
+    let (outcomes, mut counts) = process(executor, queue, &records, budget).await;
+    counts.records += broken.len() as u64;
+    counts.failed += broken.len() as u64;
+    println!("{}", emf::line(executor.clock.now().0, &counts.metrics()));
     batch_response(&outcomes, broken)
+}
+
+/// What an invocation asks for: an SQS batch, or the scheduled sweep.
+#[derive(Debug)]
+pub enum Invocation {
+    Batch(Box<SqsEvent>),
+    /// EventBridge's scheduled event (or `{"tollgate": "sweep"}`).
+    Sweep,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("not an SQS batch nor a scheduled sweep: {0}")]
+pub struct UnknownInvocation(String);
+
+impl Invocation {
+    pub fn parse(event: serde_json::Value) -> Result<Self, UnknownInvocation> {
+        if event.get("Records").is_some() {
+            return serde_json::from_value(event)
+                .map(|e| Invocation::Batch(Box::new(e)))
+                .map_err(|e| UnknownInvocation(e.to_string()));
+        }
+        let scheduled =
+            event.get("detail-type").and_then(|d| d.as_str()) == Some("Scheduled Event");
+        let asked = event.get("tollgate").and_then(|d| d.as_str()) == Some("sweep");
+        if scheduled || asked {
+            return Ok(Invocation::Sweep);
+        }
+        Err(UnknownInvocation("unrecognised shape".into()))
+    }
+}
+
+/// The scheduled sweep: re-sends jobs whose queue message a crash lost
+/// (admitted over a minute ago, never sent), expires overdue approval
+/// requests, retries approval notifications, and applies decisions a crash
+/// left unapplied.
+pub async fn sweep<S, C, N>(
+    store: &S,
+    queue: &SqsQueue,
+    approvals: &Approvals<'_, S, SqsQueue, C>,
+    notifier: &N,
+) -> Result<serde_json::Value, AppError>
+where
+    S: JobStore + LinkStore + ApprovalStore,
+    C: Clock,
+    N: Notifier,
+{
+    let cutoff = Timestamp(approvals.clock.now().0 - 60_000);
+    let resent = resend_unenqueued(store, queue, cutoff).await?;
+    let approvals_acted = approvals.sweep(notifier).await?;
+    tracing::info!(resent, approvals_acted, "sweep done");
+    Ok(serde_json::json!({ "resent": resent, "approvals": approvals_acted }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_invocation_is_a_batch_a_schedule_or_refused() {
+        let batch = Invocation::parse(serde_json::json!({"Records": []})).unwrap();
+        assert!(matches!(batch, Invocation::Batch(_)));
+        let tick = serde_json::json!({"detail-type": "Scheduled Event", "source": "aws.events"});
+        assert!(matches!(
+            Invocation::parse(tick).unwrap(),
+            Invocation::Sweep
+        ));
+        assert!(matches!(
+            Invocation::parse(serde_json::json!({"tollgate": "sweep"})).unwrap(),
+            Invocation::Sweep
+        ));
+        assert!(Invocation::parse(serde_json::json!({"hello": 1})).is_err());
+    }
 
     #[test]
     fn records_start_only_while_a_whole_record_fits_before_the_deadline() {

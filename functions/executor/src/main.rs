@@ -1,18 +1,20 @@
 //! Executor Lambda: wires configuration, SDK clients, the Jira client and the
 //! site governor once at init (the governor's local view lives as long as
-//! the instance), then handles SQS batches with `tollgate_executor::handle`.
+//! the instance), then handles SQS batches with `tollgate_executor::handle`
+//! and the scheduled sweep with `tollgate_executor::sweep`.
 
 use anyhow::Context;
-use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{LambdaEvent, run, service_fn};
+use serde_json::Value;
 use std::time::{Duration, Instant};
 use tollgate::adapters::jira::JiraClient;
 use tollgate::adapters::lambda_env::{init_logging, vars, wire};
+use tollgate::app::approvals::{Approvals, Links};
 use tollgate::app::execute::{Executor, ExecutorConfig};
 use tollgate::app::governor::{Governor, GovernorConfig};
 use tollgate::domain::time::Timestamp;
 use tollgate::ports::SystemClock;
-use tollgate_executor::Budget;
+use tollgate_executor::{Budget, Invocation};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -48,17 +50,36 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     // that runs out of time resume from their checkpoint.
     let per_record = settings.jira_timeout + Duration::from_secs(1);
     tracing::info!(init_ms = started.elapsed().as_millis() as u64, jira = %jira_url, "executor ready");
-    run(service_fn(|event: LambdaEvent<SqsEvent>| {
-        let executor = &executor;
+    // The scheduled sweep also notifies approvers and expires requests.
+    let link_keys = w.secrets.link_keys();
+    let notifier = w.secrets.notifiers()?;
+    let approvals = Approvals {
+        store,
+        queue,
+        clock: &SystemClock,
+        links: Links {
+            keys: &link_keys,
+            base_url: &settings.public_url,
+        },
+    };
+    run(service_fn(|event: LambdaEvent<Value>| {
+        let (executor, approvals, notifier) = (&executor, &approvals, &notifier);
         async move {
-            let budget = Budget {
-                deadline: (event.context.deadline > 0)
-                    .then_some(Timestamp(event.context.deadline as i64)),
-                per_record,
-            };
-            Ok::<_, std::convert::Infallible>(
-                tollgate_executor::handle(executor, queue, &event.payload, &budget).await,
-            )
+            match Invocation::parse(event.payload)? {
+                Invocation::Batch(batch) => {
+                    let budget = Budget {
+                        deadline: (event.context.deadline > 0)
+                            .then_some(Timestamp(event.context.deadline as i64)),
+                        per_record,
+                    };
+                    let response =
+                        tollgate_executor::handle(executor, queue, &batch, &budget).await;
+                    Ok::<_, lambda_runtime::Error>(serde_json::to_value(response)?)
+                }
+                Invocation::Sweep => {
+                    Ok(tollgate_executor::sweep(store, queue, approvals, notifier).await?)
+                }
+            }
         }
     }))
     .await

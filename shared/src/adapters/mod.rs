@@ -4,6 +4,8 @@
 mod aws_error;
 #[cfg(feature = "aws")]
 pub mod dynamodb;
+#[cfg(feature = "aws")]
+pub mod emf;
 #[cfg(feature = "jira")]
 pub mod jira;
 #[cfg(all(feature = "aws", feature = "jira"))]

@@ -65,6 +65,25 @@ pub enum Disposition {
     RetryAfter(Duration),
 }
 
+/// What one run did, for metrics: the message's disposition, the job's
+/// state after it, and whether Jira throttled it this time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunReport {
+    pub disposition: Disposition,
+    pub state: Option<JobState>,
+    pub throttled: bool,
+}
+
+impl RunReport {
+    fn untouched(disposition: Disposition, state: Option<JobState>) -> Self {
+        RunReport {
+            disposition,
+            state,
+            throttled: false,
+        }
+    }
+}
+
 pub struct Executor<'a, S, T, C, G = Ungoverned> {
     pub store: &'a S,
     pub tracker: &'a T,
@@ -109,15 +128,17 @@ where
     G: Pace,
 {
     pub async fn run(&self, job_id: &JobId) -> Result<Disposition, AppError> {
+        Ok(self.run_reported(job_id).await?.disposition)
+    }
+
+    /// Runs the job and says what became of it (for metrics).
+    pub async fn run_reported(&self, job_id: &JobId) -> Result<RunReport, AppError> {
         let Some(mut job) = self.store.job(job_id).await? else {
             tracing::warn!(%job_id, "message for an unknown job dropped");
-            return Ok(Disposition::Done);
+            return Ok(RunReport::untouched(Disposition::Done, None));
         };
-        if !matches!(
-            job.state,
-            JobState::Queued | JobState::Waiting | JobState::Running
-        ) {
-            return Ok(Disposition::Done);
+        if !job.state.is_runnable() {
+            return Ok(RunReport::untouched(Disposition::Done, Some(job.state)));
         }
         if job.kind.revisable()
             && job.steps_done == 0
@@ -131,7 +152,7 @@ where
             );
             self.transition(&mut job, from, JobEvent::Supersede, entry)
                 .await?;
-            return Ok(Disposition::Done);
+            return Ok(RunReport::untouched(Disposition::Done, Some(job.state)));
         }
         let lease = format!("link/{}", job.link);
         let holder = format!(
@@ -145,13 +166,21 @@ where
             .acquire(&lease, &holder, self.config.lease_ttl)
             .await?
         {
-            return Ok(Disposition::RetryAfter(short_wait()));
+            return Ok(RunReport::untouched(
+                Disposition::RetryAfter(short_wait()),
+                Some(job.state),
+            ));
         }
+        let throttles_before = job.throttles;
         let result = self.run_leased(&mut job, &lease, &holder).await;
         if let Err(e) = self.store.release(&lease, &holder).await {
             tracing::warn!(job_id = %job.id, error = %e, "lease release failed; it will expire");
         }
-        result
+        Ok(RunReport {
+            disposition: result?,
+            state: Some(job.state),
+            throttled: job.throttles > throttles_before,
+        })
     }
 
     async fn run_leased(
