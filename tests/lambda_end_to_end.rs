@@ -769,3 +769,69 @@ async fn the_scheduled_sweep_sends_a_job_whose_message_a_crash_lost() {
             .unwrap();
     assert_eq!(again["resent"], 0, "sent once");
 }
+
+#[tokio::test]
+async fn a_job_waiting_through_many_receives_continues_on_a_fresh_message_not_the_dead_letter_queue()
+ {
+    let aws = aws().await;
+    // The quota is spent before the job runs: it is throttled or held.
+    let (site, _sim) = sim(Limits {
+        quota_points: 1,
+        window_seconds: 3600.0,
+        ..Limits::default()
+    })
+    .await;
+    let instance = Instance::new(&aws, &site, "lambda-recycle", 1);
+    let first = call_ingest(&aws, signed_post(&alert(600), false)).await;
+    let mut jobs: HashSet<String> = [first.body["jobId"].as_str().unwrap().to_string()].into();
+    instance.drain(&jobs, Duration::from_secs(10)).await;
+    let a = call_ingest(&aws, signed_post(&alert(601), false)).await;
+    let job_id = a.body["jobId"].as_str().unwrap().to_string();
+    jobs.insert(job_id.clone());
+    let out = aws
+        .sqs
+        .receive_message()
+        .queue_url(&aws.queues[0].0)
+        .send()
+        .await
+        .unwrap();
+    let m = &out.messages.unwrap()[0];
+    let event: SqsEvent = serde_json::from_value(json!({"Records": [{
+        "messageId": m.message_id(), "receiptHandle": m.receipt_handle(), "body": m.body(),
+        "attributes": {"ApproximateReceiveCount": "150"}, "messageAttributes": {},
+        "eventSource": "aws:sqs", "eventSourceARN": aws.queues[0].1, "awsRegion": "us-east-1"}]}))
+    .unwrap();
+    let response = instance.invoke(&event).await;
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "not handed back: it continues on a fresh message"
+    );
+    aws.sqs
+        .delete_message()
+        .queue_url(&aws.queues[0].0)
+        .receipt_handle(m.receipt_handle().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let attrs = aws
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&aws.queues[0].0)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await
+        .unwrap();
+    let delayed = attrs
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessagesDelayed))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(delayed, "1", "the fresh message waits out the throttle");
+    let job = aws
+        .store
+        .job(&JobId::parse(&job_id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.state.as_str(), "WAITING");
+}

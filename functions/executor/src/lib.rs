@@ -20,7 +20,7 @@ use tollgate::app::ingest::resend_unenqueued;
 use tollgate::domain::job::JobState;
 use tollgate::domain::time::Timestamp;
 use tollgate::ports::{
-    ApprovalStore, Clock, JobStore, Leases, LinkStore, Notifier, Tracker, WorkQueue,
+    ApprovalStore, Clock, JobStore, Leases, LinkStore, Notifier, Tracker, WorkMessage, WorkQueue,
 };
 
 /// One SQS record, translated: the id Lambda knows it by, the receipt the
@@ -30,7 +30,15 @@ pub struct Record {
     pub message_id: String,
     pub receipt: String,
     pub body: String,
+    /// SQS's ApproximateReceiveCount.
+    pub receive_count: u32,
 }
+
+/// A job still waiting after this many receives (throttles, governor holds:
+/// each return is a receive) continues on a fresh message, so a long Jira
+/// outage never pushes live work into the dead-letter queue, which is kept
+/// for messages that fail to run at all.
+pub const RECYCLE_AFTER_RECEIVES: u32 = 100;
 
 /// What became of a record.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +48,9 @@ pub enum RecordOutcome {
     Done(Option<JobState>),
     /// Comes back after this wait (its visibility was set).
     Deferred(Duration),
+    /// Continues on a fresh message sent with this delay; Lambda deletes
+    /// this one (see [`RECYCLE_AFTER_RECEIVES`]).
+    Recycled(Duration),
     /// Comes back after the queue's visibility timeout; after
     /// `maxReceiveCount` receives it lands in the dead-letter queue.
     Failed(String),
@@ -56,6 +67,11 @@ pub fn records(queue: &SqsQueue, event: &SqsEvent) -> (Vec<Record>, Vec<String>)
                 message_id: id.clone(),
                 receipt: queue.receipt_for(r.event_source_arn.as_deref(), handle),
                 body: body.clone(),
+                receive_count: r
+                    .attributes
+                    .get("ApproximateReceiveCount")
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(1),
             }),
             (Some(id), _, _) => broken.push(id.clone()),
             _ => tracing::error!("an SQS record without a message id"),
@@ -143,7 +159,7 @@ where
                     _ => {}
                 }
             }
-            RecordOutcome::Deferred(_) => counts.deferred += 1,
+            RecordOutcome::Deferred(_) | RecordOutcome::Recycled(_) => counts.deferred += 1,
             RecordOutcome::Failed(_) => counts.failed += 1,
         }
         outcomes.push((record.message_id.clone(), outcome));
@@ -193,6 +209,21 @@ where
         Ok(RunReport {
             disposition: Disposition::RetryAfter(wait),
             ..
+        }) if record.receive_count >= RECYCLE_AFTER_RECEIVES => {
+            let fresh = WorkMessage {
+                job_id: msg.job_id.clone(),
+                priority: msg.priority,
+            };
+            match queue.send(&fresh, wait).await {
+                // The old message is deleted as done; the fresh one returns
+                // after the wait with a receive count of zero.
+                Ok(()) => RecordOutcome::Recycled(wait),
+                Err(_) => defer(queue, &record.receipt, wait).await,
+            }
+        }
+        Ok(RunReport {
+            disposition: Disposition::RetryAfter(wait),
+            ..
         }) => defer(queue, &record.receipt, wait).await,
         Err(e) => {
             tracing::warn!(job_id = %msg.job_id, error = %e, "job run failed; the message returns");
@@ -214,7 +245,10 @@ pub fn batch_response(
         response.add_failure(id);
     }
     for (id, outcome) in outcomes {
-        if !matches!(outcome, RecordOutcome::Done(_)) {
+        if matches!(
+            outcome,
+            RecordOutcome::Deferred(_) | RecordOutcome::Failed(_)
+        ) {
             response.add_failure(id.clone());
         }
     }

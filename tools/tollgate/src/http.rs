@@ -13,8 +13,9 @@ use tollgate::adapters::sqlite::SqliteDb;
 use tollgate::app::api::{HttpAnswer, refuse_content_type};
 use tollgate::app::approval_page::{HtmlAnswer, PAGE_HEADERS, decide_answer, view_answer};
 use tollgate::app::approvals::{Approvals, Links};
-use tollgate::app::ingest::Ingest;
+use tollgate::app::ingest::{Ingest, IngestOutcome};
 use tollgate::app::jobs::get_job;
+use tollgate::domain::job::JobState;
 use tollgate::domain::limits::MAX_BODY_BYTES;
 use tollgate::domain::policy::Policy;
 use tollgate::domain::secret::Secret;
@@ -115,7 +116,15 @@ async fn post_event(State(state): State<Arc<AppState>>, req: Request) -> Respons
     match ingest.handle(&body, signature_header(&parts.headers)).await {
         Ok(outcome) => {
             state.wake.notify_waiters();
-            state.approvals_wake.notify_one();
+            if let IngestOutcome::Accepted {
+                state: JobState::PendingApproval,
+                duplicate: false,
+                ..
+            } = &outcome
+            {
+                // A new request: tell its approvers now, not at the next tick.
+                state.approvals_wake.notify_one();
+            }
             answer(tollgate::app::api::ingest_answer(&outcome))
         }
         Err(e) => internal(e),
