@@ -11,13 +11,24 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 
+/// moto's WSGI app behind a threaded server, with every request handled
+/// under one lock: DynamoDB makes each conditional write atomic, and moto
+/// by itself checks a condition and writes without a lock, so two racing
+/// conditional updates could both pass. Serialised, the emulator keeps the
+/// guarantee the conformance races test.
 const SERVER: &str = r#"
-import logging, os, sys
+import logging, os, sys, threading
 logging.getLogger("werkzeug").setLevel(logging.ERROR)
-from moto.server import ThreadedMotoServer
-server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-server.start()
-print(server.get_host_and_port()[1], flush=True)
+from werkzeug.serving import make_server
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+inner = DomainDispatcherApplication(create_backend_app)
+lock = threading.Lock()
+def app(environ, start_response):
+    with lock:
+        return list(inner(environ, start_response))
+server = make_server("127.0.0.1", 0, app, threaded=True)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+print(server.server_port, flush=True)
 sys.stdin.read()
 os._exit(0)
 "#;
