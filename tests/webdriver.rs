@@ -86,13 +86,23 @@ impl Browser {
             .as_str()
             .with_context(|| format!("no WebDriver session: {created}"))?
             .to_string();
-        Ok(Browser {
+        let browser = Browser {
             driver,
             base,
             session,
             http,
             _profile: tempdir::TempProfile(profile),
-        })
+        };
+        // Element look-ups wait up to 10 s for the element to appear, so a
+        // look-up right after a click that submits a form sees the next page.
+        browser
+            .call(
+                reqwest::Method::POST,
+                "/timeouts",
+                Some(json!({"implicit": 10_000, "pageLoad": 30_000})),
+            )
+            .await?;
+        Ok(browser)
     }
 
     async fn call(

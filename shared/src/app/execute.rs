@@ -140,16 +140,22 @@ where
         if !job.state.is_runnable() {
             return Ok(RunReport::untouched(Disposition::Done, Some(job.state)));
         }
+        // Only a revision that has not touched Jira may be superseded: no
+        // step done, none started (an ambiguous create must be reconciled by
+        // its own job, or the newer revision would create a second issue).
         if job.kind.revisable()
             && job.steps_done == 0
+            && job.step_started.is_none()
             && job.state != JobState::Running
             && self.store.has_newer_revision(&job).await?
         {
             let from = job.state;
-            let entry = self.audit(
-                Stage::Dedup,
-                "superseded by a newer revision of the same key",
-            );
+            let entry = self
+                .audit(
+                    Stage::Dedup,
+                    "superseded by a newer revision of the same key",
+                )
+                .state(JobState::Superseded);
             self.transition(&mut job, from, JobEvent::Supersede, entry)
                 .await?;
             return Ok(RunReport::untouched(Disposition::Done, Some(job.state)));

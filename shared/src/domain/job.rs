@@ -91,7 +91,9 @@ impl JobState {
             (S::PendingApproval, E::Deny) => S::Denied,
             (S::PendingApproval, E::Expire) => S::Expired,
             (S::Queued | S::Waiting | S::Running, E::Lease) => S::Running,
-            (S::Queued, E::Supersede) => S::Superseded,
+            // Only work that has not started a step can be superseded; a job
+            // waiting for its entity's creator has not.
+            (S::Queued | S::Waiting, E::Supersede) => S::Superseded,
             (S::Running, E::Defer) => S::Waiting,
             (S::Running, E::Exhaust) => S::Exhausted,
             (S::Running, E::Fail) => S::Failed,
@@ -204,7 +206,7 @@ mod tests {
     fn only_queued_work_can_be_superseded() {
         assert_eq!(S::Queued.apply(E::Supersede), Ok(S::Superseded));
         assert!(S::Running.apply(E::Supersede).is_err());
-        assert!(S::Waiting.apply(E::Supersede).is_err());
+        assert_eq!(S::Waiting.apply(E::Supersede), Ok(S::Superseded));
     }
 
     #[test]
