@@ -6,8 +6,8 @@
 //! accepted event's job is over, Jira holds no duplicate issue or comment,
 //! nothing was lost, and each job's audit trail says how it ended.
 //!
-//! Size: `CHAOS_EVENTS` distinct events (default 400; `tollgate bench` is
-//! the place for large runs).
+//! Size: `CHAOS_EVENTS` distinct events (default 2,000, about two minutes
+//! here; each delivered one to three times).
 
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -102,7 +102,7 @@ async fn under_faults_throttles_and_repeated_kills_nothing_is_lost_or_duplicated
     let n: usize = std::env::var("CHAOS_EVENTS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(400);
+        .unwrap_or(2000);
     let dir = Scratch::new("chaos");
     let db = dir.path("tollgate.db");
     let sim = chaos_sim();
