@@ -342,3 +342,102 @@ async fn an_unknown_job_is_404() {
     let b = s.api.job("..%2F..%2Fetc").await.unwrap();
     assert_eq!(b["error"], "not_found");
 }
+
+/// `tollgate <group> --db DB <rest…>`.
+fn tollgate_cli(args: &[&str], db: &std::path::Path) -> (bool, String) {
+    let out = std::process::Command::new(bin("tollgate"))
+        .arg(args[0])
+        .arg("--db")
+        .arg(db)
+        .args(&args[1..])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test]
+async fn an_invalid_event_is_kept_for_an_operator_and_a_corrected_resubmission_runs_once() {
+    let dir = Scratch::new("manual-queue");
+    let db = dir.path("tollgate.db");
+    let sim = start_sim(0).unwrap();
+    let serve = start_serve(&ServeOptions {
+        db: &db,
+        jira_url: &sim.url,
+        secrets: SECRET,
+        workers: 2,
+        visibility_secs: 10,
+    })
+    .unwrap();
+    let api = Api::new(&serve.url);
+    let bad = json!({"sourceSystem": "cmdb", "externalId": "ci-7", "desiredOperation": "create",
+                     "issueType": "Task", "summary": "Server 7 in service"});
+    let sent = api
+        .post_signed(&serde_json::to_vec(&bad).unwrap(), SECRET)
+        .await
+        .unwrap();
+    assert_eq!(sent.status, 400);
+    let rejection = sent.body["rejectionId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{}", sent.body))
+        .to_string();
+    // Unsigned junk is refused and not kept.
+    let unsigned = api.post_raw(b"{\"x\": 1}", None).await.unwrap();
+    assert_eq!(unsigned.status, 401);
+
+    let (ok, listed) = tollgate_cli(&["rejected", "list"], &db);
+    assert!(ok, "{listed}");
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    assert!(
+        listed.contains(&rejection) && listed.contains("projectKey"),
+        "{listed}"
+    );
+    let (ok, shown) = tollgate_cli(&["rejected", "show", &rejection], &db);
+    assert!(ok && shown.contains("Server 7 in service"), "{shown}");
+
+    // As received it is still invalid; corrected, it runs.
+    let (ok, again) = tollgate_cli(&["rejected", "resubmit", &rejection], &db);
+    assert!(
+        !ok && again.contains("still invalid: projectKey"),
+        "{again}"
+    );
+    let mut fixed = bad.clone();
+    fixed["projectKey"] = json!("ASSET");
+    let file = dir.path("fixed.json");
+    std::fs::write(&file, serde_json::to_vec(&fixed).unwrap()).unwrap();
+    let (ok, done) = tollgate_cli(
+        &[
+            "rejected",
+            "resubmit",
+            &rejection,
+            "--file",
+            file.to_str().unwrap(),
+        ],
+        &db,
+    );
+    assert!(ok, "{done}");
+    let job = done
+        .split("job ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let finished = api.wait_terminal(&job, WAIT).await.unwrap();
+    assert_eq!(finished["state"], "SUCCEEDED", "{finished}");
+    let (ok, twice) = tollgate_cli(
+        &[
+            "rejected",
+            "resubmit",
+            &rejection,
+            "--file",
+            file.to_str().unwrap(),
+        ],
+        &db,
+    );
+    assert!(!ok && twice.contains("already re-submitted"), "{twice}");
+    assert_eq!(sim_report(&sim.url).await.unwrap()["totals"]["issues"], 1);
+}

@@ -11,6 +11,7 @@ use crate::domain::idempotency::{DedupId, Fingerprint, IdempotencyKey, LinkId};
 use crate::domain::ids::{ExternalId, IssueKey, JobId, SourceSystem};
 use crate::domain::job::JobState;
 use crate::domain::ratelimit::RateLimitSignal;
+use crate::domain::rejection::{Rejection, RejectionId};
 use crate::domain::time::Timestamp;
 use serde_json::{Map, Value};
 use std::future::Future;
@@ -158,6 +159,35 @@ pub trait ApprovalStore: Send + Sync {
         &self,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<ApprovalRecord>, StoreError>> + Send;
+}
+
+/// Everything ingest reads and writes, as one bound.
+pub trait IngestStore: JobStore + LinkStore + ApprovalStore + Counters + RejectionStore {}
+
+impl<T: JobStore + LinkStore + ApprovalStore + Counters + RejectionStore> IngestStore for T {}
+
+/// The manual queue of rejected events.
+pub trait RejectionStore: Send + Sync {
+    fn keep_rejection(&self, r: &Rejection) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn rejection(
+        &self,
+        id: &RejectionId,
+    ) -> impl Future<Output = Result<Option<Rejection>, StoreError>> + Send;
+
+    /// Newest first.
+    fn rejections(
+        &self,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Rejection>, StoreError>> + Send;
+
+    /// Records the job a re-submission created; false if it was re-submitted
+    /// already (once).
+    fn mark_resubmitted(
+        &self,
+        id: &RejectionId,
+        job: &JobId,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 /// Counters in fixed time windows (the mass-create guard).

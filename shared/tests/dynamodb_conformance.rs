@@ -148,3 +148,8 @@ async fn racing_bumps_all_count_and_windows_are_apart() {
     let (_, open) = table().await;
     conformance::racing_bumps_all_count_and_windows_are_apart(open).await;
 }
+
+#[tokio::test]
+async fn a_rejection_is_kept_listed_newest_first_and_resubmitted_once() {
+    conformance::a_rejection_is_kept_listed_newest_first_and_resubmitted_once(&store().await).await;
+}

@@ -144,3 +144,9 @@ async fn racing_bumps_all_count_and_windows_are_apart() {
     let db = TempDb::new("counters");
     conformance::racing_bumps_all_count_and_windows_are_apart(|| async { db.open() }).await;
 }
+
+#[tokio::test]
+async fn a_rejection_is_kept_listed_newest_first_and_resubmitted_once() {
+    let db = TempDb::new("rejected");
+    conformance::a_rejection_is_kept_listed_newest_first_and_resubmitted_once(&db.open()).await;
+}

@@ -12,7 +12,7 @@ use tollgate::app::jobs::get_job;
 use tollgate::domain::ids::JobId;
 use tollgate::domain::job::JobState;
 use tollgate::domain::signature;
-use tollgate::ports::{ApprovalStore, Clock, Counters, JobStore, LinkStore, Notifier, WorkQueue};
+use tollgate::ports::{Clock, IngestStore, Notifier, WorkQueue};
 
 /// What the function needs, built once at init.
 pub struct App<'a, S, Q, C, N> {
@@ -70,7 +70,7 @@ fn unavailable(e: AppError) -> Response<Body> {
 /// the request unnotified for the sweep; the event is accepted either way.
 async fn notify_new_request<S, Q, C, N>(app: &App<'_, S, Q, C, N>, job_id: &JobId)
 where
-    S: JobStore + LinkStore + ApprovalStore,
+    S: IngestStore,
     Q: WorkQueue,
     C: Clock,
     N: Notifier,
@@ -89,7 +89,7 @@ where
 /// Handles one API Gateway request. Never fails: every outcome is an answer.
 pub async fn handle<S, Q, C, N>(app: &App<'_, S, Q, C, N>, req: Request) -> Response<Body>
 where
-    S: JobStore + LinkStore + ApprovalStore + Counters,
+    S: IngestStore,
     Q: WorkQueue,
     C: Clock,
     N: Notifier,

@@ -18,6 +18,7 @@
 //! | approval    | `APPROVAL#<id>`  | `APPROVAL`                | every `ApprovalRecord` field; `gsi1*` while open |
 //! | approval ref| `JOB#<jobId>`    | `APPROVAL`                | `approvalId` (the job's approval) |
 //! | counter     | `COUNT#<key>`    | `W#<window>`              | `n`, bumped by `ADD` (atomic); expires a day after |
+//! | rejection   | `REJECTED#<id>`  | `REJECTED`                | body, errors (JSON), `resubmittedAs`; in `gsi1` under `REJECTED` |
 //!
 //! * Admission is one `TransactWriteItems`: the dedup item with
 //!   `attribute_not_exists(pk)` and `ReturnValuesOnConditionCheckFailure =
@@ -45,10 +46,11 @@ use crate::domain::governor::SiteGovernor;
 use crate::domain::idempotency::{DedupId, Fingerprint, IdempotencyKey, LinkId};
 use crate::domain::ids::{ExternalId, IssueKey, JobId, SourceSystem};
 use crate::domain::job::JobState;
+use crate::domain::rejection::{Rejection, RejectionId};
 use crate::domain::time::Timestamp;
 use crate::ports::{
     Admission, ApprovalStore, Clock, Counters, GovernorStore, JobRecord, JobStore, Leases, Link,
-    LinkStore, StoreError, SystemClock,
+    LinkStore, RejectionStore, StoreError, SystemClock,
 };
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
@@ -1280,6 +1282,100 @@ impl Counters for DynamoStore {
             .await
             .map_err(backend)?;
         Ok(())
+    }
+}
+
+const REJECTED_INDEX: &str = "REJECTED";
+
+fn rejection_from_item(item: &Item) -> Result<Rejection, StoreError> {
+    Ok(Rejection {
+        id: RejectionId::from_stored(get_s(item, "id")?),
+        received_at: Timestamp(get_n(item, "receivedAt")?),
+        source_system: opt_s(item, "sourceSystem"),
+        errors: serde_json::from_str(&get_s(item, "errors")?).map_err(corrupt)?,
+        body: get_s(item, "body")?,
+        resubmitted_as: opt_s(item, "resubmittedAs").map(JobId::from_stored),
+    })
+}
+
+impl RejectionStore for DynamoStore {
+    async fn keep_rejection(&self, r: &Rejection) -> Result<(), StoreError> {
+        let mut item: Item = HashMap::from([
+            ("pk".into(), s(format!("REJECTED#{}", r.id))),
+            ("sk".into(), s("REJECTED")),
+            ("id".into(), s(r.id.as_str())),
+            ("receivedAt".into(), n(r.received_at.0)),
+            (
+                "errors".into(),
+                s(serde_json::to_string(&r.errors).map_err(corrupt)?),
+            ),
+            ("body".into(), s(r.body.clone())),
+            ("gsi1pk".into(), s(REJECTED_INDEX)),
+            (
+                "gsi1sk".into(),
+                s(format!("{}#{}", sort_time(r.received_at.0), r.id)),
+            ),
+            (TTL_ATTRIBUTE.into(), n(self.ttl_from(r.received_at))),
+        ]);
+        if let Some(source) = &r.source_system {
+            item.insert("sourceSystem".into(), s(source.clone()));
+        }
+        if let Some(job) = &r.resubmitted_as {
+            item.insert("resubmittedAs".into(), s(job.as_str()));
+        }
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn rejection(&self, id: &RejectionId) -> Result<Option<Rejection>, StoreError> {
+        self.get(format!("REJECTED#{id}"), "REJECTED")
+            .await?
+            .map(|item| rejection_from_item(&item))
+            .transpose()
+    }
+
+    async fn rejections(&self, limit: usize) -> Result<Vec<Rejection>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(GSI_BY_STATE)
+            .key_condition_expression("gsi1pk = :r")
+            .expression_attribute_values(":r", s(REJECTED_INDEX))
+            .scan_index_forward(false)
+            .limit(limit.clamp(1, 1000) as i32)
+            .send()
+            .await
+            .map_err(backend)?;
+        let mut found = Vec::new();
+        for key in out.items.unwrap_or_default() {
+            let pk = get_s(&key, "pk")?;
+            if let Some(item) = self.get(pk, "REJECTED").await? {
+                found.push(rejection_from_item(&item)?);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn mark_resubmitted(&self, id: &RejectionId, job: &JobId) -> Result<bool, StoreError> {
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("REJECTED#{id}")))
+            .key("sk", s("REJECTED"))
+            .update_expression("SET resubmittedAs = :job")
+            .condition_expression("attribute_exists(pk) AND attribute_not_exists(resubmittedAs)")
+            .expression_attribute_values(":job", s(job.as_str()))
+            .send()
+            .await;
+        conditional(r, |e| e.is_conditional_check_failed_exception())
     }
 }
 

@@ -13,6 +13,8 @@
 //!   JSON arrays; the decision is written by `UPDATE … WHERE decision IS
 //!   NULL` (once).
 //! * `counters` — `(key, window) → count`, bumped by an upsert.
+//! * `rejected` — the manual queue: body, errors (JSON), and the job a
+//!   re-submission created (set once, `WHERE resubmitted_as IS NULL`).
 //! * `governors` — one row per Jira site: the shared governor state as JSON
 //!   and a version; writes are `… WHERE version = ?expected`.
 //! * `queue` — SQS semantics: a message is received by moving its
@@ -30,11 +32,12 @@ use crate::domain::governor::SiteGovernor;
 use crate::domain::idempotency::{DedupId, Fingerprint, IdempotencyKey, LinkId};
 use crate::domain::ids::{ExternalId, IssueKey, JobId, SourceSystem};
 use crate::domain::job::JobState;
+use crate::domain::rejection::{Rejection, RejectionId};
 use crate::domain::time::Timestamp;
 use crate::ports::GovernorStore;
 use crate::ports::{
     Admission, ApprovalStore, Clock, Counters, Delivery, JobRecord, JobStore, Leases, Link,
-    LinkStore, StoreError, SystemClock, WorkMessage, WorkQueue,
+    LinkStore, RejectionStore, StoreError, SystemClock, WorkMessage, WorkQueue,
 };
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use std::path::Path;
@@ -109,6 +112,15 @@ CREATE TABLE IF NOT EXISTS approvals (
     notified     INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS approvals_open ON approvals(decision, requested_at);
+CREATE TABLE IF NOT EXISTS rejected (
+    id             TEXT PRIMARY KEY,
+    received_at    INTEGER NOT NULL,
+    source_system  TEXT,
+    errors         TEXT NOT NULL,
+    body           TEXT NOT NULL,
+    resubmitted_as TEXT
+);
+CREATE INDEX IF NOT EXISTS rejected_by_time ON rejected(received_at);
 CREATE TABLE IF NOT EXISTS counters (
     key    TEXT NOT NULL,
     window INTEGER NOT NULL,
@@ -829,6 +841,81 @@ impl Counters for SqliteDb {
                 params![key, window],
             )
             .map(|_| ())
+        })
+        .await
+    }
+}
+
+fn rejection_from_row(r: &Row<'_>) -> rusqlite::Result<Rejection> {
+    let errors: String = r.get(3)?;
+    Ok(Rejection {
+        id: RejectionId::from_stored(r.get(0)?),
+        received_at: Timestamp(r.get(1)?),
+        source_system: r.get(2)?,
+        errors: serde_json::from_str(&errors).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, e.into())
+        })?,
+        body: r.get(4)?,
+        resubmitted_as: r.get::<_, Option<String>>(5)?.map(JobId::from_stored),
+    })
+}
+
+const REJECTION_COLUMNS: &str = "id, received_at, source_system, errors, body, resubmitted_as";
+
+impl RejectionStore for SqliteDb {
+    async fn keep_rejection(&self, r: &Rejection) -> Result<(), StoreError> {
+        let r = r.clone();
+        let errors =
+            serde_json::to_string(&r.errors).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.with(move |c| {
+            c.execute(
+                &format!(
+                    "INSERT INTO rejected ({REJECTION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+                ),
+                params![
+                    r.id.as_str(),
+                    r.received_at.0,
+                    r.source_system,
+                    errors,
+                    r.body,
+                    r.resubmitted_as.as_ref().map(JobId::as_str),
+                ],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn rejection(&self, id: &RejectionId) -> Result<Option<Rejection>, StoreError> {
+        let id = id.clone();
+        self.with(move |c| {
+            c.query_row(
+                &format!("SELECT {REJECTION_COLUMNS} FROM rejected WHERE id = ?1"),
+                [id.as_str()],
+                rejection_from_row,
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn rejections(&self, limit: usize) -> Result<Vec<Rejection>, StoreError> {
+        self.with(move |c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {REJECTION_COLUMNS} FROM rejected ORDER BY received_at DESC, id DESC LIMIT ?1"
+            ))?;
+            st.query_map([limit as i64], rejection_from_row)?.collect()
+        })
+        .await
+    }
+
+    async fn mark_resubmitted(&self, id: &RejectionId, job: &JobId) -> Result<bool, StoreError> {
+        let (id, job) = (id.clone(), job.clone());
+        self.with(move |c| {
+            Ok(c.execute(
+                "UPDATE rejected SET resubmitted_as = ?2 WHERE id = ?1 AND resubmitted_as IS NULL",
+                params![id.as_str(), job.as_str()],
+            )? == 1)
         })
         .await
     }

@@ -35,9 +35,14 @@ pub fn ingest_answer(outcome: &IngestOutcome) -> HttpAnswer {
             202,
             json!({ "jobId": job_id, "state": state, "idempotencyKey": key, "duplicate": duplicate }),
         ),
-        IngestOutcome::Invalid(errors) => HttpAnswer::new(
+        IngestOutcome::Invalid { errors, rejection } => HttpAnswer::new(
             400,
-            json!({ "error": "invalid_event", "message": "the event is invalid; nothing was stored", "errors": errors }),
+            json!({
+                "error": "invalid_event",
+                "message": "the event is invalid: no job was created; it is kept for an operator to fix and re-submit",
+                "errors": errors,
+                "rejectionId": rejection
+            }),
         ),
         IngestOutcome::TooLarge { size, limit } => HttpAnswer::new(
             413,
@@ -126,10 +131,13 @@ mod tests {
 
     #[test]
     fn invalid_events_answer_400_with_every_field_named() {
-        let a = ingest_answer(&IngestOutcome::Invalid(vec![
-            FieldError::new("externalId", "is required"),
-            FieldError::new("projectKey", "is required"),
-        ]));
+        let a = ingest_answer(&IngestOutcome::Invalid {
+            errors: vec![
+                FieldError::new("externalId", "is required"),
+                FieldError::new("projectKey", "is required"),
+            ],
+            rejection: crate::domain::rejection::RejectionId::generate(),
+        });
         assert_eq!(a.status, 400);
         assert_eq!(a.body["errors"][1]["field"], "projectKey");
     }

@@ -19,14 +19,12 @@ use crate::domain::job::{JobEvent, JobState};
 use crate::domain::limits::MAX_BODY_BYTES;
 use crate::domain::plan::{LinkState, plan};
 use crate::domain::policy::{MassCreate, Policy, PolicyDecision};
+use crate::domain::rejection::{Rejection, RejectionId};
 use crate::domain::secret::Secret;
 use crate::domain::signature::{self, SignatureError};
 use crate::domain::time::Timestamp;
 use crate::domain::validation::{FieldError, parse_event};
-use crate::ports::{
-    Admission, ApprovalStore, Clock, Counters, JobRecord, JobStore, LinkStore, WorkMessage,
-    WorkQueue,
-};
+use crate::ports::{Admission, Clock, IngestStore, JobRecord, JobStore, WorkMessage, WorkQueue};
 use std::time::Duration;
 
 /// The answer to one delivered event.
@@ -43,13 +41,26 @@ pub enum IngestOutcome {
         size: usize,
         limit: usize,
     },
-    Invalid(Vec<FieldError>),
+    /// Kept in the manual queue as `rejection` (authenticated senders only).
+    Invalid {
+        errors: Vec<FieldError>,
+        rejection: RejectionId,
+    },
     /// The key was used with another payload and the operation cannot be
     /// revised (a create happens once).
     Conflict {
         job_id: JobId,
         key: IdempotencyKey,
     },
+}
+
+/// What a re-submission from the manual queue did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resubmission {
+    Done(IngestOutcome),
+    StillInvalid(Vec<FieldError>),
+    AlreadyResubmitted(JobId),
+    NotFound,
 }
 
 pub struct Ingest<'a, S, Q, C> {
@@ -63,7 +74,7 @@ pub struct Ingest<'a, S, Q, C> {
 
 impl<S, Q, C> Ingest<'_, S, Q, C>
 where
-    S: JobStore + LinkStore + ApprovalStore + Counters,
+    S: IngestStore,
     Q: WorkQueue,
     C: Clock,
 {
@@ -84,9 +95,58 @@ where
         }
         let (event, payload) = match parse_event(body) {
             Ok(parsed) => parsed,
-            Err(errors) => return Ok(IngestOutcome::Invalid(errors.0)),
+            Err(errors) => {
+                let rejection = Rejection::new(body, errors.0, now);
+                self.store.keep_rejection(&rejection).await?;
+                tracing::info!(rejection_id = %rejection.id, source = ?rejection.source_system, "invalid event kept in the manual queue");
+                return Ok(IngestOutcome::Invalid {
+                    errors: rejection.errors,
+                    rejection: rejection.id,
+                });
+            }
         };
+        self.admit(event, payload, now).await
+    }
 
+    /// An operator re-submits a kept rejection, as it was or corrected
+    /// (`body`). Still invalid: the errors, and nothing is stored. Accepted:
+    /// the rejection records the job (once; a second re-submission of the
+    /// same rejection is refused).
+    pub async fn resubmit(
+        &self,
+        id: &RejectionId,
+        body: Option<&[u8]>,
+    ) -> Result<Resubmission, AppError> {
+        let Some(rejection) = self.store.rejection(id).await? else {
+            return Ok(Resubmission::NotFound);
+        };
+        if let Some(job) = rejection.resubmitted_as {
+            return Ok(Resubmission::AlreadyResubmitted(job));
+        }
+        let body = body.unwrap_or(rejection.body.as_bytes());
+        if body.len() > MAX_BODY_BYTES {
+            return Ok(Resubmission::StillInvalid(vec![FieldError::new(
+                "body",
+                format!("the limit is {MAX_BODY_BYTES} bytes"),
+            )]));
+        }
+        let (event, payload) = match parse_event(body) {
+            Ok(parsed) => parsed,
+            Err(errors) => return Ok(Resubmission::StillInvalid(errors.0)),
+        };
+        let outcome = self.admit(event, payload, self.clock.now()).await?;
+        if let IngestOutcome::Accepted { job_id, .. } = &outcome {
+            self.store.mark_resubmitted(id, job_id).await?;
+        }
+        Ok(Resubmission::Done(outcome))
+    }
+
+    async fn admit(
+        &self,
+        event: Event,
+        payload: serde_json::Value,
+        now: Timestamp,
+    ) -> Result<IngestOutcome, AppError> {
         let kind = event.operation.kind();
         let key = IdempotencyKey::of(&event);
         let fingerprint = Fingerprint::of(&payload);

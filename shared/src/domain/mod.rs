@@ -14,6 +14,7 @@ pub mod limits;
 pub mod plan;
 pub mod policy;
 pub mod ratelimit;
+pub mod rejection;
 pub mod response;
 pub mod secret;
 pub mod signature;

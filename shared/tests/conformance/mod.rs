@@ -13,10 +13,12 @@ use tollgate::domain::event::{OperationKind, Priority};
 use tollgate::domain::idempotency::{DedupId, Fingerprint, IdempotencyKey, LinkId};
 use tollgate::domain::ids::{ExternalId, IssueKey, JobId, SourceSystem};
 use tollgate::domain::job::JobState;
+use tollgate::domain::rejection::Rejection;
 use tollgate::domain::time::Timestamp;
+use tollgate::domain::validation::FieldError;
 use tollgate::ports::{
     Admission, ApprovalStore, Counters, GovernorStore, JobRecord, JobStore, Leases, LinkStore,
-    WorkMessage, WorkQueue,
+    RejectionStore, WorkMessage, WorkQueue,
 };
 
 pub fn job(dedup: &str, key: &str) -> JobRecord {
@@ -599,4 +601,52 @@ where
     assert_eq!(store.count(&key, 7).await.unwrap(), 12, "no bump lost");
     assert_eq!(store.count(&key, 8).await.unwrap(), 0, "another window");
     assert_eq!(store.count("creates/nobody", 7).await.unwrap(), 0);
+}
+
+pub async fn a_rejection_is_kept_listed_newest_first_and_resubmitted_once<S: RejectionStore>(
+    store: &S,
+) {
+    let older = Rejection::new(
+        br#"{"sourceSystem": "cmdb"}"#,
+        vec![FieldError::new("externalId", "is required")],
+        Timestamp(1_000),
+    );
+    let newer = Rejection::new(
+        b"{}",
+        vec![FieldError::new("sourceSystem", "is required")],
+        Timestamp(2_000),
+    );
+    store.keep_rejection(&older).await.unwrap();
+    store.keep_rejection(&newer).await.unwrap();
+    assert_eq!(
+        store.rejection(&older.id).await.unwrap(),
+        Some(older.clone())
+    );
+    let listed: Vec<_> = store
+        .rejections(100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .filter(|id| *id == older.id || *id == newer.id)
+        .collect();
+    assert_eq!(listed, [newer.id.clone(), older.id.clone()]);
+    let job = JobId::generate();
+    assert!(store.mark_resubmitted(&older.id, &job).await.unwrap());
+    assert!(
+        !store
+            .mark_resubmitted(&older.id, &JobId::generate())
+            .await
+            .unwrap(),
+        "once"
+    );
+    assert_eq!(
+        store
+            .rejection(&older.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .resubmitted_as,
+        Some(job)
+    );
 }

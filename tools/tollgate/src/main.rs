@@ -7,13 +7,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 use tollgate::adapters::sqlite::SqliteDb;
 use tollgate::app::approvals::{Approvals, DecideOutcome, Links};
+use tollgate::app::ingest::{Ingest, IngestOutcome, Resubmission};
 use tollgate::app::jobs::get_job;
 use tollgate::domain::approval::{ApprovalId, ApprovalStatus, Decision};
 use tollgate::domain::event::Event;
 use tollgate::domain::job::JobState;
 use tollgate::domain::policy::{Policy, PolicyDecision};
+use tollgate::domain::rejection::RejectionId;
 use tollgate::domain::validation::{parse_event, validate_event};
-use tollgate::ports::{ApprovalStore, Clock, JobStore, SystemClock};
+use tollgate::ports::{ApprovalStore, Clock, JobStore, RejectionStore, SystemClock};
 use tollgate_cli::config::{self, FileConfig, Overrides};
 use tollgate_cli::telemetry::{self, LogFormat};
 use tollgate_cli::{demo, stack};
@@ -89,6 +91,13 @@ enum Command {
         #[command(subcommand)]
         command: ApprovalsCommand,
     },
+    /// The manual queue: events refused as invalid, kept with their reasons.
+    Rejected {
+        #[arg(long, env = "TOLLGATE_DB", default_value = config::DEFAULT_DB)]
+        db: PathBuf,
+        #[command(subcommand)]
+        command: RejectedCommand,
+    },
     /// Approve a waiting request as an operator (recorded as such).
     Approve(DecideArgs),
     /// Deny a waiting request as an operator (recorded as such).
@@ -128,6 +137,29 @@ enum ApprovalsCommand {
     List {
         #[arg(long, default_value_t = 50)]
         limit: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum RejectedCommand {
+    /// Newest first.
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// One rejection: its reasons and the body as received.
+    Show { rejection_id: String },
+    /// Run a rejection through ingest again — as received, or corrected
+    /// (`--file`) — under the approval policy `serve` uses.
+    Resubmit {
+        rejection_id: String,
+        /// The corrected event (JSON).
+        #[arg(long)]
+        file: Option<PathBuf>,
+        #[arg(long, env = "TOLLGATE_POLICY")]
+        policy: Option<PathBuf>,
+        #[arg(long, env = "TOLLGATE_APPROVERS")]
+        approvers: Option<String>,
     },
 }
 
@@ -402,6 +434,106 @@ async fn main() -> anyhow::Result<()> {
                             a.rule,
                             a.intent.join(" ")
                         );
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::Rejected { db, command } => {
+            telemetry::init(cli.log_format, "warn");
+            let db = open_db(&db)?;
+            let parse = |raw: &str| {
+                RejectionId::parse(raw).with_context(|| format!("{raw:?} is not a rejection id"))
+            };
+            match command {
+                RejectedCommand::List { limit } => {
+                    for r in db.rejections(limit).await? {
+                        let first = r
+                            .errors
+                            .first()
+                            .map(ToString::to_string)
+                            .unwrap_or_default();
+                        println!(
+                            "{}  {}  {:<14} {:<10} {}{}",
+                            r.id,
+                            r.received_at.to_rfc3339(),
+                            r.source_system.as_deref().unwrap_or("-"),
+                            r.resubmitted_as.as_ref().map_or("open", |_| "resubmitted"),
+                            first,
+                            if r.errors.len() > 1 {
+                                format!(" (+{} more)", r.errors.len() - 1)
+                            } else {
+                                String::new()
+                            }
+                        );
+                    }
+                }
+                RejectedCommand::Show { rejection_id } => {
+                    let r = db
+                        .rejection(&parse(&rejection_id)?)
+                        .await?
+                        .with_context(|| format!("no rejection {rejection_id}"))?;
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&serde_json::json!({
+                            "rejectionId": r.id, "receivedAt": r.received_at.to_rfc3339(),
+                            "sourceSystem": r.source_system, "errors": r.errors,
+                            "resubmittedAs": r.resubmitted_as, "body": r.body,
+                        }))?
+                    );
+                }
+                RejectedCommand::Resubmit {
+                    rejection_id,
+                    file,
+                    policy,
+                    approvers,
+                } => {
+                    let policy =
+                        config::ApprovalSettings::load(policy.as_deref(), approvers.as_deref())?;
+                    let body = file
+                        .map(|f| {
+                            std::fs::read(&f)
+                                .with_context(|| format!("cannot read {}", f.display()))
+                        })
+                        .transpose()?;
+                    let ingest = Ingest {
+                        store: &db,
+                        queue: &db,
+                        clock: &SystemClock,
+                        secrets: &[],
+                        policy: &policy,
+                    };
+                    match ingest
+                        .resubmit(&parse(&rejection_id)?, body.as_deref())
+                        .await?
+                    {
+                        Resubmission::Done(IngestOutcome::Accepted {
+                            job_id,
+                            state,
+                            duplicate,
+                            ..
+                        }) => println!(
+                            "re-submitted: job {job_id} is {}{}",
+                            state.as_str(),
+                            if duplicate {
+                                " (an earlier delivery of the same event)"
+                            } else {
+                                ""
+                            }
+                        ),
+                        Resubmission::Done(other) => anyhow::bail!("not accepted: {other:?}"),
+                        Resubmission::StillInvalid(errors) => anyhow::bail!(
+                            "still invalid: {}",
+                            errors
+                                .iter()
+                                .map(ToString::to_string)
+                                .collect::<Vec<_>>()
+                                .join("; ")
+                        ),
+                        Resubmission::AlreadyResubmitted(job) => {
+                            anyhow::bail!("already re-submitted as job {job}")
+                        }
+                        Resubmission::NotFound => anyhow::bail!("no rejection {rejection_id}"),
                     }
                 }
             }
