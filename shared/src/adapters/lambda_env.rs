@@ -60,28 +60,18 @@ pub enum SettingsError {
 }
 
 fn policy(lookup: &impl Fn(&str) -> Option<String>) -> Result<Policy, SettingsError> {
-    let mut p = match lookup(vars::POLICY).filter(|v| !v.trim().is_empty()) {
+    let p = match lookup(vars::POLICY).filter(|v| !v.trim().is_empty()) {
         Some(text) => Policy::parse(&text).map_err(|e| SettingsError::Policy {
             name: vars::POLICY,
             problem: e.to_string(),
         })?,
         None => Policy::default(),
     };
-    if p.approvers.is_empty()
-        && let Some(list) = lookup(vars::APPROVERS)
-    {
-        p.approvers = list
-            .split(',')
-            .map(str::trim)
-            .filter(|a| !a.is_empty())
-            .map(String::from)
-            .collect();
-        p.check().map_err(|e| SettingsError::Policy {
+    p.with_default_approvers(lookup(vars::APPROVERS).as_deref())
+        .map_err(|e| SettingsError::Policy {
             name: vars::APPROVERS,
             problem: e.to_string(),
-        })?;
-    }
-    Ok(p)
+        })
 }
 
 fn number(

@@ -208,6 +208,23 @@ impl Policy {
         Ok(policy)
     }
 
+    /// The policy with `approvers` (comma-separated, as a flag or an
+    /// environment variable gives them) when it names none of its own.
+    pub fn with_default_approvers(mut self, approvers: Option<&str>) -> Result<Self, PolicyError> {
+        if self.approvers.is_empty()
+            && let Some(list) = approvers
+        {
+            self.approvers = list
+                .split(',')
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(String::from)
+                .collect();
+            self.check()?;
+        }
+        Ok(self)
+    }
+
     /// Every rule that can require approval has someone to ask.
     pub fn check(&self) -> Result<(), PolicyError> {
         if !(1..=43_200).contains(&self.expiry_minutes) {
@@ -477,6 +494,24 @@ mod tests {
             PolicyError::NoApprovers {
                 rule: "nobody".into()
             }
+        );
+    }
+
+    #[test]
+    fn approvers_given_apart_apply_only_to_a_policy_without_its_own() {
+        let p = Policy::default()
+            .with_default_approvers(Some(" a@x , b@x,"))
+            .unwrap();
+        assert_eq!(p.approvers, ["a@x", "b@x"]);
+        let own = Policy::parse("approvers = [\"c@x\"]").unwrap();
+        assert_eq!(
+            own.with_default_approvers(Some("a@x")).unwrap().approvers,
+            ["c@x"]
+        );
+        assert!(
+            Policy::default()
+                .with_default_approvers(Some("tollgate:x"))
+                .is_err()
         );
     }
 

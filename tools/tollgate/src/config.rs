@@ -96,7 +96,7 @@ impl ApprovalSettings {
     /// Reads the policy file (if any) and adds `approvers` from the command
     /// line to a policy that names none.
     pub fn load(policy: Option<&Path>, approvers: Option<&str>) -> anyhow::Result<Policy> {
-        let mut p = match policy {
+        let p = match policy {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("cannot read policy file {}", path.display()))?;
@@ -105,18 +105,8 @@ impl ApprovalSettings {
             }
             None => Policy::default(),
         };
-        if p.approvers.is_empty()
-            && let Some(list) = approvers
-        {
-            p.approvers = list
-                .split(',')
-                .map(str::trim)
-                .filter(|a| !a.is_empty())
-                .map(String::from)
-                .collect();
-            p.check().context("invalid --approvers")?;
-        }
-        Ok(p)
+        p.with_default_approvers(approvers)
+            .context("invalid --approvers")
     }
 }
 
