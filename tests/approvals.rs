@@ -109,6 +109,7 @@ async fn rig_with(name: &str, webhook_failures: usize, policy: &str) -> Rig {
             slack_webhook_url: Some(Secret::new(slack_url)),
             notify_webhook_url: Some(Secret::new(webhook_url)),
         },
+        followups: Default::default(),
     })
     .await
     .unwrap();

@@ -51,6 +51,7 @@ async fn rig(name: &str, limits: Limits, workers: usize) -> Rig {
         jira_timeout: Duration::from_secs(5),
         sim_latency: Duration::ZERO,
         approvals: Default::default(),
+        followups: Default::default(),
     })
     .await
     .unwrap();

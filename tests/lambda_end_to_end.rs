@@ -39,6 +39,18 @@ const SECRET: &str = "whsec_lambda";
 const ACCOUNT: &str = "123456789012";
 const LINK_KEY: &str = "link-key";
 
+fn followups<'a>(
+    aws: &'a Aws,
+    policy: &'a tollgate::domain::followup::FollowUpPolicy,
+) -> tollgate::app::followup::FollowUps<'a, DynamoStore, SqsQueue, SystemClock> {
+    tollgate::app::followup::FollowUps {
+        store: &aws.store,
+        queue: &aws.queue,
+        clock: &SystemClock,
+        policy,
+    }
+}
+
 fn approvals<'a>(
     aws: &'a Aws,
     keys: &'a [Secret],
@@ -748,25 +760,38 @@ async fn the_scheduled_sweep_sends_a_job_whose_message_a_crash_lost() {
     assert_eq!(executor.poll_once(10).await.0, 0, "nothing on the queue");
 
     let keys = [Secret::new(LINK_KEY)];
+    let policy = tollgate::domain::followup::FollowUpPolicy::default();
     let tick = serde_json::json!({"version": "0", "detail-type": "Scheduled Event", "source": "aws.events",
                                   "account": ACCOUNT, "time": "2026-11-24T10:00:00Z", "region": "us-east-1",
                                   "resources": [], "detail": {}});
     let Invocation::Sweep = Invocation::parse(tick).unwrap() else {
         panic!("a scheduled event is a sweep");
     };
-    let summary =
-        tollgate_executor::sweep(&aws.store, &aws.queue, &approvals(&aws, &keys), &NoNotifier)
-            .await
-            .unwrap();
+    let summary = tollgate_executor::sweep(
+        &aws.store,
+        &aws.queue,
+        &approvals(&aws, &keys),
+        &followups(&aws, &policy),
+        &NoNotifier,
+        &site,
+    )
+    .await
+    .unwrap();
     assert_eq!(summary["resent"], 1);
     let jobs: HashSet<String> = [job.id.to_string()].into();
     executor.drain(&jobs, Duration::from_secs(20)).await;
     assert!(all_terminal(&aws.store, &jobs).await);
     assert_eq!(sim.report()["totals"]["issues"], 1);
-    let again =
-        tollgate_executor::sweep(&aws.store, &aws.queue, &approvals(&aws, &keys), &NoNotifier)
-            .await
-            .unwrap();
+    let again = tollgate_executor::sweep(
+        &aws.store,
+        &aws.queue,
+        &approvals(&aws, &keys),
+        &followups(&aws, &policy),
+        &NoNotifier,
+        &site,
+    )
+    .await
+    .unwrap();
     assert_eq!(again["resent"], 0, "sent once");
 }
 

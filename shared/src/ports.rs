@@ -4,12 +4,13 @@
 //! Futures are declared `Send` so use cases run on a multi-threaded runtime
 //! and inside Lambda alike; implementations simply write `async fn`.
 
-use crate::domain::approval::{ApprovalId, ApprovalNotice, ApprovalRecord, Decided};
+use crate::domain::approval::{ApprovalId, ApprovalRecord, Decided};
 use crate::domain::audit::AuditEntry;
 use crate::domain::event::{OperationKind, Priority};
 use crate::domain::idempotency::{DedupId, Fingerprint, IdempotencyKey, LinkId};
 use crate::domain::ids::{ExternalId, IssueKey, JobId, SourceSystem};
 use crate::domain::job::JobState;
+use crate::domain::notice::Notice;
 use crate::domain::ratelimit::RateLimitSignal;
 use crate::domain::rejection::{Rejection, RejectionId};
 use crate::domain::time::Timestamp;
@@ -91,6 +92,11 @@ pub trait JobStore: Send + Sync {
     /// Sets the outbox flag alone: the queue message was sent. Touches no
     /// other field, so it cannot undo a worker's concurrent checkpoint.
     fn mark_enqueued(&self, id: &JobId) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Clears the outbox flag before a job is queued again (an operator's
+    /// or the schedule's re-run), so a crash before its message is sent
+    /// leaves it to the outbox sweep.
+    fn reset_outbox(&self, job: &JobRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     fn append_audit(
         &self,
@@ -425,12 +431,10 @@ pub trait GovernorStore: Send + Sync {
 #[error("notification failed: {0}")]
 pub struct NotifyError(pub String);
 
-/// Tells approvers that a request waits for them (Slack, a webhook).
+/// Tells people what needs them (Slack, a webhook): approval requests,
+/// exhausted work.
 pub trait Notifier: Send + Sync {
-    fn notify(
-        &self,
-        notice: &ApprovalNotice,
-    ) -> impl Future<Output = Result<(), NotifyError>> + Send;
+    fn notify(&self, notice: &Notice) -> impl Future<Output = Result<(), NotifyError>> + Send;
 }
 
 /// No channel configured: approvers find requests with `tollgate approvals
@@ -439,7 +443,7 @@ pub trait Notifier: Send + Sync {
 pub struct NoNotifier;
 
 impl Notifier for NoNotifier {
-    async fn notify(&self, _: &ApprovalNotice) -> Result<(), NotifyError> {
+    async fn notify(&self, _: &Notice) -> Result<(), NotifyError> {
         Ok(())
     }
 }

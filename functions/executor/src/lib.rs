@@ -15,12 +15,14 @@ use tollgate::adapters::sqs::{QueuedMessage, SqsQueue};
 use tollgate::app::AppError;
 use tollgate::app::approvals::Approvals;
 use tollgate::app::execute::{Disposition, Executor, RunReport};
+use tollgate::app::followup::FollowUps;
 use tollgate::app::governor::Pace;
 use tollgate::app::ingest::resend_unenqueued;
 use tollgate::domain::job::JobState;
 use tollgate::domain::time::Timestamp;
 use tollgate::ports::{
-    ApprovalStore, Clock, JobStore, Leases, LinkStore, Notifier, Tracker, WorkMessage, WorkQueue,
+    Clock, GovernorStore, IngestStore, JobStore, Leases, LinkStore, Notifier, Tracker, WorkMessage,
+    WorkQueue,
 };
 
 /// One SQS record, translated: the id Lambda knows it by, the receipt the
@@ -308,24 +310,31 @@ impl Invocation {
 
 /// The scheduled sweep: re-sends jobs whose queue message a crash lost
 /// (admitted over a minute ago, never sent), expires overdue approval
-/// requests, retries approval notifications, and applies decisions a crash
-/// left unapplied.
+/// requests, retries approval notifications, applies decisions a crash
+/// left unapplied, and follows up exhausted and half-done work.
 pub async fn sweep<S, C, N>(
     store: &S,
     queue: &SqsQueue,
     approvals: &Approvals<'_, S, SqsQueue, C>,
+    followups: &FollowUps<'_, S, SqsQueue, C>,
     notifier: &N,
+    site: &str,
 ) -> Result<serde_json::Value, AppError>
 where
-    S: JobStore + LinkStore + ApprovalStore,
+    S: IngestStore + GovernorStore,
     C: Clock,
     N: Notifier,
 {
-    let cutoff = Timestamp(approvals.clock.now().0 - 60_000);
+    let now = approvals.clock.now();
+    let cutoff = Timestamp(now.0 - 60_000);
     let resent = resend_unenqueued(store, queue, cutoff).await?;
     let approvals_acted = approvals.sweep(notifier).await?;
-    tracing::info!(resent, approvals_acted, "sweep done");
-    Ok(serde_json::json!({ "resent": resent, "approvals": approvals_acted }))
+    let paused = store.load_governor(site).await?.0.paused_until > now;
+    let followed_up = followups.sweep(notifier, paused).await?;
+    tracing::info!(resent, approvals_acted, followed_up, "sweep done");
+    Ok(
+        serde_json::json!({ "resent": resent, "approvals": approvals_acted, "followUps": followed_up }),
+    )
 }
 
 #[cfg(test)]

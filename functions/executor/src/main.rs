@@ -11,7 +11,9 @@ use tollgate::adapters::jira::JiraClient;
 use tollgate::adapters::lambda_env::{init_logging, vars, wire};
 use tollgate::app::approvals::{Approvals, Links};
 use tollgate::app::execute::{Executor, ExecutorConfig};
+use tollgate::app::followup::FollowUps;
 use tollgate::app::governor::{Governor, GovernorConfig};
+use tollgate::domain::followup::FollowUpPolicy;
 use tollgate::domain::time::Timestamp;
 use tollgate::ports::SystemClock;
 use tollgate_executor::{Budget, Invocation};
@@ -62,8 +64,24 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             base_url: &settings.public_url,
         },
     };
+    let followup_policy = FollowUpPolicy {
+        ticket_project: settings.exhausted_project.clone(),
+        ..FollowUpPolicy::default()
+    };
+    let followups = FollowUps {
+        store,
+        queue,
+        clock: &SystemClock,
+        policy: &followup_policy,
+    };
     run(service_fn(|event: LambdaEvent<Value>| {
-        let (executor, approvals, notifier) = (&executor, &approvals, &notifier);
+        let (executor, approvals, followups, notifier, site) = (
+            &executor,
+            &approvals,
+            &followups,
+            &notifier,
+            jira_url.as_str(),
+        );
         async move {
             match Invocation::parse(event.payload)? {
                 Invocation::Batch(batch) => {
@@ -76,9 +94,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                         tollgate_executor::handle(executor, queue, &batch, &budget).await;
                     Ok::<_, lambda_runtime::Error>(serde_json::to_value(response)?)
                 }
-                Invocation::Sweep => {
-                    Ok(tollgate_executor::sweep(store, queue, approvals, notifier).await?)
-                }
+                Invocation::Sweep => Ok(tollgate_executor::sweep(
+                    store, queue, approvals, followups, notifier, site,
+                )
+                .await?),
             }
         }
     }))

@@ -756,6 +756,23 @@ impl JobStore for DynamoStore {
         conditional(r, |e| e.is_conditional_check_failed_exception()).map(|_| ())
     }
 
+    async fn reset_outbox(&self, job: &JobRecord) -> Result<(), StoreError> {
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(job_pk(job.id.as_str())))
+            .key("sk", s("JOB"))
+            .update_expression("SET enqueued = :f, gsi2pk = :opk, gsi2sk = :osk")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":f", AttributeValue::Bool(false))
+            .expression_attribute_values(":opk", s(outbox_pk(shard(&job.id))))
+            .expression_attribute_values(":osk", s(job_sort(job)))
+            .send()
+            .await;
+        conditional(r, |e| e.is_conditional_check_failed_exception()).map(|_| ())
+    }
+
     async fn append_audit(&self, id: &JobId, entry: &AuditEntry) -> Result<(), StoreError> {
         let now = SystemClock.now();
         let ttl = self.ttl_from(now);

@@ -5,6 +5,7 @@
 use super::dynamodb::DynamoStore;
 use super::secrets_manager::{SecretBundle, SecretsError};
 use super::sqs::SqsQueue;
+use crate::domain::ids::ProjectKey;
 use crate::domain::policy::Policy;
 use std::time::Duration;
 
@@ -24,6 +25,8 @@ pub mod vars {
     pub const APPROVERS: &str = "TOLLGATE_APPROVERS";
     /// The API's public base URL, for approval links.
     pub const PUBLIC_URL: &str = "TOLLGATE_PUBLIC_URL";
+    /// The Jira project for "Rate limit exceeded" tasks (optional).
+    pub const EXHAUSTED_PROJECT: &str = "TOLLGATE_EXHAUSTED_PROJECT";
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +46,7 @@ pub struct LambdaSettings {
     pub retention: Duration,
     pub policy: Policy,
     pub public_url: String,
+    pub exhausted_project: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -128,6 +132,20 @@ impl LambdaSettings {
             public_url: lookup(vars::PUBLIC_URL)
                 .filter(|v| !v.trim().is_empty())
                 .unwrap_or_default(),
+            exhausted_project: match lookup(vars::EXHAUSTED_PROJECT)
+                .filter(|v| !v.trim().is_empty())
+            {
+                None => None,
+                Some(p) => Some(
+                    ProjectKey::parse(&p)
+                        .ok_or(SettingsError::Invalid {
+                            name: vars::EXHAUSTED_PROJECT,
+                            expected: "a Jira project key",
+                            value: p.clone(),
+                        })?
+                        .to_string(),
+                ),
+            },
         })
     }
 }

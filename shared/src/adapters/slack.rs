@@ -6,6 +6,7 @@
 //! link unfurler may fetch those URLs; a GET never decides, so that is safe.
 
 use crate::domain::approval::ApprovalNotice;
+use crate::domain::notice::{ExhaustedNotice, Notice};
 use crate::domain::secret::Secret;
 use crate::ports::{Notifier, NotifyError};
 use serde_json::{Value, json};
@@ -25,7 +26,34 @@ fn mrkdwn(s: &str) -> String {
 }
 
 /// The Block Kit message for a notice.
-pub fn message(notice: &ApprovalNotice) -> Value {
+pub fn message(notice: &Notice) -> Value {
+    match notice {
+        Notice::ApprovalRequested(n) => approval_message(n),
+        Notice::JobExhausted(n) => exhausted_message(n),
+    }
+}
+
+fn exhausted_message(n: &ExhaustedNotice) -> Value {
+    let target = n.issue_key.as_deref().unwrap_or("no issue yet");
+    let next = match &n.rerun_at {
+        Some(at) => format!("It runs again at {at}."),
+        None => "It waits for an operator: `tollgate jobs retry`.".into(),
+    };
+    json!({
+        "text": format!("A {} from {} gave up: retry budget spent", n.operation, n.source_system),
+        "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": "Jira work exhausted its retries"}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": format!(
+                "*{}* {} `{}` ({}): {}\n{}",
+                mrkdwn(&n.source_system), mrkdwn(&n.operation), mrkdwn(&n.external_id), mrkdwn(target),
+                mrkdwn(n.last_error.as_deref().unwrap_or("no error recorded")), mrkdwn(&next)
+            )}},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": format!("job {}", mrkdwn(&n.job_id))}]}
+        ]
+    })
+}
+
+fn approval_message(notice: &ApprovalNotice) -> Value {
     let intent: String = notice
         .intent
         .iter()
@@ -67,7 +95,7 @@ impl SlackNotifier {
 }
 
 impl Notifier for SlackNotifier {
-    async fn notify(&self, notice: &ApprovalNotice) -> Result<(), NotifyError> {
+    async fn notify(&self, notice: &Notice) -> Result<(), NotifyError> {
         let req = self.http.post(self.url.expose()).json(&message(notice));
         super::webhook_notifier::deliver(req, "Slack").await
     }

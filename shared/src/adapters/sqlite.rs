@@ -376,6 +376,15 @@ impl JobStore for SqliteDb {
         .await
     }
 
+    async fn reset_outbox(&self, job: &JobRecord) -> Result<(), StoreError> {
+        let id = job.id.clone();
+        self.with(move |c| {
+            c.execute("UPDATE jobs SET enqueued = 0 WHERE id = ?1", [id.as_str()])
+                .map(|_| ())
+        })
+        .await
+    }
+
     async fn append_audit(&self, id: &JobId, entry: &AuditEntry) -> Result<(), StoreError> {
         let id = id.clone();
         let entry = entry.clone();

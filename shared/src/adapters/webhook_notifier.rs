@@ -1,15 +1,14 @@
 //! Generic JSON webhook notifier.
 //!
-//! Protocol: `POST <url>`, `Content-Type: application/json`, body
-//! `{"type": "approval.requested", …ApprovalNotice}`; signed like tollgate's
+//! Protocol: `POST <url>`, `Content-Type: application/json`, body the
+//! notice with its `type` (`approval.requested`, `job.exhausted`); signed like tollgate's
 //! own inbound events when a key is set (`Tollgate-Signature: t=…,v1=…`),
 //! so the receiver can check it came from tollgate.
 
-use crate::domain::approval::ApprovalNotice;
+use crate::domain::notice::Notice;
 use crate::domain::secret::Secret;
 use crate::domain::signature;
 use crate::ports::{Clock, Notifier, NotifyError, SystemClock};
-use serde_json::json;
 use std::time::Duration;
 
 pub struct WebhookNotifier {
@@ -37,13 +36,8 @@ impl WebhookNotifier {
 }
 
 impl Notifier for WebhookNotifier {
-    async fn notify(&self, notice: &ApprovalNotice) -> Result<(), NotifyError> {
-        let mut body = json!({ "type": "approval.requested" });
-        if let (Some(map), Ok(serde_json::Value::Object(fields))) =
-            (body.as_object_mut(), serde_json::to_value(notice))
-        {
-            map.extend(fields);
-        }
+    async fn notify(&self, notice: &Notice) -> Result<(), NotifyError> {
+        let body = serde_json::to_value(notice).map_err(|e| NotifyError(e.to_string()))?;
         let raw = serde_json::to_vec(&body).map_err(|e| NotifyError(e.to_string()))?;
         let mut req = self
             .http
@@ -85,7 +79,7 @@ pub struct Notifiers {
 }
 
 impl Notifier for Notifiers {
-    async fn notify(&self, notice: &ApprovalNotice) -> Result<(), NotifyError> {
+    async fn notify(&self, notice: &Notice) -> Result<(), NotifyError> {
         if let Some(s) = &self.slack {
             s.notify(notice).await?;
         }

@@ -11,6 +11,7 @@ use crate::domain::approval::{
 };
 use crate::domain::audit::{AuditEntry, Stage};
 use crate::domain::job::{JobEvent, JobState};
+use crate::domain::notice::Notice;
 use crate::domain::secret::Secret;
 use crate::ports::{ApprovalStore, Clock, JobRecord, JobStore, Notifier, WorkQueue};
 
@@ -399,7 +400,8 @@ where
         approval: &ApprovalRecord,
         notifier: &N,
     ) -> Result<bool, AppError> {
-        if let Err(e) = notifier.notify(&self.notice(approval)).await {
+        let notice = Notice::ApprovalRequested(self.notice(approval));
+        if let Err(e) = notifier.notify(&notice).await {
             tracing::warn!(approval_id = %approval.id, error = %e, "approval notification failed; the sweep retries it");
             return Ok(false);
         }

@@ -141,6 +141,24 @@ where
         Ok(Resubmission::Done(outcome))
     }
 
+    /// Admits an event tollgate itself raises (a follow-up task, a
+    /// compensation comment): validated like any other, deduplicated by its
+    /// own key, no signature.
+    pub async fn admit_internal(
+        &self,
+        event: &serde_json::Value,
+    ) -> Result<IngestOutcome, AppError> {
+        let body = serde_json::to_vec(event)
+            .map_err(|e| AppError::Store(crate::ports::StoreError::Corrupt(e.to_string())))?;
+        match parse_event(&body) {
+            Ok((event, payload)) => self.admit(event, payload, self.clock.now()).await,
+            Err(errors) => Ok(IngestOutcome::Invalid {
+                errors: errors.0,
+                rejection: RejectionId::generate(),
+            }),
+        }
+    }
+
     async fn admit(
         &self,
         event: Event,

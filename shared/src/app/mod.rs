@@ -6,6 +6,7 @@ pub mod api;
 pub mod approval_page;
 pub mod approvals;
 pub mod execute;
+pub mod followup;
 pub mod governor;
 pub mod ingest;
 pub mod jobs;

@@ -190,6 +190,18 @@ pub async fn unenqueued_jobs_are_listed_until_marked_sent<S: JobStore>(store: &S
             .iter()
             .any(|j| j.id == a.id)
     );
+    // A re-run lowers the flag on purpose: listed again until re-sent.
+    let stored = store.job(&a.id).await.unwrap().unwrap();
+    store.reset_outbox(&stored).await.unwrap();
+    assert!(!store.job(&a.id).await.unwrap().unwrap().enqueued);
+    assert!(
+        store
+            .unenqueued(Timestamp(5_000), 10)
+            .await
+            .unwrap()
+            .iter()
+            .any(|j| j.id == a.id)
+    );
 }
 
 /// Listing by state, newest first.

@@ -8,6 +8,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tollgate::adapters::jira::JiraAuth;
+use tollgate::domain::followup::FollowUpPolicy;
+use tollgate::domain::ids::ProjectKey;
 use tollgate::domain::policy::Policy;
 use tollgate::domain::secret::{Secret, secret_list};
 
@@ -27,6 +29,8 @@ pub struct FileConfig {
     pub policy: Option<PathBuf>,
     /// Where approvers reach this server (links in notifications).
     pub public_url: Option<String>,
+    /// The Jira project for "Rate limit exceeded" tasks (exhausted work).
+    pub exhausted_project: Option<String>,
     pub jira: Option<FileJira>,
 }
 
@@ -77,6 +81,8 @@ pub struct ServeConfig {
     /// Added to every jira-sim answer (in-process sim only).
     pub sim_latency: Duration,
     pub approvals: ApprovalSettings,
+    /// What happens to exhausted and half-done work.
+    pub followups: FollowUpPolicy,
 }
 
 /// Who approves what, how links are signed, where approvers are told.
@@ -130,6 +136,7 @@ pub struct Overrides {
     pub public_url: Option<String>,
     pub slack_webhook_url: Option<String>,
     pub notify_webhook_url: Option<String>,
+    pub exhausted_project: Option<String>,
 }
 
 pub fn resolve(o: Overrides, file: FileConfig) -> anyhow::Result<ServeConfig> {
@@ -224,6 +231,20 @@ pub fn resolve(o: Overrides, file: FileConfig) -> anyhow::Result<ServeConfig> {
         jira_timeout: Duration::from_secs(30),
         sim_latency: Duration::from_millis(o.sim_latency_ms),
         approvals,
+        followups: FollowUpPolicy {
+            ticket_project: o
+                .exhausted_project
+                .or(file.exhausted_project)
+                .map(|p| {
+                    ProjectKey::parse(&p)
+                        .map(|k| k.to_string())
+                        .with_context(|| {
+                            format!("exhausted_project {p:?} is not a Jira project key")
+                        })
+                })
+                .transpose()?,
+            ..FollowUpPolicy::default()
+        },
     })
 }
 
@@ -251,6 +272,7 @@ mod tests {
             public_url: None,
             slack_webhook_url: None,
             notify_webhook_url: None,
+            exhausted_project: None,
         }
     }
 

@@ -172,6 +172,7 @@ async fn run_in(dir: &std::path::Path, opts: DemoOptions) -> anyhow::Result<Demo
             policy: Policy::parse(POLICY)?,
             ..Default::default()
         },
+        followups: Default::default(),
     };
     let running = stack::start(config).await?;
     let base = format!("http://{}", running.addr);

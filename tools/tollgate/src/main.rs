@@ -129,6 +129,13 @@ enum JobsCommand {
     },
     /// One job with its audit trail, as JSON.
     Show { job_id: String },
+    /// Put an EXHAUSTED job back in the queue (budgets reset; recorded).
+    Retry {
+        job_id: String,
+        /// Who re-runs it, for the audit trail.
+        #[arg(long = "as", value_name = "NAME", default_value = "operator")]
+        who: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -269,6 +276,10 @@ struct ServeArgs {
         hide = true
     )]
     notify_webhook_url: Option<String>,
+    /// Jira project for "Rate limit exceeded" tasks when work exhausts its
+    /// retries (otherwise a notification only).
+    #[arg(long, env = "TOLLGATE_EXHAUSTED_PROJECT")]
+    exhausted_project: Option<String>,
 }
 
 #[tokio::main]
@@ -299,6 +310,7 @@ async fn main() -> anyhow::Result<()> {
                     public_url: a.public_url,
                     slack_webhook_url: a.slack_webhook_url,
                     notify_webhook_url: a.notify_webhook_url,
+                    exhausted_project: a.exhausted_project,
                 },
                 file,
             )?;
@@ -402,6 +414,28 @@ async fn main() -> anyhow::Result<()> {
                             job.external_id.as_str(),
                             job.issue_key.as_ref().map(|k| k.as_str()).unwrap_or("-")
                         );
+                    }
+                }
+                JobsCommand::Retry { job_id, who } => {
+                    let id = tollgate::domain::ids::JobId::parse(&job_id)
+                        .with_context(|| format!("{job_id:?} is not a job id"))?;
+                    let policy = tollgate::domain::followup::FollowUpPolicy::default();
+                    let followups = tollgate::app::followup::FollowUps {
+                        store: &db,
+                        queue: &db,
+                        clock: &SystemClock,
+                        policy: &policy,
+                    };
+                    match followups.requeue(&id, &who).await? {
+                        tollgate::app::followup::Requeued::Queued(job) => {
+                            println!("job {} is {} again", job.id, job.state.as_str())
+                        }
+                        tollgate::app::followup::Requeued::NotExhausted(state) => {
+                            anyhow::bail!("job {job_id} is {}, not EXHAUSTED", state.as_str())
+                        }
+                        tollgate::app::followup::Requeued::NotFound => {
+                            anyhow::bail!("no job {job_id}")
+                        }
                     }
                 }
                 JobsCommand::Show { job_id } => {

@@ -4,7 +4,7 @@
 
 use crate::config::{JiraTarget, ServeConfig};
 use crate::http::{AppState, router};
-use crate::worker::{WorkerSettings, run_approvals, run_sweeper, run_worker};
+use crate::worker::{WorkerSettings, run_approvals, run_followups, run_sweeper, run_worker};
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -164,10 +164,18 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
             stop_rx.clone(),
         ));
     }
+    let notifiers = Arc::new(notifiers);
     tasks.spawn(run_approvals(
         state.clone(),
-        notifiers,
+        notifiers.clone(),
         approvals_wake,
+        stop_rx.clone(),
+    ));
+    tasks.spawn(run_followups(
+        state.clone(),
+        notifiers,
+        url.clone(),
+        config.followups.clone(),
         stop_rx.clone(),
     ));
     tasks.spawn(run_sweeper(db.clone(), wake, stop_rx));

@@ -10,9 +10,12 @@ use tokio::sync::{Notify, watch};
 use tollgate::adapters::sqlite::SqliteDb;
 use tollgate::adapters::webhook_notifier::Notifiers;
 use tollgate::app::execute::{Disposition, Executor, ExecutorConfig};
+use tollgate::app::followup::FollowUps;
 use tollgate::app::governor::{Governor, GovernorConfig};
 use tollgate::app::ingest::resend_unenqueued;
+use tollgate::domain::followup::FollowUpPolicy;
 use tollgate::domain::time::Timestamp;
+use tollgate::ports::GovernorStore;
 use tollgate::ports::{Clock, SystemClock, Tracker, WorkQueue};
 
 pub struct WorkerSettings {
@@ -108,18 +111,55 @@ pub async fn run_sweeper(db: SqliteDb, wake: Arc<Notify>, mut stop: watch::Recei
     }
 }
 
+/// Follow-ups of jobs that ended badly: exhausted work reported, ticketed
+/// and re-run; half-done failures compensated.
+pub async fn run_followups(
+    state: Arc<AppState>,
+    notifiers: Arc<Notifiers>,
+    site: String,
+    policy: FollowUpPolicy,
+    mut stop: watch::Receiver<bool>,
+) {
+    let every = Duration::from_secs(5);
+    while !*stop.borrow() {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => break,
+        }
+        let now = SystemClock.now();
+        let paused = match state.db.load_governor(&site).await {
+            Ok((g, _)) => g.paused_until > now,
+            Err(_) => false,
+        };
+        let followups = FollowUps {
+            store: &state.db,
+            queue: &state.db,
+            clock: &SystemClock,
+            policy: &policy,
+        };
+        match followups.sweep(notifiers.as_ref(), paused).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(count = n, "follow-ups done");
+                state.wake.notify_waiters();
+            }
+            Err(e) => tracing::warn!(error = %e, "follow-up sweep failed"),
+        }
+    }
+}
+
 /// The approvals sweep: notifies approvers of new requests (woken by
 /// ingest, retried every few seconds until sent), expires overdue requests
 /// and settles decisions a crash left half-applied.
 pub async fn run_approvals(
     state: Arc<AppState>,
-    notifiers: Notifiers,
+    notifiers: Arc<Notifiers>,
     wake: Arc<Notify>,
     mut stop: watch::Receiver<bool>,
 ) {
     let every = Duration::from_secs(5);
     while !*stop.borrow() {
-        match state.approvals().sweep(&notifiers).await {
+        match state.approvals().sweep(notifiers.as_ref()).await {
             Ok(0) => {}
             Ok(n) => {
                 tracing::debug!(count = n, "approvals swept");

@@ -496,6 +496,7 @@ async fn run_tollgate(
         jira_timeout: Duration::from_secs(10),
         sim_latency: Duration::ZERO,
         approvals: Default::default(),
+        followups: Default::default(),
     })
     .await?;
     let start = tollgate::ports::SystemClock;
