@@ -3,12 +3,8 @@
 //! unfurlers and mail scanners do) decides nothing, a POST decides once, and
 //! the job then runs — or ends DENIED with nothing changed in Jira.
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::post;
 use serde_json::{Value, json};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tollgate::adapters::jira::JiraAuth;
 use tollgate::adapters::sqlite::SqliteDb;
@@ -25,43 +21,11 @@ use tollgate::ports::{ApprovalStore, Clock, JobStore, NoNotifier, SystemClock, W
 use tollgate_cli::config::{ApprovalSettings, JiraTarget, ServeConfig};
 use tollgate_cli::stack::{self, Running};
 use tollgate_e2e::webdriver::Browser;
-use tollgate_e2e::{Api, Scratch, artifacts_dir};
+use tollgate_e2e::{Api, Inbox, Scratch, artifacts_dir, inbox};
 
 const SECRET: &str = "whsec_approvals";
 const LEAD: &str = "lead@example.com";
 const CISO: &str = "ciso@example.com";
-
-/// A webhook receiver standing in for Slack or a chat bridge: keeps what it
-/// is sent, and refuses the first `fail_first` deliveries.
-#[derive(Clone, Default)]
-struct Inbox {
-    received: Arc<Mutex<Vec<Value>>>,
-    fail_first: Arc<Mutex<usize>>,
-}
-
-async fn receive(State(inbox): State<Inbox>, body: axum::Json<Value>) -> StatusCode {
-    let mut fail = inbox.fail_first.lock().unwrap();
-    if *fail > 0 {
-        *fail -= 1;
-        return StatusCode::INTERNAL_SERVER_ERROR;
-    }
-    inbox.received.lock().unwrap().push(body.0);
-    StatusCode::OK
-}
-
-async fn inbox(fail_first: usize) -> (String, Inbox) {
-    let inbox = Inbox {
-        fail_first: Arc::new(Mutex::new(fail_first)),
-        ..Inbox::default()
-    };
-    let app = Router::new()
-        .route("/hook", post(receive))
-        .with_state(inbox.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, inbox)
-}
 
 struct Rig {
     running: Running,

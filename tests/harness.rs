@@ -9,10 +9,15 @@
 pub mod webdriver;
 
 use anyhow::{Context, bail};
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tollgate::domain::secret::Secret;
 use tollgate::domain::signature;
@@ -265,4 +270,36 @@ pub fn artifacts_dir() -> PathBuf {
         .parent()
         .map(|t| t.join("test-artifacts"))
         .unwrap_or_else(|| PathBuf::from("test-artifacts"))
+}
+
+/// A webhook receiver standing in for Slack or a chat bridge: keeps what it
+/// is sent, and refuses the first `fail_first` deliveries.
+#[derive(Clone, Default)]
+pub struct Inbox {
+    pub received: Arc<Mutex<Vec<Value>>>,
+    pub fail_first: Arc<Mutex<usize>>,
+}
+
+async fn receive_notice(State(inbox): State<Inbox>, body: axum::Json<Value>) -> StatusCode {
+    let mut fail = inbox.fail_first.lock().unwrap();
+    if *fail > 0 {
+        *fail -= 1;
+        return StatusCode::INTERNAL_SERVER_ERROR;
+    }
+    inbox.received.lock().unwrap().push(body.0);
+    StatusCode::OK
+}
+
+pub async fn inbox(fail_first: usize) -> (String, Inbox) {
+    let inbox = Inbox {
+        fail_first: Arc::new(Mutex::new(fail_first)),
+        ..Inbox::default()
+    };
+    let app = Router::new()
+        .route("/hook", post(receive_notice))
+        .with_state(inbox.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, inbox)
 }

@@ -17,6 +17,7 @@ use tollgate::app::approvals::Approvals;
 use tollgate::app::execute::{Disposition, Executor, RunReport};
 use tollgate::app::followup::FollowUps;
 use tollgate::app::governor::Pace;
+use tollgate::app::governor::announce_health;
 use tollgate::app::ingest::resend_unenqueued;
 use tollgate::domain::job::JobState;
 use tollgate::domain::time::Timestamp;
@@ -311,7 +312,8 @@ impl Invocation {
 /// The scheduled sweep: re-sends jobs whose queue message a crash lost
 /// (admitted over a minute ago, never sent), expires overdue approval
 /// requests, retries approval notifications, applies decisions a crash
-/// left unapplied, and follows up exhausted and half-done work.
+/// left unapplied, follows up exhausted and half-done work, and announces
+/// the site entering or leaving degraded mode.
 pub async fn sweep<S, C, N>(
     store: &S,
     queue: &SqsQueue,
@@ -331,10 +333,20 @@ where
     let approvals_acted = approvals.sweep(notifier).await?;
     let paused = store.load_governor(site).await?.0.paused_until > now;
     let followed_up = followups.sweep(notifier, paused).await?;
-    tracing::info!(resent, approvals_acted, followed_up, "sweep done");
-    Ok(
-        serde_json::json!({ "resent": resent, "approvals": approvals_acted, "followUps": followed_up }),
-    )
+    let announced = announce_health(store, site, notifier).await?;
+    tracing::info!(
+        resent,
+        approvals_acted,
+        followed_up,
+        announced,
+        "sweep done"
+    );
+    Ok(serde_json::json!({
+        "resent": resent,
+        "approvals": approvals_acted,
+        "followUps": followed_up,
+        "siteChanges": announced
+    }))
 }
 
 #[cfg(test)]

@@ -30,6 +30,20 @@ pub fn message(notice: &Notice) -> Value {
     match notice {
         Notice::ApprovalRequested(n) => approval_message(n),
         Notice::JobExhausted(n) => exhausted_message(n),
+        Notice::SiteHealth(n) => {
+            let text = if n.degraded {
+                format!(
+                    "Jira site {} is degraded ({}): transitions and edits wait until it recovers.",
+                    n.site, n.why
+                )
+            } else {
+                format!("Jira site {} recovered ({}).", n.site, n.why)
+            };
+            json!({"text": text, "blocks": [
+                {"type": "section", "text": {"type": "mrkdwn", "text": mrkdwn(&text)}},
+                {"type": "context", "elements": [{"type": "mrkdwn", "text": mrkdwn(&n.at)}]}
+            ]})
+        }
     }
 }
 

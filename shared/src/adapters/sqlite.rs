@@ -186,6 +186,23 @@ impl SqliteDb {
         .map_err(backend)?
     }
 
+    /// Every site's governor row (`tollgate sites`).
+    pub async fn sites(&self) -> Result<Vec<(String, SiteGovernor)>, StoreError> {
+        let rows: Vec<(String, String)> = self
+            .with(|c| {
+                let mut st = c.prepare("SELECT site, state FROM governors ORDER BY site")?;
+                st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(site, state)| {
+                serde_json::from_str(&state)
+                    .map(|g| (site, g))
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
+            .collect()
+    }
+
     /// Jobs per state (the benchmark watches them drain).
     pub async fn state_counts(&self) -> Result<Vec<(JobState, u64)>, StoreError> {
         let rows: Vec<(String, i64)> = self

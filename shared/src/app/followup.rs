@@ -53,6 +53,12 @@ where
         let now = self.clock.now();
         for state in [JobState::Exhausted, JobState::Failed] {
             for job in self.store.list(Some(state), 200).await? {
+                // Only a failure that changed Jira can need a follow-up: skip
+                // the rest without reading their trails.
+                if job.state == JobState::Failed && (job.steps_done == 0 || job.issue_key.is_none())
+                {
+                    continue;
+                }
                 let trail = self.store.audit_trail(&job.id).await?;
                 let outcomes: Vec<&str> = trail.iter().map(|e| e.outcome.as_str()).collect();
                 let ended = Ended {

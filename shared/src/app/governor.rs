@@ -8,6 +8,7 @@
 //! [`TrackerError::Held`] so the job returns to the queue instead of holding
 //! a worker.
 
+use crate::domain::degraded::HealthRules;
 use crate::domain::governor::{CallKind, LocalView, Permit, SiteGovernor, Tunables};
 use crate::domain::ratelimit::RateLimitSignal;
 use crate::domain::time::Timestamp;
@@ -19,6 +20,8 @@ use std::time::Duration;
 pub struct GovernorConfig {
     /// The Jira site, as the shared row's key.
     pub site: String,
+    /// When the site degrades and recovers.
+    pub health: HealthRules,
     /// Workers sharing the site's pace (Lambda: the maximum concurrency).
     pub workers: usize,
     pub tunables: Tunables,
@@ -32,6 +35,7 @@ impl GovernorConfig {
     pub fn new(site: impl Into<String>, workers: usize) -> Self {
         GovernorConfig {
             site: site.into(),
+            health: HealthRules::default(),
             workers,
             tunables: Tunables::default(),
             refresh: Duration::from_millis(250),
@@ -124,9 +128,47 @@ impl<'a, S: GovernorStore, C: Clock> Governor<'a, S, C> {
 
     /// Waits (briefly) until the call may go, or says how long it is held.
     pub async fn permit(&self, call: &CallKind) -> Result<(), TrackerError> {
+        let mut settled = false;
         loop {
             let now = self.clock.now();
             self.refresh(now).await;
+            // Degraded mode first: it holds risky writes whatever else
+            // would let them go.
+            let (degraded, quiet) = match self.lock().as_ref() {
+                Some(v) => {
+                    let h = &v.local.shared.health;
+                    let quiet = h.degraded.as_ref().is_some_and(|d| {
+                        now.0 - d.last_failure.0 >= self.config.health.quiet.as_millis() as i64
+                    });
+                    (h.holds(call.write, &call.endpoint), quiet)
+                }
+                None => (false, false),
+            };
+            if quiet && !settled {
+                // Once per call: a store that cannot be written must not
+                // spin this loop.
+                settled = true;
+                let rules = self.config.health;
+                self.update(now, |g| {
+                    g.health.settle(now, &rules);
+                })
+                .await;
+                continue;
+            }
+            if degraded {
+                let since = self
+                    .lock()
+                    .as_ref()
+                    .and_then(|v| v.local.shared.health.degraded.as_ref().map(|d| d.since))
+                    .unwrap_or(now);
+                return Err(TrackerError::Held {
+                    wait: self.config.health.hold,
+                    reason: format!(
+                        "site degraded since {}: transitions and edits wait",
+                        since.to_rfc3339()
+                    ),
+                });
+            }
             let known = self
                 .lock()
                 .as_ref()
@@ -192,6 +234,19 @@ impl<'a, S: GovernorStore, C: Clock> Governor<'a, S, C> {
         let now = self.clock.now();
         match result {
             Ok(signal) => {
+                // Writes only while degraded or to end a run of failures:
+                // a healthy site's successes never touch the shared row.
+                let tracked = self.lock().as_ref().is_some_and(|v| {
+                    let h = &v.local.shared.health;
+                    h.is_degraded() || !h.failures.is_empty()
+                });
+                if tracked {
+                    let rules = self.config.health;
+                    self.update(now, |g| {
+                        g.health.on_success(now, &rules);
+                    })
+                    .await;
+                }
                 let recovered = self.lock().as_ref().is_some_and(|v| {
                     v.local.shared.unexplained > 0 && v.local.shared.paused_until <= now
                 });
@@ -226,6 +281,19 @@ impl<'a, S: GovernorStore, C: Clock> Governor<'a, S, C> {
                     g.on_throttle(call, signal, now, &tunables);
                 })
                 .await;
+            }
+            Err(TrackerError::Transient { .. }) => {
+                let rules = self.config.health;
+                self.update(now, |g| {
+                    g.health.on_failure(now, &rules);
+                })
+                .await;
+                if let Some(v) = self.lock().as_ref()
+                    && let Some(d) = &v.local.shared.health.degraded
+                    && d.since == now
+                {
+                    tracing::warn!(site = %self.config.site, reason = %d.reason, "site degraded: transitions and edits wait until it recovers");
+                }
             }
             Err(_) => {}
         }
@@ -308,4 +376,58 @@ impl Pace for Ungoverned {
     }
 
     async fn observe(&self, _: &CallKind, _: Result<&RateLimitSignal, &TrackerError>) {}
+}
+
+/// Announces the site's degraded-mode changes not announced yet, then
+/// records them as announced (the site's trail keeps them either way).
+pub async fn announce_health<S: GovernorStore, N: crate::ports::Notifier>(
+    store: &S,
+    site: &str,
+    notifier: &N,
+) -> Result<usize, crate::ports::StoreError> {
+    let (mut shared, version) = store.load_governor(site).await?;
+    let changes: Vec<_> = shared.health.unannounced().cloned().collect();
+    if changes.is_empty() {
+        return Ok(0);
+    }
+    for c in &changes {
+        let notice =
+            crate::domain::notice::Notice::SiteHealth(crate::domain::notice::HealthNotice {
+                site: site.to_string(),
+                degraded: c.degraded,
+                why: c.why.clone(),
+                at: c.at.to_rfc3339(),
+            });
+        if let Err(e) = notifier.notify(&notice).await {
+            tracing::warn!(site, error = %e, "site health notice not sent; the next sweep retries it");
+            return Ok(0);
+        }
+    }
+    shared.health.notified_seq = changes.last().map_or(shared.health.notified_seq, |c| c.seq);
+    // A lost race: the next sweep announces again (at least once).
+    let _ = store.save_governor(site, &shared, version).await?;
+    Ok(changes.len())
+}
+
+/// An operator clears the site's degraded mode. False when it was not
+/// degraded.
+pub async fn clear_degraded<S: GovernorStore>(
+    store: &S,
+    site: &str,
+    who: &str,
+    now: Timestamp,
+) -> Result<bool, crate::ports::StoreError> {
+    for _ in 0..8 {
+        let (mut shared, version) = store.load_governor(site).await?;
+        if !shared.health.clear(now, who) {
+            return Ok(false);
+        }
+        if store.save_governor(site, &shared, version).await? {
+            tracing::info!(site, who, "degraded mode cleared by an operator");
+            return Ok(true);
+        }
+    }
+    Err(crate::ports::StoreError::Backend(
+        "the site's row kept changing; try again".into(),
+    ))
 }

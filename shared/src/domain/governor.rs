@@ -37,6 +37,7 @@
 //! and decrease shared one clock, measured 0.66 goodput and 11 % 429s on
 //! burst.)
 
+use super::degraded::SiteHealth;
 use super::ratelimit::{LimitReason, RateLimitSignal};
 use super::time::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -122,6 +123,8 @@ pub struct SiteGovernor {
     pub issues: BTreeMap<String, IssueHold>,
     /// Consecutive unexplained throttles, for their backoff.
     pub unexplained: u32,
+    /// Degraded mode (see [`super::degraded`]).
+    pub health: SiteHealth,
 }
 
 /// A write-throttled issue.

@@ -11,6 +11,18 @@ pub enum Notice {
     ApprovalRequested(ApprovalNotice),
     #[serde(rename = "job.exhausted")]
     JobExhausted(ExhaustedNotice),
+    #[serde(rename = "site.health")]
+    SiteHealth(HealthNotice),
+}
+
+/// A Jira site entered or left degraded mode.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthNotice {
+    pub site: String,
+    pub degraded: bool,
+    pub why: String,
+    pub at: String,
 }
 
 /// A job spent its retry budget.

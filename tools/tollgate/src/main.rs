@@ -98,6 +98,13 @@ enum Command {
         #[command(subcommand)]
         command: RejectedCommand,
     },
+    /// Jira sites: pause, paces, degraded mode and its trail.
+    Sites {
+        #[arg(long, env = "TOLLGATE_DB", default_value = config::DEFAULT_DB)]
+        db: PathBuf,
+        #[command(subcommand)]
+        command: Option<SitesCommand>,
+    },
     /// Approve a waiting request as an operator (recorded as such).
     Approve(DecideArgs),
     /// Deny a waiting request as an operator (recorded as such).
@@ -167,6 +174,19 @@ enum RejectedCommand {
         policy: Option<PathBuf>,
         #[arg(long, env = "TOLLGATE_APPROVERS")]
         approvers: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum SitesCommand {
+    /// Each site's state (the default).
+    List,
+    /// End a site's degraded mode now.
+    Clear {
+        /// The site's URL, as `tollgate sites` lists it.
+        site: String,
+        #[arg(long = "as", value_name = "NAME", default_value = "operator")]
+        who: String,
     },
 }
 
@@ -568,6 +588,50 @@ async fn main() -> anyhow::Result<()> {
                             anyhow::bail!("already re-submitted as job {job}")
                         }
                         Resubmission::NotFound => anyhow::bail!("no rejection {rejection_id}"),
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::Sites { db, command } => {
+            telemetry::init(cli.log_format, "warn");
+            let db = open_db(&db)?;
+            match command.unwrap_or(SitesCommand::List) {
+                SitesCommand::List => {
+                    let now = SystemClock.now();
+                    for (site, g) in db.sites().await? {
+                        let mode = match &g.health.degraded {
+                            Some(d) => {
+                                format!("DEGRADED since {} ({})", d.since.to_rfc3339(), d.reason)
+                            }
+                            None => "healthy".into(),
+                        };
+                        let paused = if g.paused_until > now {
+                            format!("paused until {}", g.paused_until.to_rfc3339())
+                        } else {
+                            "not paused".into()
+                        };
+                        println!("{site}  {mode}; {paused}");
+                        for (endpoint, p) in &g.endpoints {
+                            println!("    {endpoint:<45} {:>8.1}/s", p.rate);
+                        }
+                        for c in &g.health.changes {
+                            println!(
+                                "    {}  {}  {}",
+                                c.at.to_rfc3339(),
+                                if c.degraded { "degraded" } else { "recovered" },
+                                c.why
+                            );
+                        }
+                    }
+                }
+                SitesCommand::Clear { site, who } => {
+                    if tollgate::app::governor::clear_degraded(&db, &site, &who, SystemClock.now())
+                        .await?
+                    {
+                        println!("{site}: degraded mode cleared by {who}");
+                    } else {
+                        anyhow::bail!("{site} is not degraded (see tollgate sites)");
                     }
                 }
             }

@@ -11,6 +11,7 @@ use tollgate::adapters::sqlite::SqliteDb;
 use tollgate::adapters::webhook_notifier::Notifiers;
 use tollgate::app::execute::{Disposition, Executor, ExecutorConfig};
 use tollgate::app::followup::FollowUps;
+use tollgate::app::governor::announce_health;
 use tollgate::app::governor::{Governor, GovernorConfig};
 use tollgate::app::ingest::resend_unenqueued;
 use tollgate::domain::followup::FollowUpPolicy;
@@ -111,8 +112,9 @@ pub async fn run_sweeper(db: SqliteDb, wake: Arc<Notify>, mut stop: watch::Recei
     }
 }
 
-/// Follow-ups of jobs that ended badly: exhausted work reported, ticketed
-/// and re-run; half-done failures compensated.
+/// Follow-ups of jobs that ended badly (exhausted work reported, ticketed
+/// and re-run; half-done failures compensated), and announcements of the
+/// site entering or leaving degraded mode.
 pub async fn run_followups(
     state: Arc<AppState>,
     notifiers: Arc<Notifiers>,
@@ -137,6 +139,9 @@ pub async fn run_followups(
             clock: &SystemClock,
             policy: &policy,
         };
+        if let Err(e) = announce_health(&state.db, &site, notifiers.as_ref()).await {
+            tracing::warn!(error = %e, "site health announcement failed");
+        }
         match followups.sweep(notifiers.as_ref(), paused).await {
             Ok(0) => {}
             Ok(n) => {

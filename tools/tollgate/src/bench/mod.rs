@@ -42,6 +42,10 @@ pub enum Profile {
     Shifting,
     /// A few seconds of everything, for CI.
     Smoke,
+    /// 2,000 events under every limit at once plus faults: gateway 429s,
+    /// 503s, 500s, slow answers, connections dropped after Jira acted.
+    /// (Killing the process mid-run is the chaos test's part: tests/chaos.rs.)
+    Chaos,
 }
 
 impl Profile {
@@ -52,6 +56,7 @@ impl Profile {
             Profile::HotIssue => "hot-issue",
             Profile::Shifting => "shifting",
             Profile::Smoke => "smoke",
+            Profile::Chaos => "chaos",
         }
     }
 }
@@ -139,6 +144,32 @@ fn create_needs(n: usize) -> Vec<Need> {
 
 fn spec(profile: Profile) -> Spec {
     match profile {
+        Profile::Chaos => {
+            let limits = Limits {
+                quota_points: 500,
+                window_seconds: 10.0,
+                burst_get_post: 100.0,
+                burst_put_delete: 50.0,
+                per_issue: true,
+                faults: jira_sim::limits::Faults {
+                    gateway_429: 0.02,
+                    error_503: 0.02,
+                    error_500: 0.01,
+                    slow: 0.01,
+                    slow_ms: 1500,
+                    drop: 0.02,
+                    ..Default::default()
+                },
+                ..Limits::default()
+            };
+            Spec {
+                limits,
+                events: creates(2000),
+                needs: create_needs(2000),
+                shift: None,
+                setup_issues: 0,
+            }
+        }
         Profile::Quota => {
             let limits = Limits {
                 quota_points: 500,
