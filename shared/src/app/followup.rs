@@ -20,6 +20,9 @@ use crate::domain::policy::Policy;
 use crate::ports::{Clock, IngestStore, JobRecord, Notifier, WorkQueue};
 use serde_json::json;
 
+/// The source system of the jobs tollgate raises itself.
+pub const INTERNAL_SOURCE: &str = "tollgate";
+
 pub struct FollowUps<'a, S, Q, C> {
     pub store: &'a S,
     pub queue: &'a Q,
@@ -66,6 +69,7 @@ where
                     since: job.updated_at,
                     steps_done: job.steps_done,
                     has_issue: job.issue_key.is_some(),
+                    internal: job.source_system.as_str() == INTERNAL_SOURCE,
                     outcomes: &outcomes,
                 };
                 for step in plan(&ended, now, site_paused, self.policy) {
@@ -119,7 +123,7 @@ where
                     .filter(|o| o.starts_with(TICKET_FILED))
                     .count();
                 let event = json!({
-                    "sourceSystem": "tollgate",
+                    "sourceSystem": INTERNAL_SOURCE,
                     "externalId": format!("exhausted-{}-{n}", job.id),
                     "desiredOperation": "create",
                     "projectKey": project,
@@ -152,7 +156,7 @@ where
                     return Ok(false);
                 };
                 let event = json!({
-                    "sourceSystem": "tollgate",
+                    "sourceSystem": INTERNAL_SOURCE,
                     "externalId": format!("compensate-{}", job.id),
                     "desiredOperation": "comment",
                     "issueKey": issue.as_str(),

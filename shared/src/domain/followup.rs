@@ -60,6 +60,9 @@ pub struct Ended<'a> {
     pub since: Timestamp,
     pub steps_done: u32,
     pub has_issue: bool,
+    /// Raised by tollgate itself (a follow-up task or comment): never
+    /// ticketed, or a failing site would breed tasks about tasks.
+    pub internal: bool,
     /// Its audit trail's outcomes, oldest first.
     pub outcomes: &'a [&'a str],
 }
@@ -93,7 +96,10 @@ pub fn plan(
             if count(current, REPORTED) == 0 {
                 todo.push(FollowUp::Notify);
             }
-            if policy.ticket_project.is_some() && !site_paused && count(current, TICKET_FILED) == 0
+            if policy.ticket_project.is_some()
+                && !job.internal
+                && !site_paused
+                && count(current, TICKET_FILED) == 0
             {
                 todo.push(FollowUp::Ticket);
             }
@@ -130,6 +136,7 @@ mod tests {
             since: Timestamp(1_000_000),
             steps_done: 0,
             has_issue: false,
+            internal: false,
             outcomes,
         }
     }
@@ -186,6 +193,18 @@ mod tests {
     }
 
     #[test]
+    fn tollgates_own_tasks_are_never_ticketed() {
+        let own = Ended {
+            internal: true,
+            ..exhausted(&[])
+        };
+        assert_eq!(
+            plan(&own, Timestamp(0), false, &policy()),
+            [FollowUp::Notify]
+        );
+    }
+
+    #[test]
     fn without_a_project_exhaustion_is_only_notified() {
         let p = FollowUpPolicy {
             ticket_project: None,
@@ -204,6 +223,7 @@ mod tests {
             since: Timestamp(0),
             steps_done,
             has_issue,
+            internal: false,
             outcomes,
         };
         assert_eq!(
@@ -238,6 +258,7 @@ mod tests {
             since: Timestamp(0),
             steps_done: 3,
             has_issue: true,
+            internal: false,
             outcomes: &[],
         };
         assert_eq!(plan(&done, Timestamp(i64::MAX / 2), false, &policy()), []);
