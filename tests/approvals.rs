@@ -74,6 +74,7 @@ async fn rig_with(name: &str, webhook_failures: usize, policy: &str) -> Rig {
             notify_webhook_url: Some(Secret::new(webhook_url)),
         },
         followups: Default::default(),
+        bulk_create: tollgate::ports::MAX_BULK_CREATE,
     })
     .await
     .unwrap();

@@ -66,6 +66,7 @@ async fn a_failing_site_holds_risky_writes_lets_comments_through_and_recovers() 
             ..ApprovalSettings::default()
         },
         followups: Default::default(),
+        bulk_create: tollgate::ports::MAX_BULK_CREATE,
     })
     .await
     .unwrap();

@@ -52,6 +52,9 @@ async fn rig(name: &str, limits: Limits, workers: usize) -> Rig {
         sim_latency: Duration::ZERO,
         approvals: Default::default(),
         followups: Default::default(),
+        // These measure the governor on single creates; bulk create has
+        // its own tests.
+        bulk_create: 1,
     })
     .await
     .unwrap();

@@ -222,8 +222,19 @@ impl Api {
             .await?)
     }
 
-    /// Polls until the job reaches a terminal state (or `timeout`).
+    /// Polls until the job's changes reach a terminal state (or
+    /// `timeout`): a job merged into another is followed to the job that
+    /// carries its changes, whose answer is returned.
     pub async fn wait_terminal(&self, id: &str, timeout: Duration) -> anyhow::Result<Value> {
+        let mut job = self.wait_own_terminal(id, timeout).await?;
+        while let Some(carrier) = job["mergedInto"].as_str() {
+            job = self.wait_own_terminal(carrier, timeout).await?;
+        }
+        Ok(job)
+    }
+
+    /// Polls until the job itself reaches a terminal state (or `timeout`).
+    pub async fn wait_own_terminal(&self, id: &str, timeout: Duration) -> anyhow::Result<Value> {
         let deadline = Instant::now() + timeout;
         loop {
             let job = self.job(id).await?;

@@ -754,6 +754,8 @@ async fn the_scheduled_sweep_sends_a_job_whose_message_a_crash_lost() {
         created_at: created,
         updated_at: created,
         enqueued: false,
+        merged_into: None,
+        batch: None,
     };
     aws.store.admit(&job, &[], None).await.unwrap();
     let executor = Instance::new(&aws, &site, "lambda-sweep", 1);

@@ -8,7 +8,7 @@ use crate::domain::approval::{ApprovalId, ApprovalRecord, Decided};
 use crate::domain::audit::AuditEntry;
 use crate::domain::event::{OperationKind, Priority};
 use crate::domain::idempotency::{DedupId, Fingerprint, IdempotencyKey, LinkId};
-use crate::domain::ids::{ExternalId, IssueKey, JobId, SourceSystem};
+use crate::domain::ids::{BatchId, ExternalId, IssueKey, JobId, SourceSystem};
 use crate::domain::job::JobState;
 use crate::domain::notice::Notice;
 use crate::domain::ratelimit::RateLimitSignal;
@@ -57,6 +57,11 @@ pub struct JobRecord {
     /// Whether the queue message was sent (the outbox flag): a job admitted
     /// but not enqueued is sent again by the sweep or by a redelivery.
     pub enqueued: bool,
+    /// The job whose run carries this one's changes (coalescing); set
+    /// together with the move to SUPERSEDED.
+    pub merged_into: Option<JobId>,
+    /// The bulk sync run the job came in with.
+    pub batch: Option<BatchId>,
 }
 
 pub enum Admission {
@@ -109,11 +114,19 @@ pub trait JobStore: Send + Sync {
         id: &JobId,
     ) -> impl Future<Output = Result<Vec<AuditEntry>, StoreError>> + Send;
 
-    /// Whether a revision of the same key was admitted after `job`.
-    fn has_newer_revision(
+    /// Every job of one entity (source system + external id), oldest
+    /// first: the jobs a run may coalesce.
+    fn entity_jobs(
         &self,
-        job: &JobRecord,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+        link: &LinkId,
+    ) -> impl Future<Output = Result<Vec<JobRecord>, StoreError>> + Send;
+
+    /// Queued jobs that may create an issue, oldest first: the partners of
+    /// a bulk create.
+    fn queued_creates(
+        &self,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<JobRecord>, StoreError>> + Send;
 
     /// Jobs admitted before `before` whose queue message may never have been
     /// sent (the outbox sweep).
@@ -356,6 +369,24 @@ impl TrackerError {
 
 pub type TrackerResult<T> = Result<Answer<T>, TrackerError>;
 
+/// Jira takes at most this many issues per bulk create.
+pub const MAX_BULK_CREATE: usize = 50;
+
+/// One issue of a bulk create: its fields and the properties set with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewIssueRequest {
+    pub fields: Map<String, Value>,
+    pub properties: Vec<(String, Value)>,
+}
+
+/// Why one element of a bulk create was refused (the others may have
+/// been created).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ElementError {
+    pub status: u16,
+    pub message: String,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransitionDone {
     Moved,
@@ -371,6 +402,14 @@ pub trait Tracker: Send + Sync {
         fields: &Map<String, Value>,
         properties: &[(String, Value)],
     ) -> impl Future<Output = TrackerResult<IssueKey>> + Send;
+
+    /// Creates several issues in one call (Jira's bulk create, at most
+    /// [`MAX_BULK_CREATE`] a call). Each element succeeds or fails on its own:
+    /// the answer says which, in the order given.
+    fn create_issues(
+        &self,
+        issues: &[NewIssueRequest],
+    ) -> impl Future<Output = TrackerResult<Vec<Result<IssueKey, ElementError>>>> + Send;
 
     fn edit_issue(
         &self,

@@ -85,8 +85,8 @@ async fn a_job_round_trips_every_field() {
 }
 
 #[tokio::test]
-async fn newer_revisions_are_seen() {
-    conformance::newer_revisions_are_seen(&store().await).await;
+async fn an_entitys_jobs_are_listed_in_admission_order() {
+    conformance::an_entitys_jobs_are_listed_in_admission_order(&store().await).await;
 }
 
 #[tokio::test]

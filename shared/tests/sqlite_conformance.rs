@@ -64,9 +64,9 @@ async fn a_job_round_trips_every_field() {
 }
 
 #[tokio::test]
-async fn newer_revisions_are_seen() {
+async fn an_entitys_jobs_are_listed_in_admission_order() {
     let db = TempDb::new("rev");
-    conformance::newer_revisions_are_seen(&db.open()).await;
+    conformance::an_entitys_jobs_are_listed_in_admission_order(&db.open()).await;
 }
 
 #[tokio::test]

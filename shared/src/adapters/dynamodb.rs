@@ -11,7 +11,7 @@
 //! | job         | `JOB#<jobId>`    | `JOB`                     | every `JobRecord` field; `gsi1*` (by state), `gsi2*` (outbox, only while not enqueued) |
 //! | audit entry | `JOB#<jobId>`    | `AUDIT#<ms>#<uuidv7>`     | `entry` (JSON) |
 //! | dedup       | `DEDUP#<dedupId>`| `DEDUP`                   | `jobId` |
-//! | revision    | `KEY#<idemKey>`  | `REV#<ms>#<jobId>`        | one per admitted revision of a key |
+//! | entity job  | `ENTITY#<linkId>`| `JOB#<jobId>`             | one per admitted job of an entity (job ids sort by time) |
 //! | link        | `LINK#<linkId>`  | `LINK`                    | `creator`, `issueKey` |
 //! | lease       | `LEASE#<name>`   | `LEASE`                   | `holder`, `expiresAt` (ms) |
 //! | governor    | `GOV#<site>`     | `GOV`                     | `version`, `state` (JSON) |
@@ -23,7 +23,7 @@
 //! * Admission is one `TransactWriteItems`: the dedup item with
 //!   `attribute_not_exists(pk)` and `ReturnValuesOnConditionCheckFailure =
 //!   ALL_OLD` (a duplicate names its job without a second query), the job,
-//!   its revision item and its first audit entries — all or nothing.
+//!   its entity item and its first audit entries — all or nothing.
 //! * State changes are `UpdateItem … ConditionExpression #state = :expected`,
 //!   transacted with their audit entry when there is one.
 //! * Leases are a conditional `PutItem`: absent, expired, or already ours.
@@ -35,7 +35,7 @@
 //!   is sparse: a job is in it from admission until its message is sent.
 //!   Both are sharded 8 ways so ingest never writes one hot partition.
 //! * `ttl` (epoch seconds, the table's TTL attribute) on jobs, audit, dedup
-//!   and revision items (admission + retention) and on leases. Links and
+//!   and entity items (admission + retention) and on leases. Links and
 //!   governor rows never expire: an entity's issue is forever.
 
 use super::aws_error::{backend, conditional};
@@ -44,7 +44,7 @@ use crate::domain::audit::AuditEntry;
 use crate::domain::event::{OperationKind, Priority};
 use crate::domain::governor::SiteGovernor;
 use crate::domain::idempotency::{DedupId, Fingerprint, IdempotencyKey, LinkId};
-use crate::domain::ids::{ExternalId, IssueKey, JobId, SourceSystem};
+use crate::domain::ids::{BatchId, ExternalId, IssueKey, JobId, SourceSystem};
 use crate::domain::job::JobState;
 use crate::domain::rejection::{Rejection, RejectionId};
 use crate::domain::time::Timestamp;
@@ -122,6 +122,10 @@ fn opt_n<T: std::str::FromStr>(item: &Item, name: &str) -> Result<Option<T>, Sto
     }
 }
 
+fn entity_pk(link: &LinkId) -> String {
+    format!("ENTITY#{link}")
+}
+
 fn job_pk(id: &str) -> String {
     format!("JOB#{id}")
 }
@@ -192,6 +196,9 @@ fn job_item(job: &JobRecord, ttl: i64) -> Item {
         ("gsi1sk".into(), s(job_sort(job))),
         (TTL_ATTRIBUTE.into(), n(ttl)),
     ]);
+    if let Some(batch) = &job.batch {
+        item.insert("batch".into(), s(batch.as_str()));
+    }
     if !job.enqueued {
         item.insert("gsi2pk".into(), s(outbox_pk(sh)));
         item.insert("gsi2sk".into(), s(job_sort(job)));
@@ -217,6 +224,10 @@ fn mutable_fields(job: &JobRecord) -> Vec<(&'static str, Option<AttributeValue>)
         ("lastError", job.last_error.as_ref().map(|e| s(e.clone()))),
         ("updatedAt", Some(n(job.updated_at.0))),
         ("enqueued", Some(AttributeValue::Bool(job.enqueued))),
+        (
+            "mergedInto",
+            job.merged_into.as_ref().map(|j| s(j.as_str())),
+        ),
     ]
 }
 
@@ -248,6 +259,8 @@ fn job_from_item(item: &Item) -> Result<JobRecord, StoreError> {
         created_at: Timestamp(get_n(item, "createdAt")?),
         updated_at: Timestamp(get_n(item, "updatedAt")?),
         enqueued: matches!(item.get("enqueued"), Some(AttributeValue::Bool(true))),
+        merged_into: opt_s(item, "mergedInto").map(JobId::from_stored),
+        batch: opt_s(item, "batch").map(BatchId::from_stored),
     })
 }
 
@@ -655,11 +668,8 @@ impl JobStore for DynamoStore {
             TransactWriteItem::builder()
                 .put(self.put(
                     HashMap::from([
-                        ("pk".into(), s(format!("KEY#{}", job.key))),
-                        (
-                            "sk".into(),
-                            s(format!("REV#{}#{}", sort_time(job.created_at.0), job.id)),
-                        ),
+                        ("pk".into(), s(entity_pk(&job.link))),
+                        ("sk".into(), s(format!("JOB#{}", job.id))),
                         (TTL_ATTRIBUTE.into(), n(ttl)),
                     ]),
                     None,
@@ -814,21 +824,49 @@ impl JobStore for DynamoStore {
         Ok(entries)
     }
 
-    async fn has_newer_revision(&self, job: &JobRecord) -> Result<bool, StoreError> {
-        let own = format!("REV#{}#{}", sort_time(job.created_at.0), job.id);
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND sk > :own")
-            .expression_attribute_values(":pk", s(format!("KEY#{}", job.key)))
-            .expression_attribute_values(":own", s(own))
-            .consistent_read(true)
-            .limit(1)
-            .send()
-            .await
-            .map_err(backend)?;
-        Ok(out.count > 0)
+    async fn entity_jobs(&self, link: &LinkId) -> Result<Vec<JobRecord>, StoreError> {
+        let mut ids = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :job)")
+                .expression_attribute_values(":pk", s(entity_pk(link)))
+                .expression_attribute_values(":job", s("JOB#"))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(backend)?;
+            for item in out.items.unwrap_or_default() {
+                if let Some(id) = get_s(&item, "sk")?.strip_prefix("JOB#") {
+                    ids.push(id.to_string());
+                }
+            }
+            match out.last_evaluated_key {
+                Some(k) => start = Some(k),
+                None => break,
+            }
+        }
+        let mut jobs = self.jobs_by_id(&ids).await?;
+        jobs.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(jobs)
+    }
+
+    async fn queued_creates(&self, limit: usize) -> Result<Vec<JobRecord>, StoreError> {
+        // The by-state index does not know the operation: read a few times
+        // the limit and keep the creates.
+        let mut jobs: Vec<JobRecord> = self
+            .list(Some(JobState::Queued), limit.saturating_mul(4))
+            .await?
+            .into_iter()
+            .filter(|j| j.kind.creates())
+            .collect();
+        jobs.sort_by_key(|j| j.created_at);
+        jobs.truncate(limit);
+        Ok(jobs)
     }
 
     async fn unenqueued(

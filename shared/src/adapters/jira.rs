@@ -3,6 +3,9 @@
 //! Protocol: basic auth (account email + API token) or a bearer token
 //! (OAuth 2.0). Calls used:
 //! * `POST /rest/api/3/issue` — create, with `properties` set atomically
+//! * `POST /rest/api/3/issue/bulk` — up to 50 creates; `201` (or `400` when
+//!   every element failed) lists the created issues in order and the
+//!   refused elements by `failedElementNumber`
 //! * `PUT /rest/api/3/issue/{key}` — edit (`fields` to set, `update.labels` to add)
 //! * `POST /rest/api/3/issue/{key}/comment` — comment in ADF, with a
 //!   `tollgate` comment property as the marker; `GET …/comment?expand=properties`
@@ -22,7 +25,9 @@ use crate::domain::ratelimit::RateLimitSignal;
 use crate::domain::response::{Classified, classify};
 use crate::domain::secret::Secret;
 use crate::domain::transition::{AvailableTransition, already_in, find_transition};
-use crate::ports::{Answer, Tracker, TrackerError, TrackerResult, TransitionDone};
+use crate::ports::{
+    Answer, ElementError, NewIssueRequest, Tracker, TrackerError, TrackerResult, TransitionDone,
+};
 use reqwest::{Method, StatusCode};
 use serde_json::{Map, Value, json};
 use std::time::Duration;
@@ -79,6 +84,31 @@ impl JiraClient {
         path: &str,
         body: Option<&Value>,
     ) -> TrackerResult<Vec<u8>> {
+        let (status, signal, bytes) = self.exchange(method, path, body).await?;
+        match classify(status, &bytes) {
+            Classified::Success => Ok(Answer {
+                value: bytes,
+                status,
+                signal,
+            }),
+            Classified::Throttled => Err(TrackerError::Throttled { status, signal }),
+            Classified::Transient { message } => Err(TrackerError::Transient {
+                status: Some(status),
+                message,
+                signal,
+            }),
+            Classified::Permanent { message } => Err(TrackerError::Permanent { status, message }),
+        }
+    }
+
+    /// Sends one request and reads the whole answer, whatever its status;
+    /// only a failure to get an answer is an error (transient).
+    async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, RateLimitSignal, Vec<u8>), TrackerError> {
         let url = format!("{}{}", self.base, path);
         let mut req = self
             .http
@@ -107,29 +137,13 @@ impl JiraClient {
                 .iter()
                 .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v))),
         );
-        let bytes = match resp.bytes().await {
-            Ok(b) => b.to_vec(),
-            Err(e) => {
-                return Err(TrackerError::Transient {
-                    status: Some(status),
-                    message: network_message(e),
-                    signal,
-                });
-            }
-        };
-        match classify(status, &bytes) {
-            Classified::Success => Ok(Answer {
-                value: bytes,
-                status,
-                signal,
-            }),
-            Classified::Throttled => Err(TrackerError::Throttled { status, signal }),
-            Classified::Transient { message } => Err(TrackerError::Transient {
+        match resp.bytes().await {
+            Ok(b) => Ok((status, signal, b.to_vec())),
+            Err(e) => Err(TrackerError::Transient {
                 status: Some(status),
-                message,
+                message: network_message(e),
                 signal,
             }),
-            Classified::Permanent { message } => Err(TrackerError::Permanent { status, message }),
         }
     }
 
@@ -168,6 +182,61 @@ fn network_message(e: reqwest::Error) -> String {
     }
 }
 
+/// Matches a bulk create answer to its `n` elements: created issues come in
+/// the order of the elements that did not fail. `None` when the answer does
+/// not add up (then nothing can be said about any element).
+fn bulk_outcome(v: &Value, n: usize) -> Option<Vec<Result<IssueKey, ElementError>>> {
+    let created = v.get("issues").and_then(Value::as_array);
+    let errors = v.get("errors").and_then(Value::as_array);
+    if created.is_none() && errors.is_none() {
+        return None;
+    }
+    let mut out: Vec<Option<Result<IssueKey, ElementError>>> = vec![None; n];
+    for e in errors.into_iter().flatten() {
+        let index = usize::try_from(e.get("failedElementNumber")?.as_u64()?).ok()?;
+        let slot = out.get_mut(index)?;
+        let status = e
+            .get("status")
+            .and_then(Value::as_u64)
+            .and_then(|s| u16::try_from(s).ok())
+            .unwrap_or(400);
+        let messages = &e["elementErrors"];
+        let mut parts: Vec<String> = messages["errorMessages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m.as_str().map(str::to_string))
+            .collect();
+        if let Some(fields) = messages["errors"].as_object() {
+            parts.extend(
+                fields
+                    .iter()
+                    .map(|(f, m)| format!("{f}: {}", m.as_str().unwrap_or("invalid"))),
+            );
+        }
+        *slot = Some(Err(ElementError {
+            status,
+            message: if parts.is_empty() {
+                "refused by Jira".into()
+            } else {
+                parts.join("; ")
+            },
+        }));
+    }
+    let mut keys = created.into_iter().flatten().map(|i| {
+        i.get("key")
+            .and_then(Value::as_str)
+            .and_then(IssueKey::parse)
+    });
+    for slot in out.iter_mut().filter(|s| s.is_none()) {
+        *slot = Some(Ok(keys.next()??));
+    }
+    if keys.next().is_some() {
+        return None;
+    }
+    out.into_iter().collect()
+}
+
 fn path_key(key: &IssueKey) -> String {
     // Issue keys are validated to [A-Z0-9_-]; nothing to escape.
     key.as_str().to_string()
@@ -200,6 +269,59 @@ impl Tracker for JiraClient {
             status: a.status,
             signal: a.signal,
         })
+    }
+
+    async fn create_issues(
+        &self,
+        issues: &[NewIssueRequest],
+    ) -> TrackerResult<Vec<Result<IssueKey, ElementError>>> {
+        let updates: Vec<Value> = issues
+            .iter()
+            .map(|i| {
+                let props: Vec<Value> = i
+                    .properties
+                    .iter()
+                    .map(|(k, v)| json!({ "key": k, "value": v }))
+                    .collect();
+                json!({ "fields": i.fields, "properties": props })
+            })
+            .collect();
+        let body = json!({ "issueUpdates": updates });
+        let (status, signal, bytes) = self
+            .exchange(Method::POST, "/rest/api/3/issue/bulk", Some(&body))
+            .await?;
+        // A 400 whose body lists failed elements is an answer per element
+        // (Jira says 400 when none was created); any other failure is the
+        // call's.
+        if status == 201 || status == 400 {
+            if let Some(outcome) = serde_json::from_slice::<Value>(&bytes)
+                .ok()
+                .and_then(|v| bulk_outcome(&v, issues.len()))
+            {
+                return Ok(Answer {
+                    value: outcome,
+                    status,
+                    signal,
+                });
+            }
+            if status == 201 {
+                return Err(TrackerError::Transient {
+                    status: Some(status),
+                    message: "Jira's bulk create answer could not be matched to its elements"
+                        .into(),
+                    signal,
+                });
+            }
+        }
+        match classify(status, &bytes) {
+            Classified::Throttled => Err(TrackerError::Throttled { status, signal }),
+            Classified::Success | Classified::Transient { .. } => Err(TrackerError::Transient {
+                status: Some(status),
+                message: format!("unexpected bulk create answer (HTTP {status})"),
+                signal,
+            }),
+            Classified::Permanent { message } => Err(TrackerError::Permanent { status, message }),
+        }
     }
 
     async fn edit_issue(
@@ -335,5 +457,40 @@ impl Tracker for JiraClient {
             status: a.status,
             signal: a.signal,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partial_bulk_answer_is_matched_to_its_elements_in_order() {
+        let v = json!({
+            "issues": [{"id": "1", "key": "OPS-1"}, {"id": "2", "key": "OPS-2"}],
+            "errors": [{"status": 400, "failedElementNumber": 1,
+                        "elementErrors": {"errorMessages": [], "errors": {"summary": "You must specify a summary of the issue."}}}]
+        });
+        let out = bulk_outcome(&v, 3).unwrap();
+        assert_eq!(out[0], Ok(IssueKey::parse("OPS-1").unwrap()));
+        assert_eq!(
+            out[1],
+            Err(ElementError {
+                status: 400,
+                message: "summary: You must specify a summary of the issue.".into()
+            })
+        );
+        assert_eq!(out[2], Ok(IssueKey::parse("OPS-2").unwrap()));
+    }
+
+    #[test]
+    fn a_bulk_answer_that_does_not_add_up_says_nothing_about_any_element() {
+        let too_few = json!({"issues": [{"key": "OPS-1"}], "errors": []});
+        assert_eq!(bulk_outcome(&too_few, 2), None);
+        let too_many = json!({"issues": [{"key": "OPS-1"}, {"key": "OPS-2"}]});
+        assert_eq!(bulk_outcome(&too_many, 1), None);
+        let bad_index = json!({"issues": [], "errors": [{"failedElementNumber": 5}]});
+        assert_eq!(bulk_outcome(&bad_index, 1), None);
+        assert_eq!(bulk_outcome(&json!({"errorMessages": ["x"]}), 1), None);
     }
 }

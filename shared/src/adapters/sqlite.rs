@@ -30,7 +30,7 @@ use crate::domain::audit::AuditEntry;
 use crate::domain::event::{OperationKind, Priority};
 use crate::domain::governor::SiteGovernor;
 use crate::domain::idempotency::{DedupId, Fingerprint, IdempotencyKey, LinkId};
-use crate::domain::ids::{ExternalId, IssueKey, JobId, SourceSystem};
+use crate::domain::ids::{BatchId, ExternalId, IssueKey, JobId, SourceSystem};
 use crate::domain::job::JobState;
 use crate::domain::rejection::{Rejection, RejectionId};
 use crate::domain::time::Timestamp;
@@ -66,10 +66,13 @@ CREATE TABLE IF NOT EXISTS jobs (
     last_error      TEXT,
     created_at      INTEGER NOT NULL,
     updated_at      INTEGER NOT NULL,
-    enqueued        INTEGER NOT NULL
+    enqueued        INTEGER NOT NULL,
+    merged_into     TEXT,
+    batch           TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_by_key ON jobs(key);
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state, created_at);
+CREATE INDEX IF NOT EXISTS jobs_by_link ON jobs(link);
 CREATE TABLE IF NOT EXISTS audit (
     seq    INTEGER PRIMARY KEY AUTOINCREMENT,
     job_id TEXT NOT NULL,
@@ -140,6 +143,29 @@ pub struct SqliteDb {
     conn: Arc<Mutex<Connection>>,
 }
 
+/// Adds the columns later versions introduced to a database file an
+/// earlier version created (`CREATE TABLE IF NOT EXISTS` leaves it as is).
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let exists: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'jobs')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        return Ok(());
+    }
+    let columns: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info('jobs')")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for column in ["merged_into", "batch"] {
+        if !columns.iter().any(|c| c == column) {
+            conn.execute_batch(&format!("ALTER TABLE jobs ADD COLUMN {column} TEXT"))?;
+        }
+    }
+    Ok(())
+}
+
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
@@ -164,6 +190,7 @@ impl SqliteDb {
             .map_err(backend)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(backend)?;
+        migrate(&conn).map_err(backend)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
         Ok(SqliteDb {
             conn: Arc::new(Mutex::new(conn)),
@@ -218,7 +245,7 @@ impl SqliteDb {
     }
 }
 
-const JOB_COLUMNS: &str = "id, dedup, key, fingerprint, link, kind, priority, source_system, external_id, payload, state, issue_key, steps_done, step_started, step_started_at, attempts, throttles, last_error, created_at, updated_at, enqueued";
+const JOB_COLUMNS: &str = "id, dedup, key, fingerprint, link, kind, priority, source_system, external_id, payload, state, issue_key, steps_done, step_started, step_started_at, attempts, throttles, last_error, created_at, updated_at, enqueued, merged_into, batch";
 
 fn corrupt(what: &str, value: &str) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(
@@ -257,6 +284,8 @@ fn job_from_row(r: &Row<'_>) -> rusqlite::Result<JobRecord> {
         created_at: Timestamp(r.get(18)?),
         updated_at: Timestamp(r.get(19)?),
         enqueued: r.get(20)?,
+        merged_into: r.get::<_, Option<String>>(21)?.map(JobId::from_stored),
+        batch: r.get::<_, Option<String>>(22)?.map(BatchId::from_stored),
     })
 }
 
@@ -293,7 +322,7 @@ impl JobStore for SqliteDb {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let inserted = tx.execute(
                 &format!(
-                    "INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21) ON CONFLICT(dedup) DO NOTHING"
+                    "INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23) ON CONFLICT(dedup) DO NOTHING"
                 ),
                 params![
                     job.id.as_str(),
@@ -317,6 +346,8 @@ impl JobStore for SqliteDb {
                     job.created_at.0,
                     job.updated_at.0,
                     job.enqueued,
+                    job.merged_into.as_ref().map(JobId::as_str),
+                    job.batch.as_ref().map(BatchId::as_str),
                 ],
             )?;
             let admission = if inserted == 1 {
@@ -359,7 +390,7 @@ impl JobStore for SqliteDb {
         self.with(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let changed = tx.execute(
-                "UPDATE jobs SET state = ?1, issue_key = ?2, steps_done = ?3, step_started = ?4, step_started_at = ?5, attempts = ?6, throttles = ?7, last_error = ?8, updated_at = ?9, enqueued = (enqueued OR ?10) WHERE id = ?11 AND state = ?12",
+                "UPDATE jobs SET state = ?1, issue_key = ?2, steps_done = ?3, step_started = ?4, step_started_at = ?5, attempts = ?6, throttles = ?7, last_error = ?8, updated_at = ?9, enqueued = (enqueued OR ?10), merged_into = ?13 WHERE id = ?11 AND state = ?12",
                 params![
                     job.state.as_str(),
                     job.issue_key.as_ref().map(IssueKey::as_str),
@@ -373,6 +404,7 @@ impl JobStore for SqliteDb {
                     job.enqueued,
                     job.id.as_str(),
                     expected.as_str(),
+                    job.merged_into.as_ref().map(JobId::as_str),
                 ],
             )? == 1;
             if changed && let Some(entry) = audit {
@@ -423,13 +455,18 @@ impl JobStore for SqliteDb {
             .collect()
     }
 
-    async fn has_newer_revision(&self, job: &JobRecord) -> Result<bool, StoreError> {
-        let (id, key) = (job.id.clone(), job.key.clone());
+    async fn entity_jobs(&self, link: &LinkId) -> Result<Vec<JobRecord>, StoreError> {
+        let link = link.clone();
+        self.with(move |c| select_jobs(c, "WHERE link = ?1 ORDER BY id", [link.as_str()]))
+            .await
+    }
+
+    async fn queued_creates(&self, limit: usize) -> Result<Vec<JobRecord>, StoreError> {
         self.with(move |c| {
-            c.query_row(
-                "SELECT EXISTS (SELECT 1 FROM jobs WHERE key = ?1 AND rowid > (SELECT rowid FROM jobs WHERE id = ?2))",
-                params![key.as_str(), id.as_str()],
-                |r| r.get(0),
+            select_jobs(
+                c,
+                "WHERE state = 'QUEUED' AND kind IN ('create', 'upsert') ORDER BY created_at LIMIT ?1",
+                [limit as i64],
             )
         })
         .await

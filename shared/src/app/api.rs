@@ -96,6 +96,8 @@ pub fn job_answer(job: &JobRecord, audit: &[AuditEntry]) -> HttpAnswer {
             "attempts": job.attempts,
             "throttles": job.throttles,
             "lastError": job.last_error,
+            "mergedInto": job.merged_into,
+            "batchId": job.batch,
             "createdAt": job.created_at.to_rfc3339(),
             "updatedAt": job.updated_at.to_rfc3339(),
             "audit": audit,

@@ -16,15 +16,17 @@ use super::AppError;
 use super::governor::{Pace, Ungoverned};
 use crate::domain::audit::{AuditEntry, Stage};
 use crate::domain::backoff::RetryPolicy;
-use crate::domain::event::Event;
-use crate::domain::event::Priority;
+use crate::domain::coalesce::{coalesce, mergeable};
+use crate::domain::event::{Event, OperationKind, Priority};
+use crate::domain::governor::CallKind;
 use crate::domain::ids::{IssueKey, JobId};
 use crate::domain::job::{JobEvent, JobState};
 use crate::domain::plan::{LinkState, PlanError, Step, plan};
 use crate::domain::response::summarize;
 use crate::domain::validation::validate_event;
 use crate::ports::{
-    Answer, Clock, JobRecord, JobStore, Leases, LinkStore, Tracker, TrackerError, TransitionDone,
+    Answer, Clock, ElementError, JobRecord, JobStore, Leases, LinkStore, MAX_BULK_CREATE,
+    NewIssueRequest, Tracker, TrackerError, TransitionDone,
 };
 use serde_json::json;
 use std::time::Duration;
@@ -42,6 +44,9 @@ pub struct ExecutorConfig {
     /// that issue's create to arrive (senders deliver out of order) before
     /// it fails for want of a target.
     pub target_wait: Duration,
+    /// Most issues created in one call (Jira's bulk create takes 50); 1
+    /// creates one at a time.
+    pub bulk_create: usize,
 }
 
 impl Default for ExecutorConfig {
@@ -52,6 +57,7 @@ impl Default for ExecutorConfig {
             retry: RetryPolicy::default(),
             search_lag: Duration::from_secs(5),
             target_wait: Duration::from_secs(300),
+            bulk_create: MAX_BULK_CREATE,
         }
     }
 }
@@ -91,6 +97,30 @@ pub struct Executor<'a, S, T, C, G = Ungoverned> {
     pub config: &'a ExecutorConfig,
     /// Asked before every Jira call, told every answer.
     pub governor: &'a G,
+}
+
+enum Prepared {
+    Ready {
+        steps: Vec<Step>,
+        target: Option<IssueKey>,
+    },
+    /// The job cannot run now (or is over); the message's fate.
+    Settled(Disposition),
+}
+
+enum BulkOutcome {
+    /// The create is done (or was never bundled): go on with the steps.
+    Continue,
+    Settled(Disposition),
+}
+
+/// Another job whose create rides in this job's bulk call.
+struct Partner {
+    job: JobRecord,
+    steps: Vec<Step>,
+    target: Option<IssueKey>,
+    lease: String,
+    holder: String,
 }
 
 enum Resolution {
@@ -140,33 +170,8 @@ where
         if !job.state.is_runnable() {
             return Ok(RunReport::untouched(Disposition::Done, Some(job.state)));
         }
-        // Only a revision that has not touched Jira may be superseded: no
-        // step done, none started (an ambiguous create must be reconciled by
-        // its own job, or the newer revision would create a second issue).
-        if job.kind.revisable()
-            && job.steps_done == 0
-            && job.step_started.is_none()
-            && job.state != JobState::Running
-            && self.store.has_newer_revision(&job).await?
-        {
-            let from = job.state;
-            let entry = self
-                .audit(
-                    Stage::Dedup,
-                    "superseded by a newer revision of the same key",
-                )
-                .state(JobState::Superseded);
-            self.transition(&mut job, from, JobEvent::Supersede, entry)
-                .await?;
-            return Ok(RunReport::untouched(Disposition::Done, Some(job.state)));
-        }
-        let lease = format!("link/{}", job.link);
-        let holder = format!(
-            "{}/{}/{}",
-            self.config.worker,
-            job.id,
-            uuid::Uuid::new_v4().simple()
-        );
+        let lease = lease_name(&job);
+        let holder = self.holder(&job);
         if !self
             .store
             .acquire(&lease, &holder, self.config.lease_ttl)
@@ -189,12 +194,42 @@ where
         })
     }
 
+    fn holder(&self, job: &JobRecord) -> String {
+        format!(
+            "{}/{}/{}",
+            self.config.worker,
+            job.id,
+            uuid::Uuid::new_v4().simple()
+        )
+    }
+
     async fn run_leased(
         &self,
         job: &mut JobRecord,
         lease: &str,
         holder: &str,
     ) -> Result<Disposition, AppError> {
+        let (steps, mut target) = match self.prepare(job).await? {
+            Prepared::Ready { steps, target } => (steps, target),
+            Prepared::Settled(d) => return Ok(d),
+        };
+        let next = job.steps_done as usize;
+        if self.config.bulk_create > 1
+            && job.step_started.is_none()
+            && matches!(steps.get(next), Some(Step::CreateIssue { .. }))
+        {
+            match self.bulk_create(job, &steps, &mut target).await? {
+                BulkOutcome::Continue => {}
+                BulkOutcome::Settled(d) => return Ok(d),
+            }
+        }
+        self.run_steps(job, &steps, target, lease, holder).await
+    }
+
+    /// Takes the job from where it stands to a plan: marks it running,
+    /// reads its event, finds its issue, and folds in pending work on the
+    /// same entity. Settled when the job cannot run now.
+    async fn prepare(&self, job: &mut JobRecord) -> Result<Prepared, AppError> {
         let from = job.state;
         let entry = self
             .audit(
@@ -207,37 +242,355 @@ where
             )
             .state(JobState::Running);
         if !self.transition(job, from, JobEvent::Lease, entry).await? {
-            return Ok(Disposition::RetryAfter(short_wait()));
+            return Ok(Prepared::Settled(Disposition::RetryAfter(short_wait())));
         }
-        let event = match serde_json::from_str(&job.payload)
-            .map_err(|e| e.to_string())
-            .and_then(|v| validate_event(&v).map_err(|e| e.to_string()))
-        {
+        let event = match read_event(&job.payload) {
             Ok(event) => event,
             Err(e) => {
-                return self
+                let d = self
                     .fail(job, format!("stored payload is unreadable: {e}"))
-                    .await;
+                    .await?;
+                return Ok(Prepared::Settled(d));
             }
         };
-        let (link, mut target) = match self.resolve(job, &event).await? {
+        let (link, target) = match self.resolve(job, &event).await? {
             Resolution::Ready { link, target } => (link, target),
             Resolution::WaitForCreator => {
                 let entry = self.audit(
                     Stage::Lease,
                     "waiting for the job that creates this entity's issue",
                 );
-                return self.defer(job, short_wait() * 2, entry).await;
+                let d = self.defer(job, short_wait() * 2, entry).await?;
+                return Ok(Prepared::Settled(d));
             }
         };
         if job.issue_key.is_none() && target.is_some() {
             job.issue_key = target.clone();
         }
-        let steps = match plan(&event, &job.link, &link) {
+        let own = match plan(&event, &job.link, &link) {
             Ok(steps) => steps,
-            Err(e @ PlanError::NoTarget) => return self.fail(job, e.to_string()).await,
+            Err(e @ PlanError::NoTarget) => {
+                let d = self.fail(job, e.to_string()).await?;
+                return Ok(Prepared::Settled(d));
+            }
         };
+        let steps = self.coalesced(job, &event, &link, own).await?;
+        Ok(Prepared::Ready { steps, target })
+    }
 
+    /// The job's plan with the work merged into it. Until its first call the
+    /// job takes pending work on its entity; after that the set is fixed,
+    /// so every attempt runs the same plan.
+    async fn coalesced(
+        &self,
+        job: &JobRecord,
+        event: &Event,
+        link: &LinkState,
+        own: Vec<Step>,
+    ) -> Result<Vec<Step>, AppError> {
+        // The entity's issue, as the merged jobs would target it; none when
+        // this job acts on another issue than the entity's.
+        let entity_issue = match link {
+            LinkState::Linked(key) => Some(key.clone()),
+            LinkState::Unlinked if matches!(own.first(), Some(Step::CreateIssue { .. })) => {
+                Some(IssueKey::from_stored(String::new()))
+            }
+            LinkState::Unlinked => job.issue_key.clone().filter(|_| job.kind.creates()),
+        };
+        let entity_issue = entity_issue.filter(|key| {
+            event.issue_key.is_none()
+                || event.issue_key.as_ref() == Some(key)
+                || key.as_str().is_empty()
+        });
+        let carrier_kind_merges = mergeable_carrier(job.kind);
+        if entity_issue.is_none() || !carrier_kind_merges {
+            return Ok(own);
+        }
+        let fresh = job.steps_done == 0 && job.step_started.is_none();
+        let placeholder = entity_issue.unwrap_or_else(|| IssueKey::from_stored(String::new()));
+        let mut plans: Vec<(JobId, Vec<Step>)> = vec![(job.id.clone(), own.clone())];
+        let mut taken = Vec::new();
+        for other in self.store.entity_jobs(&job.link).await? {
+            if other.id == job.id {
+                continue;
+            }
+            let already = other.merged_into.as_ref() == Some(&job.id);
+            let pending = fresh
+                && other.merged_into.is_none()
+                && matches!(other.state, JobState::Queued | JobState::Waiting)
+                && other.steps_done == 0
+                && other.step_started.is_none();
+            if !already && !pending {
+                continue;
+            }
+            let Ok(other_event) = read_event(&other.payload) else {
+                continue;
+            };
+            if other_event
+                .issue_key
+                .as_ref()
+                .is_some_and(|k| placeholder.as_str().is_empty() || k != &placeholder)
+            {
+                continue;
+            }
+            let Ok(steps) = plan(
+                &other_event,
+                &other.link,
+                &LinkState::Linked(placeholder.clone()),
+            ) else {
+                continue;
+            };
+            if !mergeable(other.kind, &steps) {
+                continue;
+            }
+            if !already {
+                if self.batch_paused(&other).await? {
+                    continue;
+                }
+                let mut merged = other.clone();
+                merged.merged_into = Some(job.id.clone());
+                let entry = self
+                    .audit(
+                        Stage::Dedup,
+                        format!("merged into job {}, whose run carries its changes", job.id),
+                    )
+                    .state(JobState::Superseded);
+                if !self
+                    .transition(&mut merged, other.state, JobEvent::Supersede, entry)
+                    .await?
+                {
+                    continue;
+                }
+                taken.push(other.id.to_string());
+            }
+            plans.push((other.id.clone(), steps));
+        }
+        if !taken.is_empty() {
+            let entry = self.audit(
+                Stage::Dedup,
+                format!("carries the changes of {}", taken.join(", ")),
+            );
+            self.store.append_audit(&job.id, &entry).await?;
+        }
+        if plans.len() == 1 {
+            return Ok(own);
+        }
+        plans.sort_by(|a, b| a.0.cmp(&b.0));
+        let plans: Vec<Vec<Step>> = plans.into_iter().map(|(_, p)| p).collect();
+        Ok(coalesce(&plans))
+    }
+
+    /// Whether the job belongs to a batch an operator paused.
+    async fn batch_paused(&self, _job: &JobRecord) -> Result<bool, AppError> {
+        Ok(false)
+    }
+
+    /// Creates this job's issue together with other queued creates in one
+    /// bulk call. Each partner is leased and prepared like a job of its own;
+    /// after the call every one of them goes on with its remaining steps.
+    async fn bulk_create(
+        &self,
+        job: &mut JobRecord,
+        steps: &[Step],
+        target: &mut Option<IssueKey>,
+    ) -> Result<BulkOutcome, AppError> {
+        let mut partners: Vec<Partner> = Vec::new();
+        let wanted = self.config.bulk_create.min(MAX_BULK_CREATE) - 1;
+        let mut links = vec![job.link.clone()];
+        for candidate in self.store.queued_creates(wanted * 2).await? {
+            if partners.len() >= wanted {
+                break;
+            }
+            if links.contains(&candidate.link) || candidate.id == job.id {
+                continue;
+            }
+            if self.batch_paused(&candidate).await? {
+                continue;
+            }
+            let mut other = candidate;
+            let lease = lease_name(&other);
+            let holder = self.holder(&other);
+            if !self
+                .store
+                .acquire(&lease, &holder, self.config.lease_ttl)
+                .await?
+            {
+                continue;
+            }
+            // Read again under the lease: it may have moved meanwhile.
+            let fresh = match self.store.job(&other.id).await? {
+                Some(j) if j.state == JobState::Queued => j,
+                _ => {
+                    self.release(&lease, &holder).await;
+                    continue;
+                }
+            };
+            other = fresh;
+            match self.prepare(&mut other).await? {
+                Prepared::Ready { steps, target }
+                    if other.steps_done == 0
+                        && other.step_started.is_none()
+                        && matches!(steps.first(), Some(Step::CreateIssue { .. })) =>
+                {
+                    links.push(other.link.clone());
+                    partners.push(Partner {
+                        job: other,
+                        steps,
+                        target,
+                        lease,
+                        holder,
+                    });
+                }
+                // Prepared but not a create after all: it resumes when its
+                // own message comes.
+                _ => self.release(&lease, &holder).await,
+            }
+        }
+        if partners.is_empty() {
+            return Ok(BulkOutcome::Continue);
+        }
+        let outcome = self.bulk_call(job, steps, target, &mut partners).await;
+        for mut p in partners {
+            if matches!(outcome, Ok(BulkOutcome::Continue)) && p.job.state == JobState::Running {
+                let r = self
+                    .run_steps(&mut p.job, &p.steps, p.target.clone(), &p.lease, &p.holder)
+                    .await;
+                if let Err(e) = r {
+                    tracing::warn!(job_id = %p.job.id, error = %e, "bulk partner's remaining steps failed; its message retries");
+                }
+            }
+            self.release(&p.lease, &p.holder).await;
+        }
+        outcome
+    }
+
+    async fn bulk_call(
+        &self,
+        job: &mut JobRecord,
+        steps: &[Step],
+        target: &mut Option<IssueKey>,
+        partners: &mut [Partner],
+    ) -> Result<BulkOutcome, AppError> {
+        let kind = CallKind {
+            endpoint: "POST /rest/api/3/issue/bulk".into(),
+            write: true,
+            issue: None,
+            bulk: job.priority == Priority::Bulk,
+        };
+        let step = &steps[job.steps_done as usize];
+        if let Err(e) = self.governor.permit(&kind).await {
+            for p in partners.iter_mut() {
+                let s = p.steps[0].clone();
+                self.on_error(&mut p.job, &s, e.clone(), Call::Step).await?;
+            }
+            return Ok(BulkOutcome::Settled(
+                self.on_error(job, step, e, Call::Step).await?,
+            ));
+        }
+        // Start marks first: an answer lost from here on is looked for by
+        // each job's label before anything is created again.
+        let now = self.clock.now();
+        job.step_started = Some((job.steps_done, now));
+        if !self.store.update(job, JobState::Running, None).await? {
+            return Ok(BulkOutcome::Settled(Disposition::RetryAfter(short_wait())));
+        }
+        let mut members: Vec<usize> = Vec::new();
+        for (i, p) in partners.iter_mut().enumerate() {
+            p.job.step_started = Some((0, now));
+            if self.store.update(&p.job, JobState::Running, None).await? {
+                members.push(i);
+            }
+        }
+        let mut requests = vec![self.create_request(job, step)];
+        for &i in &members {
+            requests.push(self.create_request(&partners[i].job, &partners[i].steps[0]));
+        }
+        let result = self.tracker.create_issues(&requests).await;
+        self.governor
+            .observe(&kind, result.as_ref().map(|a| &a.signal))
+            .await;
+        let answer = match result {
+            Ok(a) => a,
+            Err(e) => {
+                for &i in &members {
+                    let p = &mut partners[i];
+                    let s = p.steps[0].clone();
+                    self.on_error(&mut p.job, &s, e.clone(), Call::Step).await?;
+                }
+                return Ok(BulkOutcome::Settled(
+                    self.on_error(job, step, e, Call::Step).await?,
+                ));
+            }
+        };
+        let n = requests.len();
+        let response = |r: &Result<IssueKey, ElementError>| match r {
+            Ok(_) => summarize(Some(answer.status), &answer.signal, None),
+            Err(e) => summarize(Some(e.status), &answer.signal, Some(e.message.clone())),
+        };
+        let mut own = None;
+        for (slot, element) in answer.value.iter().enumerate() {
+            let (member, member_step) = if slot == 0 {
+                (&mut *job, step.clone())
+            } else {
+                let p = &mut partners[members[slot - 1]];
+                (&mut p.job, p.steps[0].clone())
+            };
+            let index = member.steps_done;
+            match element {
+                Ok(key) => {
+                    let entry = self
+                        .audit(Stage::Jira, format!("done (bulk create of {n})"))
+                        .intent(member_step.to_string())
+                        .response(response(element));
+                    self.checkpoint(member, index, Some(key), entry).await?;
+                    if slot == 0 {
+                        *target = Some(key.clone());
+                    } else {
+                        partners[members[slot - 1]].target = Some(key.clone());
+                    }
+                }
+                Err(e) => {
+                    let err = element_error(e);
+                    if slot == 0 {
+                        own = Some(self.on_error(member, &member_step, err, Call::Step).await?);
+                    } else {
+                        self.on_error(member, &member_step, err, Call::Step).await?;
+                    }
+                }
+            }
+        }
+        Ok(match own {
+            Some(d) => BulkOutcome::Settled(d),
+            None => BulkOutcome::Continue,
+        })
+    }
+
+    fn create_request(&self, job: &JobRecord, step: &Step) -> NewIssueRequest {
+        let (fields, label) = match step {
+            Step::CreateIssue { fields, label } => (fields.clone(), label.as_str()),
+            _ => (Default::default(), ""),
+        };
+        NewIssueRequest {
+            fields,
+            properties: property(job, label),
+        }
+    }
+
+    async fn release(&self, lease: &str, holder: &str) {
+        if let Err(e) = self.store.release(lease, holder).await {
+            tracing::warn!(lease, error = %e, "lease release failed; it will expire");
+        }
+    }
+
+    /// Runs the plan from the job's recovery point to its end.
+    async fn run_steps(
+        &self,
+        job: &mut JobRecord,
+        steps: &[Step],
+        mut target: Option<IssueKey>,
+        lease: &str,
+        holder: &str,
+    ) -> Result<Disposition, AppError> {
         for (i, step) in steps.iter().enumerate().skip(job.steps_done as usize) {
             if !self
                 .store
@@ -397,12 +750,7 @@ where
         job: &JobRecord,
         index: u32,
     ) -> Result<Answer<Option<IssueKey>>, TrackerError> {
-        let property = |label: &str| {
-            vec![(
-                "tollgate".to_string(),
-                json!({ "link": job.link.as_str(), "job": job.id.as_str(), "label": label }),
-            )]
-        };
+        let property = |label: &str| property(job, label);
         match step {
             Step::CreateIssue { fields, label } => {
                 let a = self.tracker.create_issue(fields, &property(label)).await?;
@@ -677,6 +1025,50 @@ fn no_target() -> TrackerError {
     TrackerError::Permanent {
         status: 0,
         message: PlanError::NoTarget.to_string(),
+    }
+}
+
+/// The lease that makes one worker at a time act on an entity.
+fn lease_name(job: &JobRecord) -> String {
+    format!("link/{}", job.link)
+}
+
+fn read_event(payload: &str) -> Result<Event, String> {
+    serde_json::from_str(payload)
+        .map_err(|e| e.to_string())
+        .and_then(|v| validate_event(&v).map_err(|e| e.to_string()))
+}
+
+/// Kinds of job whose run may carry other jobs' edits and comments.
+fn mergeable_carrier(kind: OperationKind) -> bool {
+    !matches!(kind, OperationKind::Transition)
+}
+
+/// The issue property set with every create: finds the issue after a lost
+/// answer, and names the job that made it.
+fn property(job: &JobRecord, label: &str) -> Vec<(String, serde_json::Value)> {
+    vec![(
+        "tollgate".to_string(),
+        json!({ "link": job.link.as_str(), "job": job.id.as_str(), "label": label }),
+    )]
+}
+
+/// One refused element of a bulk create, as the failure of its job's step.
+fn element_error(e: &ElementError) -> TrackerError {
+    match e.status {
+        429 => TrackerError::Throttled {
+            status: 429,
+            signal: Default::default(),
+        },
+        400..=499 => TrackerError::Permanent {
+            status: e.status,
+            message: e.message.clone(),
+        },
+        status => TrackerError::Transient {
+            status: Some(status),
+            message: e.message.clone(),
+            signal: Default::default(),
+        },
     }
 }
 

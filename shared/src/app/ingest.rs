@@ -230,6 +230,8 @@ where
             created_at: now,
             updated_at: now,
             enqueued: false,
+            merged_into: None,
+            batch: None,
         };
         let last = match (&decision, &approval) {
             (PolicyDecision::NeedsApproval { rule, .. }, Some(a)) => AuditEntry::new(

@@ -53,6 +53,10 @@ string_id!(
     /// A Jira project key such as `OPS`.
     ProjectKey
 );
+string_id!(
+    /// A bulk sync run, named by its sender (`cmdb-2026-11-24`).
+    BatchId
+);
 
 impl JobId {
     pub fn generate() -> Self {
@@ -105,6 +109,18 @@ impl SourceSystem {
     }
 }
 
+impl BatchId {
+    /// Letters, digits, `.`, `_`, `-`, `:`; at most 128 characters: it is a
+    /// path segment and a storage key.
+    pub fn parse(s: &str) -> Option<Self> {
+        let ok = !s.is_empty()
+            && s.len() <= 128
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'));
+        ok.then(|| BatchId(s.to_string()))
+    }
+}
+
 impl ExternalId {
     pub fn parse(s: &str) -> Option<Self> {
         let ok = !s.trim().is_empty()
@@ -134,6 +150,14 @@ mod tests {
         let id = JobId::generate();
         assert_eq!(JobId::parse(id.as_str()), Some(id));
         assert!(JobId::parse("../../etc/passwd").is_none());
+    }
+
+    #[test]
+    fn batch_ids_are_path_safe() {
+        assert!(BatchId::parse("cmdb-2026-11-24:night").is_some());
+        assert!(BatchId::parse("a/b").is_none());
+        assert!(BatchId::parse("").is_none());
+        assert!(BatchId::parse(&"x".repeat(129)).is_none());
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod approval;
 pub mod audit;
 pub mod backoff;
 pub mod canonical;
+pub mod coalesce;
 pub mod degraded;
 pub mod event;
 pub mod followup;

@@ -45,6 +45,8 @@ pub fn job(dedup: &str, key: &str) -> JobRecord {
         created_at: Timestamp(1),
         updated_at: Timestamp(1),
         enqueued: false,
+        merged_into: None,
+        batch: None,
     }
 }
 
@@ -128,14 +130,36 @@ pub async fn a_job_round_trips_every_field<S: JobStore>(store: &S) {
     assert_eq!(store.job(&j.id).await.unwrap().unwrap(), j);
 }
 
-pub async fn newer_revisions_are_seen<S: JobStore>(store: &S) {
-    let a = job("rev-a", "same-key");
-    let b = job("rev-b", "same-key");
+/// An entity's jobs come back oldest first, with the coalescing mark
+/// and batch they carry; queued creates are listed for bulk partners.
+pub async fn an_entitys_jobs_are_listed_in_admission_order<S: JobStore>(store: &S) {
+    let a = job("entity-a", "entity-1");
+    let mut b = job("entity-b", "entity-1");
+    b.kind = OperationKind::Create;
+    b.batch = Some(tollgate::domain::ids::BatchId::parse("night-1").unwrap());
+    let other = job("entity-c", "entity-2");
     store.admit(&a, &[], None).await.unwrap();
-    assert!(!store.has_newer_revision(&a).await.unwrap());
     store.admit(&b, &[], None).await.unwrap();
-    assert!(store.has_newer_revision(&a).await.unwrap());
-    assert!(!store.has_newer_revision(&b).await.unwrap());
+    store.admit(&other, &[], None).await.unwrap();
+    let jobs = store.entity_jobs(&a.link).await.unwrap();
+    let ids: Vec<_> = jobs.iter().map(|j| j.id.clone()).collect();
+    assert_eq!(ids, [a.id.clone(), b.id.clone()]);
+    assert_eq!(jobs[1].batch, b.batch);
+
+    let mut merged = a.clone();
+    merged.state = JobState::Superseded;
+    merged.merged_into = Some(b.id.clone());
+    assert!(store.update(&merged, JobState::Queued, None).await.unwrap());
+    let back = store.job(&a.id).await.unwrap().unwrap();
+    assert_eq!(back.merged_into, Some(b.id.clone()));
+    assert!(
+        !store.update(&merged, JobState::Queued, None).await.unwrap(),
+        "merging is conditional on the state read"
+    );
+
+    let creates = store.queued_creates(10).await.unwrap();
+    assert!(creates.iter().any(|j| j.id == b.id));
+    assert!(!creates.iter().any(|j| j.id == a.id || j.id == other.id));
 }
 
 /// The outbox: an admitted job is listed until its message is marked sent,

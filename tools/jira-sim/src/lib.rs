@@ -144,6 +144,7 @@ impl Sim {
 pub fn router(sim: Shared) -> Router {
     let api = Router::new()
         .route("/rest/api/3/issue", post(create_issue))
+        .route("/rest/api/3/issue/bulk", post(create_issues))
         .route("/rest/api/3/issue/{key}", get(get_issue).put(edit_issue))
         .route(
             "/rest/api/3/issue/{key}/comment",
@@ -381,6 +382,60 @@ async fn create_issue(
     let json = json!({ "id": id.to_string(), "key": key, "self": format!("{}/rest/api/3/issue/{id}", base_url(&headers)) });
     Ok((StatusCode::CREATED, axum::Json(json)).into_response())
 }
+
+/// Jira's bulk create: up to 50 issues, each created or refused on its own.
+/// `201` when any was created, else `400`; both list the created issues in
+/// order and the refused elements by index.
+async fn create_issues(
+    State(sim): State<Shared>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, SimError> {
+    let body = parse_body(&body)?;
+    let Some(updates) = body["issueUpdates"].as_array() else {
+        return Err(SimError::Message(
+            "Request body must contain issueUpdates.".into(),
+        ));
+    };
+    if updates.len() > MAX_BULK_CREATE {
+        return Err(SimError::Message(format!(
+            "The number of issues in the request exceeds the limit of {MAX_BULK_CREATE}."
+        )));
+    }
+    let base = base_url(&headers);
+    let mut issues = Vec::new();
+    let mut errors = Vec::new();
+    let mut store = sim.store();
+    for (index, update) in updates.iter().enumerate() {
+        match store.create_issue(update) {
+            Ok((id, key)) => issues.push(
+                json!({ "id": id.to_string(), "key": key, "self": format!("{base}/rest/api/3/issue/{id}") }),
+            ),
+            Err(e) => {
+                let element = match e {
+                    SimError::Field(field, msg) => json!({"errorMessages": [], "errors": { field: msg }}),
+                    SimError::Message(msg) => json!({"errorMessages": [msg], "errors": {}}),
+                    SimError::NotFound => json!({"errorMessages": ["Not found."], "errors": {}}),
+                };
+                errors.push(json!({ "status": 400, "elementErrors": element, "failedElementNumber": index }));
+            }
+        }
+    }
+    drop(store);
+    let status = if issues.is_empty() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((
+        status,
+        axum::Json(json!({ "issues": issues, "errors": errors })),
+    )
+        .into_response())
+}
+
+/// Jira's bulk create limit.
+const MAX_BULK_CREATE: usize = 50;
 
 async fn get_issue(
     State(sim): State<Shared>,

@@ -61,7 +61,7 @@ pub fn endpoint_template(path: &str) -> String {
     path.split('/')
         .enumerate()
         .map(|(i, seg)| {
-            if i == 5 && path.starts_with("/rest/api/3/issue/") {
+            if i == 5 && path.starts_with("/rest/api/3/issue/") && seg != "bulk" {
                 "{key}"
             } else {
                 seg
@@ -75,7 +75,7 @@ pub fn endpoint_template(path: &str) -> String {
 pub fn issue_in_path(path: &str) -> Option<String> {
     path.strip_prefix("/rest/api/3/issue/")
         .and_then(|rest| rest.split('/').next())
-        .filter(|k| !k.is_empty())
+        .filter(|k| !k.is_empty() && *k != "bulk")
         .map(str::to_string)
 }
 

@@ -12,6 +12,7 @@ use tollgate::domain::followup::FollowUpPolicy;
 use tollgate::domain::ids::ProjectKey;
 use tollgate::domain::policy::Policy;
 use tollgate::domain::secret::{Secret, secret_list};
+use tollgate::ports::MAX_BULK_CREATE;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
 pub const DEFAULT_DB: &str = "tollgate.db";
@@ -31,6 +32,8 @@ pub struct FileConfig {
     pub public_url: Option<String>,
     /// The Jira project for "Rate limit exceeded" tasks (exhausted work).
     pub exhausted_project: Option<String>,
+    /// Most issues created in one bulk call (1–50; 1 turns bulk create off).
+    pub bulk_create: Option<usize>,
     pub jira: Option<FileJira>,
 }
 
@@ -83,6 +86,8 @@ pub struct ServeConfig {
     pub approvals: ApprovalSettings,
     /// What happens to exhausted and half-done work.
     pub followups: FollowUpPolicy,
+    /// Most issues created in one bulk call; 1 creates one at a time.
+    pub bulk_create: usize,
 }
 
 /// Who approves what, how links are signed, where approvers are told.
@@ -213,6 +218,10 @@ pub fn resolve(o: Overrides, file: FileConfig) -> anyhow::Result<ServeConfig> {
         slack_webhook_url: o.slack_webhook_url.map(Secret::new),
         notify_webhook_url: o.notify_webhook_url.map(Secret::new),
     };
+    let bulk_create = file.bulk_create.unwrap_or(MAX_BULK_CREATE);
+    if !(1..=MAX_BULK_CREATE).contains(&bulk_create) {
+        bail!("bulk_create must be between 1 and {MAX_BULK_CREATE} (got {bulk_create})");
+    }
     let listen = match o.listen.or(file.listen) {
         Some(l) => l,
         None => DEFAULT_LISTEN.parse()?,
@@ -245,6 +254,7 @@ pub fn resolve(o: Overrides, file: FileConfig) -> anyhow::Result<ServeConfig> {
                 .transpose()?,
             ..FollowUpPolicy::default()
         },
+        bulk_create,
     })
 }
 

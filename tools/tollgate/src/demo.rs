@@ -173,6 +173,7 @@ async fn run_in(dir: &std::path::Path, opts: DemoOptions) -> anyhow::Result<Demo
             ..Default::default()
         },
         followups: Default::default(),
+        bulk_create: tollgate::ports::MAX_BULK_CREATE,
     };
     let running = stack::start(config).await?;
     let base = format!("http://{}", running.addr);

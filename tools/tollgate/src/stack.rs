@@ -152,6 +152,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
             executor: ExecutorConfig {
                 worker: format!("worker-{i}"),
                 lease_ttl: config.lease_ttl,
+                bulk_create: config.bulk_create,
                 ..ExecutorConfig::default()
             },
             governor: GovernorConfig::new(url.clone(), config.workers),

@@ -528,6 +528,7 @@ async fn run_tollgate(
         sim_latency: Duration::ZERO,
         approvals: Default::default(),
         followups: Default::default(),
+        bulk_create: tollgate::ports::MAX_BULK_CREATE,
     })
     .await?;
     let start = tollgate::ports::SystemClock;
