@@ -756,6 +756,7 @@ async fn the_scheduled_sweep_sends_a_job_whose_message_a_crash_lost() {
         enqueued: false,
         merged_into: None,
         batch: None,
+        points_milli: 0,
     };
     aws.store.admit(&job, &[], None).await.unwrap();
     let executor = Instance::new(&aws, &site, "lambda-sweep", 1);

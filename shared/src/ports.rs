@@ -6,6 +6,7 @@
 
 use crate::domain::approval::{ApprovalId, ApprovalRecord, Decided};
 use crate::domain::audit::AuditEntry;
+use crate::domain::batch::{BatchRecord, JobSummary};
 use crate::domain::event::{OperationKind, Priority};
 use crate::domain::idempotency::{DedupId, Fingerprint, IdempotencyKey, LinkId};
 use crate::domain::ids::{BatchId, ExternalId, IssueKey, JobId, SourceSystem};
@@ -62,6 +63,9 @@ pub struct JobRecord {
     pub merged_into: Option<JobId>,
     /// The bulk sync run the job came in with.
     pub batch: Option<BatchId>,
+    /// Jira points this job spent, in thousandths: a bulk create's point is
+    /// shared by the issues it creates.
+    pub points_milli: u64,
 }
 
 pub enum Admission {
@@ -180,10 +184,41 @@ pub trait ApprovalStore: Send + Sync {
     ) -> impl Future<Output = Result<Vec<ApprovalRecord>, StoreError>> + Send;
 }
 
-/// Everything ingest reads and writes, as one bound.
-pub trait IngestStore: JobStore + LinkStore + ApprovalStore + Counters + RejectionStore {}
+/// Batches (bulk sync runs). The paused flag is kept apart from the rest of
+/// the record, so a re-posted batch never un-pauses it.
+pub trait BatchStore: Send + Sync {
+    /// Creates or replaces the record, keeping a stored paused flag.
+    fn save_batch(&self, b: &BatchRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-impl<T: JobStore + LinkStore + ApprovalStore + Counters + RejectionStore> IngestStore for T {}
+    fn batch(
+        &self,
+        id: &BatchId,
+    ) -> impl Future<Output = Result<Option<BatchRecord>, StoreError>> + Send;
+
+    /// Sets the paused flag; false when there is no such batch.
+    fn set_batch_paused(
+        &self,
+        id: &BatchId,
+        paused: bool,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The batch's jobs, as progress counts them.
+    fn batch_jobs(
+        &self,
+        id: &BatchId,
+    ) -> impl Future<Output = Result<Vec<JobSummary>, StoreError>> + Send;
+}
+
+/// Everything ingest reads and writes, as one bound.
+pub trait IngestStore:
+    JobStore + LinkStore + ApprovalStore + Counters + RejectionStore + BatchStore
+{
+}
+
+impl<T: JobStore + LinkStore + ApprovalStore + Counters + RejectionStore + BatchStore> IngestStore
+    for T
+{
+}
 
 /// The manual queue of rejected events.
 pub trait RejectionStore: Send + Sync {

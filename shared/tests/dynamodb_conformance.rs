@@ -90,6 +90,11 @@ async fn an_entitys_jobs_are_listed_in_admission_order() {
 }
 
 #[tokio::test]
+async fn batches_keep_their_pause_and_list_their_jobs() {
+    conformance::batches_keep_their_pause_and_list_their_jobs(&store().await).await;
+}
+
+#[tokio::test]
 async fn a_lease_expires_and_can_be_renewed_by_its_holder() {
     conformance::a_lease_expires_and_can_be_renewed_by_its_holder(&store().await).await;
 }

@@ -70,6 +70,12 @@ async fn an_entitys_jobs_are_listed_in_admission_order() {
 }
 
 #[tokio::test]
+async fn batches_keep_their_pause_and_list_their_jobs() {
+    let db = TempDb::new("batches");
+    conformance::batches_keep_their_pause_and_list_their_jobs(&db.open()).await;
+}
+
+#[tokio::test]
 async fn a_lease_expires_and_can_be_renewed_by_its_holder() {
     let db = TempDb::new("lease");
     conformance::a_lease_expires_and_can_be_renewed_by_its_holder(&db.open()).await;

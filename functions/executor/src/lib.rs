@@ -22,8 +22,8 @@ use tollgate::app::ingest::resend_unenqueued;
 use tollgate::domain::job::JobState;
 use tollgate::domain::time::Timestamp;
 use tollgate::ports::{
-    Clock, GovernorStore, IngestStore, JobStore, Leases, LinkStore, Notifier, Tracker, WorkMessage,
-    WorkQueue,
+    BatchStore, Clock, GovernorStore, IngestStore, JobStore, Leases, LinkStore, Notifier, Tracker,
+    WorkMessage, WorkQueue,
 };
 
 /// One SQS record, translated: the id Lambda knows it by, the receipt the
@@ -134,7 +134,7 @@ pub async fn process<S, T, C, G, Q>(
     budget: &Budget,
 ) -> (Vec<(String, RecordOutcome)>, BatchCounts)
 where
-    S: JobStore + LinkStore + Leases,
+    S: JobStore + LinkStore + Leases + BatchStore,
     T: Tracker,
     C: Clock,
     G: Pace,
@@ -186,7 +186,7 @@ async fn run_one<S, T, C, G, Q>(
     throttled: &Cell<u64>,
 ) -> RecordOutcome
 where
-    S: JobStore + LinkStore + Leases,
+    S: JobStore + LinkStore + Leases + BatchStore,
     T: Tracker,
     C: Clock,
     G: Pace,
@@ -267,7 +267,7 @@ pub async fn handle<S, T, C, G>(
     budget: &Budget,
 ) -> SqsBatchResponse
 where
-    S: JobStore + LinkStore + Leases,
+    S: JobStore + LinkStore + Leases + BatchStore,
     T: Tracker,
     C: Clock,
     G: Pace,

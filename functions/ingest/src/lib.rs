@@ -5,8 +5,9 @@
 use lambda_http::http::{Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use tollgate::app::AppError;
-use tollgate::app::api::{HttpAnswer, ingest_answer, not_found, refuse_content_type};
+use tollgate::app::api::{HttpAnswer, batch_answer, ingest_answer, not_found, refuse_content_type};
 use tollgate::app::approvals::Approvals;
+use tollgate::app::batches::{BatchAction, batch_request};
 use tollgate::app::ingest::{Ingest, IngestOutcome};
 use tollgate::app::jobs::get_job;
 use tollgate::domain::ids::JobId;
@@ -27,6 +28,8 @@ pub struct App<'a, S, Q, C, N> {
 enum Route<'p> {
     PostEvent,
     GetJob(&'p str),
+    PostBatch,
+    Batch(&'p str, BatchAction),
     Health,
     WrongMethod,
     Unknown,
@@ -39,6 +42,17 @@ fn route<'p>(method: &Method, path: &'p str) -> Route<'p> {
     match (segments.as_slice(), method) {
         (["", "v1", "events"], &Method::POST) => Route::PostEvent,
         (["", "v1", "jobs", id], &Method::GET) => Route::GetJob(id),
+        (["", "v1", "batches"], &Method::POST) => Route::PostBatch,
+        (["", "v1", "batches", id], &Method::GET) => Route::Batch(id, BatchAction::View),
+        (["", "v1", "batches", id, action], &Method::POST) => {
+            match BatchAction::parse(Some(action)) {
+                Some(a @ (BatchAction::Pause | BatchAction::Resume)) => Route::Batch(id, a),
+                _ => Route::Unknown,
+            }
+        }
+        (["", "v1", "batches"] | ["", "v1", "batches", _] | ["", "v1", "batches", _, _], _) => {
+            Route::WrongMethod
+        }
         (["", "v1", "events"] | ["", "v1", "jobs", _], _) => Route::WrongMethod,
         (["", "healthz"], &Method::GET) => Route::Health,
         _ => Route::Unknown,
@@ -126,6 +140,33 @@ where
                 Err(e) => unavailable(e),
             }
         }
+        Route::PostBatch => {
+            let content_type = req
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok());
+            if let Some(refusal) = refuse_content_type(content_type) {
+                return respond(refusal);
+            }
+            let signature = req
+                .headers()
+                .get(signature::HEADER)
+                .and_then(|v| v.to_str().ok());
+            match ingest.submit_batch(req.body().as_ref(), signature).await {
+                Ok(outcome) => respond(batch_answer(&outcome)),
+                Err(e) => unavailable(e),
+            }
+        }
+        Route::Batch(id, action) => {
+            let signature = req
+                .headers()
+                .get(signature::HEADER)
+                .and_then(|v| v.to_str().ok());
+            match batch_request(ingest, action, id, req.body().as_ref(), signature).await {
+                Ok(a) => respond(a),
+                Err(e) => unavailable(e),
+            }
+        }
         Route::GetJob(id) => match get_job(ingest.store, id).await {
             Ok(a) => respond(a),
             Err(e) => unavailable(e),
@@ -152,5 +193,19 @@ mod tests {
         assert_eq!(route(&Method::GET, "/v1/events"), Route::WrongMethod);
         assert_eq!(route(&Method::GET, "/v1/jobs"), Route::Unknown);
         assert_eq!(route(&Method::GET, "/healthz"), Route::Health);
+        assert_eq!(route(&Method::POST, "/v1/batches"), Route::PostBatch);
+        assert_eq!(
+            route(&Method::POST, "/prod/v1/batches/n-1/pause"),
+            Route::Batch("n-1", BatchAction::Pause)
+        );
+        assert_eq!(
+            route(&Method::GET, "/v1/batches/n-1"),
+            Route::Batch("n-1", BatchAction::View)
+        );
+        assert_eq!(route(&Method::POST, "/v1/batches/n-1/stop"), Route::Unknown);
+        assert_eq!(
+            route(&Method::DELETE, "/v1/batches/n-1"),
+            Route::WrongMethod
+        );
     }
 }

@@ -18,6 +18,8 @@
 //! | approval    | `APPROVAL#<id>`  | `APPROVAL`                | every `ApprovalRecord` field; `gsi1*` while open |
 //! | approval ref| `JOB#<jobId>`    | `APPROVAL`                | `approvalId` (the job's approval) |
 //! | counter     | `COUNT#<key>`    | `W#<window>`              | `n`, bumped by `ADD` (atomic); expires a day after |
+//! | batch       | `BATCH#<id>`     | `BATCH`                   | `record` (JSON), `paused` (kept by re-posts) |
+//! | batch job   | `BATCH#<id>`     | `JOB#<jobId>`             | one per admitted job of the batch |
 //! | rejection   | `REJECTED#<id>`  | `REJECTED`                | body, errors (JSON), `resubmittedAs`; in `gsi1` under `REJECTED` |
 //!
 //! * Admission is one `TransactWriteItems`: the dedup item with
@@ -41,6 +43,7 @@
 use super::aws_error::{backend, conditional};
 use crate::domain::approval::{ApprovalId, ApprovalRecord, Decided, Decision};
 use crate::domain::audit::AuditEntry;
+use crate::domain::batch::{BatchRecord, JobSummary};
 use crate::domain::event::{OperationKind, Priority};
 use crate::domain::governor::SiteGovernor;
 use crate::domain::idempotency::{DedupId, Fingerprint, IdempotencyKey, LinkId};
@@ -49,8 +52,8 @@ use crate::domain::job::JobState;
 use crate::domain::rejection::{Rejection, RejectionId};
 use crate::domain::time::Timestamp;
 use crate::ports::{
-    Admission, ApprovalStore, Clock, Counters, GovernorStore, JobRecord, JobStore, Leases, Link,
-    LinkStore, RejectionStore, StoreError, SystemClock,
+    Admission, ApprovalStore, BatchStore, Clock, Counters, GovernorStore, JobRecord, JobStore,
+    Leases, Link, LinkStore, RejectionStore, StoreError, SystemClock,
 };
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
@@ -120,6 +123,10 @@ fn opt_n<T: std::str::FromStr>(item: &Item, name: &str) -> Result<Option<T>, Sto
         Some(other) => Err(corrupt(format!("attribute {name}: {other:?}"))),
         None => Ok(None),
     }
+}
+
+fn batch_pk(id: &BatchId) -> String {
+    format!("BATCH#{id}")
 }
 
 fn entity_pk(link: &LinkId) -> String {
@@ -228,6 +235,7 @@ fn mutable_fields(job: &JobRecord) -> Vec<(&'static str, Option<AttributeValue>)
             "mergedInto",
             job.merged_into.as_ref().map(|j| s(j.as_str())),
         ),
+        ("pointsMilli", Some(n(job.points_milli))),
     ]
 }
 
@@ -261,6 +269,7 @@ fn job_from_item(item: &Item) -> Result<JobRecord, StoreError> {
         enqueued: matches!(item.get("enqueued"), Some(AttributeValue::Bool(true))),
         merged_into: opt_s(item, "mergedInto").map(JobId::from_stored),
         batch: opt_s(item, "batch").map(BatchId::from_stored),
+        points_milli: opt_n(item, "pointsMilli")?.unwrap_or(0),
     })
 }
 
@@ -676,6 +685,20 @@ impl JobStore for DynamoStore {
                 )?)
                 .build(),
         ];
+        if let Some(batch) = &job.batch {
+            items.push(
+                TransactWriteItem::builder()
+                    .put(self.put(
+                        HashMap::from([
+                            ("pk".into(), s(batch_pk(batch))),
+                            ("sk".into(), s(format!("JOB#{}", job.id))),
+                            (TTL_ATTRIBUTE.into(), n(ttl)),
+                        ]),
+                        None,
+                    )?)
+                    .build(),
+            );
+        }
         if let Some(a) = approval {
             let (item, reference) = self.approval_items(a);
             items.push(
@@ -1306,6 +1329,90 @@ impl ApprovalStore for DynamoStore {
             }
         }
         Ok(found)
+    }
+}
+
+impl BatchStore for DynamoStore {
+    async fn save_batch(&self, b: &BatchRecord) -> Result<(), StoreError> {
+        let json = serde_json::to_string(b).map_err(corrupt)?;
+        let ttl = epoch_seconds(b.created_at) + self.retention.as_secs() as i64;
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(batch_pk(&b.id)))
+            .key("sk", s("BATCH"))
+            .update_expression("SET #record = :r, paused = if_not_exists(paused, :p), #ttl = :ttl")
+            .expression_attribute_names("#record", "record")
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+            .expression_attribute_values(":r", s(json))
+            .expression_attribute_values(":p", AttributeValue::Bool(b.paused))
+            .expression_attribute_values(":ttl", n(ttl))
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn batch(&self, id: &BatchId) -> Result<Option<BatchRecord>, StoreError> {
+        let Some(item) = self.get(batch_pk(id), "BATCH").await? else {
+            return Ok(None);
+        };
+        let record: BatchRecord =
+            serde_json::from_str(&get_s(&item, "record")?).map_err(corrupt)?;
+        let paused = matches!(item.get("paused"), Some(AttributeValue::Bool(true)));
+        Ok(Some(BatchRecord { paused, ..record }))
+    }
+
+    async fn set_batch_paused(&self, id: &BatchId, paused: bool) -> Result<bool, StoreError> {
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(batch_pk(id)))
+            .key("sk", s("BATCH"))
+            .update_expression("SET paused = :p")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":p", AttributeValue::Bool(paused))
+            .send()
+            .await;
+        conditional(r, |e| e.is_conditional_check_failed_exception())
+    }
+
+    async fn batch_jobs(&self, id: &BatchId) -> Result<Vec<JobSummary>, StoreError> {
+        let mut ids = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :job)")
+                .expression_attribute_values(":pk", s(batch_pk(id)))
+                .expression_attribute_values(":job", s("JOB#"))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(backend)?;
+            for item in out.items.unwrap_or_default() {
+                if let Some(id) = get_s(&item, "sk")?.strip_prefix("JOB#") {
+                    ids.push(id.to_string());
+                }
+            }
+            match out.last_evaluated_key {
+                Some(k) => start = Some(k),
+                None => break,
+            }
+        }
+        Ok(self
+            .jobs_by_id(&ids)
+            .await?
+            .into_iter()
+            .map(|j| JobSummary {
+                state: j.state,
+                points_milli: j.points_milli,
+                updated_at: j.updated_at,
+            })
+            .collect())
     }
 }
 

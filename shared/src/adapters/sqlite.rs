@@ -15,6 +15,9 @@
 //! * `counters` — `(key, window) → count`, bumped by an upsert.
 //! * `rejected` — the manual queue: body, errors (JSON), and the job a
 //!   re-submission created (set once, `WHERE resubmitted_as IS NULL`).
+//! * `batches` — one row per batch: the record as JSON and the paused flag
+//!   apart (a re-posted batch replaces the record, never the flag); a
+//!   batch's jobs are found by `jobs.batch`.
 //! * `governors` — one row per Jira site: the shared governor state as JSON
 //!   and a version; writes are `… WHERE version = ?expected`.
 //! * `queue` — SQS semantics: a message is received by moving its
@@ -27,6 +30,7 @@
 
 use crate::domain::approval::{ApprovalId, ApprovalRecord, Decided, Decision};
 use crate::domain::audit::AuditEntry;
+use crate::domain::batch::{BatchRecord, JobSummary};
 use crate::domain::event::{OperationKind, Priority};
 use crate::domain::governor::SiteGovernor;
 use crate::domain::idempotency::{DedupId, Fingerprint, IdempotencyKey, LinkId};
@@ -36,8 +40,8 @@ use crate::domain::rejection::{Rejection, RejectionId};
 use crate::domain::time::Timestamp;
 use crate::ports::GovernorStore;
 use crate::ports::{
-    Admission, ApprovalStore, Clock, Counters, Delivery, JobRecord, JobStore, Leases, Link,
-    LinkStore, RejectionStore, StoreError, SystemClock, WorkMessage, WorkQueue,
+    Admission, ApprovalStore, BatchStore, Clock, Counters, Delivery, JobRecord, JobStore, Leases,
+    Link, LinkStore, RejectionStore, StoreError, SystemClock, WorkMessage, WorkQueue,
 };
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use std::path::Path;
@@ -68,11 +72,18 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated_at      INTEGER NOT NULL,
     enqueued        INTEGER NOT NULL,
     merged_into     TEXT,
-    batch           TEXT
+    batch           TEXT,
+    points_milli    INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_by_key ON jobs(key);
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state, created_at);
 CREATE INDEX IF NOT EXISTS jobs_by_link ON jobs(link);
+CREATE INDEX IF NOT EXISTS jobs_by_batch ON jobs(batch) WHERE batch IS NOT NULL;
+CREATE TABLE IF NOT EXISTS batches (
+    id     TEXT PRIMARY KEY,
+    paused INTEGER NOT NULL,
+    record TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit (
     seq    INTEGER PRIMARY KEY AUTOINCREMENT,
     job_id TEXT NOT NULL,
@@ -158,9 +169,13 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         .prepare("SELECT name FROM pragma_table_info('jobs')")?
         .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    for column in ["merged_into", "batch"] {
+    for (column, decl) in [
+        ("merged_into", "TEXT"),
+        ("batch", "TEXT"),
+        ("points_milli", "INTEGER NOT NULL DEFAULT 0"),
+    ] {
         if !columns.iter().any(|c| c == column) {
-            conn.execute_batch(&format!("ALTER TABLE jobs ADD COLUMN {column} TEXT"))?;
+            conn.execute_batch(&format!("ALTER TABLE jobs ADD COLUMN {column} {decl}"))?;
         }
     }
     Ok(())
@@ -245,7 +260,7 @@ impl SqliteDb {
     }
 }
 
-const JOB_COLUMNS: &str = "id, dedup, key, fingerprint, link, kind, priority, source_system, external_id, payload, state, issue_key, steps_done, step_started, step_started_at, attempts, throttles, last_error, created_at, updated_at, enqueued, merged_into, batch";
+const JOB_COLUMNS: &str = "id, dedup, key, fingerprint, link, kind, priority, source_system, external_id, payload, state, issue_key, steps_done, step_started, step_started_at, attempts, throttles, last_error, created_at, updated_at, enqueued, merged_into, batch, points_milli";
 
 fn corrupt(what: &str, value: &str) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(
@@ -286,6 +301,7 @@ fn job_from_row(r: &Row<'_>) -> rusqlite::Result<JobRecord> {
         enqueued: r.get(20)?,
         merged_into: r.get::<_, Option<String>>(21)?.map(JobId::from_stored),
         batch: r.get::<_, Option<String>>(22)?.map(BatchId::from_stored),
+        points_milli: r.get::<_, i64>(23)?.max(0) as u64,
     })
 }
 
@@ -308,6 +324,76 @@ fn select_jobs(
     st.query_map(p, job_from_row)?.collect()
 }
 
+impl BatchStore for SqliteDb {
+    async fn save_batch(&self, b: &BatchRecord) -> Result<(), StoreError> {
+        let json = serde_json::to_string(b).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let (id, paused) = (b.id.clone(), b.paused);
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO batches (id, paused, record) VALUES (?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET record = excluded.record",
+                params![id.as_str(), paused, json],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn batch(&self, id: &BatchId) -> Result<Option<BatchRecord>, StoreError> {
+        let id = id.clone();
+        let row: Option<(bool, String)> = self
+            .with(move |c| {
+                c.query_row(
+                    "SELECT paused, record FROM batches WHERE id = ?1",
+                    [id.as_str()],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+            })
+            .await?;
+        row.map(|(paused, json)| {
+            serde_json::from_str::<BatchRecord>(&json)
+                .map(|b| BatchRecord { paused, ..b })
+                .map_err(|e| StoreError::Corrupt(e.to_string()))
+        })
+        .transpose()
+    }
+
+    async fn set_batch_paused(&self, id: &BatchId, paused: bool) -> Result<bool, StoreError> {
+        let id = id.clone();
+        self.with(move |c| {
+            c.execute(
+                "UPDATE batches SET paused = ?1 WHERE id = ?2",
+                params![paused, id.as_str()],
+            )
+            .map(|n| n == 1)
+        })
+        .await
+    }
+
+    async fn batch_jobs(&self, id: &BatchId) -> Result<Vec<JobSummary>, StoreError> {
+        let id = id.clone();
+        let rows: Vec<(String, i64, i64)> = self
+            .with(move |c| {
+                let mut st = c.prepare_cached(
+                    "SELECT state, points_milli, updated_at FROM jobs WHERE batch = ?1",
+                )?;
+                st.query_map([id.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect()
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(state, points, at)| {
+                Ok(JobSummary {
+                    state: JobState::parse(&state)
+                        .ok_or_else(|| StoreError::Corrupt(format!("state {state}")))?,
+                    points_milli: points.max(0) as u64,
+                    updated_at: Timestamp(at),
+                })
+            })
+            .collect()
+    }
+}
+
 impl JobStore for SqliteDb {
     async fn admit(
         &self,
@@ -322,7 +408,7 @@ impl JobStore for SqliteDb {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let inserted = tx.execute(
                 &format!(
-                    "INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23) ON CONFLICT(dedup) DO NOTHING"
+                    "INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24) ON CONFLICT(dedup) DO NOTHING"
                 ),
                 params![
                     job.id.as_str(),
@@ -348,6 +434,7 @@ impl JobStore for SqliteDb {
                     job.enqueued,
                     job.merged_into.as_ref().map(JobId::as_str),
                     job.batch.as_ref().map(BatchId::as_str),
+                    job.points_milli as i64,
                 ],
             )?;
             let admission = if inserted == 1 {
@@ -390,7 +477,7 @@ impl JobStore for SqliteDb {
         self.with(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let changed = tx.execute(
-                "UPDATE jobs SET state = ?1, issue_key = ?2, steps_done = ?3, step_started = ?4, step_started_at = ?5, attempts = ?6, throttles = ?7, last_error = ?8, updated_at = ?9, enqueued = (enqueued OR ?10), merged_into = ?13 WHERE id = ?11 AND state = ?12",
+                "UPDATE jobs SET state = ?1, issue_key = ?2, steps_done = ?3, step_started = ?4, step_started_at = ?5, attempts = ?6, throttles = ?7, last_error = ?8, updated_at = ?9, enqueued = (enqueued OR ?10), merged_into = ?13, points_milli = ?14 WHERE id = ?11 AND state = ?12",
                 params![
                     job.state.as_str(),
                     job.issue_key.as_ref().map(IssueKey::as_str),
@@ -405,6 +492,7 @@ impl JobStore for SqliteDb {
                     job.id.as_str(),
                     expected.as_str(),
                     job.merged_into.as_ref().map(JobId::as_str),
+                    job.points_milli as i64,
                 ],
             )? == 1;
             if changed && let Some(entry) = audit {

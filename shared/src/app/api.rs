@@ -2,6 +2,7 @@
 //! bodies for each use-case outcome. `serve` and the Lambda functions both
 //! answer through here, so they cannot drift apart.
 
+use super::batches::{BatchOutcome, BatchView, ItemOutcome};
 use super::ingest::IngestOutcome;
 use crate::domain::audit::AuditEntry;
 use crate::domain::signature::SignatureError;
@@ -120,6 +121,100 @@ pub fn refuse_content_type(content_type: Option<&str>) -> Option<HttpAnswer> {
             "send the event as application/json",
         )
     })
+}
+
+pub fn batch_answer(outcome: &BatchOutcome) -> HttpAnswer {
+    match outcome {
+        BatchOutcome::Accepted { batch, items } => {
+            let rejected: Vec<Value> = items
+                .iter()
+                .enumerate()
+                .filter_map(|(index, item)| match item {
+                    ItemOutcome::Rejected { errors, rejection } => {
+                        Some(json!({ "index": index, "rejectionId": rejection, "errors": errors }))
+                    }
+                    ItemOutcome::Admitted(_) => None,
+                })
+                .collect();
+            let (mut accepted, mut duplicates) = (0, 0);
+            for item in items {
+                if let ItemOutcome::Admitted(IngestOutcome::Accepted { duplicate, .. }) = item {
+                    if *duplicate {
+                        duplicates += 1;
+                    } else {
+                        accepted += 1;
+                    }
+                }
+            }
+            HttpAnswer::new(
+                202,
+                json!({
+                    "batchId": batch.id,
+                    "received": items.len(),
+                    "accepted": accepted,
+                    "duplicates": duplicates,
+                    "rejected": rejected,
+                    "paused": batch.paused,
+                }),
+            )
+        }
+        BatchOutcome::Unauthorized(e) => {
+            HttpAnswer::error(401, "unauthorized", unauthorized_message(e))
+        }
+        BatchOutcome::TooLarge { size, limit } => ingest_answer(&IngestOutcome::TooLarge {
+            size: *size,
+            limit: *limit,
+        }),
+        BatchOutcome::Invalid(errors) => HttpAnswer::new(
+            400,
+            json!({
+                "error": "invalid_batch",
+                "message": "the batch is unreadable: no item was admitted",
+                "errors": errors,
+            }),
+        ),
+        BatchOutcome::Conflict(id) => HttpAnswer::new(
+            409,
+            json!({
+                "error": "conflict",
+                "message": format!("batch {id} belongs to another sourceSystem; choose another batchId"),
+                "batchId": id,
+            }),
+        ),
+    }
+}
+
+pub fn batch_view_answer(view: &BatchView) -> HttpAnswer {
+    let b = &view.batch;
+    let p = &view.progress;
+    let counts: serde_json::Map<String, Value> = p
+        .counts
+        .iter()
+        .map(|(state, n)| (state.as_str().to_string(), json!(n)))
+        .collect();
+    HttpAnswer::new(
+        200,
+        json!({
+            "batchId": b.id,
+            "sourceSystem": b.source_system,
+            "paused": b.paused,
+            "received": b.received,
+            "accepted": b.accepted,
+            "duplicates": b.duplicates,
+            "rejected": b.rejected,
+            "counts": counts,
+            "finished": p.finished,
+            "remaining": p.remaining,
+            "pointsSpent": p.points,
+            "etaSeconds": p.eta_seconds,
+            "createdAt": b.created_at.to_rfc3339(),
+            "updatedAt": b.updated_at.to_rfc3339(),
+        }),
+    )
+}
+
+pub fn unauthorized(e: &SignatureError) -> HttpAnswer {
+    HttpAnswer::error(401, "unauthorized", unauthorized_message(e))
 }
 
 pub fn not_found(what: &str) -> HttpAnswer {

@@ -25,8 +25,8 @@ use crate::domain::plan::{LinkState, PlanError, Step, plan};
 use crate::domain::response::summarize;
 use crate::domain::validation::validate_event;
 use crate::ports::{
-    Answer, Clock, ElementError, JobRecord, JobStore, Leases, LinkStore, MAX_BULK_CREATE,
-    NewIssueRequest, Tracker, TrackerError, TransitionDone,
+    Answer, BatchStore, Clock, ElementError, JobRecord, JobStore, Leases, LinkStore,
+    MAX_BULK_CREATE, NewIssueRequest, Tracker, TrackerError, TransitionDone,
 };
 use serde_json::json;
 use std::time::Duration;
@@ -146,13 +146,19 @@ enum Reconciled {
     NotFound,
 }
 
+/// How often a paused batch's job looks whether it was resumed.
+const PAUSED_POLL: Duration = Duration::from_secs(5);
+
+/// A call's point, in the thousandths jobs count in.
+const POINT: u64 = 1000;
+
 fn short_wait() -> Duration {
     Duration::from_millis(500 + fastrand::u64(0..1000))
 }
 
 impl<S, T, C, G> Executor<'_, S, T, C, G>
 where
-    S: JobStore + LinkStore + Leases,
+    S: JobStore + LinkStore + Leases + BatchStore,
     T: Tracker,
     C: Clock,
     G: Pace,
@@ -169,6 +175,14 @@ where
         };
         if !job.state.is_runnable() {
             return Ok(RunReport::untouched(Disposition::Done, Some(job.state)));
+        }
+        // A paused batch keeps its place: work not yet started stays as it
+        // is and looks again shortly. (Work between steps finishes.)
+        if job.steps_done == 0 && job.step_started.is_none() && self.batch_paused(&job).await? {
+            return Ok(RunReport::untouched(
+                Disposition::RetryAfter(PAUSED_POLL),
+                Some(job.state),
+            ));
         }
         let lease = lease_name(&job);
         let holder = self.holder(&job);
@@ -381,8 +395,11 @@ where
     }
 
     /// Whether the job belongs to a batch an operator paused.
-    async fn batch_paused(&self, _job: &JobRecord) -> Result<bool, AppError> {
-        Ok(false)
+    async fn batch_paused(&self, job: &JobRecord) -> Result<bool, AppError> {
+        let Some(batch) = &job.batch else {
+            return Ok(false);
+        };
+        Ok(self.store.batch(batch).await?.is_some_and(|b| b.paused))
     }
 
     /// Creates this job's issue together with other queued creates in one
@@ -523,6 +540,12 @@ where
             }
         };
         let n = requests.len();
+        // One point for the call, shared by the jobs in it.
+        let share = POINT / n as u64;
+        job.points_milli += share;
+        for &i in &members {
+            partners[i].job.points_milli += share;
+        }
         let response = |r: &Result<IssueKey, ElementError>| match r {
             Ok(_) => summarize(Some(answer.status), &answer.signal, None),
             Err(e) => summarize(Some(e.status), &answer.signal, Some(e.message.clone())),
@@ -612,8 +635,9 @@ where
                     return self.on_error(job, step, e, Call::Reconcile).await;
                 }
                 let reconciled = self.reconcile(step, target.as_ref(), job, index).await;
-                if let Err(e) = &reconciled {
-                    self.governor.observe(&kind, Err(e)).await;
+                match &reconciled {
+                    Err(e) => self.governor.observe(&kind, Err(e)).await,
+                    Ok(_) => job.points_milli += POINT,
                 }
                 match reconciled {
                     Ok(Reconciled::Found(created)) => {
@@ -659,6 +683,9 @@ where
             self.governor
                 .observe(&kind, result.as_ref().map(|a| &a.signal))
                 .await;
+            if result.is_ok() {
+                job.points_milli += POINT;
+            }
             match result {
                 Ok(answer) => {
                     let entry = self

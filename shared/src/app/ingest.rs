@@ -14,7 +14,7 @@ use crate::domain::idempotency::{
     DedupId, Fingerprint, IdempotencyKey, LinkId, Redelivery, classify_redelivery,
 };
 use crate::domain::ids::IssueKey;
-use crate::domain::ids::JobId;
+use crate::domain::ids::{BatchId, JobId};
 use crate::domain::job::{JobEvent, JobState};
 use crate::domain::limits::MAX_BODY_BYTES;
 use crate::domain::plan::{LinkState, plan};
@@ -105,7 +105,7 @@ where
                 });
             }
         };
-        self.admit(event, payload, now).await
+        self.admit(event, payload, now, None).await
     }
 
     /// An operator re-submits a kept rejection, as it was or corrected
@@ -134,7 +134,7 @@ where
             Ok(parsed) => parsed,
             Err(errors) => return Ok(Resubmission::StillInvalid(errors.0)),
         };
-        let outcome = self.admit(event, payload, self.clock.now()).await?;
+        let outcome = self.admit(event, payload, self.clock.now(), None).await?;
         if let IngestOutcome::Accepted { job_id, .. } = &outcome {
             self.store.mark_resubmitted(id, job_id).await?;
         }
@@ -151,7 +151,7 @@ where
         let body = serde_json::to_vec(event)
             .map_err(|e| AppError::Store(crate::ports::StoreError::Corrupt(e.to_string())))?;
         match parse_event(&body) {
-            Ok((event, payload)) => self.admit(event, payload, self.clock.now()).await,
+            Ok((event, payload)) => self.admit(event, payload, self.clock.now(), None).await,
             Err(errors) => Ok(IngestOutcome::Invalid {
                 errors: errors.0,
                 rejection: RejectionId::generate(),
@@ -159,11 +159,13 @@ where
         }
     }
 
-    async fn admit(
+    /// Admits one valid event (of `batch`, when it came in one).
+    pub(crate) async fn admit(
         &self,
         event: Event,
         payload: serde_json::Value,
         now: Timestamp,
+        batch: Option<&BatchId>,
     ) -> Result<IngestOutcome, AppError> {
         let kind = event.operation.kind();
         let key = IdempotencyKey::of(&event);
@@ -231,7 +233,8 @@ where
             updated_at: now,
             enqueued: false,
             merged_into: None,
-            batch: None,
+            batch: batch.cloned(),
+            points_milli: 0,
         };
         let last = match (&decision, &approval) {
             (PolicyDecision::NeedsApproval { rule, .. }, Some(a)) => AuditEntry::new(

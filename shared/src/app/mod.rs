@@ -5,6 +5,7 @@
 pub mod api;
 pub mod approval_page;
 pub mod approvals;
+pub mod batches;
 pub mod execute;
 pub mod followup;
 pub mod governor;

@@ -4,6 +4,7 @@ pub mod adf;
 pub mod approval;
 pub mod audit;
 pub mod backoff;
+pub mod batch;
 pub mod canonical;
 pub mod coalesce;
 pub mod degraded;

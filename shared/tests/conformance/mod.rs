@@ -17,8 +17,8 @@ use tollgate::domain::rejection::Rejection;
 use tollgate::domain::time::Timestamp;
 use tollgate::domain::validation::FieldError;
 use tollgate::ports::{
-    Admission, ApprovalStore, Counters, GovernorStore, JobRecord, JobStore, Leases, LinkStore,
-    RejectionStore, WorkMessage, WorkQueue,
+    Admission, ApprovalStore, BatchStore, Counters, GovernorStore, JobRecord, JobStore, Leases,
+    LinkStore, RejectionStore, WorkMessage, WorkQueue,
 };
 
 pub fn job(dedup: &str, key: &str) -> JobRecord {
@@ -47,6 +47,7 @@ pub fn job(dedup: &str, key: &str) -> JobRecord {
         enqueued: false,
         merged_into: None,
         batch: None,
+        points_milli: 0,
     }
 }
 
@@ -685,4 +686,54 @@ pub async fn a_rejection_is_kept_listed_newest_first_and_resubmitted_once<S: Rej
             .resubmitted_as,
         Some(job)
     );
+}
+
+/// A batch record is replaced by a re-post but keeps its paused flag; its
+/// jobs are listed with their states.
+pub async fn batches_keep_their_pause_and_list_their_jobs<S: JobStore + BatchStore>(store: &S) {
+    use tollgate::domain::batch::BatchRecord;
+    use tollgate::domain::ids::BatchId;
+    let id = BatchId::parse(&format!("night-{}", JobId::generate())).unwrap();
+    let mut record = BatchRecord {
+        id: id.clone(),
+        source_system: SourceSystem::parse("cmdb").unwrap(),
+        received: 2,
+        accepted: 2,
+        duplicates: 0,
+        rejected: vec![],
+        paused: false,
+        created_at: Timestamp(1),
+        updated_at: Timestamp(1),
+    };
+    assert!(store.batch(&id).await.unwrap().is_none());
+    assert!(
+        !store.set_batch_paused(&id, true).await.unwrap(),
+        "no such batch"
+    );
+    store.save_batch(&record).await.unwrap();
+    assert!(store.set_batch_paused(&id, true).await.unwrap());
+    record.received = 5;
+    store.save_batch(&record).await.unwrap();
+    let back = store.batch(&id).await.unwrap().unwrap();
+    assert_eq!(back.received, 5);
+    assert!(back.paused, "a re-post does not un-pause");
+    assert!(store.set_batch_paused(&id, false).await.unwrap());
+    assert!(!store.batch(&id).await.unwrap().unwrap().paused);
+
+    let mut a = job(&format!("batch-a-{id}"), &format!("batch-a-{id}"));
+    a.batch = Some(id.clone());
+    a.points_milli = 250;
+    let mut b = job(&format!("batch-b-{id}"), &format!("batch-b-{id}"));
+    b.batch = Some(id.clone());
+    let outside = job(&format!("batch-c-{id}"), &format!("batch-c-{id}"));
+    for j in [&a, &b, &outside] {
+        store.admit(j, &[], None).await.unwrap();
+    }
+    let mut done = b.clone();
+    done.state = JobState::Superseded;
+    assert!(store.update(&done, JobState::Queued, None).await.unwrap());
+    let mut jobs = store.batch_jobs(&id).await.unwrap();
+    jobs.sort_by_key(|j| j.points_milli);
+    let states: Vec<_> = jobs.iter().map(|j| (j.state, j.points_milli)).collect();
+    assert_eq!(states, [(JobState::Superseded, 0), (JobState::Queued, 250)]);
 }

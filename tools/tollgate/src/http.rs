@@ -10,11 +10,13 @@ use axum::routing::{get, post};
 use std::sync::Arc;
 use tokio::sync::Notify;
 use tollgate::adapters::sqlite::SqliteDb;
-use tollgate::app::api::{HttpAnswer, refuse_content_type};
+use tollgate::app::api::{HttpAnswer, batch_answer, not_found, refuse_content_type};
 use tollgate::app::approval_page::{HtmlAnswer, PAGE_HEADERS, decide_answer, view_answer};
 use tollgate::app::approvals::{Approvals, Links};
+use tollgate::app::batches::{BatchAction, BatchOutcome, batch_request};
 use tollgate::app::ingest::{Ingest, IngestOutcome};
 use tollgate::app::jobs::get_job;
+use tollgate::domain::batch::MAX_BATCH_BYTES;
 use tollgate::domain::job::JobState;
 use tollgate::domain::limits::MAX_BODY_BYTES;
 use tollgate::domain::policy::Policy;
@@ -53,6 +55,9 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/events", post(post_event))
         .route("/v1/jobs/{job_id}", get(get_job_route))
+        .route("/v1/batches", post(post_batch))
+        .route("/v1/batches/{batch_id}", get(get_batch))
+        .route("/v1/batches/{batch_id}/{action}", post(control_batch))
         .route(
             "/v1/approvals/{token}",
             get(view_approval).post(decide_approval),
@@ -106,14 +111,11 @@ async fn post_event(State(state): State<Arc<AppState>>, req: Request) -> Respons
         Ok(b) => b,
         Err(r) => return r,
     };
-    let ingest = Ingest {
-        store: &state.db,
-        queue: &state.db,
-        clock: &SystemClock,
-        secrets: &state.secrets,
-        policy: &state.policy,
-    };
-    match ingest.handle(&body, signature_header(&parts.headers)).await {
+    match state
+        .ingest()
+        .handle(&body, signature_header(&parts.headers))
+        .await
+    {
         Ok(outcome) => {
             state.wake.notify_waiters();
             if let IngestOutcome::Accepted {
@@ -127,6 +129,94 @@ async fn post_event(State(state): State<Arc<AppState>>, req: Request) -> Respons
             }
             answer(tollgate::app::api::ingest_answer(&outcome))
         }
+        Err(e) => internal(e),
+    }
+}
+
+impl AppState {
+    pub fn ingest(&self) -> Ingest<'_, SqliteDb, SqliteDb, SystemClock> {
+        Ingest {
+            store: &self.db,
+            queue: &self.db,
+            clock: &SystemClock,
+            secrets: &self.secrets,
+            policy: &self.policy,
+        }
+    }
+}
+
+async fn post_batch(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    if let Some(refusal) = refuse_content_type(content_type) {
+        return answer(refusal);
+    }
+    let body = match axum::body::to_bytes(body, MAX_BATCH_BYTES + 1).await {
+        Ok(b) => b,
+        Err(_) => {
+            return answer(batch_answer(&BatchOutcome::TooLarge {
+                size: MAX_BATCH_BYTES + 1,
+                limit: MAX_BATCH_BYTES,
+            }));
+        }
+    };
+    match state
+        .ingest()
+        .submit_batch(&body, signature_header(&parts.headers))
+        .await
+    {
+        Ok(outcome) => {
+            state.wake.notify_waiters();
+            state.approvals_wake.notify_one();
+            answer(batch_answer(&outcome))
+        }
+        Err(e) => internal(e),
+    }
+}
+
+async fn get_batch(
+    State(state): State<Arc<AppState>>,
+    Path(batch_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    batch_route(&state, BatchAction::View, &batch_id, &headers).await
+}
+
+async fn control_batch(
+    State(state): State<Arc<AppState>>,
+    Path((batch_id, action)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    match BatchAction::parse(Some(&action)) {
+        Some(a @ (BatchAction::Pause | BatchAction::Resume)) => {
+            let r = batch_route(&state, a, &batch_id, &headers).await;
+            state.wake.notify_waiters();
+            r
+        }
+        _ => answer(not_found("batch action")),
+    }
+}
+
+/// Batch reads and controls carry no body; the signature covers the empty one.
+async fn batch_route(
+    state: &AppState,
+    action: BatchAction,
+    batch_id: &str,
+    headers: &HeaderMap,
+) -> Response {
+    match batch_request(
+        &state.ingest(),
+        action,
+        batch_id,
+        b"",
+        signature_header(headers),
+    )
+    .await
+    {
+        Ok(a) => answer(a),
         Err(e) => internal(e),
     }
 }

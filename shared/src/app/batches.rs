@@ -1,0 +1,232 @@
+//! Batches: admit a bulk sync run item by item, report its progress, pause
+//! and resume it. Every item becomes an ordinary job (deduplicated,
+//! policy-checked, coalesced and bulk-created like any other) that remembers
+//! its batch; a bad item is kept in the manual queue under its index and
+//! never stops the others.
+
+use super::AppError;
+use super::api::{self, HttpAnswer};
+use super::ingest::{Ingest, IngestOutcome};
+use crate::domain::batch::{
+    BatchRecord, MAX_BATCH_BYTES, Progress, RejectedItem, item_errors, parse_batch, progress,
+};
+use crate::domain::ids::BatchId;
+use crate::domain::rejection::{Rejection, RejectionId};
+use crate::domain::signature::{self, SignatureError};
+use crate::domain::validation::FieldError;
+use crate::ports::{BatchStore, Clock, IngestStore, WorkQueue};
+
+/// What became of one item.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ItemOutcome {
+    Admitted(IngestOutcome),
+    Rejected {
+        errors: Vec<FieldError>,
+        rejection: RejectionId,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum BatchOutcome {
+    Accepted {
+        batch: Box<BatchRecord>,
+        /// In request order.
+        items: Vec<ItemOutcome>,
+    },
+    Unauthorized(SignatureError),
+    TooLarge {
+        size: usize,
+        limit: usize,
+    },
+    /// The batch as a whole is unreadable: nothing was admitted.
+    Invalid(Vec<FieldError>),
+    /// The batch id is taken by another source system.
+    Conflict(BatchId),
+}
+
+/// A batch and how far it has come.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchView {
+    pub batch: BatchRecord,
+    pub progress: Progress,
+}
+
+impl<S, Q, C> Ingest<'_, S, Q, C>
+where
+    S: IngestStore,
+    Q: WorkQueue,
+    C: Clock,
+{
+    /// Checks a request's signature (the batch reads and controls are
+    /// signed like events: batch ids are chosen by senders, so guessable).
+    pub fn authenticate(&self, body: &[u8], signature: Option<&str>) -> Result<(), SignatureError> {
+        signature::verify(
+            signature,
+            body,
+            self.secrets,
+            self.clock.now().unix_seconds(),
+        )
+    }
+
+    /// `POST /v1/batches`: authenticated like an event (the signature covers
+    /// the raw body); items admitted in order, so later items of the same
+    /// entity are newer revisions.
+    pub async fn submit_batch(
+        &self,
+        body: &[u8],
+        signature: Option<&str>,
+    ) -> Result<BatchOutcome, AppError> {
+        if body.len() > MAX_BATCH_BYTES {
+            return Ok(BatchOutcome::TooLarge {
+                size: body.len(),
+                limit: MAX_BATCH_BYTES,
+            });
+        }
+        let now = self.clock.now();
+        if let Err(e) = signature::verify(signature, body, self.secrets, now.unix_seconds()) {
+            return Ok(BatchOutcome::Unauthorized(e));
+        }
+        let request = match parse_batch(body) {
+            Ok(r) => r,
+            Err(errors) => return Ok(BatchOutcome::Invalid(errors)),
+        };
+        let mut record = match self.store.batch(&request.id).await? {
+            Some(existing) if existing.source_system != request.source_system => {
+                return Ok(BatchOutcome::Conflict(request.id));
+            }
+            Some(existing) => existing,
+            None => BatchRecord {
+                id: request.id.clone(),
+                source_system: request.source_system.clone(),
+                received: 0,
+                accepted: 0,
+                duplicates: 0,
+                rejected: Vec::new(),
+                paused: false,
+                created_at: now,
+                updated_at: now,
+            },
+        };
+        // The record first, so the executor finds the batch (and a pause)
+        // as soon as the first job is queued.
+        self.store.save_batch(&record).await?;
+        let mut items = Vec::with_capacity(request.items.len());
+        for (index, (item, raw)) in request.items.into_iter().zip(&request.raw).enumerate() {
+            let outcome = match item {
+                Ok((event, payload)) => {
+                    let o = self.admit(event, payload, now, Some(&request.id)).await?;
+                    match &o {
+                        IngestOutcome::Accepted {
+                            duplicate: true, ..
+                        } => record.duplicates += 1,
+                        IngestOutcome::Accepted { .. } => record.accepted += 1,
+                        _ => {}
+                    }
+                    ItemOutcome::Admitted(o)
+                }
+                Err(errors) => {
+                    let errors = item_errors(index, &errors);
+                    let body = serde_json::to_vec(raw).unwrap_or_default();
+                    let rejection = Rejection::new(&body, errors.clone(), now);
+                    self.store.keep_rejection(&rejection).await?;
+                    record.rejected.push(RejectedItem {
+                        index: index as u32,
+                        rejection_id: rejection.id.clone(),
+                    });
+                    ItemOutcome::Rejected {
+                        errors,
+                        rejection: rejection.id,
+                    }
+                }
+            };
+            items.push(outcome);
+        }
+        record.received += items.len() as u32;
+        record.updated_at = self.clock.now();
+        self.store.save_batch(&record).await?;
+        tracing::info!(batch = %record.id, items = items.len(), accepted = record.accepted, rejected = record.rejected.len(), "batch received");
+        Ok(BatchOutcome::Accepted {
+            batch: Box::new(record),
+            items,
+        })
+    }
+}
+
+/// `GET /v1/batches/{id}`.
+pub async fn view_batch<S: BatchStore, C: Clock>(
+    store: &S,
+    clock: &C,
+    id: &BatchId,
+) -> Result<Option<BatchView>, AppError> {
+    let Some(batch) = store.batch(id).await? else {
+        return Ok(None);
+    };
+    let jobs = store.batch_jobs(id).await?;
+    let progress = progress(&batch, &jobs, clock.now());
+    Ok(Some(BatchView { batch, progress }))
+}
+
+/// `POST /v1/batches/{id}/pause|resume`: the batch's queued work stays in
+/// place while paused; work between two Jira calls finishes its job.
+pub async fn set_paused<S: BatchStore, C: Clock>(
+    store: &S,
+    clock: &C,
+    id: &BatchId,
+    paused: bool,
+) -> Result<Option<BatchView>, AppError> {
+    if !store.set_batch_paused(id, paused).await? {
+        return Ok(None);
+    }
+    tracing::info!(batch = %id, paused, "batch {}", if paused { "paused" } else { "resumed" });
+    view_batch(store, clock, id).await
+}
+
+/// A request on one batch, as routed by `serve` and the ingest function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchAction {
+    View,
+    Pause,
+    Resume,
+}
+
+impl BatchAction {
+    /// The action of a `/v1/batches/{id}[/pause|/resume]` path tail.
+    pub fn parse(tail: Option<&str>) -> Option<Self> {
+        match tail {
+            None => Some(BatchAction::View),
+            Some("pause") => Some(BatchAction::Pause),
+            Some("resume") => Some(BatchAction::Resume),
+            Some(_) => None,
+        }
+    }
+}
+
+/// Answers a signed request on a batch: its progress, or a pause/resume.
+pub async fn batch_request<S, Q, C>(
+    ingest: &Ingest<'_, S, Q, C>,
+    action: BatchAction,
+    id: &str,
+    body: &[u8],
+    signature: Option<&str>,
+) -> Result<HttpAnswer, AppError>
+where
+    S: IngestStore,
+    Q: WorkQueue,
+    C: Clock,
+{
+    if let Err(e) = ingest.authenticate(body, signature) {
+        return Ok(api::unauthorized(&e));
+    }
+    let Some(id) = BatchId::parse(id) else {
+        return Ok(api::not_found("batch"));
+    };
+    let view = match action {
+        BatchAction::View => view_batch(ingest.store, ingest.clock, &id).await?,
+        BatchAction::Pause => set_paused(ingest.store, ingest.clock, &id, true).await?,
+        BatchAction::Resume => set_paused(ingest.store, ingest.clock, &id, false).await?,
+    };
+    Ok(match view {
+        Some(v) => api::batch_view_answer(&v),
+        None => api::not_found("batch"),
+    })
+}
