@@ -206,6 +206,30 @@ impl Api {
         Ok(Sent { status, body })
     }
 
+    /// Sends `method path` with `body` signed now with `secret` (batch
+    /// reads and controls are signed over their empty body).
+    pub async fn signed(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &[u8],
+        secret: &str,
+    ) -> anyhow::Result<Sent> {
+        let sig = signature::sign(&Secret::new(secret), now_unix(), body);
+        let resp = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("Content-Type", "application/json")
+            .header(signature::HEADER, sig)
+            .body(body.to_vec())
+            .send()
+            .await?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await?;
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Ok(Sent { status, body })
+    }
+
     /// Posts `body` signed now with `secret`.
     pub async fn post_signed(&self, body: &[u8], secret: &str) -> anyhow::Result<Sent> {
         let sig = signature::sign(&Secret::new(secret), now_unix(), body);
