@@ -25,9 +25,13 @@ struct Rig {
 }
 
 async fn rig(name: &str, workers: usize, latency: Duration) -> Rig {
+    limited_rig(name, workers, latency, Limits::default()).await
+}
+
+async fn limited_rig(name: &str, workers: usize, latency: Duration, limits: Limits) -> Rig {
     let dir = Scratch::new(name);
     let config = jira_sim::SimConfig {
-        limits: Limits::default(),
+        limits,
         latency,
         ..Default::default()
     };
@@ -309,5 +313,110 @@ async fn a_paused_batch_holds_its_place_and_resume_finishes_it() {
         .unwrap();
     assert_eq!(unsigned.status(), 401);
     assert_eq!(r.batch("night-1", Some("explode")).await.0, 404);
+    r.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hotspots_show_requests_429s_by_reason_and_the_issue_throttled_most() {
+    let limits = Limits {
+        per_issue: true,
+        short_writes: 3,
+        short_seconds: 2.0,
+        long_writes: 1000,
+        long_seconds: 30.0,
+        ..Limits::default()
+    };
+    let r = limited_rig("hotspots", 2, Duration::ZERO, limits).await;
+    let created = r
+        .send(
+            &json!({"sourceSystem": "mon", "externalId": "hot", "desiredOperation": "create",
+                      "projectKey": "OPS", "issueType": "Incident", "summary": "hot issue"}),
+        )
+        .await;
+    let key = r.api.wait_terminal(&created, WAIT).await.unwrap()["issueKey"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut ids = Vec::new();
+    for i in 0..8 {
+        ids.push(
+            r.send(
+                &json!({"sourceSystem": "mon", "externalId": format!("note-{i}"), "issueKey": key,
+                           "desiredOperation": "comment", "comment": format!("note {i}")}),
+            )
+            .await,
+        );
+    }
+    for id in &ids {
+        assert_eq!(
+            r.api.wait_terminal(id, WAIT).await.unwrap()["state"],
+            "SUCCEEDED"
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let stats = loop {
+        let s = r
+            .api
+            .signed(Method::GET, "/v1/stats?hours=2", b"", SECRET)
+            .await
+            .unwrap();
+        assert_eq!(s.status, 200, "{}", s.body);
+        // Workers flush their counts every couple of seconds.
+        let comment_points = s.body["endpoints"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["endpoint"] == "POST /rest/api/3/issue/{key}/comment")
+            .filter_map(|e| e["points"].as_u64())
+            .sum::<u64>();
+        if comment_points >= 8 {
+            break s.body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "figures never arrived: {}",
+            s.body
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        stats["throttledByReason"]["jira-per-issue-on-write"].as_u64() >= Some(1),
+        "{stats}"
+    );
+    assert_eq!(
+        stats["topThrottledIssues"][0]["issue"],
+        key.as_str(),
+        "{stats}"
+    );
+    let comments = stats["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["endpoint"] == "POST /rest/api/3/issue/{key}/comment")
+        .cloned()
+        .unwrap();
+    assert_eq!(comments["operation"], "add comment");
+    assert_eq!(
+        comments["points"], 8,
+        "one point per comment posted: {comments}"
+    );
+    // The sim saw what tollgate counted.
+    let report = r.sim.report();
+    assert_eq!(
+        report["throttledByReason"]["jira-per-issue-on-write"],
+        stats["throttledByReason"]["jira-per-issue-on-write"]
+    );
+    // Unsigned and out-of-range requests are refused.
+    let unsigned = reqwest::get(format!("{}/v1/stats", r.api.base))
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status(), 401);
+    let bad = r
+        .api
+        .signed(Method::GET, "/v1/stats?hours=0", b"", SECRET)
+        .await
+        .unwrap();
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.body["errors"][0]["field"], "hours");
     r.running.shutdown().await;
 }

@@ -376,7 +376,9 @@ async fn the_functions_run_against_the_resources_the_stack_created() {
                 deadline: None,
                 per_record: Duration::from_secs(10),
             };
-            let response = tollgate_executor::handle(&executor, &queue, &event, &budget).await;
+            let response =
+                tollgate_executor::handle(&executor, &queue, &event, &budget, &Default::default())
+                    .await;
             for m in &messages {
                 let failed = response
                     .batch_item_failures

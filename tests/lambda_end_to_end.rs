@@ -224,7 +224,14 @@ impl<'a> Instance<'a> {
             deadline: None,
             per_record: Duration::from_secs(12),
         };
-        tollgate_executor::handle(&executor, &self.aws.queue, event, &budget).await
+        tollgate_executor::handle(
+            &executor,
+            &self.aws.queue,
+            event,
+            &budget,
+            &Default::default(),
+        )
+        .await
     }
 
     /// What the SQS event source mapping does once: receive a batch,

@@ -14,6 +14,7 @@ use crate::domain::job::JobState;
 use crate::domain::notice::Notice;
 use crate::domain::ratelimit::RateLimitSignal;
 use crate::domain::rejection::{Rejection, RejectionId};
+use crate::domain::stats::CallStats;
 use crate::domain::time::Timestamp;
 use serde_json::{Map, Value};
 use std::future::Future;
@@ -207,6 +208,18 @@ pub trait BatchStore: Send + Sync {
         &self,
         id: &BatchId,
     ) -> impl Future<Output = Result<Vec<JobSummary>, StoreError>> + Send;
+}
+
+/// Hotspot figures in hourly windows, added to atomically.
+pub trait StatsStore: Send + Sync {
+    fn add_stats(
+        &self,
+        window: i64,
+        stats: &CallStats,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The figures of one window (empty when none were added).
+    fn stats(&self, window: i64) -> impl Future<Output = Result<CallStats, StoreError>> + Send;
 }
 
 /// Everything ingest reads and writes, as one bound.

@@ -158,3 +158,8 @@ async fn racing_bumps_all_count_and_windows_are_apart() {
 async fn a_rejection_is_kept_listed_newest_first_and_resubmitted_once() {
     conformance::a_rejection_is_kept_listed_newest_first_and_resubmitted_once(&store().await).await;
 }
+
+#[tokio::test]
+async fn hotspot_figures_add_up_per_hour() {
+    conformance::hotspot_figures_add_up_per_hour(&store().await).await;
+}

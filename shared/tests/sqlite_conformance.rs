@@ -156,3 +156,9 @@ async fn a_rejection_is_kept_listed_newest_first_and_resubmitted_once() {
     let db = TempDb::new("rejected");
     conformance::a_rejection_is_kept_listed_newest_first_and_resubmitted_once(&db.open()).await;
 }
+
+#[tokio::test]
+async fn hotspot_figures_add_up_per_hour() {
+    let db = TempDb::new("stats");
+    conformance::hotspot_figures_add_up_per_hour(&db.open()).await;
+}

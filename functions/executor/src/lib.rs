@@ -19,11 +19,12 @@ use tollgate::app::followup::FollowUps;
 use tollgate::app::governor::Pace;
 use tollgate::app::governor::announce_health;
 use tollgate::app::ingest::resend_unenqueued;
+use tollgate::app::stats::StatsRecorder;
 use tollgate::domain::job::JobState;
 use tollgate::domain::time::Timestamp;
 use tollgate::ports::{
-    BatchStore, Clock, GovernorStore, IngestStore, JobStore, Leases, LinkStore, Notifier, Tracker,
-    WorkMessage, WorkQueue,
+    BatchStore, Clock, GovernorStore, IngestStore, JobStore, Leases, LinkStore, Notifier,
+    StatsStore, Tracker, WorkMessage, WorkQueue,
 };
 
 /// One SQS record, translated: the id Lambda knows it by, the receipt the
@@ -259,15 +260,17 @@ pub fn batch_response(
 }
 
 /// The whole entrypoint: event in, partial batch response out; the batch's
-/// counts go to stdout as one Embedded Metric Format line.
+/// counts and the Jira calls it made go to stdout as Embedded Metric Format
+/// lines, and the calls are added to the stored hotspot figures.
 pub async fn handle<S, T, C, G>(
     executor: &Executor<'_, S, T, C, G>,
     queue: &SqsQueue,
     event: &SqsEvent,
     budget: &Budget,
+    recorder: &StatsRecorder,
 ) -> SqsBatchResponse
 where
-    S: JobStore + LinkStore + Leases + BatchStore,
+    S: JobStore + LinkStore + Leases + BatchStore + StatsStore,
     T: Tracker,
     C: Clock,
     G: Pace,
@@ -276,7 +279,16 @@ where
     let (outcomes, mut counts) = process(executor, queue, &records, budget).await;
     counts.records += broken.len() as u64;
     counts.failed += broken.len() as u64;
-    println!("{}", emf::line(executor.clock.now().0, &counts.metrics()));
+    let now = executor.clock.now().0;
+    println!("{}", emf::line(now, &counts.metrics()));
+    match recorder.flush(executor.store, executor.clock).await {
+        Ok(calls) => {
+            for line in emf::call_lines(now, &calls) {
+                println!("{line}");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "hotspot figures not stored; kept for the next batch"),
+    }
     batch_response(&outcomes, broken)
 }
 

@@ -13,6 +13,7 @@ use tollgate::app::approvals::{Approvals, Links};
 use tollgate::app::execute::{Executor, ExecutorConfig};
 use tollgate::app::followup::FollowUps;
 use tollgate::app::governor::{Governor, GovernorConfig};
+use tollgate::app::stats::{Metered, StatsRecorder};
 use tollgate::domain::followup::FollowUpPolicy;
 use tollgate::domain::time::Timestamp;
 use tollgate::ports::SystemClock;
@@ -41,12 +42,17 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         worker: std::env::var("AWS_LAMBDA_LOG_STREAM_NAME").unwrap_or_else(|_| "executor".into()),
         ..ExecutorConfig::default()
     };
+    let recorder = StatsRecorder::default();
+    let metered = Metered {
+        inner: &governor,
+        recorder: &recorder,
+    };
     let executor = Executor {
         store,
         tracker: &tracker,
         clock: &SystemClock,
         config: &config,
-        governor: &governor,
+        governor: &metered,
     };
     // Start a record only if one more Jira call fits; later steps of a job
     // that runs out of time resume from their checkpoint.
@@ -75,12 +81,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         policy: &followup_policy,
     };
     run(service_fn(|event: LambdaEvent<Value>| {
-        let (executor, approvals, followups, notifier, site) = (
+        let (executor, approvals, followups, notifier, site, recorder) = (
             &executor,
             &approvals,
             &followups,
             &notifier,
             jira_url.as_str(),
+            &recorder,
         );
         async move {
             match Invocation::parse(event.payload)? {
@@ -91,7 +98,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                         per_record,
                     };
                     let response =
-                        tollgate_executor::handle(executor, queue, &batch, &budget).await;
+                        tollgate_executor::handle(executor, queue, &batch, &budget, recorder).await;
                     Ok::<_, lambda_runtime::Error>(serde_json::to_value(response)?)
                 }
                 Invocation::Sweep => Ok(tollgate_executor::sweep(

@@ -2,6 +2,7 @@
 //! answers out — the same status codes and bodies as `tollgate serve`, since
 //! both answer through `tollgate::app::api`. No rule lives here.
 
+use lambda_http::RequestExt;
 use lambda_http::http::{Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use tollgate::app::AppError;
@@ -10,10 +11,11 @@ use tollgate::app::approvals::Approvals;
 use tollgate::app::batches::{BatchAction, batch_request};
 use tollgate::app::ingest::{Ingest, IngestOutcome};
 use tollgate::app::jobs::get_job;
+use tollgate::app::stats::stats_request;
 use tollgate::domain::ids::JobId;
 use tollgate::domain::job::JobState;
 use tollgate::domain::signature;
-use tollgate::ports::{Clock, IngestStore, Notifier, WorkQueue};
+use tollgate::ports::{Clock, IngestStore, Notifier, StatsStore, WorkQueue};
 
 /// What the function needs, built once at init.
 pub struct App<'a, S, Q, C, N> {
@@ -30,6 +32,7 @@ enum Route<'p> {
     GetJob(&'p str),
     PostBatch,
     Batch(&'p str, BatchAction),
+    Stats,
     Health,
     WrongMethod,
     Unknown,
@@ -43,6 +46,8 @@ fn route<'p>(method: &Method, path: &'p str) -> Route<'p> {
         (["", "v1", "events"], &Method::POST) => Route::PostEvent,
         (["", "v1", "jobs", id], &Method::GET) => Route::GetJob(id),
         (["", "v1", "batches"], &Method::POST) => Route::PostBatch,
+        (["", "v1", "stats"], &Method::GET) => Route::Stats,
+        (["", "v1", "stats"], _) => Route::WrongMethod,
         (["", "v1", "batches", id], &Method::GET) => Route::Batch(id, BatchAction::View),
         (["", "v1", "batches", id, action], &Method::POST) => {
             match BatchAction::parse(Some(action)) {
@@ -103,7 +108,7 @@ where
 /// Handles one API Gateway request. Never fails: every outcome is an answer.
 pub async fn handle<S, Q, C, N>(app: &App<'_, S, Q, C, N>, req: Request) -> Response<Body>
 where
-    S: IngestStore,
+    S: IngestStore + StatsStore,
     Q: WorkQueue,
     C: Clock,
     N: Notifier,
@@ -167,6 +172,17 @@ where
                 Err(e) => unavailable(e),
             }
         }
+        Route::Stats => {
+            let signature = req
+                .headers()
+                .get(signature::HEADER)
+                .and_then(|v| v.to_str().ok());
+            let query = req.query_string_parameters();
+            match stats_request(ingest, query.first("hours"), signature).await {
+                Ok(a) => respond(a),
+                Err(e) => unavailable(e),
+            }
+        }
         Route::GetJob(id) => match get_job(ingest.store, id).await {
             Ok(a) => respond(a),
             Err(e) => unavailable(e),
@@ -194,6 +210,7 @@ mod tests {
         assert_eq!(route(&Method::GET, "/v1/jobs"), Route::Unknown);
         assert_eq!(route(&Method::GET, "/healthz"), Route::Health);
         assert_eq!(route(&Method::POST, "/v1/batches"), Route::PostBatch);
+        assert_eq!(route(&Method::GET, "/prod/v1/stats"), Route::Stats);
         assert_eq!(
             route(&Method::POST, "/prod/v1/batches/n-1/pause"),
             Route::Batch("n-1", BatchAction::Pause)

@@ -20,6 +20,7 @@
 //! | counter     | `COUNT#<key>`    | `W#<window>`              | `n`, bumped by `ADD` (atomic); expires a day after |
 //! | batch       | `BATCH#<id>`     | `BATCH`                   | `record` (JSON), `paused` (kept by re-posts) |
 //! | batch job   | `BATCH#<id>`     | `JOB#<jobId>`             | one per admitted job of the batch |
+//! | stats       | `STATS#<hour>`   | `STATS`                   | one `c|<counter>` number per counter, added by `ADD` in one update per flush; expires with retention |
 //! | rejection   | `REJECTED#<id>`  | `REJECTED`                | body, errors (JSON), `resubmittedAs`; in `gsi1` under `REJECTED` |
 //!
 //! * Admission is one `TransactWriteItems`: the dedup item with
@@ -50,10 +51,11 @@ use crate::domain::idempotency::{DedupId, Fingerprint, IdempotencyKey, LinkId};
 use crate::domain::ids::{BatchId, ExternalId, IssueKey, JobId, SourceSystem};
 use crate::domain::job::JobState;
 use crate::domain::rejection::{Rejection, RejectionId};
+use crate::domain::stats::CallStats;
 use crate::domain::time::Timestamp;
 use crate::ports::{
     Admission, ApprovalStore, BatchStore, Clock, Counters, GovernorStore, JobRecord, JobStore,
-    Leases, Link, LinkStore, RejectionStore, StoreError, SystemClock,
+    Leases, Link, LinkStore, RejectionStore, StatsStore, StoreError, SystemClock,
 };
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
@@ -1329,6 +1331,49 @@ impl ApprovalStore for DynamoStore {
             }
         }
         Ok(found)
+    }
+}
+
+impl StatsStore for DynamoStore {
+    async fn add_stats(&self, window: i64, stats: &CallStats) -> Result<(), StoreError> {
+        let counters = stats.to_counters();
+        if counters.is_empty() {
+            return Ok(());
+        }
+        let expires = window * 3600 + self.retention.as_secs() as i64;
+        let mut adds = Vec::with_capacity(counters.len());
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("STATS#{window}")))
+            .key("sk", s("STATS"))
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+            .expression_attribute_values(":ttl", n(expires));
+        for (i, (name, count)) in counters.iter().enumerate() {
+            adds.push(format!("#c{i} :c{i}"));
+            req = req
+                .expression_attribute_names(format!("#c{i}"), format!("c|{name}"))
+                .expression_attribute_values(format!(":c{i}"), n(count));
+        }
+        req.update_expression(format!("ADD {} SET #ttl = :ttl", adds.join(", ")))
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn stats(&self, window: i64) -> Result<CallStats, StoreError> {
+        let Some(item) = self.get(format!("STATS#{window}"), "STATS").await? else {
+            return Ok(CallStats::default());
+        };
+        let mut counters = Vec::new();
+        for (attr, value) in &item {
+            if let (Some(name), AttributeValue::N(v)) = (attr.strip_prefix("c|"), value) {
+                counters.push((name, v.parse::<u64>().map_err(corrupt)?));
+            }
+        }
+        Ok(CallStats::from_counters(counters))
     }
 }
 

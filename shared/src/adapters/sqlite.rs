@@ -15,6 +15,8 @@
 //! * `counters` — `(key, window) → count`, bumped by an upsert.
 //! * `rejected` — the manual queue: body, errors (JSON), and the job a
 //!   re-submission created (set once, `WHERE resubmitted_as IS NULL`).
+//! * `stats` — hotspot counters, `(window, name) → n` (hourly windows),
+//!   added by an upsert per counter in one transaction per flush.
 //! * `batches` — one row per batch: the record as JSON and the paused flag
 //!   apart (a re-posted batch replaces the record, never the flag); a
 //!   batch's jobs are found by `jobs.batch`.
@@ -37,11 +39,12 @@ use crate::domain::idempotency::{DedupId, Fingerprint, IdempotencyKey, LinkId};
 use crate::domain::ids::{BatchId, ExternalId, IssueKey, JobId, SourceSystem};
 use crate::domain::job::JobState;
 use crate::domain::rejection::{Rejection, RejectionId};
+use crate::domain::stats::CallStats;
 use crate::domain::time::Timestamp;
 use crate::ports::GovernorStore;
 use crate::ports::{
     Admission, ApprovalStore, BatchStore, Clock, Counters, Delivery, JobRecord, JobStore, Leases,
-    Link, LinkStore, RejectionStore, StoreError, SystemClock, WorkMessage, WorkQueue,
+    Link, LinkStore, RejectionStore, StatsStore, StoreError, SystemClock, WorkMessage, WorkQueue,
 };
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use std::path::Path;
@@ -79,6 +82,12 @@ CREATE INDEX IF NOT EXISTS jobs_by_key ON jobs(key);
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state, created_at);
 CREATE INDEX IF NOT EXISTS jobs_by_link ON jobs(link);
 CREATE INDEX IF NOT EXISTS jobs_by_batch ON jobs(batch) WHERE batch IS NOT NULL;
+CREATE TABLE IF NOT EXISTS stats (
+    window INTEGER NOT NULL,
+    name   TEXT NOT NULL,
+    n      INTEGER NOT NULL,
+    PRIMARY KEY (window, name)
+);
 CREATE TABLE IF NOT EXISTS batches (
     id     TEXT PRIMARY KEY,
     paused INTEGER NOT NULL,
@@ -322,6 +331,38 @@ fn select_jobs(
 ) -> rusqlite::Result<Vec<JobRecord>> {
     let mut st = c.prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs {where_clause}"))?;
     st.query_map(p, job_from_row)?.collect()
+}
+
+impl StatsStore for SqliteDb {
+    async fn add_stats(&self, window: i64, stats: &CallStats) -> Result<(), StoreError> {
+        let counters = stats.to_counters();
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            {
+                let mut st = tx.prepare_cached(
+                    "INSERT INTO stats (window, name, n) VALUES (?1, ?2, ?3) ON CONFLICT(window, name) DO UPDATE SET n = n + excluded.n",
+                )?;
+                for (name, n) in &counters {
+                    st.execute(params![window, name, *n as i64])?;
+                }
+            }
+            tx.commit()
+        })
+        .await
+    }
+
+    async fn stats(&self, window: i64) -> Result<CallStats, StoreError> {
+        let rows: Vec<(String, i64)> = self
+            .with(move |c| {
+                let mut st = c.prepare_cached("SELECT name, n FROM stats WHERE window = ?1")?;
+                st.query_map([window], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect()
+            })
+            .await?;
+        Ok(CallStats::from_counters(
+            rows.iter().map(|(k, n)| (k.as_str(), (*n).max(0) as u64)),
+        ))
+    }
 }
 
 impl BatchStore for SqliteDb {

@@ -6,6 +6,7 @@ use super::batches::{BatchOutcome, BatchView, ItemOutcome};
 use super::ingest::IngestOutcome;
 use crate::domain::audit::AuditEntry;
 use crate::domain::signature::SignatureError;
+use crate::domain::stats::{CallStats, operation_name};
 use crate::ports::JobRecord;
 use serde_json::{Value, json};
 
@@ -209,6 +210,40 @@ pub fn batch_view_answer(view: &BatchView) -> HttpAnswer {
             "etaSeconds": p.eta_seconds,
             "createdAt": b.created_at.to_rfc3339(),
             "updatedAt": b.updated_at.to_rfc3339(),
+        }),
+    )
+}
+
+/// `GET /v1/stats`: the hotspot figures of the last `hours` hours.
+pub fn stats_answer(stats: &CallStats, hours: u32) -> HttpAnswer {
+    let endpoints: Vec<Value> = stats
+        .endpoints
+        .iter()
+        .map(|(endpoint, e)| {
+            json!({
+                "endpoint": endpoint,
+                "operation": operation_name(endpoint),
+                "requests": e.requests,
+                "throttled": e.throttled,
+                "points": e.points,
+            })
+        })
+        .collect();
+    let issues: Vec<Value> = stats
+        .top_issues(10)
+        .into_iter()
+        .map(|(issue, n)| json!({ "issue": issue, "throttled": n }))
+        .collect();
+    HttpAnswer::new(
+        200,
+        json!({
+            "hours": hours,
+            "requests": stats.requests,
+            "throttled": stats.throttled,
+            "points": stats.points,
+            "throttledByReason": stats.throttled_by_reason,
+            "endpoints": endpoints,
+            "topThrottledIssues": issues,
         }),
     )
 }

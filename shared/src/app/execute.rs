@@ -22,6 +22,7 @@ use crate::domain::governor::CallKind;
 use crate::domain::ids::{IssueKey, JobId};
 use crate::domain::job::{JobEvent, JobState};
 use crate::domain::plan::{LinkState, PlanError, Step, plan};
+use crate::domain::ratelimit::RateLimitSignal;
 use crate::domain::response::summarize;
 use crate::domain::validation::validate_event;
 use crate::ports::{
@@ -637,7 +638,12 @@ where
                 let reconciled = self.reconcile(step, target.as_ref(), job, index).await;
                 match &reconciled {
                     Err(e) => self.governor.observe(&kind, Err(e)).await,
-                    Ok(_) => job.points_milli += POINT,
+                    Ok(_) => {
+                        job.points_milli += POINT;
+                        self.governor
+                            .observe(&kind, Ok(&RateLimitSignal::default()))
+                            .await;
+                    }
                 }
                 match reconciled {
                     Ok(Reconciled::Found(created)) => {

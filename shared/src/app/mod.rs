@@ -11,6 +11,7 @@ pub mod followup;
 pub mod governor;
 pub mod ingest;
 pub mod jobs;
+pub mod stats;
 
 use crate::ports::StoreError;
 

@@ -23,6 +23,7 @@ pub mod rejection;
 pub mod response;
 pub mod secret;
 pub mod signature;
+pub mod stats;
 pub mod time;
 pub mod transition;
 pub mod validation;

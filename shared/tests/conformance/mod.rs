@@ -18,7 +18,7 @@ use tollgate::domain::time::Timestamp;
 use tollgate::domain::validation::FieldError;
 use tollgate::ports::{
     Admission, ApprovalStore, BatchStore, Counters, GovernorStore, JobRecord, JobStore, Leases,
-    LinkStore, RejectionStore, WorkMessage, WorkQueue,
+    LinkStore, RejectionStore, StatsStore, WorkMessage, WorkQueue,
 };
 
 pub fn job(dedup: &str, key: &str) -> JobRecord {
@@ -736,4 +736,31 @@ pub async fn batches_keep_their_pause_and_list_their_jobs<S: JobStore + BatchSto
     jobs.sort_by_key(|j| j.points_milli);
     let states: Vec<_> = jobs.iter().map(|j| (j.state, j.points_milli)).collect();
     assert_eq!(states, [(JobState::Superseded, 0), (JobState::Queued, 250)]);
+}
+
+/// Hotspot figures add up across flushes and stay in their hour.
+pub async fn hotspot_figures_add_up_per_hour<S: StatsStore>(store: &S) {
+    use tollgate::domain::stats::{CallOutcome, CallStats};
+    let window = 400_000 + i64::from(fastrand::u32(..1000));
+    let mut a = CallStats::default();
+    a.record(
+        "POST /rest/api/3/issue",
+        None,
+        CallOutcome::Answered { points: 1 },
+        None,
+    );
+    a.record(
+        "PUT /rest/api/3/issue/{key}",
+        Some("OPS-9"),
+        CallOutcome::Throttled,
+        Some("jira-per-issue-on-write"),
+    );
+    store.add_stats(window, &a).await.unwrap();
+    store.add_stats(window, &a).await.unwrap();
+    let back = store.stats(window).await.unwrap();
+    assert_eq!((back.requests, back.throttled, back.points), (4, 2, 2));
+    assert_eq!(back.throttled_issues["OPS-9"], 2);
+    assert_eq!(back.endpoints["POST /rest/api/3/issue"].points, 2);
+    assert_eq!(back.throttled_by_reason["jira-per-issue-on-write"], 2);
+    assert!(store.stats(window + 1).await.unwrap().is_empty());
 }

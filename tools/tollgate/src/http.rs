@@ -3,7 +3,7 @@
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -16,6 +16,7 @@ use tollgate::app::approvals::{Approvals, Links};
 use tollgate::app::batches::{BatchAction, BatchOutcome, batch_request};
 use tollgate::app::ingest::{Ingest, IngestOutcome};
 use tollgate::app::jobs::get_job;
+use tollgate::app::stats::stats_request;
 use tollgate::domain::batch::MAX_BATCH_BYTES;
 use tollgate::domain::job::JobState;
 use tollgate::domain::limits::MAX_BODY_BYTES;
@@ -55,6 +56,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/events", post(post_event))
         .route("/v1/jobs/{job_id}", get(get_job_route))
+        .route("/v1/stats", get(get_stats))
         .route("/v1/batches", post(post_batch))
         .route("/v1/batches/{batch_id}", get(get_batch))
         .route("/v1/batches/{batch_id}/{action}", post(control_batch))
@@ -213,6 +215,28 @@ async fn batch_route(
         batch_id,
         b"",
         signature_header(headers),
+    )
+    .await
+    {
+        Ok(a) => answer(a),
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct StatsQuery {
+    hours: Option<String>,
+}
+
+async fn get_stats(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<StatsQuery>,
+    headers: HeaderMap,
+) -> Response {
+    match stats_request(
+        &state.ingest(),
+        q.hours.as_deref(),
+        signature_header(&headers),
     )
     .await
     {

@@ -105,6 +105,25 @@ enum Command {
         #[command(subcommand)]
         command: Option<SitesCommand>,
     },
+    /// Hotspots: Jira requests, 429s by reason and endpoint, points per
+    /// operation, the issues throttled most.
+    Stats {
+        #[arg(long, env = "TOLLGATE_DB", default_value = config::DEFAULT_DB)]
+        db: PathBuf,
+        /// How many hourly windows, counting back from this one.
+        #[arg(long, default_value_t = 24)]
+        hours: u32,
+        /// Print the figures as JSON (as `GET /v1/stats` answers).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Batches (bulk sync runs): progress, pause, resume.
+    Batches {
+        #[arg(long, env = "TOLLGATE_DB", default_value = config::DEFAULT_DB)]
+        db: PathBuf,
+        #[command(subcommand)]
+        command: BatchesCommand,
+    },
     /// Approve a waiting request as an operator (recorded as such).
     Approve(DecideArgs),
     /// Deny a waiting request as an operator (recorded as such).
@@ -123,6 +142,16 @@ enum Command {
         #[command(flatten)]
         limits: jira_sim::cli::LimitArgs,
     },
+}
+
+#[derive(Subcommand)]
+enum BatchesCommand {
+    /// A batch's progress, as JSON.
+    Show { batch_id: String },
+    /// Hold a batch's queued work where it is.
+    Pause { batch_id: String },
+    /// Let a paused batch go on.
+    Resume { batch_id: String },
 }
 
 #[derive(Subcommand)]
@@ -411,6 +440,38 @@ async fn main() -> anyhow::Result<()> {
                 let command: Vec<String> = std::env::args().collect();
                 bench::write_doc(&path, &command.join(" "), &results)?;
             }
+            Ok(())
+        }
+        Command::Stats { db, hours, json } => {
+            telemetry::init(cli.log_format, "warn");
+            let db = open_db(&db)?;
+            let hours = hours.clamp(1, tollgate::app::stats::MAX_STATS_HOURS);
+            let stats = tollgate::app::stats::read_stats(&db, &SystemClock, hours).await?;
+            if json {
+                let a = tollgate::app::api::stats_answer(&stats, hours);
+                println!("{}", serde_json::to_string_pretty(&a.body)?);
+            } else {
+                print!("{}", stats_table(&stats, hours));
+            }
+            Ok(())
+        }
+        Command::Batches { db, command } => {
+            telemetry::init(cli.log_format, "warn");
+            let db = open_db(&db)?;
+            let (id, action) = match &command {
+                BatchesCommand::Show { batch_id } => (batch_id, None),
+                BatchesCommand::Pause { batch_id } => (batch_id, Some(true)),
+                BatchesCommand::Resume { batch_id } => (batch_id, Some(false)),
+            };
+            let id = tollgate::domain::ids::BatchId::parse(id)
+                .with_context(|| format!("{id:?} is not a batch id"))?;
+            let view = match action {
+                None => tollgate::app::batches::view_batch(&db, &SystemClock, &id).await?,
+                Some(p) => tollgate::app::batches::set_paused(&db, &SystemClock, &id, p).await?,
+            };
+            let view = view.with_context(|| format!("no batch {id}"))?;
+            let a = tollgate::app::api::batch_view_answer(&view);
+            println!("{}", serde_json::to_string_pretty(&a.body)?);
             Ok(())
         }
         Command::Jobs { db, command } => {
@@ -773,4 +834,57 @@ fn sample_events() -> anyhow::Result<Vec<(String, Event)>> {
                 .map_err(|e| anyhow::anyhow!("sample {name}: {e}"))
         })
         .collect()
+}
+
+/// The hotspot figures as a table for people.
+fn stats_table(s: &tollgate::domain::stats::CallStats, hours: u32) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let share = |n: u64| {
+        if s.requests == 0 {
+            0.0
+        } else {
+            100.0 * n as f64 / s.requests as f64
+        }
+    };
+    let _ = writeln!(
+        out,
+        "Jira calls, last {hours} h: {} requests, {} throttled ({:.1} %), {} points",
+        s.requests,
+        s.throttled,
+        share(s.throttled),
+        s.points
+    );
+    let _ = writeln!(
+        out,
+        "\n{:<46} {:<18} {:>9} {:>6} {:>7}",
+        "endpoint", "operation", "requests", "429s", "points"
+    );
+    let mut endpoints: Vec<_> = s.endpoints.iter().collect();
+    endpoints.sort_by(|a, b| b.1.requests.cmp(&a.1.requests).then(a.0.cmp(b.0)));
+    for (endpoint, e) in endpoints {
+        let _ = writeln!(
+            out,
+            "{:<46} {:<18} {:>9} {:>6} {:>7}",
+            endpoint,
+            tollgate::domain::stats::operation_name(endpoint),
+            e.requests,
+            e.throttled,
+            e.points
+        );
+    }
+    if !s.throttled_by_reason.is_empty() {
+        let _ = writeln!(out, "\n429s by reason");
+        for (reason, n) in &s.throttled_by_reason {
+            let _ = writeln!(out, "  {reason:<32} {n:>6}");
+        }
+    }
+    let top = s.top_issues(10);
+    if !top.is_empty() {
+        let _ = writeln!(out, "\nissues throttled most");
+        for (issue, n) in top {
+            let _ = writeln!(out, "  {issue:<16} {n:>6}");
+        }
+    }
+    out
 }

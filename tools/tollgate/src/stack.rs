@@ -4,7 +4,9 @@
 
 use crate::config::{JiraTarget, ServeConfig};
 use crate::http::{AppState, router};
-use crate::worker::{WorkerSettings, run_approvals, run_followups, run_sweeper, run_worker};
+use crate::worker::{
+    WorkerSettings, run_approvals, run_followups, run_stats, run_sweeper, run_worker,
+};
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,6 +19,7 @@ use tollgate::adapters::sqlite::SqliteDb;
 use tollgate::adapters::webhook_notifier::{Notifiers, WebhookNotifier};
 use tollgate::app::execute::ExecutorConfig;
 use tollgate::app::governor::GovernorConfig;
+use tollgate::app::stats::StatsRecorder;
 use tollgate::domain::approval::derive_link_key;
 use tollgate::domain::secret::Secret;
 
@@ -146,6 +149,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
             tracing::error!(error = %e, "HTTP server stopped");
         }
     });
+    let recorder = Arc::new(StatsRecorder::default());
     for i in 0..config.workers {
         let settings = WorkerSettings {
             visibility: config.visibility_timeout,
@@ -160,6 +164,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         tasks.spawn(run_worker(
             db.clone(),
             tracker.clone(),
+            recorder.clone(),
             settings,
             wake.clone(),
             stop_rx.clone(),
@@ -179,6 +184,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         config.followups.clone(),
         stop_rx.clone(),
     ));
+    tasks.spawn(run_stats(db.clone(), recorder, stop_rx.clone()));
     tasks.spawn(run_sweeper(db.clone(), wake, stop_rx));
     tracing::info!(%addr, jira = %url, workers = config.workers, db = %config.db.display(), approvers = config.approvals.policy.approvers.len(), "tollgate serving");
     Ok(Running {

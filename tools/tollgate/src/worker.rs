@@ -14,6 +14,7 @@ use tollgate::app::followup::FollowUps;
 use tollgate::app::governor::announce_health;
 use tollgate::app::governor::{Governor, GovernorConfig};
 use tollgate::app::ingest::resend_unenqueued;
+use tollgate::app::stats::{Metered, StatsRecorder};
 use tollgate::domain::followup::FollowUpPolicy;
 use tollgate::domain::time::Timestamp;
 use tollgate::ports::GovernorStore;
@@ -31,17 +32,22 @@ const IDLE_POLL: Duration = Duration::from_millis(200);
 pub async fn run_worker<T: Tracker>(
     db: SqliteDb,
     tracker: Arc<T>,
+    recorder: Arc<StatsRecorder>,
     settings: WorkerSettings,
     wake: Arc<Notify>,
     mut stop: watch::Receiver<bool>,
 ) {
     let governor = Governor::new(&db, &SystemClock, settings.governor);
+    let metered = Metered {
+        inner: &governor,
+        recorder: recorder.as_ref(),
+    };
     let executor = Executor {
         store: &db,
         tracker: tracker.as_ref(),
         clock: &SystemClock,
         config: &settings.executor,
-        governor: &governor,
+        governor: &metered,
     };
     while !*stop.borrow() {
         let deliveries = match db.receive(1, settings.visibility).await {
@@ -88,6 +94,28 @@ pub async fn run_worker<T: Tracker>(
             if let Err(e) = settled {
                 tracing::warn!(job_id = %d.job_id, error = %e, "could not settle message; it returns after its visibility timeout");
             }
+        }
+    }
+}
+
+/// Adds the workers' Jira call counts to the stored hotspot figures every
+/// couple of seconds, and once more on the way out.
+pub async fn run_stats(
+    db: SqliteDb,
+    recorder: Arc<StatsRecorder>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let every = Duration::from_secs(2);
+    loop {
+        let stopping = tokio::select! {
+            _ = tokio::time::sleep(every) => false,
+            _ = stop.changed() => true,
+        };
+        if let Err(e) = recorder.flush(&db, &SystemClock).await {
+            tracing::warn!(error = %e, "hotspot figures not stored; kept for the next flush");
+        }
+        if stopping || *stop.borrow() {
+            break;
         }
     }
 }
