@@ -303,26 +303,32 @@ where
         link: &LinkState,
         own: Vec<Step>,
     ) -> Result<Vec<Step>, AppError> {
-        // The entity's issue, as the merged jobs would target it; none when
-        // this job acts on another issue than the entity's.
-        let entity_issue = match link {
-            LinkState::Linked(key) => Some(key.clone()),
-            LinkState::Unlinked if matches!(own.first(), Some(Step::CreateIssue { .. })) => {
-                Some(IssueKey::from_stored(String::new()))
+        // The issue this run acts on, and which other jobs' targets are
+        // that same issue: the entity's issue (by external id, or named by
+        // key), the one this run creates (by external id only), or an issue
+        // named by key (by that key only).
+        let creates = matches!(own.first(), Some(Step::CreateIssue { .. }));
+        let (placeholder, by_link, by_key) = match (link, &event.issue_key) {
+            (LinkState::Linked(key), None) => (key.clone(), true, Some(key.clone())),
+            (LinkState::Linked(key), Some(named)) if named == key => {
+                (key.clone(), true, Some(key.clone()))
             }
-            LinkState::Unlinked => job.issue_key.clone().filter(|_| job.kind.creates()),
+            (LinkState::Unlinked, None) if creates => {
+                (IssueKey::from_stored(String::new()), true, None)
+            }
+            (LinkState::Unlinked, Some(named)) if !creates => {
+                (named.clone(), false, Some(named.clone()))
+            }
+            _ => return Ok(own),
         };
-        let entity_issue = entity_issue.filter(|key| {
-            event.issue_key.is_none()
-                || event.issue_key.as_ref() == Some(key)
-                || key.as_str().is_empty()
-        });
-        let carrier_kind_merges = mergeable_carrier(job.kind);
-        if entity_issue.is_none() || !carrier_kind_merges {
+        if !mergeable_carrier(job.kind) {
             return Ok(own);
         }
+        let same_target = |other: &Option<IssueKey>| match other {
+            None => by_link,
+            Some(k) => by_key.as_ref() == Some(k),
+        };
         let fresh = job.steps_done == 0 && job.step_started.is_none();
-        let placeholder = entity_issue.unwrap_or_else(|| IssueKey::from_stored(String::new()));
         let mut plans: Vec<(JobId, Vec<Step>)> = vec![(job.id.clone(), own.clone())];
         let mut taken = Vec::new();
         for other in self.store.entity_jobs(&job.link).await? {
@@ -341,11 +347,7 @@ where
             let Ok(other_event) = read_event(&other.payload) else {
                 continue;
             };
-            if other_event
-                .issue_key
-                .as_ref()
-                .is_some_and(|k| placeholder.as_str().is_empty() || k != &placeholder)
-            {
+            if !same_target(&other_event.issue_key) {
                 continue;
             }
             let Ok(steps) = plan(
@@ -415,7 +417,11 @@ where
         let mut partners: Vec<Partner> = Vec::new();
         let wanted = self.config.bulk_create.min(MAX_BULK_CREATE) - 1;
         let mut links = vec![job.link.clone()];
-        for candidate in self.store.queued_creates(wanted * 2).await? {
+        // Workers gathering at once start at different places in the list,
+        // so they do not all fight over the same leases.
+        let mut candidates = self.store.queued_creates(wanted * 4).await?;
+        fastrand::shuffle(&mut candidates);
+        for candidate in candidates {
             if partners.len() >= wanted {
                 break;
             }

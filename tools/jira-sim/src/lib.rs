@@ -104,6 +104,21 @@ impl Sim {
     }
 
     /// Cheap counters for sampling during a run: 429s so far and points spent.
+    /// Creates issues directly, outside every limit and count: what a site
+    /// already held before a run. Returns their keys, in order.
+    pub fn seed_issues(&self, issues: &[Value]) -> Result<Vec<String>, String> {
+        let mut store = self.store();
+        issues
+            .iter()
+            .map(|fields| {
+                store
+                    .create_issue(&json!({ "fields": fields }))
+                    .map(|(_, key)| key)
+                    .map_err(|e| format!("{e:?}"))
+            })
+            .collect()
+    }
+
     pub fn counters(&self) -> (u64, u64) {
         let l = self.limiter();
         (l.throttled.values().sum(), l.points_total)

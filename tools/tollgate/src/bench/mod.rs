@@ -9,6 +9,7 @@
 
 pub mod baseline;
 pub mod ideal;
+pub mod nightly;
 
 use crate::config::{JiraTarget, ServeConfig};
 use crate::stack;
@@ -42,6 +43,9 @@ pub enum Profile {
     Shifting,
     /// A few seconds of everything, for CI.
     Smoke,
+    /// A CMDB night: 10,000 events as batches (creates, updates of new and
+    /// existing issues, 5 % invalid) against a one-call-per-event client.
+    NightlySync,
     /// 2,000 events under every limit at once plus faults: gateway 429s,
     /// 503s, 500s, slow answers, connections dropped after Jira acted.
     /// (Killing the process mid-run is the chaos test's part: tests/chaos.rs.)
@@ -56,6 +60,7 @@ impl Profile {
             Profile::HotIssue => "hot-issue",
             Profile::Shifting => "shifting",
             Profile::Smoke => "smoke",
+            Profile::NightlySync => "nightly-sync",
             Profile::Chaos => "chaos",
         }
     }
@@ -142,8 +147,10 @@ fn create_needs(n: usize) -> Vec<Need> {
     }]
 }
 
-fn spec(profile: Profile) -> Spec {
-    match profile {
+/// The workload of a single-event profile (nightly-sync has its own module).
+fn spec(profile: Profile) -> Option<Spec> {
+    Some(match profile {
+        Profile::NightlySync => return None,
         Profile::Chaos => {
             let limits = Limits {
                 quota_points: 500,
@@ -269,7 +276,7 @@ fn spec(profile: Profile) -> Spec {
                 setup_issues: 0,
             }
         }
-    }
+    })
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -295,6 +302,8 @@ pub struct RunResult {
     /// Shifting profile: seconds from the change until the last 429.
     pub settle_s: Option<f64>,
     pub window_s: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nightly: Option<nightly::NightlyFigures>,
 }
 
 fn unix_now() -> f64 {
@@ -322,6 +331,20 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<Vec<RunResult>> {
     };
     let mut results = Vec::new();
     for &profile in &opts.profiles {
+        if profile == Profile::NightlySync {
+            let bar = |name: &str| {
+                let bar = multi.add(ProgressBar::new(0));
+                if let Ok(style) =
+                    ProgressStyle::with_template("{prefix:>28} [{bar:30}] {pos}/{len} {elapsed}")
+                {
+                    bar.set_style(style.progress_chars("=> "));
+                }
+                bar.set_prefix(format!("nightly-sync / {name}"));
+                bar
+            };
+            results.extend(nightly::run(&opts.clients, opts.workers, opts.latency, &bar).await?);
+            continue;
+        }
         for &client in &opts.clients {
             let bar = multi.add(ProgressBar::new(0));
             bar.set_style(
@@ -345,7 +368,7 @@ async fn run_one(
     opts: &BenchOptions,
     bar: ProgressBar,
 ) -> anyhow::Result<RunResult> {
-    let spec = spec(profile);
+    let spec = spec(profile).context("nightly-sync runs through bench::nightly")?;
     let sim_config = jira_sim::SimConfig {
         latency: opts.latency,
         limits: spec.limits.clone(),
@@ -494,6 +517,7 @@ async fn run_one(
         p95_interactive_s: p95(latencies),
         settle_s,
         window_s: spec.limits.window_seconds,
+        nightly: None,
     })
 }
 
@@ -616,6 +640,34 @@ pub fn markdown(results: &[RunResult]) -> String {
     for p in profiles {
         let rows: Vec<&RunResult> = results.iter().filter(|r| r.profile == p).collect();
         let first = rows[0];
+        if let Some(n) = &first.nightly {
+            out.push_str(&format!(
+                "\n### {p} — {} events ({} valid, {} invalid), as batches of 1,000\n\n",
+                first.events, n.valid_events, n.invalid_sent
+            ));
+            out.push_str("| client | makespan s | ideal s | requests | calls/event | points/event | create calls/create | edit calls/updated issue | 429s | duplicates | lost | invalid reported |\n");
+            out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+            for r in &rows {
+                let Some(n) = &r.nightly else { continue };
+                out.push_str(&format!(
+                    "| {} | {:.1} | {:.1} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {} | {} | {}/{} |\n",
+                    r.client,
+                    r.makespan_s,
+                    r.ideal_s,
+                    r.requests,
+                    n.calls_per_event,
+                    r.points_per_event,
+                    n.create_calls_per_create,
+                    n.edit_calls_per_updated_issue,
+                    r.throttled,
+                    r.duplicates,
+                    r.lost,
+                    n.invalid_reported,
+                    n.invalid_sent,
+                ));
+            }
+            continue;
+        }
         out.push_str(&format!(
             "\n### {p} — {} events, {} deliveries\n\n",
             first.events, first.deliveries
