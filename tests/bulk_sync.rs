@@ -5,71 +5,30 @@
 use jira_sim::limits::Limits;
 use reqwest::Method;
 use serde_json::{Value, json};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tollgate::adapters::jira::JiraAuth;
-use tollgate::domain::secret::Secret;
-use tollgate::ports::{JobStore, MAX_BULK_CREATE};
-use tollgate_cli::config::{JiraTarget, ServeConfig};
-use tollgate_cli::stack::{self, Running};
-use tollgate_e2e::{Api, Scratch};
+use tollgate::ports::JobStore;
+use tollgate_e2e::InProcess;
 
-const SECRET: &str = "whsec_bulk";
 const WAIT: Duration = Duration::from_secs(60);
 
-struct Rig {
-    running: Running,
-    sim: Arc<jira_sim::Sim>,
-    api: Api,
-    _dir: Scratch,
-}
+type Rig = InProcess;
 
 async fn rig(name: &str, workers: usize, latency: Duration) -> Rig {
     limited_rig(name, workers, latency, Limits::default()).await
 }
 
 async fn limited_rig(name: &str, workers: usize, latency: Duration, limits: Limits) -> Rig {
-    let dir = Scratch::new(name);
-    let config = jira_sim::SimConfig {
-        limits,
-        latency,
-        ..Default::default()
-    };
-    let (addr, sim, _) = jira_sim::spawn(config, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let running = stack::start(ServeConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        db: dir.path("t.db"),
-        jira: JiraTarget::Site {
-            url: format!("http://{addr}"),
-            auth: JiraAuth::Basic {
-                email: "sim@example.com".into(),
-                api_token: Secret::new("sim-token"),
-            },
-        },
-        webhook_secrets: vec![Secret::new(SECRET)],
-        workers,
-        visibility_timeout: Duration::from_secs(30),
-        lease_ttl: Duration::from_secs(30),
-        jira_timeout: Duration::from_secs(5),
-        sim_latency: Duration::ZERO,
-        approvals: Default::default(),
-        followups: Default::default(),
-        bulk_create: MAX_BULK_CREATE,
-    })
-    .await
-    .unwrap();
-    let api = Api::new(&format!("http://{}", running.addr));
-    Rig {
-        running,
-        sim,
-        api,
-        _dir: dir,
-    }
+    InProcess::start(name, workers, latency, limits).await
 }
 
-impl Rig {
+/// What these tests do with a stack besides sending events.
+trait Batches {
+    async fn post_batch(&self, batch: &Value) -> Value;
+    async fn batch(&self, id: &str, action: Option<&str>) -> (u16, Value);
+    async fn wait_batch_done(&self, id: &str) -> Value;
+}
+
+impl Batches for Rig {
     async fn post_batch(&self, batch: &Value) -> Value {
         let sent = self
             .api
@@ -77,7 +36,7 @@ impl Rig {
                 Method::POST,
                 "/v1/batches",
                 &serde_json::to_vec(batch).unwrap(),
-                SECRET,
+                &self.secret,
             )
             .await
             .unwrap();
@@ -90,7 +49,11 @@ impl Rig {
             None => (Method::GET, format!("/v1/batches/{id}")),
             Some(a) => (Method::POST, format!("/v1/batches/{id}/{a}")),
         };
-        let sent = self.api.signed(method, &path, b"", SECRET).await.unwrap();
+        let sent = self
+            .api
+            .signed(method, &path, b"", &self.secret)
+            .await
+            .unwrap();
         (sent.status, sent.body)
     }
 
@@ -104,16 +67,6 @@ impl Rig {
             assert!(Instant::now() < deadline, "batch did not finish: {b}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-    }
-
-    async fn send(&self, event: &Value) -> String {
-        let sent = self
-            .api
-            .post_signed(&serde_json::to_vec(event).unwrap(), SECRET)
-            .await
-            .unwrap();
-        assert_eq!(sent.status, 202, "{}", sent.body);
-        sent.body["jobId"].as_str().unwrap().to_string()
     }
 }
 
@@ -357,7 +310,7 @@ async fn hotspots_show_requests_429s_by_reason_and_the_issue_throttled_most() {
     let stats = loop {
         let s = r
             .api
-            .signed(Method::GET, "/v1/stats?hours=2", b"", SECRET)
+            .signed(Method::GET, "/v1/stats?hours=2", b"", &r.secret)
             .await
             .unwrap();
         assert_eq!(s.status, 200, "{}", s.body);
@@ -413,7 +366,7 @@ async fn hotspots_show_requests_429s_by_reason_and_the_issue_throttled_most() {
     assert_eq!(unsigned.status(), 401);
     let bad = r
         .api
-        .signed(Method::GET, "/v1/stats?hours=0", b"", SECRET)
+        .signed(Method::GET, "/v1/stats?hours=0", b"", &r.secret)
         .await
         .unwrap();
     assert_eq!(bad.status, 400);

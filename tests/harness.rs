@@ -338,3 +338,75 @@ pub async fn inbox(fail_first: usize) -> (String, Inbox) {
     tokio::spawn(async move { axum::serve(listener, app).await });
     (url, inbox)
 }
+
+/// `serve`'s stack in this process, on a fresh database, against an
+/// in-process jira-sim with `limits`: for tests that read the store or the
+/// simulator directly.
+pub struct InProcess {
+    pub running: tollgate_cli::stack::Running,
+    pub sim: Arc<jira_sim::Sim>,
+    pub api: Api,
+    pub secret: String,
+    _dir: Scratch,
+}
+
+impl InProcess {
+    pub async fn start(
+        name: &str,
+        workers: usize,
+        latency: Duration,
+        limits: jira_sim::limits::Limits,
+    ) -> InProcess {
+        let dir = Scratch::new(name);
+        let secret = format!("whsec_{name}");
+        let config = jira_sim::SimConfig {
+            limits,
+            latency,
+            ..Default::default()
+        };
+        let (addr, sim, _) = jira_sim::spawn(config, "127.0.0.1:0".parse().expect("address"))
+            .await
+            .expect("jira-sim starts");
+        let running = tollgate_cli::stack::start(tollgate_cli::config::ServeConfig {
+            listen: "127.0.0.1:0".parse().expect("address"),
+            db: dir.path("t.db"),
+            jira: tollgate_cli::config::JiraTarget::Site {
+                url: format!("http://{addr}"),
+                auth: tollgate::adapters::jira::JiraAuth::Basic {
+                    email: "sim@example.com".into(),
+                    api_token: Secret::new("sim-token"),
+                },
+            },
+            webhook_secrets: vec![Secret::new(&secret)],
+            workers,
+            visibility_timeout: Duration::from_secs(30),
+            lease_ttl: Duration::from_secs(30),
+            jira_timeout: Duration::from_secs(5),
+            sim_latency: Duration::ZERO,
+            approvals: Default::default(),
+            followups: Default::default(),
+            bulk_create: tollgate::ports::MAX_BULK_CREATE,
+        })
+        .await
+        .expect("serve starts");
+        let api = Api::new(&format!("http://{}", running.addr));
+        InProcess {
+            running,
+            sim,
+            api,
+            secret,
+            _dir: dir,
+        }
+    }
+
+    /// Sends one event, signed; its job id (the answer must be 202).
+    pub async fn send(&self, event: &Value) -> String {
+        let sent = self
+            .api
+            .post_signed(&serde_json::to_vec(event).expect("json"), &self.secret)
+            .await
+            .expect("event sent");
+        assert_eq!(sent.status, 202, "{}", sent.body);
+        sent.body["jobId"].as_str().expect("jobId").to_string()
+    }
+}

@@ -9,7 +9,7 @@ use crate::domain::audit::AuditEntry;
 use crate::domain::batch::{BatchRecord, JobSummary};
 use crate::domain::event::{OperationKind, Priority};
 use crate::domain::idempotency::{DedupId, Fingerprint, IdempotencyKey, LinkId};
-use crate::domain::ids::{BatchId, ExternalId, IssueKey, JobId, SourceSystem};
+use crate::domain::ids::{BatchId, ExternalId, IssueKey, JobId, PageId, SourceSystem, SpaceId};
 use crate::domain::job::JobState;
 use crate::domain::notice::Notice;
 use crate::domain::ratelimit::RateLimitSignal;
@@ -494,6 +494,36 @@ pub trait Tracker: Send + Sync {
         &self,
         label: &str,
     ) -> impl Future<Output = TrackerResult<Vec<IssueKey>>> + Send;
+
+    /// Creates a Confluence page (`body` in storage format); its id.
+    fn create_page(
+        &self,
+        space: &SpaceId,
+        title: &str,
+        body: &str,
+        parent: Option<&PageId>,
+    ) -> impl Future<Output = TrackerResult<PageId>> + Send;
+
+    /// The page titled `title` in the space (titles are unique per space).
+    fn find_page(
+        &self,
+        space: &SpaceId,
+        title: &str,
+    ) -> impl Future<Output = TrackerResult<Option<PageId>>> + Send;
+
+    /// Adds a footer comment (`body` in storage format) to a page.
+    fn add_page_comment(
+        &self,
+        page: &PageId,
+        body: &str,
+    ) -> impl Future<Output = TrackerResult<()>> + Send;
+
+    /// Whether the page has a footer comment with exactly this body.
+    fn has_page_comment(
+        &self,
+        page: &PageId,
+        body: &str,
+    ) -> impl Future<Output = TrackerResult<bool>> + Send;
 }
 
 /// The governor's shared state, one row per Jira site, written with

@@ -13,6 +13,11 @@
 //! * `GET|POST /rest/api/3/issue/{key}/transitions` — resolve name → id, move
 //! * `GET /rest/api/3/issue/{key}?fields=status` — current status
 //! * `POST /rest/api/3/search/jql` — find issues by label
+//! * Confluence on the same site (same governor): `POST /wiki/api/v2/pages`
+//!   (storage format; titles are unique per space, so a lost answer is
+//!   reconciled with `GET /wiki/api/v2/pages?space-id=…&title=…`),
+//!   `POST /wiki/api/v2/footer-comments` (reconciled by looking for the same
+//!   body among `GET /wiki/api/v2/pages/{id}/footer-comments`)
 //!
 //! Every response is classified by [`crate::domain::response::classify`] and
 //! its rate-limit headers parsed by [`RateLimitSignal::from_headers`]; a
@@ -20,7 +25,7 @@
 //! the executor reconciles before repeating it).
 
 use crate::domain::adf::to_adf;
-use crate::domain::ids::IssueKey;
+use crate::domain::ids::{IssueKey, PageId, SpaceId};
 use crate::domain::ratelimit::RateLimitSignal;
 use crate::domain::response::{Classified, classify};
 use crate::domain::secret::Secret;
@@ -458,6 +463,90 @@ impl Tracker for JiraClient {
             signal: a.signal,
         })
     }
+
+    async fn create_page(
+        &self,
+        space: &SpaceId,
+        title: &str,
+        body: &str,
+        parent: Option<&PageId>,
+    ) -> TrackerResult<PageId> {
+        let mut request = json!({
+            "spaceId": space.as_str(),
+            "status": "current",
+            "title": title,
+            "body": { "representation": "storage", "value": body }
+        });
+        if let Some(p) = parent {
+            request["parentId"] = json!(p.as_str());
+        }
+        let a = self
+            .call_json(Method::POST, "/wiki/api/v2/pages", Some(&request))
+            .await?;
+        let id = a.value["id"]
+            .as_str()
+            .and_then(PageId::parse)
+            .ok_or_else(|| TrackerError::Transient {
+                status: Some(a.status),
+                message: "Confluence answered the page create without a page id".into(),
+                signal: a.signal.clone(),
+            })?;
+        Ok(a.map(|_| id))
+    }
+
+    async fn find_page(&self, space: &SpaceId, title: &str) -> TrackerResult<Option<PageId>> {
+        let path = format!(
+            "/wiki/api/v2/pages?space-id={}&title={}&status=current&limit=1",
+            space.as_str(),
+            query_escape(title)
+        );
+        let a = self.call_json(Method::GET, &path, None).await?;
+        let id = a.value["results"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["title"] == title)
+            .and_then(|p| p["id"].as_str().and_then(PageId::parse));
+        Ok(a.map(|_| id))
+    }
+
+    async fn add_page_comment(&self, page: &PageId, body: &str) -> TrackerResult<()> {
+        let request = json!({
+            "pageId": page.as_str(),
+            "body": { "representation": "storage", "value": body }
+        });
+        let a = self
+            .call(Method::POST, "/wiki/api/v2/footer-comments", Some(&request))
+            .await?;
+        Ok(a.map(|_| ()))
+    }
+
+    async fn has_page_comment(&self, page: &PageId, body: &str) -> TrackerResult<bool> {
+        let path = format!(
+            "/wiki/api/v2/pages/{}/footer-comments?body-format=storage&limit=250",
+            page.as_str()
+        );
+        let a = self.call_json(Method::GET, &path, None).await?;
+        let found = a.value["results"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["body"]["storage"]["value"] == body);
+        Ok(a.map(|_| found))
+    }
+}
+
+/// Percent-encodes a query parameter value (RFC 3986 unreserved kept).
+fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -481,6 +570,14 @@ mod tests {
             })
         );
         assert_eq!(out[2], Ok(IssueKey::parse("OPS-2").unwrap()));
+    }
+
+    #[test]
+    fn page_titles_are_escaped_in_queries() {
+        assert_eq!(
+            query_escape("Runbook: a&b / ü"),
+            "Runbook%3A%20a%26b%20%2F%20%C3%BC"
+        );
     }
 
     #[test]

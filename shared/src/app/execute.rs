@@ -724,6 +724,12 @@ where
 
     /// Finds which issue the job acts on, claiming the entity for creates.
     async fn resolve(&self, job: &JobRecord, event: &Event) -> Result<Resolution, AppError> {
+        if job.kind.confluence() {
+            return Ok(Resolution::Ready {
+                link: LinkState::Unlinked,
+                target: None,
+            });
+        }
         let creates = job.kind.creates();
         let link = if creates {
             Some(self.store.claim_link(&job.link, &job.id).await?)
@@ -828,6 +834,23 @@ where
                 }
                 Ok(a.map(|_| None))
             }
+            Step::CreatePage {
+                space_id,
+                title,
+                body,
+                parent_id,
+            } => {
+                let a = self
+                    .tracker
+                    .create_page(space_id, title, body, parent_id.as_ref())
+                    .await?;
+                tracing::info!(job_id = %job.id, page_id = %a.value, "page created");
+                Ok(a.map(|_| None))
+            }
+            Step::PageComment { page_id, body } => {
+                let a = self.tracker.add_page_comment(page_id, body).await?;
+                Ok(a.map(|_| None))
+            }
         }
     }
 
@@ -866,6 +889,19 @@ where
                 }
                 _ => Ok(Reconciled::NotFound),
             },
+            Step::CreatePage {
+                space_id, title, ..
+            } => Ok(match self.tracker.find_page(space_id, title).await?.value {
+                Some(_) => Reconciled::Found(None),
+                None => Reconciled::NotFound,
+            }),
+            Step::PageComment { page_id, body } => Ok(
+                if self.tracker.has_page_comment(page_id, body).await?.value {
+                    Reconciled::Found(None)
+                } else {
+                    Reconciled::NotFound
+                },
+            ),
             Step::Edit { .. } | Step::Transition { .. } => Ok(Reconciled::NotFound),
         }
     }

@@ -2,7 +2,7 @@
 //! needs, so a `comment` without text or a `create` without a project cannot
 //! be built. Parsing and validation live in [`super::validation`].
 
-use super::ids::{ExternalId, IssueKey, ProjectKey, SourceSystem};
+use super::ids::{ExternalId, IssueKey, PageId, ProjectKey, SourceSystem, SpaceId};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -31,6 +31,22 @@ pub enum Operation {
         name: String,
         comment: Option<String>,
     },
+    /// A footer comment on a Confluence page.
+    PageComment {
+        page_id: PageId,
+        text: String,
+    },
+    /// A new Confluence page.
+    CreatePage(NewPage),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewPage {
+    pub space_id: SpaceId,
+    pub title: String,
+    /// Plain text; converted to storage format.
+    pub body: String,
+    pub parent_id: Option<PageId>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -70,6 +86,10 @@ pub enum OperationKind {
     Update,
     Comment,
     Transition,
+    #[serde(rename = "pageComment")]
+    PageComment,
+    #[serde(rename = "createPage")]
+    CreatePage,
 }
 
 /// `interactive` work (a person is waiting on it) overtakes `bulk` work.
@@ -91,17 +111,21 @@ impl Operation {
             Operation::Update(_) => OperationKind::Update,
             Operation::Comment { .. } => OperationKind::Comment,
             Operation::Transition { .. } => OperationKind::Transition,
+            Operation::PageComment { .. } => OperationKind::PageComment,
+            Operation::CreatePage(_) => OperationKind::CreatePage,
         }
     }
 }
 
 impl OperationKind {
-    pub const ALL: [OperationKind; 5] = [
+    pub const ALL: [OperationKind; 7] = [
         OperationKind::Create,
         OperationKind::Upsert,
         OperationKind::Update,
         OperationKind::Comment,
         OperationKind::Transition,
+        OperationKind::PageComment,
+        OperationKind::CreatePage,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -111,6 +135,8 @@ impl OperationKind {
             OperationKind::Update => "update",
             OperationKind::Comment => "comment",
             OperationKind::Transition => "transition",
+            OperationKind::PageComment => "pageComment",
+            OperationKind::CreatePage => "createPage",
         }
     }
 
@@ -123,6 +149,12 @@ impl OperationKind {
     /// carried out.
     pub fn revisable(self) -> bool {
         matches!(self, OperationKind::Update | OperationKind::Upsert)
+    }
+
+    /// Operations on Confluence pages rather than Jira issues: they have no
+    /// issue to find or wait for.
+    pub fn confluence(self) -> bool {
+        matches!(self, OperationKind::PageComment | OperationKind::CreatePage)
     }
 
     /// Operations that may create an issue, and so own the external id's

@@ -57,6 +57,31 @@ string_id!(
     /// A bulk sync run, named by its sender (`cmdb-2026-11-24`).
     BatchId
 );
+string_id!(
+    /// A Confluence page id (digits).
+    PageId
+);
+string_id!(
+    /// A Confluence space id (digits, as the v2 API names spaces).
+    SpaceId
+);
+
+/// Confluence ids are decimal numbers, sent as strings.
+fn confluence_id(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+impl PageId {
+    pub fn parse(s: &str) -> Option<Self> {
+        confluence_id(s).then(|| PageId(s.to_string()))
+    }
+}
+
+impl SpaceId {
+    pub fn parse(s: &str) -> Option<Self> {
+        confluence_id(s).then(|| SpaceId(s.to_string()))
+    }
+}
 
 impl JobId {
     pub fn generate() -> Self {

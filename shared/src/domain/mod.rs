@@ -24,6 +24,7 @@ pub mod response;
 pub mod secret;
 pub mod signature;
 pub mod stats;
+pub mod storage_format;
 pub mod time;
 pub mod transition;
 pub mod validation;

@@ -10,7 +10,8 @@ use super::adf::to_adf;
 use super::event::{Event, IssueEdit, NewIssue, Operation};
 use super::governor::CallKind;
 use super::idempotency::LinkId;
-use super::ids::IssueKey;
+use super::ids::{IssueKey, PageId, SpaceId};
+use super::storage_format::to_storage;
 use serde_json::{Map, Value, json};
 use std::fmt;
 
@@ -40,6 +41,20 @@ pub enum Step {
     Transition {
         name: String,
     },
+    /// Create a Confluence page; its title is unique in its space, which is
+    /// how a lost answer is reconciled.
+    CreatePage {
+        space_id: SpaceId,
+        title: String,
+        /// Storage format.
+        body: String,
+        parent_id: Option<PageId>,
+    },
+    /// A footer comment on a Confluence page (storage format).
+    PageComment {
+        page_id: PageId,
+        body: String,
+    },
 }
 
 impl Step {
@@ -48,7 +63,11 @@ impl Step {
     pub fn needs_reconcile(&self) -> bool {
         matches!(
             self,
-            Step::CreateIssue { .. } | Step::CreateChild { .. } | Step::Comment { .. }
+            Step::CreateIssue { .. }
+                | Step::CreateChild { .. }
+                | Step::Comment { .. }
+                | Step::CreatePage { .. }
+                | Step::PageComment { .. }
         )
     }
 
@@ -60,6 +79,8 @@ impl Step {
             Step::Edit { .. } => "edit_issue",
             Step::Comment { .. } => "add_comment",
             Step::Transition { .. } => "transition_issue",
+            Step::CreatePage { .. } => "create_page",
+            Step::PageComment { .. } => "add_page_comment",
         }
     }
 }
@@ -75,6 +96,8 @@ impl Step {
             Step::Edit { .. } => ("PUT /rest/api/3/issue/{key}", true, issue),
             Step::Comment { .. } => ("POST /rest/api/3/issue/{key}/comment", true, issue),
             Step::Transition { .. } => ("POST /rest/api/3/issue/{key}/transitions", true, issue),
+            Step::CreatePage { .. } => ("POST /wiki/api/v2/pages", true, None),
+            Step::PageComment { .. } => ("POST /wiki/api/v2/footer-comments", true, None),
         };
         CallKind {
             endpoint: endpoint.into(),
@@ -88,6 +111,8 @@ impl Step {
     pub fn reconcile_call_kind(&self, target: Option<&IssueKey>, bulk: bool) -> CallKind {
         let endpoint = match self {
             Step::Comment { .. } => "GET /rest/api/3/issue/{key}/comment",
+            Step::CreatePage { .. } => "GET /wiki/api/v2/pages",
+            Step::PageComment { .. } => "GET /wiki/api/v2/pages/{id}/footer-comments",
             _ => "POST /rest/api/3/search/jql",
         };
         CallKind {
@@ -127,6 +152,13 @@ impl fmt::Display for Step {
                 write!(f, "comment \"{preview}\"")
             }
             Step::Transition { name } => write!(f, "transition to \"{name}\""),
+            Step::CreatePage {
+                space_id, title, ..
+            } => write!(f, "create page \"{title}\" in space {space_id}"),
+            Step::PageComment { page_id, body } => {
+                let preview: String = body.chars().take(80).collect();
+                write!(f, "comment on page {page_id}: {preview}")
+            }
         }
     }
 }
@@ -186,6 +218,16 @@ pub fn plan(event: &Event, link_id: &LinkId, link: &LinkState) -> Result<Vec<Ste
             steps.push(Step::Transition { name: name.clone() });
             push_comment(&mut steps, comment);
         }
+        Operation::PageComment { page_id, text } => steps.push(Step::PageComment {
+            page_id: page_id.clone(),
+            body: to_storage(text),
+        }),
+        Operation::CreatePage(page) => steps.push(Step::CreatePage {
+            space_id: page.space_id.clone(),
+            title: page.title.clone(),
+            body: to_storage(&page.body),
+            parent_id: page.parent_id.clone(),
+        }),
     }
     Ok(steps)
 }
@@ -372,6 +414,32 @@ mod tests {
         };
         assert_eq!(fields["summary"], "new");
         assert_eq!(fields["description"]["type"], "doc");
+    }
+
+    #[test]
+    fn confluence_operations_need_no_issue() {
+        let (e, l) = event(
+            json!({"sourceSystem":"a","externalId":"1","desiredOperation":"createPage",
+            "spaceId":"65538","title":"Runbook","body":"<b>step</b> one"}),
+        );
+        let steps = plan(&e, &l, &LinkState::Unlinked).unwrap();
+        assert_eq!(names(&steps), ["create_page"]);
+        let Step::CreatePage { body, .. } = &steps[0] else {
+            panic!()
+        };
+        assert_eq!(body, "<p>&lt;b&gt;step&lt;/b&gt; one</p>");
+        assert_eq!(
+            steps[0].call_kind(None, false).endpoint,
+            "POST /wiki/api/v2/pages"
+        );
+        let (e, l) = event(
+            json!({"sourceSystem":"a","externalId":"1","desiredOperation":"pageComment",
+            "pageId":"98306","comment":"deployed"}),
+        );
+        assert_eq!(
+            names(&plan(&e, &l, &LinkState::Unlinked).unwrap()),
+            ["add_page_comment"]
+        );
     }
 
     #[test]

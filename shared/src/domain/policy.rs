@@ -166,7 +166,10 @@ fn fields_touched(event: &Event) -> Vec<&str> {
             }
             names
         }
-        Operation::Comment { .. } | Operation::Transition { .. } => Vec::new(),
+        Operation::Comment { .. }
+        | Operation::Transition { .. }
+        | Operation::PageComment { .. }
+        | Operation::CreatePage(_) => Vec::new(),
     }
 }
 

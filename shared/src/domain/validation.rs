@@ -2,8 +2,10 @@
 //! wrong with it, each error naming its field. Validation runs before any
 //! point is spent and before anything is written.
 
-use super::event::{ChildIssue, Event, IssueEdit, NewIssue, Operation, OperationKind, Priority};
-use super::ids::{ExternalId, IssueKey, ProjectKey, SourceSystem};
+use super::event::{
+    ChildIssue, Event, IssueEdit, NewIssue, NewPage, Operation, OperationKind, Priority,
+};
+use super::ids::{ExternalId, IssueKey, PageId, ProjectKey, SourceSystem, SpaceId};
 use super::limits::*;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -35,7 +37,22 @@ impl fmt::Display for FieldError {
 #[error("invalid event: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
 pub struct ValidationErrors(pub Vec<FieldError>);
 
-const KNOWN_FIELDS: [&str; 15] = [
+/// Fields only Confluence operations use.
+const PAGE_FIELDS: [&str; 5] = ["pageId", "spaceId", "parentId", "title", "body"];
+/// Fields only Jira operations use.
+const ISSUE_FIELDS: [&str; 9] = [
+    "issueKey",
+    "projectKey",
+    "issueType",
+    "summary",
+    "description",
+    "labels",
+    "fields",
+    "transition",
+    "children",
+];
+
+const KNOWN_FIELDS: [&str; 20] = [
     "sourceSystem",
     "externalId",
     "desiredOperation",
@@ -51,6 +68,11 @@ const KNOWN_FIELDS: [&str; 15] = [
     "priority",
     "children",
     "schemaVersion",
+    "pageId",
+    "spaceId",
+    "parentId",
+    "title",
+    "body",
 ];
 
 /// Parses and validates a raw request body.
@@ -125,17 +147,22 @@ pub fn validate_event(value: &Value) -> Result<Event, ValidationErrors> {
         OperationKind::parse(s).or_else(|| {
             v.error(
                 "desiredOperation",
-                format!("must be one of create, upsert, update, comment, transition (got {s:?})"),
+                format!(
+                    "must be one of create, upsert, update, comment, transition, pageComment, createPage (got {s:?})"
+                ),
             );
             None
         })
     });
-    let issue_key = v.optional_str("issueKey").and_then(|s| {
-        IssueKey::parse(s).or_else(|| {
-            v.error("issueKey", "must look like PROJECT-123");
-            None
-        })
-    });
+    let issue_key = v
+        .optional_str("issueKey")
+        .filter(|_| !kind.is_some_and(OperationKind::confluence))
+        .and_then(|s| {
+            IssueKey::parse(s).or_else(|| {
+                v.error("issueKey", "must look like PROJECT-123");
+                None
+            })
+        });
     let priority = match v.optional_str("priority") {
         None => Priority::default(),
         Some(s) => Priority::parse(s).unwrap_or_else(|| {
@@ -144,9 +171,18 @@ pub fn validate_event(value: &Value) -> Result<Event, ValidationErrors> {
         }),
     };
 
+    if let Some(k) = kind {
+        let foreign: &[&str] = if k.confluence() {
+            &ISSUE_FIELDS
+        } else {
+            &PAGE_FIELDS
+        };
+        v.forbid(k, foreign);
+    }
     let operation = kind.and_then(|kind| v.operation(kind));
     if let (Some(k), Some(_)) = (kind, obj.get("children"))
         && !k.creates()
+        && !k.confluence()
     {
         v.error("children", "is only allowed with create or upsert");
     }
@@ -442,7 +478,45 @@ impl<'a> Fields<'a> {
                     comment,
                 })
             }
+            OperationKind::PageComment => {
+                let page_id = self.page_id("pageId", true);
+                let text = self.text("comment", true, MAX_TEXT_CHARS);
+                Some(Operation::PageComment {
+                    page_id: page_id?,
+                    text: text?,
+                })
+            }
+            OperationKind::CreatePage => {
+                self.forbid(kind, &["comment"]);
+                let space_id = self.required_str("spaceId").and_then(|s| {
+                    SpaceId::parse(s).or_else(|| {
+                        self.error("spaceId", "must be a Confluence space id (digits)");
+                        None
+                    })
+                });
+                let title = self.summary("title", true);
+                let body = self.text("body", true, MAX_TEXT_CHARS);
+                let parent_id = self.page_id("parentId", false);
+                Some(Operation::CreatePage(NewPage {
+                    space_id: space_id?,
+                    title: title?,
+                    body: body?,
+                    parent_id,
+                }))
+            }
         }
+    }
+
+    fn page_id(&mut self, field: &str, required: bool) -> Option<PageId> {
+        let s = if required {
+            self.required_str(field)?
+        } else {
+            self.optional_str(field)?
+        };
+        PageId::parse(s).or_else(|| {
+            self.error(field, "must be a Confluence page id (digits)");
+            None
+        })
     }
 }
 
@@ -456,6 +530,38 @@ mod tests {
             Ok(_) => Vec::new(),
             Err(ValidationErrors(errors)) => errors.into_iter().map(|e| e.field).collect(),
         }
+    }
+
+    #[test]
+    fn confluence_operations_name_their_own_fields_and_refuse_jira_ones() {
+        assert_eq!(
+            errors_of(
+                json!({"sourceSystem":"a","externalId":"1","desiredOperation":"createPage",
+                             "spaceId":"x1","body":"b","summary":"s"})
+            ),
+            ["summary", "spaceId", "title"]
+        );
+        assert_eq!(
+            errors_of(
+                json!({"sourceSystem":"a","externalId":"1","desiredOperation":"pageComment",
+                             "pageId":"12","comment":"c","issueKey":"OPS-1"})
+            ),
+            ["issueKey"]
+        );
+        assert_eq!(
+            errors_of(
+                json!({"sourceSystem":"a","externalId":"1","desiredOperation":"comment",
+                             "issueKey":"OPS-1","comment":"c","pageId":"12"})
+            ),
+            ["pageId"]
+        );
+        assert!(
+            errors_of(
+                json!({"sourceSystem":"a","externalId":"1","desiredOperation":"pageComment",
+                                 "pageId":"12","comment":"c"})
+            )
+            .is_empty()
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! carrying one tollgate marker), so tests can count them.
 
 pub mod cli;
+mod confluence;
 mod jql;
 pub mod limits;
 mod store;
@@ -160,6 +161,12 @@ pub fn router(sim: Shared) -> Router {
     let api = Router::new()
         .route("/rest/api/3/issue", post(create_issue))
         .route("/rest/api/3/issue/bulk", post(create_issues))
+        .route("/wiki/api/v2/pages", post(create_page).get(find_pages))
+        .route("/wiki/api/v2/footer-comments", post(add_page_comment))
+        .route(
+            "/wiki/api/v2/pages/{id}/footer-comments",
+            get(list_page_comments),
+        )
         .route("/rest/api/3/issue/{key}", get(get_issue).put(edit_issue))
         .route(
             "/rest/api/3/issue/{key}/comment",
@@ -447,6 +454,45 @@ async fn create_issues(
         axum::Json(json!({ "issues": issues, "errors": errors })),
     )
         .into_response())
+}
+
+async fn create_page(
+    State(sim): State<Shared>,
+    body: axum::body::Bytes,
+) -> Result<Response, SimError> {
+    let body = parse_body(&body)?;
+    let page = sim.store().pages.create(&body)?;
+    Ok(axum::Json(page).into_response())
+}
+
+async fn find_pages(
+    State(sim): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, SimError> {
+    let found = sim.store().pages.find(
+        q.get("space-id").map(String::as_str),
+        q.get("title").map(String::as_str),
+    );
+    let n = found["results"].as_array().map_or(0, Vec::len);
+    Ok(with_objects(axum::Json(found).into_response(), n))
+}
+
+async fn add_page_comment(
+    State(sim): State<Shared>,
+    body: axum::body::Bytes,
+) -> Result<Response, SimError> {
+    let body = parse_body(&body)?;
+    let comment = sim.store().pages.add_comment(&body)?;
+    Ok((StatusCode::CREATED, axum::Json(comment)).into_response())
+}
+
+async fn list_page_comments(
+    State(sim): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<Response, SimError> {
+    let comments = sim.store().pages.comments(&id)?;
+    let n = comments["results"].as_array().map_or(0, Vec::len);
+    Ok(with_objects(axum::Json(comments).into_response(), n))
 }
 
 /// Jira's bulk create limit.

@@ -54,6 +54,7 @@ pub struct SimStore {
     next_id: u64,
     next_number: HashMap<String, u64>,
     requests: BTreeMap<String, u64>,
+    pub pages: crate::confluence::Pages,
 }
 
 /// `/rest/api/3/issue/OPS-1/comment` → `/rest/api/3/issue/{key}/comment`.
@@ -61,7 +62,9 @@ pub fn endpoint_template(path: &str) -> String {
     path.split('/')
         .enumerate()
         .map(|(i, seg)| {
-            if i == 5 && path.starts_with("/rest/api/3/issue/") && seg != "bulk" {
+            if (i == 5 && path.starts_with("/rest/api/3/issue/") && seg != "bulk")
+                || (i == 5 && path.starts_with("/wiki/api/v2/pages/"))
+            {
                 "{key}"
             } else {
                 seg
@@ -125,6 +128,7 @@ impl SimStore {
             next_id: 10000,
             next_number: HashMap::new(),
             requests: BTreeMap::new(),
+            pages: Default::default(),
         }
     }
 
@@ -446,6 +450,7 @@ impl SimStore {
             })
             .collect();
         let total_requests: u64 = self.requests.values().sum();
+        let (pages, duplicate_page_comments) = self.pages.report();
         json!({
             "totals": {
                 "issues": self.issues.len(),
@@ -455,7 +460,11 @@ impl SimStore {
                 "requests": total_requests,
                 "duplicateIssues": duplicates.iter().map(|d| d["issues"].as_array().map_or(0, |a| a.len() - 1)).sum::<usize>(),
                 "duplicateComments": duplicate_comments.len(),
+                "pages": pages.as_array().map_or(0, Vec::len),
+                "pageComments": pages.as_array().into_iter().flatten().map(|p| p["comments"].as_array().map_or(0, Vec::len)).sum::<usize>(),
+                "duplicatePageComments": duplicate_page_comments,
             },
+            "pages": pages,
             "requestsByEndpoint": self.requests,
             "duplicates": duplicates,
             "duplicateComments": duplicate_comments,

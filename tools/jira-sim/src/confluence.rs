@@ -1,0 +1,149 @@
+//! The Confluence part of a site (`/wiki/api/v2`): pages and their footer
+//! comments, with Confluence's rules that matter to a client — a title is
+//! unique in its space (a second create is refused with 400), unknown pages
+//! are 404, bodies are storage format.
+
+use super::store::SimError;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+pub struct Page {
+    pub id: u64,
+    pub space_id: String,
+    pub title: String,
+    pub parent_id: Option<String>,
+    pub body: String,
+    pub comments: Vec<(u64, String)>,
+}
+
+#[derive(Default)]
+pub struct Pages {
+    pages: Vec<Page>,
+    next_id: u64,
+}
+
+fn storage_value(body: &Value) -> Result<String, SimError> {
+    if body["representation"] != "storage" {
+        return Err(SimError::Message(
+            "body.representation must be storage".into(),
+        ));
+    }
+    body["value"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| SimError::Message("body.value is required".into()))
+}
+
+fn numeric(v: &Value) -> Option<String> {
+    v.as_str()
+        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+        .map(str::to_string)
+}
+
+impl Pages {
+    pub fn create(&mut self, body: &Value) -> Result<Value, SimError> {
+        let space_id = numeric(&body["spaceId"])
+            .ok_or_else(|| SimError::Message("spaceId is required".into()))?;
+        let title = body["title"]
+            .as_str()
+            .filter(|t| !t.trim().is_empty())
+            .ok_or_else(|| SimError::Message("title is required".into()))?
+            .to_string();
+        let content = storage_value(&body["body"])?;
+        let parent_id = match body.get("parentId") {
+            None | Some(Value::Null) => None,
+            Some(p) => {
+                let id = numeric(p).ok_or(SimError::NotFound)?;
+                if !self.pages.iter().any(|pg| pg.id.to_string() == id) {
+                    return Err(SimError::NotFound);
+                }
+                Some(id)
+            }
+        };
+        if self
+            .pages
+            .iter()
+            .any(|p| p.space_id == space_id && p.title == title)
+        {
+            return Err(SimError::Message(
+                "A page with this title already exists: A page already exists with the same TITLE in this space".into(),
+            ));
+        }
+        self.next_id += 1;
+        let id = 3_000_000 + self.next_id;
+        self.pages.push(Page {
+            id,
+            space_id: space_id.clone(),
+            title: title.clone(),
+            parent_id: parent_id.clone(),
+            body: content,
+            comments: Vec::new(),
+        });
+        Ok(
+            json!({"id": id.to_string(), "status": "current", "title": title,
+                  "spaceId": space_id, "parentId": parent_id}),
+        )
+    }
+
+    pub fn find(&self, space_id: Option<&str>, title: Option<&str>) -> Value {
+        let results: Vec<Value> = self
+            .pages
+            .iter()
+            .filter(|p| space_id.is_none_or(|s| p.space_id == s))
+            .filter(|p| title.is_none_or(|t| p.title == t))
+            .map(|p| json!({"id": p.id.to_string(), "title": p.title, "spaceId": p.space_id, "status": "current"}))
+            .collect();
+        json!({ "results": results, "_links": {} })
+    }
+
+    fn page_mut(&mut self, id: &str) -> Result<&mut Page, SimError> {
+        self.pages
+            .iter_mut()
+            .find(|p| p.id.to_string() == id)
+            .ok_or(SimError::NotFound)
+    }
+
+    pub fn add_comment(&mut self, body: &Value) -> Result<Value, SimError> {
+        let page_id = numeric(&body["pageId"]).ok_or(SimError::NotFound)?;
+        let content = storage_value(&body["body"])?;
+        self.next_id += 1;
+        let id = 4_000_000 + self.next_id;
+        let page = self.page_mut(&page_id)?;
+        page.comments.push((id, content));
+        Ok(json!({"id": id.to_string(), "pageId": page_id, "status": "current"}))
+    }
+
+    pub fn comments(&mut self, page_id: &str) -> Result<Value, SimError> {
+        let page = self.page_mut(page_id)?;
+        let results: Vec<Value> = page
+            .comments
+            .iter()
+            .map(|(id, body)| {
+                json!({"id": id.to_string(), "pageId": page_id,
+                       "body": {"storage": {"representation": "storage", "value": body}}})
+            })
+            .collect();
+        Ok(json!({ "results": results, "_links": {} }))
+    }
+
+    /// Pages with their comments, and comments posted twice on one page
+    /// (the duplicates a client must not make).
+    pub fn report(&self) -> (Value, usize) {
+        let mut duplicates = 0;
+        let pages: Vec<Value> = self
+            .pages
+            .iter()
+            .map(|p| {
+                let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+                for (_, body) in &p.comments {
+                    *seen.entry(body).or_default() += 1;
+                }
+                duplicates += seen.values().map(|n| n - 1).sum::<usize>();
+                json!({"id": p.id.to_string(), "spaceId": p.space_id, "title": p.title,
+                       "parentId": p.parent_id, "body": p.body,
+                       "comments": p.comments.iter().map(|(_, b)| b).collect::<Vec<_>>()})
+            })
+            .collect();
+        (json!(pages), duplicates)
+    }
+}
