@@ -373,3 +373,77 @@ async fn hotspots_show_requests_429s_by_reason_and_the_issue_throttled_most() {
     assert_eq!(bad.body["errors"][0]["field"], "hours");
     r.running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_over_the_threshold_waits_for_approval_chunk_by_chunk() {
+    use tollgate::app::approvals::{Approvals, Links};
+    use tollgate::domain::approval::Decision;
+    use tollgate::domain::policy::Policy;
+    use tollgate::ports::{ApprovalStore, SystemClock};
+    let policy = Policy::parse(
+        "approvers = [\"lead@example.com\"]\nbatch_approval = { over = 10, chunk = 5 }",
+    )
+    .unwrap();
+    let r = InProcess::with_policy("chunks", 2, Duration::ZERO, Limits::default(), policy).await;
+    let small: Vec<Value> = (0..10)
+        .map(|i| create(&format!("s-{i}"), "ASSET"))
+        .collect();
+    r.post_batch(&json!({"batchId": "small", "sourceSystem": "cmdb", "events": small}))
+        .await;
+    let small_done = r.wait_batch_done("small").await;
+    assert_eq!(
+        small_done["counts"]["SUCCEEDED"], 10,
+        "at the threshold nothing waits"
+    );
+
+    let events: Vec<Value> = (0..12)
+        .map(|i| create(&format!("c-{i}"), "ASSET"))
+        .collect();
+    r.post_batch(&json!({"batchId": "large", "sourceSystem": "cmdb", "events": events}))
+        .await;
+    let (_, held) = r.batch("large", None).await;
+    assert_eq!(held["counts"]["PENDING_APPROVAL"], 12, "{held}");
+    let mut open = r.running.db.open_approvals(10).await.unwrap();
+    open.sort_by(|a, b| a.job_id.cmp(&b.job_id));
+    assert_eq!(open.len(), 3, "chunks of 5, 5 and 2");
+    assert!(
+        open[0].intent[0].contains("chunk 1 of 3: items 0–4, 5 changes"),
+        "{:?}",
+        open[0].intent
+    );
+    assert_eq!(open[2].jobs().count(), 2);
+    let approvals = Approvals {
+        store: &r.running.db,
+        queue: &r.running.db,
+        clock: &SystemClock,
+        links: Links {
+            keys: &[],
+            base_url: "http://unused",
+        },
+    };
+    approvals
+        .decide_as(&open[0].id, Decision::Approve, "lead@example.com", "test")
+        .await
+        .unwrap();
+    approvals
+        .decide_as(&open[1].id, Decision::Deny, "lead@example.com", "test")
+        .await
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    let progress = loop {
+        let (_, b) = r.batch("large", None).await;
+        if b["counts"]["SUCCEEDED"] == 5 {
+            break b;
+        }
+        assert!(Instant::now() < deadline, "approved chunk did not run: {b}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(progress["counts"]["DENIED"], 5, "{progress}");
+    assert_eq!(progress["counts"]["PENDING_APPROVAL"], 2, "{progress}");
+    let report = r.sim.report();
+    assert_eq!(
+        report["totals"]["issues"], 15,
+        "10 small + the approved chunk"
+    );
+    r.running.shutdown().await;
+}

@@ -357,6 +357,17 @@ impl InProcess {
         latency: Duration,
         limits: jira_sim::limits::Limits,
     ) -> InProcess {
+        Self::with_policy(name, workers, latency, limits, Default::default()).await
+    }
+
+    /// As [`InProcess::start`], deciding approvals by `policy`.
+    pub async fn with_policy(
+        name: &str,
+        workers: usize,
+        latency: Duration,
+        limits: jira_sim::limits::Limits,
+        policy: tollgate::domain::policy::Policy,
+    ) -> InProcess {
         let dir = Scratch::new(name);
         let secret = format!("whsec_{name}");
         let config = jira_sim::SimConfig {
@@ -383,7 +394,10 @@ impl InProcess {
             lease_ttl: Duration::from_secs(30),
             jira_timeout: Duration::from_secs(5),
             sim_latency: Duration::ZERO,
-            approvals: Default::default(),
+            approvals: tollgate_cli::config::ApprovalSettings {
+                policy,
+                ..Default::default()
+            },
             followups: Default::default(),
             bulk_create: tollgate::ports::MAX_BULK_CREATE,
         })

@@ -163,3 +163,8 @@ async fn a_rejection_is_kept_listed_newest_first_and_resubmitted_once() {
 async fn hotspot_figures_add_up_per_hour() {
     conformance::hotspot_figures_add_up_per_hour(&store().await).await;
 }
+
+#[tokio::test]
+async fn a_chunk_approval_is_found_from_each_of_its_jobs() {
+    conformance::a_chunk_approval_is_found_from_each_of_its_jobs(&store().await).await;
+}

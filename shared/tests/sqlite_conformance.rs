@@ -162,3 +162,9 @@ async fn hotspot_figures_add_up_per_hour() {
     let db = TempDb::new("stats");
     conformance::hotspot_figures_add_up_per_hour(&db.open()).await;
 }
+
+#[tokio::test]
+async fn a_chunk_approval_is_found_from_each_of_its_jobs() {
+    let db = TempDb::new("chunk-approval");
+    conformance::a_chunk_approval_is_found_from_each_of_its_jobs(&db.open()).await;
+}

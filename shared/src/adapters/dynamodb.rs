@@ -16,7 +16,7 @@
 //! | lease       | `LEASE#<name>`   | `LEASE`                   | `holder`, `expiresAt` (ms) |
 //! | governor    | `GOV#<site>`     | `GOV`                     | `version`, `state` (JSON) |
 //! | approval    | `APPROVAL#<id>`  | `APPROVAL`                | every `ApprovalRecord` field; `gsi1*` while open |
-//! | approval ref| `JOB#<jobId>`    | `APPROVAL`                | `approvalId` (the job's approval) |
+//! | approval ref| `JOB#<jobId>`    | `APPROVAL`                | `approvalId` (the job's approval; one per job of a batch chunk's request, `also`) |
 //! | counter     | `COUNT#<key>`    | `W#<window>`              | `n`, bumped by `ADD` (atomic); expires a day after |
 //! | batch       | `BATCH#<id>`     | `BATCH`                   | `record` (JSON), `paused` (kept by re-posts) |
 //! | batch job   | `BATCH#<id>`     | `JOB#<jobId>`             | one per admitted job of the batch |
@@ -1190,6 +1190,13 @@ fn approval_from_item(item: &Item) -> Result<ApprovalRecord, StoreError> {
         expires_at: Timestamp(get_n(item, "expiresAt")?),
         decided,
         notified: matches!(item.get("notified"), Some(AttributeValue::Bool(true))),
+        also: match item.get("also") {
+            Some(_) => get_list(item, "also")?
+                .into_iter()
+                .map(JobId::from_stored)
+                .collect(),
+            None => Vec::new(),
+        },
     })
 }
 
@@ -1211,6 +1218,10 @@ impl DynamoStore {
             ("notified".into(), AttributeValue::Bool(a.notified)),
             (TTL_ATTRIBUTE.into(), n(ttl)),
         ]);
+        if !a.also.is_empty() {
+            let also: Vec<String> = a.also.iter().map(|j| j.to_string()).collect();
+            item.insert("also".into(), list_attr(&also));
+        }
         match &a.decided {
             Some(d) => {
                 item.insert("decision".into(), s(d.decision.as_str()));
@@ -1238,6 +1249,23 @@ impl DynamoStore {
 impl ApprovalStore for DynamoStore {
     async fn create_approval(&self, a: &ApprovalRecord) -> Result<(), StoreError> {
         let (item, reference) = self.approval_items(a);
+        // The other jobs' references first: once the request exists, every
+        // job it covers finds it (the sweep settles decisions through them).
+        let ttl = self.ttl_from(a.requested_at);
+        for job in &a.also {
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(HashMap::from([
+                    ("pk".into(), s(job_pk(job.as_str()))),
+                    ("sk".into(), s("APPROVAL")),
+                    ("approvalId".into(), s(a.id.as_str())),
+                    (TTL_ATTRIBUTE.into(), n(ttl)),
+                ])))
+                .send()
+                .await
+                .map_err(backend)?;
+        }
         self.client
             .transact_write_items()
             .transact_items(

@@ -12,6 +12,8 @@
 //! * `approvals` — one row per approval request; intent and approvers as
 //!   JSON arrays; the decision is written by `UPDATE … WHERE decision IS
 //!   NULL` (once).
+//! * `approval_jobs` — job → approval for the other jobs one decision
+//!   covers (a batch chunk: `approvals.also`), written with the request.
 //! * `counters` — `(key, window) → count`, bumped by an upsert.
 //! * `rejected` — the manual queue: body, errors (JSON), and the job a
 //!   re-submission created (set once, `WHERE resubmitted_as IS NULL`).
@@ -82,6 +84,10 @@ CREATE INDEX IF NOT EXISTS jobs_by_key ON jobs(key);
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state, created_at);
 CREATE INDEX IF NOT EXISTS jobs_by_link ON jobs(link);
 CREATE INDEX IF NOT EXISTS jobs_by_batch ON jobs(batch) WHERE batch IS NOT NULL;
+CREATE TABLE IF NOT EXISTS approval_jobs (
+    job_id      TEXT PRIMARY KEY,
+    approval_id TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS stats (
     window INTEGER NOT NULL,
     name   TEXT NOT NULL,
@@ -132,7 +138,8 @@ CREATE TABLE IF NOT EXISTS approvals (
     decision     TEXT,
     decided_by   TEXT,
     decided_at   INTEGER,
-    notified     INTEGER NOT NULL
+    notified     INTEGER NOT NULL,
+    also         TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS approvals_open ON approvals(decision, requested_at);
 CREATE TABLE IF NOT EXISTS rejected (
@@ -166,25 +173,28 @@ pub struct SqliteDb {
 /// Adds the columns later versions introduced to a database file an
 /// earlier version created (`CREATE TABLE IF NOT EXISTS` leaves it as is).
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
-    let exists: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'jobs')",
-        [],
-        |r| r.get(0),
-    )?;
-    if !exists {
-        return Ok(());
-    }
-    let columns: Vec<String> = conn
-        .prepare("SELECT name FROM pragma_table_info('jobs')")?
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    for (column, decl) in [
-        ("merged_into", "TEXT"),
-        ("batch", "TEXT"),
-        ("points_milli", "INTEGER NOT NULL DEFAULT 0"),
-    ] {
-        if !columns.iter().any(|c| c == column) {
-            conn.execute_batch(&format!("ALTER TABLE jobs ADD COLUMN {column} {decl}"))?;
+    let added = [
+        ("jobs", "merged_into", "TEXT"),
+        ("jobs", "batch", "TEXT"),
+        ("jobs", "points_milli", "INTEGER NOT NULL DEFAULT 0"),
+        ("approvals", "also", "TEXT NOT NULL DEFAULT '[]'"),
+    ];
+    for (table, column, decl) in added {
+        let exists: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
+            [table],
+            |r| r.get(0),
+        )?;
+        if !exists {
+            continue;
+        }
+        let has: bool = conn.query_row(
+            &format!("SELECT EXISTS (SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1)"),
+            [column],
+            |r| r.get(0),
+        )?;
+        if !has {
+            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))?;
         }
     }
     Ok(())
@@ -857,7 +867,7 @@ impl GovernorStore for SqliteDb {
     }
 }
 
-const APPROVAL_COLUMNS: &str = "id, job_id, rule, intent, requested_by, approvers, requested_at, expires_at, decision, decided_by, decided_at, notified";
+const APPROVAL_COLUMNS: &str = "id, job_id, rule, intent, requested_by, approvers, requested_at, expires_at, decision, decided_by, decided_at, notified, also";
 
 fn json_list(raw: String) -> rusqlite::Result<Vec<String>> {
     serde_json::from_str(&raw).map_err(|e| {
@@ -870,6 +880,7 @@ struct ApprovalRow {
     record: ApprovalRecord,
     intent: String,
     approvers: String,
+    also: String,
 }
 
 fn approval_params(a: &ApprovalRecord) -> Result<ApprovalRow, StoreError> {
@@ -879,13 +890,14 @@ fn approval_params(a: &ApprovalRecord) -> Result<ApprovalRow, StoreError> {
         record: a.clone(),
         intent: json(&a.intent)?,
         approvers: json(&a.approvers)?,
+        also: json(&a.also.iter().map(|j| j.to_string()).collect())?,
     })
 }
 
 fn insert_approval(c: &Connection, row: &ApprovalRow) -> rusqlite::Result<()> {
     let a = &row.record;
     c.prepare_cached(&format!(
-        "INSERT INTO approvals ({APPROVAL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+        "INSERT INTO approvals ({APPROVAL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
     ))?
     .execute(params![
         a.id.as_str(),
@@ -900,8 +912,15 @@ fn insert_approval(c: &Connection, row: &ApprovalRow) -> rusqlite::Result<()> {
         a.decided.as_ref().map(|d| d.by.clone()),
         a.decided.as_ref().map(|d| d.at.0),
         a.notified,
-    ])
-    .map(|_| ())
+        row.also,
+    ])?;
+    let mut st = c.prepare_cached(
+        "INSERT INTO approval_jobs (job_id, approval_id) VALUES (?1, ?2) ON CONFLICT(job_id) DO NOTHING",
+    )?;
+    for job in &a.also {
+        st.execute(params![job.as_str(), a.id.as_str()])?;
+    }
+    Ok(())
 }
 
 fn approval_from_row(r: &Row<'_>) -> rusqlite::Result<ApprovalRecord> {
@@ -929,6 +948,10 @@ fn approval_from_row(r: &Row<'_>) -> rusqlite::Result<ApprovalRecord> {
         expires_at: Timestamp(r.get(7)?),
         decided,
         notified: r.get(11)?,
+        also: json_list(r.get(12)?)?
+            .into_iter()
+            .map(JobId::from_stored)
+            .collect(),
     })
 }
 
@@ -946,7 +969,12 @@ fn select_approvals(
 impl ApprovalStore for SqliteDb {
     async fn create_approval(&self, a: &ApprovalRecord) -> Result<(), StoreError> {
         let row = approval_params(a)?;
-        self.with(move |c| insert_approval(c, &row)).await
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            insert_approval(&tx, &row)?;
+            tx.commit()
+        })
+        .await
     }
 
     async fn approval(&self, id: &ApprovalId) -> Result<Option<ApprovalRecord>, StoreError> {
@@ -962,7 +990,11 @@ impl ApprovalStore for SqliteDb {
     async fn approval_for_job(&self, job: &JobId) -> Result<Option<ApprovalRecord>, StoreError> {
         let job = job.clone();
         self.with(move |c| {
-            Ok(select_approvals(c, "WHERE job_id = ?1", [job.as_str()])?
+            Ok(select_approvals(
+                c,
+                "WHERE job_id = ?1 OR id = (SELECT approval_id FROM approval_jobs WHERE job_id = ?1)",
+                [job.as_str()],
+            )?
                 .into_iter()
                 .next())
         })

@@ -191,6 +191,7 @@ mod tests {
             approval: ApprovalRecord {
                 id: ApprovalId::generate(),
                 job_id: JobId::generate(),
+                also: Vec::new(),
                 rule: "built-in: transitions need approval".into(),
                 intent: vec![
                     "on OPS-1:".into(),

@@ -254,20 +254,37 @@ where
         })
     }
 
-    /// Moves the job as the decision says (idempotent: a job that already
-    /// moved is left alone), queueing approved work.
+    /// Moves every job the decision covers as it says (idempotent: a job
+    /// that already moved is left alone), queueing approved work. Answers
+    /// the request's first job.
     async fn apply(
         &self,
         approval: &ApprovalRecord,
         decided: &Decided,
         via: &str,
     ) -> Result<JobRecord, AppError> {
-        let Some(mut job) = self.store.job(&approval.job_id).await? else {
+        for other in &approval.also {
+            // A chunk's job id that was never admitted (a redelivered item
+            // is the earlier job) has nothing to move.
+            if let Some(job) = self.store.job(other).await? {
+                self.apply_to(job, decided, via).await?;
+            }
+        }
+        let Some(job) = self.store.job(&approval.job_id).await? else {
             return Err(AppError::Store(crate::ports::StoreError::Corrupt(format!(
                 "approval {} names a missing job",
                 approval.id
             ))));
         };
+        self.apply_to(job, decided, via).await
+    }
+
+    async fn apply_to(
+        &self,
+        mut job: JobRecord,
+        decided: &Decided,
+        via: &str,
+    ) -> Result<JobRecord, AppError> {
         if job.state != JobState::PendingApproval {
             return Ok(job);
         }
@@ -309,9 +326,19 @@ where
             at: self.clock.now(),
         };
         self.store.decide(&approval.id, &closed).await?;
-        let Some(mut job) = self.store.job(&approval.job_id).await? else {
-            return Ok(());
-        };
+        for id in approval.jobs() {
+            if let Some(job) = self.store.job(id).await? {
+                self.expire_job(job, approval).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn expire_job(
+        &self,
+        mut job: JobRecord,
+        approval: &ApprovalRecord,
+    ) -> Result<(), AppError> {
         if job.state != JobState::PendingApproval {
             return Ok(());
         }

@@ -6,15 +6,20 @@
 
 use super::AppError;
 use super::api::{self, HttpAnswer};
-use super::ingest::{Ingest, IngestOutcome};
+use super::ingest::{Ingest, IngestOutcome, describe};
+use crate::domain::approval::{ApprovalId, ApprovalRecord};
 use crate::domain::batch::{
-    BatchRecord, MAX_BATCH_BYTES, Progress, RejectedItem, item_errors, parse_batch, progress,
+    BatchRecord, BatchRequest, MAX_BATCH_BYTES, Progress, RejectedItem, item_errors, parse_batch,
+    progress,
 };
-use crate::domain::ids::BatchId;
+use crate::domain::event::Event;
+use crate::domain::ids::{BatchId, JobId};
 use crate::domain::rejection::{Rejection, RejectionId};
 use crate::domain::signature::{self, SignatureError};
+use crate::domain::time::Timestamp;
 use crate::domain::validation::FieldError;
 use crate::ports::{BatchStore, Clock, IngestStore, WorkQueue};
+use std::time::Duration;
 
 /// What became of one item.
 #[derive(Debug, Clone, PartialEq)]
@@ -110,11 +115,19 @@ where
         // The record first, so the executor finds the batch (and a pause)
         // as soon as the first job is queued.
         self.store.save_batch(&record).await?;
+        let slots = self.chunk_requests(&request, now).await?;
+        let mut valid_seen = 0;
         let mut items = Vec::with_capacity(request.items.len());
         for (index, (item, raw)) in request.items.into_iter().zip(&request.raw).enumerate() {
             let outcome = match item {
                 Ok((event, payload)) => {
-                    let o = self.admit(event, payload, now, Some(&request.id)).await?;
+                    let slot = slots
+                        .get(valid_seen)
+                        .map(|(approval, id)| (approval, id.clone()));
+                    valid_seen += 1;
+                    let o = self
+                        .admit(event, payload, now, Some(&request.id), slot)
+                        .await?;
                     match &o {
                         IngestOutcome::Accepted {
                             duplicate: true, ..
@@ -150,6 +163,90 @@ where
             items,
         })
     }
+}
+
+impl<S, Q, C> Ingest<'_, S, Q, C>
+where
+    S: IngestStore,
+    Q: WorkQueue,
+    C: Clock,
+{
+    /// For a request over the policy's batch threshold: one approval
+    /// request per chunk of valid items, stored before any of its jobs, each
+    /// naming the job ids its items will take. Returns (approval, job id)
+    /// per valid item, in order; empty when no approval is needed.
+    async fn chunk_requests(
+        &self,
+        request: &BatchRequest,
+        now: Timestamp,
+    ) -> Result<Vec<(ApprovalId, JobId)>, AppError> {
+        let Some(gate) = self.policy.batch_approval else {
+            return Ok(Vec::new());
+        };
+        let valid: Vec<(usize, &Event)> = request
+            .items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| item.as_ref().ok().map(|(e, _)| (i, e)))
+            .collect();
+        let sizes = gate.chunks(valid.len());
+        let mut slots = Vec::with_capacity(valid.len());
+        let mut start = 0;
+        for (n, size) in sizes.iter().enumerate() {
+            let part = &valid[start..start + size];
+            start += size;
+            let ids: Vec<JobId> = part.iter().map(|_| JobId::generate()).collect();
+            let approval = ApprovalRecord {
+                id: ApprovalId::generate(),
+                job_id: ids[0].clone(),
+                also: ids[1..].to_vec(),
+                rule: format!("batch_approval (over {} items)", gate.over),
+                intent: chunk_intent(&request.id, n, sizes.len(), part),
+                requested_by: request.source_system.to_string(),
+                approvers: self.policy.approvers.clone(),
+                requested_at: now,
+                expires_at: now.plus(Duration::from_secs(self.policy.expiry_minutes * 60)),
+                decided: None,
+                notified: false,
+            };
+            self.store.create_approval(&approval).await?;
+            tracing::info!(batch = %request.id, chunk = n + 1, items = size, approval_id = %approval.id, "batch chunk waits for approval");
+            slots.extend(ids.into_iter().map(|id| (approval.id.clone(), id)));
+        }
+        Ok(slots)
+    }
+}
+
+/// What one chunk will change, for its approvers: where it sits in the
+/// batch, how many of each operation, and the first items in words.
+fn chunk_intent(batch: &BatchId, n: usize, of: usize, part: &[(usize, &Event)]) -> Vec<String> {
+    const SHOWN: usize = 20;
+    let first = part.first().map_or(0, |p| p.0);
+    let last = part.last().map_or(0, |p| p.0);
+    let mut lines = vec![format!(
+        "batch {batch}, chunk {} of {of}: items {first}–{last}, {} changes",
+        n + 1,
+        part.len()
+    )];
+    let mut kinds: std::collections::BTreeMap<&str, usize> = Default::default();
+    for (_, e) in part {
+        *kinds.entry(e.operation.kind().as_str()).or_default() += 1;
+    }
+    lines.push(
+        kinds
+            .iter()
+            .map(|(k, n)| format!("{n} × {k}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    for (index, event) in part.iter().take(SHOWN) {
+        let words = describe(event);
+        lines.push(format!("#{index}: {}", words.join(" ")));
+    }
+    if part.len() > SHOWN {
+        lines.push(format!("… and {} more", part.len() - SHOWN));
+    }
+    lines
 }
 
 /// `GET /v1/batches/{id}`.

@@ -105,7 +105,7 @@ where
                 });
             }
         };
-        self.admit(event, payload, now, None).await
+        self.admit(event, payload, now, None, None).await
     }
 
     /// An operator re-submits a kept rejection, as it was or corrected
@@ -134,7 +134,9 @@ where
             Ok(parsed) => parsed,
             Err(errors) => return Ok(Resubmission::StillInvalid(errors.0)),
         };
-        let outcome = self.admit(event, payload, self.clock.now(), None).await?;
+        let outcome = self
+            .admit(event, payload, self.clock.now(), None, None)
+            .await?;
         if let IngestOutcome::Accepted { job_id, .. } = &outcome {
             self.store.mark_resubmitted(id, job_id).await?;
         }
@@ -151,7 +153,10 @@ where
         let body = serde_json::to_vec(event)
             .map_err(|e| AppError::Store(crate::ports::StoreError::Corrupt(e.to_string())))?;
         match parse_event(&body) {
-            Ok((event, payload)) => self.admit(event, payload, self.clock.now(), None).await,
+            Ok((event, payload)) => {
+                self.admit(event, payload, self.clock.now(), None, None)
+                    .await
+            }
             Err(errors) => Ok(IngestOutcome::Invalid {
                 errors: errors.0,
                 rejection: RejectionId::generate(),
@@ -159,13 +164,16 @@ where
         }
     }
 
-    /// Admits one valid event (of `batch`, when it came in one).
+    /// Admits one valid event (of `batch`, when it came in one). In a batch
+    /// chunk that waits for approval, the job takes the id the chunk's
+    /// request names and waits with it (unless its own rule asks apart).
     pub(crate) async fn admit(
         &self,
         event: Event,
         payload: serde_json::Value,
         now: Timestamp,
         batch: Option<&BatchId>,
+        chunk: Option<(&ApprovalId, JobId)>,
     ) -> Result<IngestOutcome, AppError> {
         let kind = event.operation.kind();
         let key = IdempotencyKey::of(&event);
@@ -185,13 +193,15 @@ where
             None => 0,
         };
         let decision = self.policy.decide(&event, recent);
-        let state = match decision {
-            PolicyDecision::Run { .. } => JobState::Received.apply(JobEvent::Accept)?,
-            PolicyDecision::NeedsApproval { .. } => {
-                JobState::Received.apply(JobEvent::RequireApproval)?
-            }
+        let (chunk_approval, job_id) = match chunk {
+            Some((approval, id)) => (Some(approval), id),
+            None => (None, JobId::generate()),
         };
-        let job_id = JobId::generate();
+        let gated = chunk_approval.filter(|_| matches!(decision, PolicyDecision::Run { .. }));
+        let state = match (&decision, gated) {
+            (PolicyDecision::Run { .. }, None) => JobState::Received.apply(JobEvent::Accept)?,
+            _ => JobState::Received.apply(JobEvent::RequireApproval)?,
+        };
         let approval = match &decision {
             PolicyDecision::Run { .. } => None,
             PolicyDecision::NeedsApproval {
@@ -201,6 +211,7 @@ where
             } => Some(ApprovalRecord {
                 id: ApprovalId::generate(),
                 job_id: job_id.clone(),
+                also: Vec::new(),
                 rule: rule.clone(),
                 intent: describe(&event),
                 requested_by: event.source_system.to_string(),
@@ -237,6 +248,15 @@ where
             points_milli: 0,
         };
         let last = match (&decision, &approval) {
+            (PolicyDecision::Run { rule }, _) if gated.is_some() => AuditEntry::new(
+                now,
+                Stage::Approval,
+                "ingest",
+                format!(
+                    "valid ({rule}); waits for approval of its batch chunk ({})",
+                    gated.map(ApprovalId::as_str).unwrap_or_default()
+                ),
+            ),
             (PolicyDecision::NeedsApproval { rule, .. }, Some(a)) => AuditEntry::new(
                 now,
                 Stage::Approval,

@@ -72,6 +72,8 @@ pub struct Decided {
 pub struct ApprovalRecord {
     pub id: ApprovalId,
     pub job_id: JobId,
+    /// The other jobs one decision covers (a batch chunk), besides `job_id`.
+    pub also: Vec<JobId>,
     /// The policy rule that asked for approval.
     pub rule: String,
     /// What will change in Jira, in words, line by line.
@@ -99,6 +101,11 @@ pub enum ApprovalStatus {
 pub const EXPIRY_ACTOR: &str = "tollgate:expiry";
 
 impl ApprovalRecord {
+    /// Every job the decision applies to.
+    pub fn jobs(&self) -> impl Iterator<Item = &JobId> {
+        std::iter::once(&self.job_id).chain(&self.also)
+    }
+
     pub fn status(&self, now: Timestamp) -> ApprovalStatus {
         match &self.decided {
             Some(d) if d.by == EXPIRY_ACTOR => ApprovalStatus::Expired,
@@ -314,6 +321,7 @@ mod tests {
         let mut r = ApprovalRecord {
             id: ApprovalId::generate(),
             job_id: JobId::generate(),
+            also: Vec::new(),
             rule: "r".into(),
             intent: vec![],
             requested_by: "itsm".into(),

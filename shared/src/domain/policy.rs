@@ -14,6 +14,9 @@
 //! # More creates than this from one source in one window wait (a storm
 //! # guard, checked before the rules).
 //! mass_create = { max = 50, window_minutes = 10 }
+//! # A batch request with more items than `over` waits for approval, one
+//! # request per `chunk` items (each chunk decided on its own).
+//! batch_approval = { over = 500, chunk = 250 }
 //!
 //! [[rules]]
 //! name = "cmdb closes its own issues"
@@ -57,6 +60,31 @@ pub struct Rule {
     pub approvers: Vec<String>,
 }
 
+/// Large batches wait for a person, a chunk at a time: a request with more
+/// than `over` items asks once per `chunk` items, so an approver can let a
+/// sync through part by part (and a denied chunk leaves the others).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchApproval {
+    pub over: usize,
+    pub chunk: usize,
+}
+
+impl BatchApproval {
+    /// The chunk sizes of a request of `items` items that needs approval,
+    /// in order; empty when it does not.
+    pub fn chunks(&self, items: usize) -> Vec<usize> {
+        if items <= self.over {
+            return Vec::new();
+        }
+        let chunk = self.chunk.max(1);
+        (0..items)
+            .step_by(chunk)
+            .map(|start| chunk.min(items - start))
+            .collect()
+    }
+}
+
 /// The storm guard: creates beyond `max` from one source system within one
 /// window of `window_minutes` (fixed windows) wait for approval.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -96,6 +124,8 @@ pub struct Policy {
     pub rules: Vec<Rule>,
     #[serde(default)]
     pub mass_create: Option<MassCreate>,
+    #[serde(default)]
+    pub batch_approval: Option<BatchApproval>,
 }
 
 fn default_expiry_minutes() -> u64 {
@@ -114,6 +144,7 @@ impl Default for Policy {
             sensitive_fields: default_sensitive(),
             rules: Vec::new(),
             mass_create: None,
+            batch_approval: None,
         }
     }
 }
@@ -141,6 +172,8 @@ pub enum PolicyError {
     Expiry(u64),
     #[error("mass_create needs approvers, a max of at least 1 and a window of 1 to 1440 minutes")]
     MassCreate,
+    #[error("batch_approval needs approvers and a chunk of 1 to 10000 items")]
+    BatchApproval,
     #[error(
         "approver {0:?} is not a usable identity (1 to 200 printable characters, not starting with \"tollgate:\")"
     )]
@@ -246,6 +279,11 @@ impl Policy {
             && (self.approvers.is_empty() || m.max == 0 || !(1..=1440).contains(&m.window_minutes))
         {
             return Err(PolicyError::MassCreate);
+        }
+        if let Some(b) = &self.batch_approval
+            && (self.approvers.is_empty() || !(1..=10_000).contains(&b.chunk))
+        {
+            return Err(PolicyError::BatchApproval);
         }
         for r in &self.rules {
             if r.decision == RuleDecision::Require
@@ -361,6 +399,24 @@ mod tests {
             PolicyDecision::NeedsApproval { approvers, .. } => Some(approvers),
             PolicyDecision::Run { .. } => None,
         }
+    }
+
+    #[test]
+    fn a_batch_over_the_threshold_is_asked_for_chunk_by_chunk() {
+        let b = BatchApproval {
+            over: 500,
+            chunk: 200,
+        };
+        assert!(b.chunks(500).is_empty());
+        assert_eq!(b.chunks(501), [200, 200, 101]);
+        assert_eq!(b.chunks(600), [200, 200, 200]);
+        let p = Policy::parse("batch_approval = { over = 10, chunk = 5 }");
+        assert_eq!(p, Err(PolicyError::BatchApproval), "nobody to ask");
+        let p = Policy::parse(
+            "approvers = [\"lead@example.com\"]\nbatch_approval = { over = 10, chunk = 5 }",
+        )
+        .unwrap();
+        assert_eq!(p.batch_approval.unwrap().chunks(11), [5, 5, 1]);
     }
 
     #[test]

@@ -527,6 +527,7 @@ pub fn approval(job: &JobId) -> ApprovalRecord {
     ApprovalRecord {
         id: ApprovalId::generate(),
         job_id: job.clone(),
+        also: Vec::new(),
         rule: "built-in: transitions need approval".into(),
         intent: vec!["move OPS-1 to Done".into(), "then comment".into()],
         requested_by: "itsm".into(),
@@ -763,4 +764,24 @@ pub async fn hotspot_figures_add_up_per_hour<S: StatsStore>(store: &S) {
     assert_eq!(back.endpoints["POST /rest/api/3/issue"].points, 2);
     assert_eq!(back.throttled_by_reason["jira-per-issue-on-write"], 2);
     assert!(store.stats(window + 1).await.unwrap().is_empty());
+}
+
+/// A request covering several jobs (a batch chunk) is found from each.
+pub async fn a_chunk_approval_is_found_from_each_of_its_jobs<S: ApprovalStore>(store: &S) {
+    let (first, second, third) = (JobId::generate(), JobId::generate(), JobId::generate());
+    let mut a = approval(&first);
+    a.also = vec![second.clone(), third.clone()];
+    store.create_approval(&a).await.unwrap();
+    for job in [&first, &second, &third] {
+        let found = store.approval_for_job(job).await.unwrap().unwrap();
+        assert_eq!(found.id, a.id);
+        assert_eq!(found.also, [second.clone(), third.clone()]);
+    }
+    assert!(
+        store
+            .approval_for_job(&JobId::generate())
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
