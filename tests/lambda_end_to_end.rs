@@ -159,7 +159,11 @@ async fn call_ingest(aws: &Aws, req: lambda_http::Request) -> Answer {
 async fn call_ingest_with(aws: &Aws, req: lambda_http::Request, policy: &Policy) -> Answer {
     let secrets = [Secret::new(SECRET)];
     let keys = [Secret::new(LINK_KEY)];
+    let no_sources = Default::default();
+    let no_secrets = Default::default();
     let app = tollgate_ingest::App {
+        sources: &no_sources,
+        source_secrets: &no_secrets,
         ingest: Ingest {
             store: &aws.store,
             queue: &aws.queue,

@@ -5,21 +5,30 @@
 use lambda_http::RequestExt;
 use lambda_http::http::{Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
+use std::collections::HashMap;
 use tollgate::app::AppError;
-use tollgate::app::api::{HttpAnswer, batch_answer, ingest_answer, not_found, refuse_content_type};
+use tollgate::app::api::{
+    HttpAnswer, batch_answer, ingest_answer, intake_answer, not_found, refuse_content_type,
+};
 use tollgate::app::approvals::Approvals;
 use tollgate::app::batches::{BatchAction, batch_request};
 use tollgate::app::ingest::{Ingest, IngestOutcome};
+use tollgate::app::intake::Intake;
 use tollgate::app::jobs::get_job;
 use tollgate::app::stats::stats_request;
 use tollgate::domain::ids::JobId;
 use tollgate::domain::job::JobState;
+use tollgate::domain::secret::Secret;
 use tollgate::domain::signature;
+use tollgate::domain::source::Sources;
 use tollgate::ports::{Clock, IngestStore, Notifier, StatsStore, WorkQueue};
 
 /// What the function needs, built once at init.
 pub struct App<'a, S, Q, C, N> {
     pub ingest: Ingest<'a, S, Q, C>,
+    /// Senders posting their own payloads, and their secrets.
+    pub sources: &'a Sources,
+    pub source_secrets: &'a HashMap<String, Vec<Secret>>,
     /// To notify approvers of a request the event just opened.
     pub approvals: Approvals<'a, S, Q, C>,
     pub notifier: &'a N,
@@ -33,6 +42,7 @@ enum Route<'p> {
     PostBatch,
     Batch(&'p str, BatchAction),
     Stats,
+    Source(&'p str),
     Health,
     WrongMethod,
     Unknown,
@@ -47,6 +57,8 @@ fn route<'p>(method: &Method, path: &'p str) -> Route<'p> {
         (["", "v1", "jobs", id], &Method::GET) => Route::GetJob(id),
         (["", "v1", "batches"], &Method::POST) => Route::PostBatch,
         (["", "v1", "stats"], &Method::GET) => Route::Stats,
+        (["", "v1", "sources", name], &Method::POST) => Route::Source(name),
+        (["", "v1", "sources", _], _) => Route::WrongMethod,
         (["", "v1", "stats"], _) => Route::WrongMethod,
         (["", "v1", "batches", id], &Method::GET) => Route::Batch(id, BatchAction::View),
         (["", "v1", "batches", id, action], &Method::POST) => {
@@ -172,6 +184,24 @@ where
                 Err(e) => unavailable(e),
             }
         }
+        Route::Source(name) => {
+            let intake = Intake {
+                ingest,
+                sources: app.sources,
+                secrets: app.source_secrets,
+            };
+            let headers = req.headers();
+            let header = |h: &str| {
+                headers
+                    .get(h)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            };
+            match intake.receive(name, header, req.body().as_ref()).await {
+                Ok(outcome) => respond(intake_answer(&outcome)),
+                Err(e) => unavailable(e),
+            }
+        }
         Route::Stats => {
             let signature = req
                 .headers()
@@ -211,6 +241,14 @@ mod tests {
         assert_eq!(route(&Method::GET, "/healthz"), Route::Health);
         assert_eq!(route(&Method::POST, "/v1/batches"), Route::PostBatch);
         assert_eq!(route(&Method::GET, "/prod/v1/stats"), Route::Stats);
+        assert_eq!(
+            route(&Method::POST, "/v1/sources/alertmanager"),
+            Route::Source("alertmanager")
+        );
+        assert_eq!(
+            route(&Method::GET, "/v1/sources/alertmanager"),
+            Route::WrongMethod
+        );
         assert_eq!(
             route(&Method::POST, "/prod/v1/batches/n-1/pause"),
             Route::Batch("n-1", BatchAction::Pause)

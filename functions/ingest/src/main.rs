@@ -19,7 +19,12 @@ async fn main() -> Result<(), lambda_http::Error> {
     }
     let link_keys = w.secrets.link_keys();
     let notifier = w.secrets.notifiers()?;
+    let source_secrets = w
+        .secrets
+        .sender_secrets(&w.settings.sources, |v| std::env::var(v).ok());
     let app = App {
+        sources: &w.settings.sources,
+        source_secrets: &source_secrets,
         ingest: Ingest {
             store: &w.store,
             queue: &w.queue,

@@ -7,6 +7,7 @@ use super::secrets_manager::{SecretBundle, SecretsError};
 use super::sqs::SqsQueue;
 use crate::domain::ids::ProjectKey;
 use crate::domain::policy::Policy;
+use crate::domain::source::Sources;
 use std::time::Duration;
 
 /// Environment variable names, shared with `infra/template.yaml`.
@@ -27,6 +28,8 @@ pub mod vars {
     pub const PUBLIC_URL: &str = "TOLLGATE_PUBLIC_URL";
     /// The Jira project for "Rate limit exceeded" tasks (optional).
     pub const EXHAUSTED_PROJECT: &str = "TOLLGATE_EXHAUSTED_PROJECT";
+    /// The senders document, as TOML text (optional).
+    pub const SOURCES: &str = "TOLLGATE_SOURCES";
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -47,6 +50,7 @@ pub struct LambdaSettings {
     pub policy: Policy,
     pub public_url: String,
     pub exhausted_project: Option<String>,
+    pub sources: Sources,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -76,6 +80,16 @@ fn policy(lookup: &impl Fn(&str) -> Option<String>) -> Result<Policy, SettingsEr
             name: vars::APPROVERS,
             problem: e.to_string(),
         })
+}
+
+fn sources(lookup: &impl Fn(&str) -> Option<String>) -> Result<Sources, SettingsError> {
+    match lookup(vars::SOURCES).filter(|v| !v.trim().is_empty()) {
+        Some(text) => Sources::parse(&text).map_err(|e| SettingsError::Policy {
+            name: vars::SOURCES,
+            problem: e.to_string(),
+        }),
+        None => Ok(Sources::default()),
+    }
 }
 
 fn number(
@@ -146,6 +160,7 @@ impl LambdaSettings {
                         .to_string(),
                 ),
             },
+            sources: sources(&lookup)?,
         })
     }
 }

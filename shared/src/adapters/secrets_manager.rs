@@ -12,9 +12,11 @@
 
 use super::jira::JiraAuth;
 use crate::domain::secret::{Secret, secret_list};
+use crate::domain::source::{Sources, secrets_env_var};
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::error::DisplayErrorContext;
 use serde::Deserialize;
+use std::collections::HashMap;
 
 /// Everything secret a function needs. `Debug` never shows a value.
 #[derive(Debug, Clone, Default)]
@@ -26,6 +28,8 @@ pub struct SecretBundle {
     pub approval_keys: Vec<Secret>,
     pub slack_webhook_url: Option<Secret>,
     pub notify_webhook_url: Option<Secret>,
+    /// Each sender's secrets (`sourceSecrets: {"alertmanager": "a,b"}`).
+    pub source_secrets: HashMap<String, Vec<Secret>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +58,8 @@ struct Document {
     slack_webhook_url: Option<String>,
     #[serde(default)]
     notify_webhook_url: Option<String>,
+    #[serde(default)]
+    source_secrets: HashMap<String, SecretList>,
 }
 
 fn list(v: Option<SecretList>) -> Vec<Secret> {
@@ -110,6 +116,11 @@ impl SecretBundle {
             approval_keys: list(doc.approval_keys),
             slack_webhook_url: nonempty(doc.slack_webhook_url),
             notify_webhook_url: nonempty(doc.notify_webhook_url),
+            source_secrets: doc
+                .source_secrets
+                .into_iter()
+                .map(|(name, l)| (name, list(Some(l))))
+                .collect(),
         })
     }
 
@@ -131,7 +142,31 @@ impl SecretBundle {
                 .unwrap_or_default(),
             slack_webhook_url: nonempty(lookup("TOLLGATE_SLACK_WEBHOOK_URL")),
             notify_webhook_url: nonempty(lookup("TOLLGATE_NOTIFY_WEBHOOK_URL")),
+            source_secrets: HashMap::new(),
         }
+    }
+
+    /// Each configured sender's secrets: the secret document's, else
+    /// `TOLLGATE_SOURCE_<NAME>_SECRETS` from the environment.
+    pub fn sender_secrets(
+        &self,
+        sources: &Sources,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> HashMap<String, Vec<Secret>> {
+        sources
+            .iter()
+            .map(|s| {
+                let name = s.name.to_string();
+                let list = self
+                    .source_secrets
+                    .get(&name)
+                    .cloned()
+                    .filter(|l| !l.is_empty())
+                    .or_else(|| lookup(&secrets_env_var(&s.name)).map(|v| secret_list(&v)))
+                    .unwrap_or_default();
+                (name, list)
+            })
+            .collect()
     }
 
     /// The approval link keys in force: the configured ones, or one derived

@@ -4,7 +4,9 @@
 
 use super::batches::{BatchOutcome, BatchView, ItemOutcome};
 use super::ingest::IngestOutcome;
+use super::intake::IntakeOutcome;
 use crate::domain::audit::AuditEntry;
+use crate::domain::sender_auth::AuthError;
 use crate::domain::signature::SignatureError;
 use crate::domain::stats::{CallStats, operation_name};
 use crate::ports::JobRecord;
@@ -246,6 +248,66 @@ pub fn stats_answer(stats: &CallStats, hours: u32) -> HttpAnswer {
             "topThrottledIssues": issues,
         }),
     )
+}
+
+/// `POST /v1/sources/{name}`: 202 for what was accepted, with every
+/// rejected item named (by its path in the payload) and kept.
+pub fn intake_answer(outcome: &IntakeOutcome) -> HttpAnswer {
+    match outcome {
+        IntakeOutcome::UnknownSource => not_found("source"),
+        IntakeOutcome::Unauthorized(AuthError::NoSecret) => HttpAnswer::error(
+            503,
+            "not_configured",
+            "this source has no secret configured on the server",
+        ),
+        IntakeOutcome::Unauthorized(e) => HttpAnswer::error(401, "unauthorized", e.to_string()),
+        IntakeOutcome::TooLarge { size, limit } => ingest_answer(&IngestOutcome::TooLarge {
+            size: *size,
+            limit: *limit,
+        }),
+        IntakeOutcome::Unreadable { errors, rejection } => HttpAnswer::new(
+            400,
+            json!({
+                "error": "invalid_payload",
+                "message": "the payload is not JSON; it is kept for an operator",
+                "errors": errors,
+                "rejectionId": rejection,
+            }),
+        ),
+        IntakeOutcome::Received {
+            source,
+            items,
+            ignored,
+        } => {
+            let mut accepted = Vec::new();
+            let mut rejected = Vec::new();
+            for item in items {
+                match &item.result {
+                    Ok(IngestOutcome::Accepted {
+                        job_id,
+                        state,
+                        duplicate,
+                        ..
+                    }) => accepted.push(json!({
+                        "item": item.path, "jobId": job_id, "state": state, "duplicate": duplicate
+                    })),
+                    Ok(_) => {}
+                    Err((errors, rejection)) => rejected.push(json!({
+                        "item": item.path, "rejectionId": rejection, "errors": errors
+                    })),
+                }
+            }
+            HttpAnswer::new(
+                202,
+                json!({
+                    "source": source,
+                    "accepted": accepted,
+                    "rejected": rejected,
+                    "ignored": ignored,
+                }),
+            )
+        }
+    }
 }
 
 pub fn unauthorized(e: &SignatureError) -> HttpAnswer {

@@ -10,6 +10,7 @@ pub mod execute;
 pub mod followup;
 pub mod governor;
 pub mod ingest;
+pub mod intake;
 pub mod jobs;
 pub mod stats;
 

@@ -4,6 +4,7 @@
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -12,6 +13,7 @@ use tollgate::domain::followup::FollowUpPolicy;
 use tollgate::domain::ids::ProjectKey;
 use tollgate::domain::policy::Policy;
 use tollgate::domain::secret::{Secret, secret_list};
+use tollgate::domain::source::{Sources, secrets_env_var};
 use tollgate::ports::MAX_BULK_CREATE;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
@@ -34,6 +36,8 @@ pub struct FileConfig {
     pub exhausted_project: Option<String>,
     /// Most issues created in one bulk call (1–50; 1 turns bulk create off).
     pub bulk_create: Option<usize>,
+    /// The senders document (TOML): `POST /v1/sources/{name}`.
+    pub sources: Option<PathBuf>,
     pub jira: Option<FileJira>,
 }
 
@@ -88,6 +92,7 @@ pub struct ServeConfig {
     pub followups: FollowUpPolicy,
     /// Most issues created in one bulk call; 1 creates one at a time.
     pub bulk_create: usize,
+    pub intake: IntakeSettings,
 }
 
 /// Who approves what, how links are signed, where approvers are told.
@@ -142,6 +147,40 @@ pub struct Overrides {
     pub slack_webhook_url: Option<String>,
     pub notify_webhook_url: Option<String>,
     pub exhausted_project: Option<String>,
+    /// The senders document (TOML).
+    pub sources: Option<PathBuf>,
+}
+
+/// Senders posting their own payloads (`POST /v1/sources/{name}`).
+#[derive(Debug, Clone, Default)]
+pub struct IntakeSettings {
+    pub sources: Sources,
+    /// Secrets by source name, newest first.
+    pub secrets: HashMap<String, Vec<Secret>>,
+}
+
+impl IntakeSettings {
+    /// Reads the senders document and each sender's secrets from
+    /// `TOLLGATE_SOURCE_<NAME>_SECRETS`, refusing to start without them.
+    pub fn load(path: &Path, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read sources file {}", path.display()))?;
+        let sources = Sources::parse(&text)
+            .with_context(|| format!("invalid sources file {}", path.display()))?;
+        let mut secrets = HashMap::new();
+        for s in sources.iter() {
+            let var = secrets_env_var(&s.name);
+            let list = env(&var).as_deref().map(secret_list).unwrap_or_default();
+            if list.is_empty() {
+                bail!(
+                    "source {} has no secret: set {var} (comma-separated during a rotation)",
+                    s.name
+                );
+            }
+            secrets.insert(s.name.to_string(), list);
+        }
+        Ok(IntakeSettings { sources, secrets })
+    }
 }
 
 pub fn resolve(o: Overrides, file: FileConfig) -> anyhow::Result<ServeConfig> {
@@ -255,6 +294,10 @@ pub fn resolve(o: Overrides, file: FileConfig) -> anyhow::Result<ServeConfig> {
             ..FollowUpPolicy::default()
         },
         bulk_create,
+        intake: match o.sources.or(file.sources) {
+            Some(path) => IntakeSettings::load(&path, |v| std::env::var(v).ok())?,
+            None => IntakeSettings::default(),
+        },
     })
 }
 
@@ -283,6 +326,7 @@ mod tests {
             slack_webhook_url: None,
             notify_webhook_url: None,
             exhausted_project: None,
+            sources: None,
         }
     }
 

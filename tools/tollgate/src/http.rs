@@ -1,6 +1,7 @@
 //! The `serve` HTTP entrypoint: translates requests to the shared use cases
 //! and their answers (via `tollgate::app::api`) back to HTTP. No rules here.
 
+use crate::config::IntakeSettings;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
@@ -10,11 +11,12 @@ use axum::routing::{get, post};
 use std::sync::Arc;
 use tokio::sync::Notify;
 use tollgate::adapters::sqlite::SqliteDb;
-use tollgate::app::api::{HttpAnswer, batch_answer, not_found, refuse_content_type};
+use tollgate::app::api::{HttpAnswer, batch_answer, intake_answer, not_found, refuse_content_type};
 use tollgate::app::approval_page::{HtmlAnswer, PAGE_HEADERS, decide_answer, view_answer};
 use tollgate::app::approvals::{Approvals, Links};
 use tollgate::app::batches::{BatchAction, BatchOutcome, batch_request};
 use tollgate::app::ingest::{Ingest, IngestOutcome};
+use tollgate::app::intake::{Intake, IntakeOutcome, MAX_SOURCE_BYTES};
 use tollgate::app::jobs::get_job;
 use tollgate::app::stats::stats_request;
 use tollgate::domain::batch::MAX_BATCH_BYTES;
@@ -36,6 +38,8 @@ pub struct AppState {
     pub public_url: String,
     /// Wakes the approvals sweep (notifications) when a request arrives.
     pub approvals_wake: Arc<Notify>,
+    /// Senders posting their own payloads, and their secrets.
+    pub intake: IntakeSettings,
 }
 
 impl AppState {
@@ -57,6 +61,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/events", post(post_event))
         .route("/v1/jobs/{job_id}", get(get_job_route))
         .route("/v1/stats", get(get_stats))
+        .route("/v1/sources/{name}", post(post_source))
         .route("/v1/batches", post(post_batch))
         .route("/v1/batches/{batch_id}", get(get_batch))
         .route("/v1/batches/{batch_id}/{action}", post(control_batch))
@@ -219,6 +224,44 @@ async fn batch_route(
     .await
     {
         Ok(a) => answer(a),
+        Err(e) => internal(e),
+    }
+}
+
+async fn post_source(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    req: Request,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let body = match axum::body::to_bytes(body, MAX_SOURCE_BYTES + 1).await {
+        Ok(b) => b,
+        Err(_) => {
+            return answer(intake_answer(&IntakeOutcome::TooLarge {
+                size: MAX_SOURCE_BYTES + 1,
+                limit: MAX_SOURCE_BYTES,
+            }));
+        }
+    };
+    let ingest = state.ingest();
+    let intake = Intake {
+        ingest: &ingest,
+        sources: &state.intake.sources,
+        secrets: &state.intake.secrets,
+    };
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    match intake.receive(&name, header, &body).await {
+        Ok(outcome) => {
+            state.wake.notify_waiters();
+            state.approvals_wake.notify_one();
+            answer(intake_answer(&outcome))
+        }
         Err(e) => internal(e),
     }
 }

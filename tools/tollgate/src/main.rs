@@ -128,6 +128,11 @@ enum Command {
     Approve(DecideArgs),
     /// Deny a waiting request as an operator (recorded as such).
     Deny(DecideArgs),
+    /// Senders: try a mapping on a saved payload.
+    Sources {
+        #[command(subcommand)]
+        command: SourcesCommand,
+    },
     /// Check an approval policy file.
     Policy {
         #[command(subcommand)]
@@ -231,6 +236,25 @@ struct DecideArgs {
 }
 
 #[derive(Subcommand)]
+enum SourcesCommand {
+    /// Map a saved payload with source NAME's mapping and show the events
+    /// it makes and what the policy decides for each. Calls nothing.
+    Test {
+        name: String,
+        /// The payload (JSON file), as the sender posts it.
+        file: PathBuf,
+        /// The senders document.
+        #[arg(long, env = "TOLLGATE_SOURCES", default_value = "sources.toml")]
+        sources: PathBuf,
+        /// The approval policy to decide with (built-in when absent).
+        #[arg(long, env = "TOLLGATE_POLICY")]
+        policy: Option<PathBuf>,
+        #[arg(long, env = "TOLLGATE_APPROVERS")]
+        approvers: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum PolicyCommand {
     /// Validate a policy file and show what it decides for sample events
     /// (or for the event in --event).
@@ -297,6 +321,10 @@ struct ServeArgs {
     /// Approval policy file (TOML): which events wait for a person.
     #[arg(long, env = "TOLLGATE_POLICY")]
     policy: Option<PathBuf>,
+    /// Senders document (TOML): who may post native payloads to
+    /// /v1/sources/NAME, how they authenticate, how payloads map to events.
+    #[arg(long, env = "TOLLGATE_SOURCES")]
+    sources: Option<PathBuf>,
     /// Approvers (comma-separated) for the built-in policy: transitions and
     /// sensitive field edits then wait for one of them.
     #[arg(long, env = "TOLLGATE_APPROVERS")]
@@ -360,6 +388,7 @@ async fn main() -> anyhow::Result<()> {
                     slack_webhook_url: a.slack_webhook_url,
                     notify_webhook_url: a.notify_webhook_url,
                     exhausted_project: a.exhausted_project,
+                    sources: a.sources,
                 },
                 file,
             )?;
@@ -733,6 +762,67 @@ async fn main() -> anyhow::Result<()> {
                     } => format!("waits for {} ({rule})", approvers.join(" or ")),
                 };
                 println!("  {name:<34} {verdict}");
+            }
+            Ok(())
+        }
+        Command::Sources {
+            command:
+                SourcesCommand::Test {
+                    name,
+                    file,
+                    sources,
+                    policy,
+                    approvers,
+                },
+        } => {
+            let text = std::fs::read_to_string(&sources)
+                .with_context(|| format!("cannot read sources file {}", sources.display()))?;
+            let all = tollgate::domain::source::Sources::parse(&text)
+                .with_context(|| format!("invalid sources file {}", sources.display()))?;
+            let source = all
+                .get(&name)
+                .with_context(|| format!("{} has no source named {name:?}", sources.display()))?;
+            let raw =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let payload: serde_json::Value = serde_json::from_slice(&raw)
+                .with_context(|| format!("{} is not JSON", file.display()))?;
+            let policy = config::ApprovalSettings::load(policy.as_deref(), approvers.as_deref())?;
+            let out = source.mapping.apply(&payload, &source.name, &source.params);
+            println!(
+                "{name} ({}, {} auth): {} item(s) mapped, {} ignored",
+                source.preset.as_deref().unwrap_or("own mapping"),
+                source.auth.as_str(),
+                out.mapped.len(),
+                out.ignored
+            );
+            for m in out.mapped {
+                match m.event {
+                    Ok(event) => {
+                        let verdict = match tollgate::domain::validation::validate_event(&event) {
+                            Ok(e) => match policy.decide(&e, 0) {
+                                PolicyDecision::Run { rule } => format!("runs at once ({rule})"),
+                                PolicyDecision::NeedsApproval {
+                                    rule, approvers, ..
+                                } => format!("waits for {} ({rule})", approvers.join(" or ")),
+                            },
+                            Err(e) => format!("invalid: {e}"),
+                        };
+                        println!(
+                            "\n{}: {verdict}\n{}",
+                            m.path,
+                            serde_json::to_string_pretty(&event)?
+                        );
+                    }
+                    Err(errors) => {
+                        println!(
+                            "\n{}: rejected (kept in the manual queue when posted)",
+                            m.path
+                        );
+                        for e in errors {
+                            println!("  {}: {}", e.field, e.message);
+                        }
+                    }
+                }
             }
             Ok(())
         }

@@ -135,6 +135,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         link_keys,
         public_url: public_url.clone(),
         approvals_wake: approvals_wake.clone(),
+        intake: config.intake.clone(),
     });
     let mut http_stop = stop_rx.clone();
     let http_state = state.clone();

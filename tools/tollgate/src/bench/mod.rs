@@ -553,6 +553,7 @@ async fn run_tollgate(
         approvals: Default::default(),
         followups: Default::default(),
         bulk_create: tollgate::ports::MAX_BULK_CREATE,
+        intake: Default::default(),
     })
     .await?;
     let start = tollgate::ports::SystemClock;

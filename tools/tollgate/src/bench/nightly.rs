@@ -343,6 +343,7 @@ async fn run_tollgate(
         approvals: Default::default(),
         followups: Default::default(),
         bulk_create: tollgate::ports::MAX_BULK_CREATE,
+        intake: Default::default(),
     })
     .await?;
     let base = format!("http://{}", running.addr);

@@ -1,0 +1,172 @@
+//! Intake from real senders: `POST /v1/sources/{name}`. The sender is
+//! authenticated by its own scheme over the raw body, its payload mapped to
+//! v1 events, and each event admitted like any other (deduplicated,
+//! policy-checked). Nothing is dropped: an unreadable payload, an item the
+//! mapping cannot turn into a valid event, or a refused event is kept in the
+//! manual queue with the reason and the path of the field at fault.
+
+use super::AppError;
+use super::ingest::{Ingest, IngestOutcome};
+use crate::domain::ids::SourceSystem;
+use crate::domain::rejection::{Rejection, RejectionId};
+use crate::domain::secret::Secret;
+use crate::domain::sender_auth::{self, AuthError};
+use crate::domain::source::Sources;
+use crate::domain::validation::{FieldError, validate_event};
+use crate::ports::{Clock, IngestStore, WorkQueue};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+
+/// Largest payload a sender may post (an Alertmanager group of many
+/// alerts is larger than one event).
+pub const MAX_SOURCE_BYTES: usize = 1024 * 1024;
+
+/// What became of one item of the payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemOutcome {
+    /// Where the item sits in the payload (`alerts[3]`).
+    pub path: String,
+    pub result: Result<IngestOutcome, (Vec<FieldError>, RejectionId)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum IntakeOutcome {
+    UnknownSource,
+    Unauthorized(AuthError),
+    TooLarge {
+        size: usize,
+        limit: usize,
+    },
+    /// Not JSON: kept whole in the manual queue.
+    Unreadable {
+        errors: Vec<FieldError>,
+        rejection: RejectionId,
+    },
+    Received {
+        source: SourceSystem,
+        items: Vec<ItemOutcome>,
+        /// Items no rule of the mapping takes (nothing to do for them).
+        ignored: usize,
+    },
+}
+
+/// The senders and their secrets, as one entrypoint holds them.
+pub struct Intake<'a, S, Q, C> {
+    pub ingest: &'a Ingest<'a, S, Q, C>,
+    pub sources: &'a Sources,
+    /// Secrets by source name, newest first.
+    pub secrets: &'a HashMap<String, Vec<Secret>>,
+}
+
+impl<S, Q, C> Intake<'_, S, Q, C>
+where
+    S: IngestStore,
+    Q: WorkQueue,
+    C: Clock,
+{
+    /// `header(name)` reads a request header (case-insensitively).
+    pub async fn receive(
+        &self,
+        name: &str,
+        header: impl Fn(&str) -> Option<String>,
+        body: &[u8],
+    ) -> Result<IntakeOutcome, AppError> {
+        let Some(source) = self.sources.get(name) else {
+            return Ok(IntakeOutcome::UnknownSource);
+        };
+        if body.len() > MAX_SOURCE_BYTES {
+            return Ok(IntakeOutcome::TooLarge {
+                size: body.len(),
+                limit: MAX_SOURCE_BYTES,
+            });
+        }
+        let now = self.ingest.clock.now();
+        let secrets = self
+            .secrets
+            .get(source.name.as_str())
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let sent = header(source.auth.header());
+        if let Err(e) = sender_auth::verify(
+            source.auth,
+            sent.as_deref(),
+            body,
+            secrets,
+            now.unix_seconds(),
+        ) {
+            return Ok(IntakeOutcome::Unauthorized(e));
+        }
+        let payload: Value = match serde_json::from_slice(body) {
+            Ok(v) => v,
+            Err(e) => {
+                let errors = vec![FieldError::new("body", format!("is not valid JSON: {e}"))];
+                let rejection = self.keep(body, errors.clone(), now).await?;
+                return Ok(IntakeOutcome::Unreadable { errors, rejection });
+            }
+        };
+        let mapped = source.mapping.apply(&payload, &source.name, &source.params);
+        let mut items = Vec::with_capacity(mapped.mapped.len());
+        for m in mapped.mapped {
+            let result = match m.event {
+                Ok(event_json) => match validate_event(&event_json) {
+                    Ok(event) => {
+                        let outcome = self
+                            .ingest
+                            .admit(event, event_json.clone(), now, None, None)
+                            .await?;
+                        match outcome {
+                            IngestOutcome::Conflict { .. } => {
+                                let errors = vec![FieldError::new(
+                                    m.path.clone(),
+                                    "this key was already accepted with a different payload, and a create happens once",
+                                )];
+                                let body = serde_json::to_vec(&event_json).unwrap_or_default();
+                                Err((errors.clone(), self.keep(&body, errors, now).await?))
+                            }
+                            other => Ok(other),
+                        }
+                    }
+                    Err(e) => {
+                        let errors: Vec<FieldError> = e
+                            .0
+                            .into_iter()
+                            .map(|f| FieldError::new(format!("{}.{}", m.path, f.field), f.message))
+                            .collect();
+                        let body = serde_json::to_vec(&event_json).unwrap_or_default();
+                        Err((errors.clone(), self.keep(&body, errors, now).await?))
+                    }
+                },
+                Err(errors) => {
+                    // The item as received: an operator re-submits a
+                    // corrected v1 event for it.
+                    let body = serde_json::to_vec(
+                        &json!({ "source": source.name.as_str(), "item": m.item }),
+                    )
+                    .unwrap_or_default();
+                    Err((errors.clone(), self.keep(&body, errors, now).await?))
+                }
+            };
+            items.push(ItemOutcome {
+                path: m.path,
+                result,
+            });
+        }
+        tracing::info!(source = %source.name, items = items.len(), ignored = mapped.ignored, "sender payload received");
+        Ok(IntakeOutcome::Received {
+            source: source.name.clone(),
+            items,
+            ignored: mapped.ignored,
+        })
+    }
+
+    async fn keep(
+        &self,
+        body: &[u8],
+        errors: Vec<FieldError>,
+        now: crate::domain::time::Timestamp,
+    ) -> Result<RejectionId, AppError> {
+        let rejection = Rejection::new(body, errors, now);
+        self.ingest.store.keep_rejection(&rejection).await?;
+        Ok(rejection.id)
+    }
+}

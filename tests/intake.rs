@@ -1,0 +1,402 @@
+//! Intake from real senders over HTTP (`POST /v1/sources/{name}`): each
+//! sender's own payload format and authentication, through `serve`'s stack
+//! to jira-sim.
+
+use jira_sim::limits::Limits;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use tollgate::domain::secret::Secret;
+use tollgate::domain::sender_auth::{Scheme, sign};
+use tollgate::domain::source::Sources;
+use tollgate::ports::{JobStore, RejectionStore};
+use tollgate_cli::config::IntakeSettings;
+use tollgate_e2e::{InProcess, now_unix};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn intake(document: &str, secrets: &[(&str, &[&str])]) -> IntakeSettings {
+    IntakeSettings {
+        sources: Sources::parse(document).unwrap(),
+        secrets: secrets
+            .iter()
+            .map(|(name, list)| {
+                (
+                    name.to_string(),
+                    list.iter().map(|s| Secret::new(*s)).collect(),
+                )
+            })
+            .collect::<HashMap<_, _>>(),
+    }
+}
+
+/// Posts `body` to a source route with one header (or none).
+async fn post(
+    s: &InProcess,
+    name: &str,
+    body: &[u8],
+    header: Option<(&str, String)>,
+) -> (u16, Value) {
+    let mut req = s
+        .api
+        .http
+        .post(format!("{}/v1/sources/{name}", s.api.base))
+        .header("Content-Type", "application/json")
+        .body(body.to_vec());
+    if let Some((h, v)) = header {
+        req = req.header(h, v);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+fn alert(n: usize, status: &str) -> Value {
+    json!({
+        "status": status,
+        "labels": {"alertname": "HighErrorRate", "instance": format!("web-{n:02}"), "severity": "critical", "job": "web"},
+        "annotations": {"summary": format!("5xx above 5% on web-{n:02}")},
+        "startsAt": "2026-11-24T03:00:00Z",
+        "endsAt": if status == "resolved" { "2026-11-24T03:20:00Z" } else { "0001-01-01T00:00:00Z" },
+        "generatorURL": "http://prometheus:9090/graph?g0.expr=rate",
+        "fingerprint": format!("{:016x}", 0xa1b2_c3d4_0000_u64 + n as u64)
+    })
+}
+
+/// Alertmanager's webhook (version 4) for a group.
+fn group(alerts: Vec<Value>) -> Vec<u8> {
+    let status = if alerts.iter().any(|a| a["status"] == "firing") {
+        "firing"
+    } else {
+        "resolved"
+    };
+    serde_json::to_vec(&json!({
+        "version": "4", "groupKey": "{}:{alertname=\"HighErrorRate\"}", "truncatedAlerts": 0,
+        "status": status, "receiver": "tollgate", "groupLabels": {"alertname": "HighErrorRate"},
+        "commonLabels": {"alertname": "HighErrorRate", "severity": "critical"}, "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093", "alerts": alerts
+    }))
+    .unwrap()
+}
+
+async fn wait_all(s: &InProcess, answers: &[Value]) {
+    for a in answers {
+        for item in a["accepted"].as_array().unwrap() {
+            let job = s
+                .api
+                .wait_terminal(item["jobId"].as_str().unwrap(), WAIT)
+                .await
+                .unwrap();
+            assert_eq!(job["state"], "SUCCEEDED", "{job}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_alertmanager_group_of_30_then_10_resolved_makes_each_issue_once_and_closes_the_resolved()
+ {
+    let document = r#"
+[[sources]]
+name = "alertmanager"
+auth = "bearer"
+preset = "alertmanager"
+params = { project = "OPS" }
+"#;
+    let s = InProcess::with_sources(
+        "intake-am",
+        Limits::default(),
+        intake(document, &[("alertmanager", &["am-token"])]),
+    )
+    .await;
+    let bearer = || Some(("Authorization", "Bearer am-token".to_string()));
+    let firing = group((0..30).map(|n| alert(n, "firing")).collect());
+    let (status, first) = post(&s, "alertmanager", &firing, bearer()).await;
+    assert_eq!(status, 202, "{first}");
+    assert_eq!(first["accepted"].as_array().unwrap().len(), 30);
+    assert_eq!(first["accepted"][7]["item"], "alerts[7]");
+    // Alertmanager repeats the notification: every item is a duplicate.
+    let (_, again) = post(&s, "alertmanager", &firing, bearer()).await;
+    assert!(
+        again["accepted"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["duplicate"] == true),
+        "{again}"
+    );
+    wait_all(&s, &[first]).await;
+
+    // Ten resolve; the group still carries the twenty firing ones.
+    let later = group(
+        (0..30)
+            .map(|n| alert(n, if n % 3 == 0 { "resolved" } else { "firing" }))
+            .collect(),
+    );
+    let (status, second) = post(&s, "alertmanager", &later, bearer()).await;
+    assert_eq!(status, 202, "{second}");
+    let accepted = second["accepted"].as_array().unwrap();
+    assert_eq!(accepted.len(), 30);
+    assert_eq!(
+        accepted.iter().filter(|a| a["duplicate"] == false).count(),
+        10,
+        "{second}"
+    );
+    let (_, repeated) = post(&s, "alertmanager", &later, bearer()).await;
+    assert!(
+        repeated["accepted"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["duplicate"] == true)
+    );
+    wait_all(&s, &[second]).await;
+
+    let report = s.sim.report();
+    assert_eq!(
+        report["totals"]["issues"], 30,
+        "each alert's issue created once"
+    );
+    assert_eq!(report["totals"]["duplicateIssues"], 0);
+    assert_eq!(report["totals"]["duplicateComments"], 0);
+    let issues = report["issues"].as_array().unwrap();
+    let done: Vec<&Value> = issues.iter().filter(|i| i["status"] == "Done").collect();
+    assert_eq!(done.len(), 10);
+    for issue in &done {
+        assert_eq!(
+            issue["comments"],
+            json!(["Resolved at 2026-11-24T03:20:00Z (HighErrorRate)."])
+        );
+    }
+    let web_04 = issues
+        .iter()
+        .find(|i| i["summary"] == "HighErrorRate on web-04")
+        .unwrap();
+    assert_eq!(web_04["status"], "To Do");
+    assert_eq!(web_04["labels"][0], "alertmanager");
+    s.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_scheme_accepts_valid_and_rotated_secrets_and_refuses_the_rest() {
+    let document = r#"
+[[sources]]
+name = "hooks"
+auth = "tollgate"
+preset = "generic"
+[[sources]]
+name = "pagerduty"
+auth = "pagerduty"
+preset = "pagerduty"
+params = { project = "INC" }
+[[sources]]
+name = "github"
+auth = "github"
+preset = "github"
+params = { project = "OPS" }
+[[sources]]
+name = "grafana"
+auth = "basic"
+preset = "grafana"
+params = { project = "OPS" }
+[[sources]]
+name = "alerts"
+auth = "bearer"
+preset = "alertmanager"
+params = { project = "OPS" }
+"#;
+    let secrets: &[(&str, &[&str])] = &[
+        ("hooks", &["new-h", "old-h"]),
+        ("pagerduty", &["new-p", "old-p"]),
+        ("github", &["new-g", "old-g"]),
+        ("grafana", &["tollgate:new-pass", "tollgate:old-pass"]),
+        ("alerts", &["new-b", "old-b"]),
+    ];
+    let s =
+        InProcess::with_sources("intake-auth", Limits::default(), intake(document, secrets)).await;
+    let pd = |kind: &str, id: &str| {
+        serde_json::to_vec(&json!({"event": {"id": format!("ev-{id}-{kind}"), "event_type": kind, "resource_type": "incident",
+            "occurred_at": "2026-11-24T03:00:00Z", "agent": {"summary": "Ada"},
+            "data": {"id": id, "number": 7, "title": "Checkout down", "urgency": "high", "html_url": "https://pd.example/i/1"}}}))
+        .unwrap()
+    };
+    let gh = serde_json::to_vec(&json!({"action": "opened", "issue": {"number": 3, "title": "Crash", "body": "trace",
+        "html_url": "https://github.com/acme/app/issues/3"}, "repository": {"full_name": "acme/app"}, "sender": {"login": "octo"}}))
+    .unwrap();
+    let gf = serde_json::to_vec(
+        &json!({"receiver": "tollgate", "status": "firing", "alerts": [{"status": "firing",
+        "labels": {"alertname": "Latency"}, "annotations": {}, "startsAt": "2026-11-24T03:00:00Z",
+        "fingerprint": "ffee", "dashboardURL": "http://grafana/d/1"}]}),
+    )
+    .unwrap();
+    let generic = serde_json::to_vec(
+        &json!({"externalId": "h-1", "desiredOperation": "create", "projectKey": "OPS",
+        "issueType": "Task", "summary": "from a hook"}),
+    )
+    .unwrap();
+    let am = group(vec![alert(1, "firing")]);
+    let cases: [(&str, Scheme, Vec<u8>, &str, &str); 5] = [
+        ("hooks", Scheme::Tollgate, generic, "new-h", "old-h"),
+        (
+            "pagerduty",
+            Scheme::PagerDuty,
+            pd("incident.triggered", "P1"),
+            "new-p",
+            "old-p",
+        ),
+        ("github", Scheme::GitHub, gh, "new-g", "old-g"),
+        (
+            "grafana",
+            Scheme::Basic,
+            gf,
+            "tollgate:new-pass",
+            "tollgate:old-pass",
+        ),
+        ("alerts", Scheme::Bearer, am, "new-b", "old-b"),
+    ];
+    let mut answers = Vec::new();
+    for (name, scheme, body, new, old) in cases {
+        let header = |secret: &str, body: &[u8]| {
+            Some((
+                scheme.header(),
+                sign(scheme, &Secret::new(secret), body, now_unix()),
+            ))
+        };
+        let (status, ok) = post(&s, name, &body, header(new, &body)).await;
+        assert_eq!(status, 202, "{name}: valid: {ok}");
+        assert_eq!(ok["accepted"].as_array().unwrap().len(), 1, "{name}: {ok}");
+        let (status, rotated) = post(&s, name, &body, header(old, &body)).await;
+        assert_eq!(status, 202, "{name}: rotated secret");
+        assert_eq!(
+            rotated["accepted"][0]["duplicate"], true,
+            "{name}: {rotated}"
+        );
+        let (status, wrong) = post(&s, name, &body, header("not-the-secret", &body)).await;
+        assert_eq!(status, 401, "{name}: wrong secret: {wrong}");
+        let (status, _) = post(&s, name, &body, None).await;
+        assert_eq!(status, 401, "{name}: missing header");
+        if matches!(
+            scheme,
+            Scheme::Tollgate | Scheme::PagerDuty | Scheme::GitHub
+        ) {
+            let mut tampered = body.clone();
+            tampered.extend_from_slice(b" ");
+            let (status, _) = post(&s, name, &tampered, header(new, &body)).await;
+            assert_eq!(status, 401, "{name}: tampered body");
+        }
+        // The same answer, whatever was wrong: no oracle.
+        assert_eq!(
+            wrong["message"],
+            "the request is not authenticated for this source"
+        );
+        answers.push(ok);
+    }
+    wait_all(&s, &answers).await;
+    let report = s.sim.report();
+    assert_eq!(report["totals"]["issues"], 5, "{}", report["issues"]);
+    let summaries: Vec<&str> = report["issues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["summary"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "from a hook",
+        "[PD #7] Checkout down",
+        "Crash",
+        "Latency",
+        "HighErrorRate on web-01",
+    ] {
+        assert!(summaries.contains(&expected), "{summaries:?}");
+    }
+    // PagerDuty resolves the incident it opened.
+    let body = pd("incident.resolved", "P1");
+    let (status, resolved) = post(
+        &s,
+        "pagerduty",
+        &body,
+        Some((
+            Scheme::PagerDuty.header(),
+            sign(Scheme::PagerDuty, &Secret::new("new-p"), &body, now_unix()),
+        )),
+    )
+    .await;
+    assert_eq!(status, 202);
+    wait_all(&s, &[resolved]).await;
+    let report = s.sim.report();
+    let incident = report["issues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["summary"] == "[PD #7] Checkout down")
+        .unwrap()
+        .clone();
+    assert_eq!(incident["status"], "Done", "{incident}");
+    assert_eq!(post(&s, "nobody", b"{}", None).await.0, 404);
+    s.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_payload_that_does_not_map_is_kept_with_the_field_path_and_nothing_is_lost() {
+    let document = r#"
+[[sources]]
+name = "alertmanager"
+auth = "bearer"
+preset = "alertmanager"
+params = { project = "OPS" }
+"#;
+    let s = InProcess::with_sources(
+        "intake-errors",
+        Limits::default(),
+        intake(document, &[("alertmanager", &["t"])]),
+    )
+    .await;
+    let bearer = || Some(("Authorization", "Bearer t".to_string()));
+    let mut broken = alert(2, "firing");
+    broken.as_object_mut().unwrap().remove("fingerprint");
+    let mut bad_summary = alert(3, "firing");
+    bad_summary["labels"]["alertname"] = json!("x".repeat(300));
+    let body = group(vec![alert(1, "firing"), broken, bad_summary]);
+    let (status, answer) = post(&s, "alertmanager", &body, bearer()).await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["accepted"].as_array().unwrap().len(), 1);
+    let rejected = answer["rejected"].as_array().unwrap();
+    assert_eq!(rejected.len(), 2, "{answer}");
+    assert_eq!(rejected[0]["item"], "alerts[1]");
+    assert_eq!(
+        rejected[0]["errors"][0]["field"], "alerts[1].externalId",
+        "{answer}"
+    );
+    assert_eq!(
+        rejected[1]["errors"][0]["field"], "alerts[2].summary",
+        "{answer}"
+    );
+    // Both are in the manual queue, with the same reasons.
+    let kept = s.running.db.rejections(10).await.unwrap();
+    for r in rejected {
+        let id = r["rejectionId"].as_str().unwrap();
+        let k = kept.iter().find(|k| k.id.as_str() == id).expect("kept");
+        assert_eq!(k.errors[0].field, r["errors"][0]["field"].as_str().unwrap());
+    }
+    // Not JSON at all: 400, and kept too.
+    let (status, unreadable) = post(&s, "alertmanager", b"<html>oops</html>", bearer()).await;
+    assert_eq!(status, 400, "{unreadable}");
+    assert_eq!(unreadable["errors"][0]["field"], "body");
+    assert!(s.running.db.rejections(10).await.unwrap().len() >= 3);
+    let deadline = Instant::now() + WAIT;
+    while s
+        .running
+        .db
+        .list(Some(tollgate::domain::job::JobState::Succeeded), 10)
+        .await
+        .unwrap()
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    s.running.shutdown().await;
+}
