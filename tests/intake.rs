@@ -400,3 +400,37 @@ params = { project = "OPS" }
     }
     s.running.shutdown().await;
 }
+
+#[test]
+fn the_example_sources_document_loads_and_maps_its_sample_payload() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let text = std::fs::read_to_string(root.join("examples/sources.toml")).unwrap();
+    let sources = Sources::parse(&text).unwrap();
+    assert_eq!(sources.iter().count(), 5);
+    let payload: Value = serde_json::from_slice(
+        &std::fs::read(root.join("examples/payloads/alertmanager.json")).unwrap(),
+    )
+    .unwrap();
+    let am = sources.get("alertmanager").unwrap();
+    let out = am.mapping.apply(&payload, &am.name, &am.params);
+    let ops: Vec<&str> = out
+        .mapped
+        .iter()
+        .map(|m| {
+            m.event.as_ref().unwrap()["desiredOperation"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(ops, ["upsert", "transition"]);
+    let inventory = sources.get("inventory").unwrap();
+    let out = inventory.mapping.apply(
+        &json!({"changes": [{"kind": "server", "id": "srv-1", "name": "web-1", "rack": "r7"}, {"kind": "switch", "id": "sw-1"}]}),
+        &inventory.name,
+        &inventory.params,
+    );
+    assert_eq!(out.ignored, 1);
+    let e = out.mapped[0].event.as_ref().unwrap();
+    assert_eq!(e["summary"], "web-1 (unknown)");
+    assert_eq!(e["fields"]["customfield_10050"], "r7");
+}
