@@ -903,3 +903,125 @@ async fn a_job_waiting_through_many_receives_continues_on_a_fresh_message_not_th
         .unwrap();
     assert_eq!(job.state.as_str(), "WAITING");
 }
+
+#[tokio::test]
+async fn the_ingest_function_takes_a_senders_payload_and_a_batch_as_serve_does() {
+    let aws = aws().await;
+    let sources = tollgate::domain::source::Sources::parse(
+        "[[sources]]\nname = \"alertmanager\"\nauth = \"bearer\"\npreset = \"alertmanager\"\nparams = { project = \"OPS\" }\n",
+    )
+    .unwrap();
+    let source_secrets = std::collections::HashMap::from([(
+        "alertmanager".to_string(),
+        vec![Secret::new("am-token")],
+    )]);
+    let secrets = [Secret::new(SECRET)];
+    let keys = [Secret::new(LINK_KEY)];
+    let policy = Policy::default();
+    let app = tollgate_ingest::App {
+        sources: &sources,
+        source_secrets: &source_secrets,
+        ingest: Ingest {
+            store: &aws.store,
+            queue: &aws.queue,
+            clock: &SystemClock,
+            secrets: &secrets,
+            policy: &policy,
+        },
+        approvals: approvals(&aws, &keys),
+        notifier: &NoNotifier,
+    };
+    let payload = serde_json::to_vec(&json!({"version": "4", "status": "firing", "alerts": [
+        {"status": "firing", "labels": {"alertname": "Disk", "instance": "db-1"}, "annotations": {},
+         "startsAt": "2026-11-24T03:00:00Z", "fingerprint": "aa11"},
+        {"status": "firing", "labels": {"alertname": "Disk"}, "annotations": {}, "startsAt": "2026-11-24T03:00:00Z"}
+    ]}))
+    .unwrap();
+    let answer = |resp: lambda_http::Response<lambda_http::Body>| {
+        (
+            resp.status().as_u16(),
+            serde_json::from_slice::<Value>(resp.body().as_ref()).unwrap_or(Value::Null),
+        )
+    };
+    let (status, body) = answer(
+        tollgate_ingest::handle(
+            &app,
+            apigw(
+                "POST",
+                "/v1/sources/alertmanager",
+                Some(&payload),
+                json!({"content-type": "application/json", "authorization": "Bearer am-token"}),
+                true,
+            ),
+        )
+        .await,
+    );
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["accepted"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        body["rejected"][0]["errors"][0]["field"],
+        "alerts[1].externalId"
+    );
+    let job = body["accepted"][0]["jobId"].as_str().unwrap();
+    let stored = aws
+        .store
+        .job(&JobId::parse(job).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.source_system.as_str(), "alertmanager");
+    let (status, _) = answer(
+        tollgate_ingest::handle(
+            &app,
+            apigw(
+                "POST",
+                "/v1/sources/alertmanager",
+                Some(&payload),
+                json!({"content-type": "application/json", "authorization": "Bearer wrong"}),
+                false,
+            ),
+        )
+        .await,
+    );
+    assert_eq!(status, 401);
+
+    // A batch, its progress and a pause, signed as events are.
+    let batch = serde_json::to_vec(&json!({"batchId": "lambda-night", "sourceSystem": "cmdb", "events": [
+        {"externalId": "ci-1", "desiredOperation": "upsert", "projectKey": "ASSET", "issueType": "Task", "summary": "web-1"},
+        {"externalId": "ci-2", "desiredOperation": "upsert", "projectKey": "ASSET", "issueType": "Task"}
+    ]}))
+    .unwrap();
+    let sig = |body: &[u8]| signature::sign(&Secret::new(SECRET), tollgate_e2e::now_unix(), body);
+    let (status, body) = answer(
+        tollgate_ingest::handle(
+            &app,
+            apigw(
+                "POST",
+                "/v1/batches",
+                Some(&batch),
+                json!({"content-type": "application/json", "tollgate-signature": sig(&batch)}),
+                false,
+            ),
+        )
+        .await,
+    );
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["accepted"], 1);
+    assert_eq!(body["rejected"][0]["index"], 1);
+    let (status, paused) = answer(
+        tollgate_ingest::handle(
+            &app,
+            apigw(
+                "POST",
+                "/v1/batches/lambda-night/pause",
+                None,
+                json!({"tollgate-signature": sig(b"")}),
+                false,
+            ),
+        )
+        .await,
+    );
+    assert_eq!(status, 200, "{paused}");
+    assert_eq!(paused["paused"], true);
+    assert_eq!(paused["counts"]["QUEUED"], 1, "{paused}");
+}
