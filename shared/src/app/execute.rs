@@ -122,6 +122,8 @@ struct Partner {
     target: Option<IssueKey>,
     lease: String,
     holder: String,
+    /// False when its start mark could not be written: left out of the call.
+    in_call: bool,
 }
 
 enum Resolution {
@@ -463,6 +465,7 @@ where
                         target,
                         lease,
                         holder,
+                        in_call: true,
                     });
                 }
                 // Prepared but not a create after all: it resumes when its
@@ -475,7 +478,10 @@ where
         }
         let outcome = self.bulk_call(job, steps, target, &mut partners).await;
         for mut p in partners {
-            if matches!(outcome, Ok(BulkOutcome::Continue)) && p.job.state == JobState::Running {
+            if matches!(outcome, Ok(BulkOutcome::Continue))
+                && p.in_call
+                && p.job.state == JobState::Running
+            {
                 let r = self
                     .run_steps(&mut p.job, &p.steps, p.target.clone(), &p.lease, &p.holder)
                     .await;
@@ -523,6 +529,9 @@ where
             p.job.step_started = Some((0, now));
             if self.store.update(&p.job, JobState::Running, None).await? {
                 members.push(i);
+            } else {
+                // Moved by someone else meanwhile: not ours to go on with.
+                p.in_call = false;
             }
         }
         let mut requests = vec![self.create_request(job, step)];

@@ -96,6 +96,12 @@ where
         ) {
             return Ok(IntakeOutcome::Unauthorized(e));
         }
+        let limit = 2 * crate::domain::limits::MAX_JSON_DEPTH;
+        if crate::domain::nesting::deeper_than(body, limit) {
+            let errors = vec![crate::domain::validation::too_deep(limit)];
+            let rejection = self.keep(body, errors.clone(), now).await?;
+            return Ok(IntakeOutcome::Unreadable { errors, rejection });
+        }
         let payload: Value = match serde_json::from_slice(body) {
             Ok(v) => v,
             Err(e) => {

@@ -68,6 +68,11 @@ pub fn parse_batch(body: &[u8]) -> Result<BatchRequest, Vec<FieldError>> {
             ),
         )]);
     }
+    // Two levels for the batch itself, the rest as for one event.
+    let limit = super::limits::MAX_JSON_DEPTH + 2;
+    if super::nesting::deeper_than(body, limit) {
+        return Err(vec![super::validation::too_deep(limit)]);
+    }
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| vec![FieldError::new("body", format!("is not valid JSON: {e}"))])?;
     let Some(obj) = value.as_object() else {

@@ -17,3 +17,7 @@ pub const MAX_SOURCE_SYSTEM_CHARS: usize = 64;
 pub const MAX_EXTERNAL_ID_CHARS: usize = 255;
 pub const MAX_FIELDS: usize = 100;
 pub const MAX_TRANSITION_CHARS: usize = 255;
+/// Deepest nesting of arrays and objects in a body; events need a handful
+/// of levels (`fields` values, ADF-like structures), a sender's payload a
+/// few more.
+pub const MAX_JSON_DEPTH: usize = 32;

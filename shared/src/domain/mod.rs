@@ -16,6 +16,7 @@ pub mod ids;
 pub mod job;
 pub mod limits;
 pub mod mapping;
+pub mod nesting;
 pub mod notice;
 pub mod plan;
 pub mod policy;

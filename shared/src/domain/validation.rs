@@ -86,6 +86,9 @@ pub fn parse_event(body: &[u8]) -> Result<(Event, Value), ValidationErrors> {
             ),
         )]));
     }
+    if super::nesting::deeper_than(body, MAX_JSON_DEPTH) {
+        return Err(ValidationErrors(vec![too_deep(MAX_JSON_DEPTH)]));
+    }
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         ValidationErrors(vec![FieldError::new(
             "body",
@@ -94,6 +97,14 @@ pub fn parse_event(body: &[u8]) -> Result<(Event, Value), ValidationErrors> {
     })?;
     let event = validate_event(&value)?;
     Ok((event, value))
+}
+
+/// The error for a body nested deeper than `limit` levels.
+pub fn too_deep(limit: usize) -> FieldError {
+    FieldError::new(
+        "body",
+        format!("nests arrays and objects deeper than {limit} levels"),
+    )
 }
 
 /// Validates an already parsed JSON value (a batch item, a stored job).
@@ -530,6 +541,18 @@ mod tests {
             Ok(_) => Vec::new(),
             Err(ValidationErrors(errors)) => errors.into_iter().map(|e| e.field).collect(),
         }
+    }
+
+    #[test]
+    fn a_deeply_nested_body_is_refused_naming_the_limit() {
+        let deep = format!(
+            "{{\"sourceSystem\":\"a\",\"fields\":{}1{}}}",
+            "[".repeat(40),
+            "]".repeat(40)
+        );
+        let e = parse_event(deep.as_bytes()).unwrap_err();
+        assert_eq!(e.0[0].field, "body");
+        assert!(e.0[0].message.contains("32 levels"), "{e}");
     }
 
     #[test]

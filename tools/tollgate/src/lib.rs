@@ -5,6 +5,7 @@ pub mod bench;
 pub mod config;
 pub mod demo;
 pub mod http;
+pub mod load;
 pub mod stack;
 pub mod telemetry;
 pub mod worker;

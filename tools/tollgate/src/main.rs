@@ -77,6 +77,22 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Load-test a `serve` process on loopback: signed events as fast as it
+    /// takes them, every job held (Jira's quota spent); accepted events per
+    /// second, ingest latency, peak memory of serve.
+    Load {
+        #[arg(long, default_value_t = 20_000)]
+        events: usize,
+        /// Concurrent senders.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 4)]
+        workers: usize,
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Inspect jobs in a database.
     Jobs {
         #[arg(long, env = "TOLLGATE_DB", default_value = config::DEFAULT_DB)]
@@ -468,6 +484,31 @@ async fn main() -> anyhow::Result<()> {
             if let Some(path) = write_doc {
                 let command: Vec<String> = std::env::args().collect();
                 bench::write_doc(&path, &command.join(" "), &results)?;
+            }
+            Ok(())
+        }
+        Command::Load {
+            events,
+            concurrency,
+            workers,
+            json,
+            quiet,
+        } => {
+            telemetry::init(cli.log_format, "error");
+            let r = tollgate_cli::load::run(&tollgate_cli::load::LoadOptions {
+                events,
+                concurrency: concurrency.max(1),
+                workers,
+                progress: !quiet,
+            })
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                print!("{}", r.markdown());
+            }
+            if r.lost > 0 {
+                anyhow::bail!("{} events were answered but not held", r.lost);
             }
             Ok(())
         }
