@@ -112,9 +112,9 @@ async fn a_failing_site_holds_risky_writes_lets_comments_through_and_recovers() 
     })
     .await;
 
-    // Jira answers again. A transition waits; comments go on and restore
-    // the site; then the transition runs.
-    sim.set_limits(Limits::default());
+    // A transition sent now waits (held before any call, so whatever the
+    // comments are doing); then Jira answers again, comments go on and
+    // restore the site, and the transition runs.
     let transition = send(
         &api,
         json!({"sourceSystem": "itsm", "externalId": "INC-1",
@@ -130,6 +130,7 @@ async fn a_failing_site_holds_risky_writes_lets_comments_through_and_recovers() 
     })
     .await;
     assert_eq!(sim.report()["totals"]["transitions"], 0);
+    sim.set_limits(Limits::default());
     wait_for("the site to recover", async || {
         !db.load_governor(&site)
             .await

@@ -183,6 +183,47 @@ async fn signatures_are_checked_before_anything_else() {
 }
 
 #[tokio::test]
+async fn a_replayed_signature_is_refused_and_a_re_signed_redelivery_is_a_duplicate() {
+    let s = stack("replay");
+    let body = fixture("create.json");
+    let header = signature::sign(&Secret::new(SECRET), now_unix(), &body);
+    let first = s.api.post_raw(&body, Some(header.clone())).await.unwrap();
+    assert_eq!(first.status, 202, "{}", first.body);
+    let replayed = s.api.post_raw(&body, Some(header)).await.unwrap();
+    assert_eq!(replayed.status, 401, "{}", replayed.body);
+    assert!(
+        replayed.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("already used")
+    );
+    // The sender's own retry is signed anew: deduplicated, not refused.
+    let resigned = signature::sign(&Secret::new(SECRET), now_unix() - 1, &body);
+    let retry = s.api.post_raw(&body, Some(resigned)).await.unwrap();
+    assert_eq!(retry.status, 202);
+    assert_eq!(retry.body["duplicate"], true);
+    assert_eq!(retry.body["jobId"], first.body["jobId"]);
+}
+
+#[tokio::test]
+async fn a_deeply_nested_body_gets_400_naming_the_limit_and_nothing_is_stored() {
+    let s = stack("nested");
+    let body = format!(
+        r#"{{"sourceSystem":"a","externalId":"1","desiredOperation":"update","issueKey":"OPS-1","fields":{{"x":{}1{}}}}}"#,
+        "[".repeat(5000),
+        "]".repeat(5000)
+    );
+    let sent = s.api.post_signed(body.as_bytes(), SECRET).await.unwrap();
+    assert_eq!(sent.status, 400, "{}", sent.body);
+    assert!(
+        sent.body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("deeper than 32 levels")
+    );
+}
+
+#[tokio::test]
 async fn a_body_over_the_limit_gets_413_naming_it() {
     let s = stack("large");
     let mut body =

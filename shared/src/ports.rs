@@ -224,12 +224,12 @@ pub trait StatsStore: Send + Sync {
 
 /// Everything ingest reads and writes, as one bound.
 pub trait IngestStore:
-    JobStore + LinkStore + ApprovalStore + Counters + RejectionStore + BatchStore
+    JobStore + LinkStore + ApprovalStore + Counters + RejectionStore + BatchStore + Leases
 {
 }
 
-impl<T: JobStore + LinkStore + ApprovalStore + Counters + RejectionStore + BatchStore> IngestStore
-    for T
+impl<T> IngestStore for T where
+    T: JobStore + LinkStore + ApprovalStore + Counters + RejectionStore + BatchStore + Leases
 {
 }
 

@@ -264,6 +264,13 @@ impl SqliteDb {
             .collect()
     }
 
+    /// Deletes leases that expired (used signatures' marks above all: one
+    /// per delivery); DynamoDB's TTL does the same there.
+    pub async fn purge_expired_leases(&self) -> Result<usize, StoreError> {
+        self.with(|c| c.execute("DELETE FROM leases WHERE expires_at <= ?1", [now_ms()]))
+            .await
+    }
+
     /// Jobs per state (the benchmark watches them drain).
     pub async fn state_counts(&self) -> Result<Vec<(JobState, u64)>, StoreError> {
         let rows: Vec<(String, i64)> = self

@@ -88,7 +88,7 @@ where
             });
         }
         let now = self.clock.now();
-        if let Err(e) = signature::verify(signature, body, self.secrets, now.unix_seconds()) {
+        if let Err(e) = self.verify_once(signature, body).await? {
             return Ok(BatchOutcome::Unauthorized(e));
         }
         let request = match parse_batch(body) {

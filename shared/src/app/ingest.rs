@@ -90,7 +90,7 @@ where
             });
         }
         let now = self.clock.now();
-        if let Err(e) = signature::verify(signature, body, self.secrets, now.unix_seconds()) {
+        if let Err(e) = self.verify_once(signature, body).await? {
             return Ok(IngestOutcome::Unauthorized(e));
         }
         let (event, payload) = match parse_event(body) {
@@ -106,6 +106,30 @@ where
             }
         };
         self.admit(event, payload, now, None, None).await
+    }
+
+    /// Verifies a signed delivery and marks its signature as used: the same
+    /// header again within the tolerance is a replay and is refused (a
+    /// sender's retry is signed anew; its content is deduplicated).
+    pub(crate) async fn verify_once(
+        &self,
+        header: Option<&str>,
+        body: &[u8],
+    ) -> Result<Result<(), SignatureError>, AppError> {
+        let now = self.clock.now();
+        if let Err(e) = signature::verify(header, body, self.secrets, now.unix_seconds()) {
+            return Ok(Err(e));
+        }
+        let Some(header) = header else {
+            return Ok(Err(SignatureError::Missing));
+        };
+        let (lease, ttl) = signature::replay_lease(header);
+        let holder = uuid::Uuid::new_v4().simple().to_string();
+        if !self.store.acquire(&lease, &holder, ttl).await? {
+            tracing::warn!("a signature already used was presented again; refused");
+            return Ok(Err(SignatureError::Replayed));
+        }
+        Ok(Ok(()))
     }
 
     /// An operator re-submits a kept rejection, as it was or corrected

@@ -24,6 +24,21 @@ pub enum SignatureError {
     Mismatch,
     #[error("no webhook secret is configured")]
     NoSecret,
+    /// This exact signature was accepted before, within the tolerance: a
+    /// replayed request (a sender re-signs each delivery).
+    #[error("this signature was already used")]
+    Replayed,
+}
+
+/// The lease that marks a signature as seen until it could no longer verify
+/// (twice the tolerance: it is valid from `t - tolerance` to `t + tolerance`).
+pub fn replay_lease(header: &str) -> (String, std::time::Duration) {
+    use sha2::Digest;
+    let digest = hex::encode(Sha256::digest(header.trim().as_bytes()));
+    (
+        format!("replay/{digest}"),
+        std::time::Duration::from_secs(2 * TOLERANCE_SECONDS as u64),
+    )
 }
 
 fn mac(secret: &Secret, t: i64, body: &[u8]) -> HmacSha256 {

@@ -337,9 +337,7 @@ async fn send(
     secret: &Secret,
     body: Vec<u8>,
 ) -> anyhow::Result<Value> {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_secs() as i64;
+    let t = crate::signing::delivery_time();
     let resp = http
         .post(url)
         .header("Content-Type", "application/json")

@@ -6,6 +6,7 @@ pub mod config;
 pub mod demo;
 pub mod http;
 pub mod load;
+pub mod signing;
 pub mod stack;
 pub mod telemetry;
 pub mod worker;

@@ -128,6 +128,9 @@ pub async fn run_sweeper(db: SqliteDb, wake: Arc<Notify>, mut stop: watch::Recei
             _ = tokio::time::sleep(every) => {}
             _ = stop.changed() => break,
         }
+        if let Err(e) = db.purge_expired_leases().await {
+            tracing::warn!(error = %e, "expired leases not purged");
+        }
         let cutoff = Timestamp(SystemClock.now().0 - every.as_millis() as i64);
         match resend_unenqueued(&db, &db, cutoff).await {
             Ok(0) => {}

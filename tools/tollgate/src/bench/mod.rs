@@ -571,7 +571,7 @@ async fn run_tollgate(
             let mut ids = Vec::new();
             for (event, _) in chunk {
                 let body = serde_json::to_vec(&event)?;
-                let t = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() as i64;
+                let t = crate::signing::delivery_time();
                 let resp = http
                     .post(&base)
                     .header("Content-Type", "application/json")
