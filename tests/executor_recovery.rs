@@ -60,7 +60,7 @@ impl Rig {
     async fn ingest(&self, event: &Value) -> JobId {
         let secret = [Secret::new("s")];
         let body = serde_json::to_vec(event).unwrap();
-        let sig = signature::sign(&secret[0], tollgate_e2e::delivery_time(), &body);
+        let sig = signature::sign(&secret[0], tollgate_e2e::signing_time(&body), &body);
         let ingest = Ingest {
             store: &self.db,
             queue: &self.db,

@@ -160,13 +160,12 @@ fn fastrand_u32() -> u32 {
         .unwrap_or(0)
 }
 
-/// A signature timestamp for one delivery: now, minus a few seconds that
-/// differ from call to call (within the tolerance), so two deliveries of
-/// the same body in one second carry different signatures, as a sender's
-/// re-signed retry does — the same header twice is a replay and refused.
-pub fn delivery_time() -> i64 {
-    static SENT: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
-    now_unix() - SENT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 240
+/// The timestamp to sign one delivery of `body` with: the same body's
+/// timestamps step back a second per send, so two deliveries in one second
+/// carry different signatures, as a sender's re-signed retry does (the same
+/// header twice is a replay and refused).
+pub fn signing_time(body: &[u8]) -> i64 {
+    tollgate_cli::signing::signing_time(body)
 }
 
 pub fn now_unix() -> i64 {
@@ -224,7 +223,7 @@ impl Api {
         body: &[u8],
         secret: &str,
     ) -> anyhow::Result<Sent> {
-        let sig = signature::sign(&Secret::new(secret), delivery_time(), body);
+        let sig = signature::sign(&Secret::new(secret), signing_time(body), body);
         let resp = self
             .http
             .request(method, format!("{}{path}", self.base))
@@ -241,7 +240,7 @@ impl Api {
 
     /// Posts `body` signed now with `secret`.
     pub async fn post_signed(&self, body: &[u8], secret: &str) -> anyhow::Result<Sent> {
-        let sig = signature::sign(&Secret::new(secret), delivery_time(), body);
+        let sig = signature::sign(&Secret::new(secret), signing_time(body), body);
         self.post_raw(body, Some(sig)).await
     }
 

@@ -270,7 +270,7 @@ async fn the_functions_run_against_the_resources_the_stack_created() {
         let body = event.to_string();
         let sig = signature::sign(
             &secrets.webhook_secrets[0],
-            tollgate_e2e::delivery_time(),
+            tollgate_e2e::signing_time(body.as_bytes()),
             body.as_bytes(),
         );
         let request = json!({

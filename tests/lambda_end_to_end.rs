@@ -137,7 +137,7 @@ fn apigw(
 
 fn signed_post(body: &Value, base64: bool) -> lambda_http::Request {
     let raw = serde_json::to_vec(body).unwrap();
-    let sig = signature::sign(&Secret::new(SECRET), tollgate_e2e::delivery_time(), &raw);
+    let sig = signature::sign(&Secret::new(SECRET), tollgate_e2e::signing_time(&raw), &raw);
     apigw(
         "POST",
         "/v1/events",
@@ -992,7 +992,7 @@ async fn the_ingest_function_takes_a_senders_payload_and_a_batch_as_serve_does()
     ]}))
     .unwrap();
     let sig =
-        |body: &[u8]| signature::sign(&Secret::new(SECRET), tollgate_e2e::delivery_time(), body);
+        |body: &[u8]| signature::sign(&Secret::new(SECRET), tollgate_e2e::signing_time(body), body);
     let (status, body) = answer(
         tollgate_ingest::handle(
             &app,

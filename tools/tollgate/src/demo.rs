@@ -337,7 +337,7 @@ async fn send(
     secret: &Secret,
     body: Vec<u8>,
 ) -> anyhow::Result<Value> {
-    let t = crate::signing::delivery_time();
+    let t = crate::signing::signing_time(&body);
     let resp = http
         .post(url)
         .header("Content-Type", "application/json")

@@ -571,7 +571,7 @@ async fn run_tollgate(
             let mut ids = Vec::new();
             for (event, _) in chunk {
                 let body = serde_json::to_vec(&event)?;
-                let t = crate::signing::delivery_time();
+                let t = crate::signing::signing_time(&body);
                 let resp = http
                     .post(&base)
                     .header("Content-Type", "application/json")
