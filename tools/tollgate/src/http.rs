@@ -4,7 +4,7 @@
 use crate::config::IntakeSettings;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -266,23 +266,27 @@ async fn post_source(
     }
 }
 
-#[derive(serde::Deserialize)]
-struct StatsQuery {
-    hours: Option<String>,
-}
-
+/// The query is read by hand: a malformed one (`hours=a&hours=b`) must get
+/// the contract's JSON 400 after the signature check, not the framework's
+/// plain-text rejection before it.
 async fn get_stats(
     State(state): State<Arc<AppState>>,
-    Query(q): Query<StatsQuery>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    match stats_request(
-        &state.ingest(),
-        q.hours.as_deref(),
-        signature_header(&headers),
-    )
-    .await
-    {
+    let mut hours = query
+        .as_deref()
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|pair| pair.strip_prefix("hours="));
+    let (first, more) = (hours.next(), hours.next());
+    // A repeated parameter is as invalid as a bad value.
+    let hours = if more.is_some() {
+        Some("repeated")
+    } else {
+        first
+    };
+    match stats_request(&state.ingest(), hours, signature_header(&headers)).await {
         Ok(a) => answer(a),
         Err(e) => internal(e),
     }
