@@ -645,3 +645,40 @@ async fn a_storm_of_creates_from_one_source_waits_past_the_limit_and_redeliverie
         "built-in: more than 3 creates from cmdb within 60 min"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn markup_in_an_event_is_shown_as_text_on_the_approval_page() {
+    let r = rig("escaping", 0).await;
+    let created = r
+        .send(json!({"sourceSystem": "itsm", "externalId": "xss", "desiredOperation": "create",
+                     "projectKey": "OPS", "issueType": "Incident", "summary": "Outage <b>bold</b>"}))
+        .await;
+    r.api
+        .wait_terminal(created["jobId"].as_str().unwrap(), Duration::from_secs(20))
+        .await
+        .unwrap();
+    let gated = r
+        .send(
+            json!({"sourceSystem": "itsm", "externalId": "xss", "desiredOperation": "transition",
+                     "transition": "<script>alert(document.cookie)</script>",
+                     "comment": "<img src=x onerror=alert(1)> & \"quoted\""}),
+        )
+        .await;
+    let job = gated["jobId"].as_str().unwrap();
+    let notice = r.notice(job).await;
+    let page = r.get(&Rig::link(&notice, LEAD, "approve")).await;
+    assert_eq!(page.status, 200);
+    assert!(!page.html.contains("<script"), "{}", page.html);
+    assert!(!page.html.contains("<img"), "{}", page.html);
+    assert!(
+        page.html
+            .contains("&lt;script&gt;alert(document.cookie)&lt;/script&gt;"),
+        "{}",
+        page.html
+    );
+    assert!(
+        page.html.contains("&lt;img src=x onerror=alert(1)&gt;"),
+        "{}",
+        page.html
+    );
+}

@@ -151,6 +151,31 @@ pub struct Overrides {
     pub sources: Option<PathBuf>,
 }
 
+/// A secret given directly (flag or variable), else read from the file
+/// `<VAR>_FILE` names (Docker and systemd credentials, Kubernetes secret
+/// volumes); one trailing newline is dropped.
+pub fn or_secret_file(value: Option<String>, var: &str) -> anyhow::Result<Option<String>> {
+    if value.is_some() {
+        return Ok(value);
+    }
+    secret_from_file(&format!("{var}_FILE"), |v| std::env::var(v).ok())
+}
+
+fn secret_from_file(
+    file_var: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<Option<String>> {
+    let Some(path) = env(file_var).filter(|p| !p.trim().is_empty()) else {
+        return Ok(None);
+    };
+    // The error names the variable and path, never the content.
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("{file_var}: cannot read {path}"))?;
+    let text = text.strip_suffix('\n').unwrap_or(&text);
+    let text = text.strip_suffix('\r').unwrap_or(text);
+    Ok(Some(text.to_string()))
+}
+
 /// Senders posting their own payloads (`POST /v1/sources/{name}`).
 #[derive(Debug, Clone, Default)]
 pub struct IntakeSettings {
@@ -170,10 +195,14 @@ impl IntakeSettings {
         let mut secrets = HashMap::new();
         for s in sources.iter() {
             let var = secrets_env_var(&s.name);
-            let list = env(&var).as_deref().map(secret_list).unwrap_or_default();
+            let value = match env(&var) {
+                Some(v) => Some(v),
+                None => secret_from_file(&format!("{var}_FILE"), &env)?,
+            };
+            let list = value.as_deref().map(secret_list).unwrap_or_default();
             if list.is_empty() {
                 bail!(
-                    "source {} has no secret: set {var} (comma-separated during a rotation)",
+                    "source {} has no secret: set {var} or {var}_FILE (comma-separated during a rotation)",
                     s.name
                 );
             }
@@ -328,6 +357,34 @@ mod tests {
             exhausted_project: None,
             sources: None,
         }
+    }
+
+    #[test]
+    fn secrets_can_come_from_files_named_by_a_variable() {
+        let dir = std::env::temp_dir().join(format!("tollgate-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("token");
+        std::fs::write(&path, "s3cret\n").unwrap();
+        let p = path.display().to_string();
+        let env = |v: &str| (v == "X_FILE").then(|| p.clone());
+        assert_eq!(
+            secret_from_file("X_FILE", env).unwrap().as_deref(),
+            Some("s3cret")
+        );
+        assert_eq!(secret_from_file("Y_FILE", env).unwrap(), None);
+        let missing = |v: &str| (v == "X_FILE").then(|| "/nonexistent/t".to_string());
+        let e = secret_from_file("X_FILE", missing).unwrap_err().to_string();
+        assert!(e.contains("X_FILE") && e.contains("/nonexistent/t"), "{e}");
+        let sources = dir.join("sources.toml");
+        std::fs::write(
+            &sources,
+            "[[sources]]\nname = \"am\"\nauth = \"bearer\"\npreset = \"generic\"\n",
+        )
+        .unwrap();
+        let file_env = |v: &str| (v == "TOLLGATE_SOURCE_AM_SECRETS_FILE").then(|| p.clone());
+        let intake = IntakeSettings::load(&sources, file_env).unwrap();
+        assert_eq!(intake.secrets["am"][0].expose(), "s3cret");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
