@@ -48,6 +48,9 @@ pub struct ExecutorConfig {
     /// Most issues created in one call (Jira's bulk create takes 50); 1
     /// creates one at a time.
     pub bulk_create: usize,
+    /// How often a paused batch's job looks whether it was resumed: each
+    /// look is a queue receive, so on SQS it is kept long.
+    pub paused_poll: Duration,
 }
 
 impl Default for ExecutorConfig {
@@ -59,6 +62,7 @@ impl Default for ExecutorConfig {
             search_lag: Duration::from_secs(5),
             target_wait: Duration::from_secs(300),
             bulk_create: MAX_BULK_CREATE,
+            paused_poll: Duration::from_secs(30),
         }
     }
 }
@@ -149,9 +153,6 @@ enum Reconciled {
     NotFound,
 }
 
-/// How often a paused batch's job looks whether it was resumed.
-const PAUSED_POLL: Duration = Duration::from_secs(5);
-
 /// A call's point, in the thousandths jobs count in.
 const POINT: u64 = 1000;
 
@@ -183,7 +184,7 @@ where
         // is and looks again shortly. (Work between steps finishes.)
         if job.steps_done == 0 && job.step_started.is_none() && self.batch_paused(&job).await? {
             return Ok(RunReport::untouched(
-                Disposition::RetryAfter(PAUSED_POLL),
+                Disposition::RetryAfter(self.config.paused_poll),
                 Some(job.state),
             ));
         }

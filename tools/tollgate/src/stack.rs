@@ -158,6 +158,8 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
                 worker: format!("worker-{i}"),
                 lease_ttl: config.lease_ttl,
                 bulk_create: config.bulk_create,
+                // A receive on SQLite is cheap: resume within seconds.
+                paused_poll: Duration::from_secs(5),
                 ..ExecutorConfig::default()
             },
             governor: GovernorConfig::new(url.clone(), config.workers),
