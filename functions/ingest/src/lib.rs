@@ -76,6 +76,11 @@ fn route<'p>(method: &Method, path: &'p str) -> Route<'p> {
     }
 }
 
+/// A request header as text (absent when missing or not UTF-8).
+fn header_of<'r>(req: &'r Request, name: &str) -> Option<&'r str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
 fn respond(a: HttpAnswer) -> Response<Body> {
     let mut r = Response::new(Body::Text(a.body.to_string()));
     *r.status_mut() = StatusCode::from_u16(a.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -128,17 +133,12 @@ where
     let ingest = &app.ingest;
     match route(req.method(), req.uri().path()) {
         Route::PostEvent => {
-            let content_type = req
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok());
-            if let Some(refusal) = refuse_content_type(content_type) {
+            if let Some(refusal) =
+                refuse_content_type(header_of(&req, header::CONTENT_TYPE.as_str()))
+            {
                 return respond(refusal);
             }
-            let signature = req
-                .headers()
-                .get(signature::HEADER)
-                .and_then(|v| v.to_str().ok());
+            let signature = header_of(&req, signature::HEADER);
             // The raw body as API Gateway delivered it (base64 decoded by
             // lambda_http): the signature covers these exact bytes.
             match ingest.handle(req.body().as_ref(), signature).await {
@@ -158,27 +158,19 @@ where
             }
         }
         Route::PostBatch => {
-            let content_type = req
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok());
-            if let Some(refusal) = refuse_content_type(content_type) {
+            if let Some(refusal) =
+                refuse_content_type(header_of(&req, header::CONTENT_TYPE.as_str()))
+            {
                 return respond(refusal);
             }
-            let signature = req
-                .headers()
-                .get(signature::HEADER)
-                .and_then(|v| v.to_str().ok());
+            let signature = header_of(&req, signature::HEADER);
             match ingest.submit_batch(req.body().as_ref(), signature).await {
                 Ok(outcome) => respond(batch_answer(&outcome)),
                 Err(e) => unavailable(e),
             }
         }
         Route::Batch(id, action) => {
-            let signature = req
-                .headers()
-                .get(signature::HEADER)
-                .and_then(|v| v.to_str().ok());
+            let signature = header_of(&req, signature::HEADER);
             match batch_request(ingest, action, id, req.body().as_ref(), signature).await {
                 Ok(a) => respond(a),
                 Err(e) => unavailable(e),
@@ -203,10 +195,7 @@ where
             }
         }
         Route::Stats => {
-            let signature = req
-                .headers()
-                .get(signature::HEADER)
-                .and_then(|v| v.to_str().ok());
+            let signature = header_of(&req, signature::HEADER);
             let query = req.query_string_parameters();
             match stats_request(ingest, query.first("hours"), signature).await {
                 Ok(a) => respond(a),

@@ -476,6 +476,37 @@ impl DynamoStore {
         Ok(out.item)
     }
 
+    /// The job ids listed under `pk` as `JOB#<jobId>` items (an entity's
+    /// or a batch's jobs), all pages.
+    async fn member_job_ids(&self, pk: String) -> Result<Vec<String>, StoreError> {
+        let mut ids = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :job)")
+                .expression_attribute_values(":pk", s(pk.clone()))
+                .expression_attribute_values(":job", s("JOB#"))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(backend)?;
+            for item in out.items.unwrap_or_default() {
+                if let Some(id) = get_s(&item, "sk")?.strip_prefix("JOB#") {
+                    ids.push(id.to_string());
+                }
+            }
+            match out.last_evaluated_key {
+                Some(k) => start = Some(k),
+                None => break,
+            }
+        }
+        Ok(ids)
+    }
+
     /// Fetches jobs by id (consistent reads, 100 keys a call).
     async fn jobs_by_id(&self, ids: &[String]) -> Result<Vec<JobRecord>, StoreError> {
         let mut jobs = Vec::with_capacity(ids.len());
@@ -850,31 +881,7 @@ impl JobStore for DynamoStore {
     }
 
     async fn entity_jobs(&self, link: &LinkId) -> Result<Vec<JobRecord>, StoreError> {
-        let mut ids = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :job)")
-                .expression_attribute_values(":pk", s(entity_pk(link)))
-                .expression_attribute_values(":job", s("JOB#"))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(backend)?;
-            for item in out.items.unwrap_or_default() {
-                if let Some(id) = get_s(&item, "sk")?.strip_prefix("JOB#") {
-                    ids.push(id.to_string());
-                }
-            }
-            match out.last_evaluated_key {
-                Some(k) => start = Some(k),
-                None => break,
-            }
-        }
+        let ids = self.member_job_ids(entity_pk(link)).await?;
         let mut jobs = self.jobs_by_id(&ids).await?;
         jobs.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(jobs)
@@ -1452,30 +1459,7 @@ impl BatchStore for DynamoStore {
     }
 
     async fn batch_jobs(&self, id: &BatchId) -> Result<Vec<JobSummary>, StoreError> {
-        let mut ids = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :job)")
-                .expression_attribute_values(":pk", s(batch_pk(id)))
-                .expression_attribute_values(":job", s("JOB#"))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(backend)?;
-            for item in out.items.unwrap_or_default() {
-                if let Some(id) = get_s(&item, "sk")?.strip_prefix("JOB#") {
-                    ids.push(id.to_string());
-                }
-            }
-            match out.last_evaluated_key {
-                Some(k) => start = Some(k),
-                None => break,
-            }
-        }
+        let ids = self.member_job_ids(batch_pk(id)).await?;
         Ok(self
             .jobs_by_id(&ids)
             .await?
