@@ -2,7 +2,6 @@
 //! answers out — the same status codes and bodies as `tollgate serve`, since
 //! both answer through `tollgate::app::api`. No rule lives here.
 
-use lambda_http::RequestExt;
 use lambda_http::http::{Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use std::collections::HashMap;
@@ -196,8 +195,7 @@ where
         }
         Route::Stats => {
             let signature = header_of(&req, signature::HEADER);
-            let query = req.query_string_parameters();
-            match stats_request(ingest, query.first("hours"), signature).await {
+            match stats_request(ingest, req.uri().query(), signature).await {
                 Ok(a) => respond(a),
                 Err(e) => unavailable(e),
             }

@@ -105,9 +105,11 @@ pub async fn read_stats<S: StatsStore, C: Clock>(
 }
 
 /// `GET /v1/stats?hours=N` (signed, over the empty body): 1 to 168 hours.
+/// Takes the raw query string, so every entrypoint answers a malformed one
+/// (`hours=a&hours=b`) the same way, after the signature check.
 pub async fn stats_request<S, Q, C>(
     ingest: &Ingest<'_, S, Q, C>,
-    hours: Option<&str>,
+    query: Option<&str>,
     signature: Option<&str>,
 ) -> Result<HttpAnswer, AppError>
 where
@@ -118,6 +120,16 @@ where
     if let Err(e) = ingest.authenticate(b"", signature) {
         return Ok(api::unauthorized(&e));
     }
+    let mut given = query
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|pair| pair.strip_prefix("hours="));
+    // A repeated parameter is as invalid as a bad value.
+    let hours = match (given.next(), given.next()) {
+        (first, None) => first,
+        (Some(_), Some(_)) => Some("repeated"),
+        (None, Some(_)) => None,
+    };
     let hours = match hours.map(str::parse::<u32>) {
         None => 1,
         Some(Ok(h)) if (1..=MAX_STATS_HOURS).contains(&h) => h,

@@ -266,27 +266,21 @@ async fn post_source(
     }
 }
 
-/// The query is read by hand: a malformed one (`hours=a&hours=b`) must get
-/// the contract's JSON 400 after the signature check, not the framework's
+/// The raw query goes to the use case: a malformed one must get the
+/// contract's JSON 400 after the signature check, not the framework's
 /// plain-text rejection before it.
 async fn get_stats(
     State(state): State<Arc<AppState>>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let mut hours = query
-        .as_deref()
-        .unwrap_or_default()
-        .split('&')
-        .filter_map(|pair| pair.strip_prefix("hours="));
-    let (first, more) = (hours.next(), hours.next());
-    // A repeated parameter is as invalid as a bad value.
-    let hours = if more.is_some() {
-        Some("repeated")
-    } else {
-        first
-    };
-    match stats_request(&state.ingest(), hours, signature_header(&headers)).await {
+    match stats_request(
+        &state.ingest(),
+        query.as_deref(),
+        signature_header(&headers),
+    )
+    .await
+    {
         Ok(a) => answer(a),
         Err(e) => internal(e),
     }

@@ -530,32 +530,7 @@ async fn run_tollgate(
     workers: usize,
     bar: &ProgressBar,
 ) -> anyhow::Result<(f64, usize, Vec<f64>)> {
-    let dir = std::env::temp_dir().join(format!(
-        "tollgate-bench-{}-{}",
-        std::process::id(),
-        fastrand::u32(..)
-    ));
-    std::fs::create_dir_all(&dir)?;
-    let secret = Secret::new(format!("bench-{}", fastrand::u64(..)));
-    let running = stack::start(ServeConfig {
-        listen: "127.0.0.1:0".parse()?,
-        db: dir.join("bench.db"),
-        jira: JiraTarget::Site {
-            url: url.to_string(),
-            auth,
-        },
-        webhook_secrets: vec![secret.clone()],
-        workers,
-        visibility_timeout: Duration::from_secs(30),
-        lease_ttl: Duration::from_secs(30),
-        jira_timeout: Duration::from_secs(10),
-        sim_latency: Duration::ZERO,
-        approvals: Default::default(),
-        followups: Default::default(),
-        bulk_create: tollgate::ports::MAX_BULK_CREATE,
-        intake: Default::default(),
-    })
-    .await?;
+    let (running, secret, dir) = start_stack("bench", url, auth, workers).await?;
     let start = tollgate::ports::SystemClock;
     let t0 = tollgate::ports::Clock::now(&start);
     let base = format!("http://{}/v1/events", running.addr);
@@ -631,6 +606,44 @@ async fn run_tollgate(
     running.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(((end.0 - t0.0) as f64 / 1000.0, lost, latencies))
+}
+
+/// `serve`'s stack in this process on a fresh database in a scratch
+/// directory (removed by the caller), against the Jira at `url`, with a
+/// random webhook secret.
+pub(crate) async fn start_stack(
+    name: &str,
+    url: &str,
+    auth: JiraAuth,
+    workers: usize,
+) -> anyhow::Result<(stack::Running, Secret, PathBuf)> {
+    let dir = std::env::temp_dir().join(format!(
+        "tollgate-{name}-{}-{}",
+        std::process::id(),
+        fastrand::u32(..)
+    ));
+    std::fs::create_dir_all(&dir)?;
+    let secret = Secret::new(format!("bench-{}", fastrand::u64(..)));
+    let running = stack::start(ServeConfig {
+        listen: "127.0.0.1:0".parse()?,
+        db: dir.join(format!("{name}.db")),
+        jira: JiraTarget::Site {
+            url: url.to_string(),
+            auth,
+        },
+        webhook_secrets: vec![secret.clone()],
+        workers,
+        visibility_timeout: Duration::from_secs(30),
+        lease_ttl: Duration::from_secs(30),
+        jira_timeout: Duration::from_secs(10),
+        sim_latency: Duration::ZERO,
+        approvals: Default::default(),
+        followups: Default::default(),
+        bulk_create: tollgate::ports::MAX_BULK_CREATE,
+        intake: Default::default(),
+    })
+    .await?;
+    Ok((running, secret, dir))
 }
 
 /// The results as a Markdown table per profile.

@@ -10,8 +10,6 @@
 
 use super::ideal::{Need, ideal_makespan};
 use super::{RunResult, unix_now};
-use crate::config::{JiraTarget, ServeConfig};
-use crate::stack;
 use indicatif::ProgressBar;
 use jira_sim::limits::Limits;
 use serde::Serialize;
@@ -320,32 +318,7 @@ async fn run_tollgate(
     workers: usize,
     bar: &ProgressBar,
 ) -> anyhow::Result<usize> {
-    let dir = std::env::temp_dir().join(format!(
-        "tollgate-nightly-{}-{}",
-        std::process::id(),
-        fastrand::u32(..)
-    ));
-    std::fs::create_dir_all(&dir)?;
-    let secret = Secret::new(format!("bench-{}", fastrand::u64(..)));
-    let running = stack::start(ServeConfig {
-        listen: "127.0.0.1:0".parse()?,
-        db: dir.join("nightly.db"),
-        jira: JiraTarget::Site {
-            url: url.to_string(),
-            auth,
-        },
-        webhook_secrets: vec![secret.clone()],
-        workers,
-        visibility_timeout: Duration::from_secs(30),
-        lease_ttl: Duration::from_secs(30),
-        jira_timeout: Duration::from_secs(10),
-        sim_latency: Duration::ZERO,
-        approvals: Default::default(),
-        followups: Default::default(),
-        bulk_create: tollgate::ports::MAX_BULK_CREATE,
-        intake: Default::default(),
-    })
-    .await?;
+    let (running, secret, dir) = super::start_stack("nightly", url, auth, workers).await?;
     let base = format!("http://{}", running.addr);
     let http = reqwest::Client::new();
     let sign = |body: &[u8]| -> anyhow::Result<String> {
