@@ -81,6 +81,7 @@ impl Rig {
             clock: &SystemClock,
             config: &self.config,
             governor: &Ungoverned,
+            deadline: None,
         };
         ex.run(id).await.unwrap()
     }

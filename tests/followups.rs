@@ -117,6 +117,7 @@ impl Rig {
             clock: &SystemClock,
             config: &self.config,
             governor: &Ungoverned,
+            deadline: None,
         };
         for _ in 0..50 {
             let got = self.db.receive(10, Duration::from_secs(30)).await.unwrap();

@@ -351,6 +351,7 @@ async fn the_functions_run_against_the_resources_the_stack_created() {
         clock: &SystemClock,
         config: &exec_config,
         governor: &governor,
+        deadline: None,
     };
     let sqs = aws_sdk_sqs::Client::new(&config);
     let queue_arn = format!(

@@ -223,6 +223,7 @@ impl<'a> Instance<'a> {
             clock: &SystemClock,
             config: &self.config,
             governor: &self.governor,
+            deadline: None,
         };
         let budget = Budget {
             deadline: None,

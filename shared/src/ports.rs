@@ -92,11 +92,25 @@ pub trait JobStore: Send + Sync {
 
     /// Writes the job's mutable fields if its state is still `expected`.
     /// Returns false, changing nothing, when another writer got there first.
+    /// (Writers outside a lease: ingest, approvals, operators.)
     fn update(
         &self,
         job: &JobRecord,
         expected: JobState,
         audit: Option<&AuditEntry>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        self.update_fenced(job, expected, audit, None)
+    }
+
+    /// [`JobStore::update`], and — with a fence — only while the lease still
+    /// carries the fencing token the writer took it with: a worker whose
+    /// lease was taken over writes nothing more.
+    fn update_fenced(
+        &self,
+        job: &JobRecord,
+        expected: JobState,
+        audit: Option<&AuditEntry>,
+        fence: Option<&Fence>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Sets the outbox flag alone: the queue message was sent. Touches no
@@ -294,24 +308,62 @@ pub trait LinkStore: Send + Sync {
         to: &JobId,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Records the created issue; only the creator may.
+    /// Records the created issue; only the creator may, and only while it
+    /// holds the entity's lease with `fence`'s token. False when refused.
     fn set_link_issue(
         &self,
         id: &LinkId,
         creator: &JobId,
         issue: &IssueKey,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+        fence: &Fence,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The newest revision (the admitting job's id: ids sort by admission)
+    /// applied to each field of the entity's issue.
+    fn field_revisions(
+        &self,
+        id: &LinkId,
+    ) -> impl Future<Output = Result<FieldRevisions, StoreError>> + Send;
+
+    /// Raises the applied revision of each named field (never lowers one),
+    /// while `fence`'s token still holds the entity's lease. False when
+    /// refused.
+    fn record_revisions(
+        &self,
+        id: &LinkId,
+        revisions: &FieldRevisions,
+        fence: &Fence,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
-/// Expiring, conditional leases: one holder at a time per name.
+/// Field name → the revision (job id) whose value Jira holds.
+pub type FieldRevisions = std::collections::BTreeMap<String, JobId>;
+
+/// A held lease: its name and the fencing token it was taken with. Tokens
+/// rise with every new holder of a name (a renewal keeps its token), so a
+/// write carrying an older token comes from a worker that lost the lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub lease: String,
+    pub token: u64,
+}
+
+/// Expiring, conditional leases: one holder at a time per name, each
+/// holding carrying a fencing token.
 pub trait Leases: Send + Sync {
+    /// Takes the lease (absent, expired, or already `holder`'s) for `ttl`
+    /// from now; its fencing token, or `None` when another holder has it.
+    /// A renewal by the same holder keeps the token; a new holder gets a
+    /// higher one.
     fn acquire(
         &self,
         name: &str,
         holder: &str,
         ttl: Duration,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
 
+    /// Ends the holding now. The name's token is kept, so the next
+    /// holder's is higher still.
     fn release(
         &self,
         name: &str,
@@ -475,10 +527,14 @@ pub trait Tracker: Send + Sync {
         marker: &str,
     ) -> impl Future<Output = TrackerResult<()>> + Send;
 
+    /// Whether a comment carrying `marker` exists, looking through every
+    /// comment created since `since` (a minute's slack for clock skew),
+    /// however many there are.
     fn has_comment(
         &self,
         key: &IssueKey,
         marker: &str,
+        since: Timestamp,
     ) -> impl Future<Output = TrackerResult<bool>> + Send;
 
     /// Moves the issue through the transition named `name` (or to the status
@@ -495,34 +551,40 @@ pub trait Tracker: Send + Sync {
         label: &str,
     ) -> impl Future<Output = TrackerResult<Vec<IssueKey>>> + Send;
 
-    /// Creates a Confluence page (`body` in storage format); its id.
+    /// Creates a Confluence page (`body` in storage format) carrying
+    /// `marker` in the same call (an invisible anchor); its id.
     fn create_page(
         &self,
         space: &SpaceId,
         title: &str,
         body: &str,
         parent: Option<&PageId>,
+        marker: &str,
     ) -> impl Future<Output = TrackerResult<PageId>> + Send;
 
-    /// The page titled `title` in the space (titles are unique per space).
+    /// The page titled `title` in the space *that carries `marker`*: a page
+    /// of that title without it is someone else's.
     fn find_page(
         &self,
         space: &SpaceId,
         title: &str,
+        marker: &str,
     ) -> impl Future<Output = TrackerResult<Option<PageId>>> + Send;
 
-    /// Adds a footer comment (`body` in storage format) to a page.
+    /// Adds a footer comment (`body` in storage format) carrying `marker`.
     fn add_page_comment(
         &self,
         page: &PageId,
         body: &str,
+        marker: &str,
     ) -> impl Future<Output = TrackerResult<()>> + Send;
 
-    /// Whether the page has a footer comment with exactly this body.
+    /// Whether the page has a footer comment carrying `marker`, looking
+    /// through all of them.
     fn has_page_comment(
         &self,
         page: &PageId,
-        body: &str,
+        marker: &str,
     ) -> impl Future<Output = TrackerResult<bool>> + Send;
 }
 

@@ -100,6 +100,16 @@ async fn a_lease_expires_and_can_be_renewed_by_its_holder() {
 }
 
 #[tokio::test]
+async fn fence_refuses_a_worker_whose_lease_was_taken_over() {
+    conformance::fence_refuses_a_worker_whose_lease_was_taken_over(&store().await).await;
+}
+
+#[tokio::test]
+async fn field_revisions_only_rise() {
+    conformance::field_revisions_only_rise(&store().await).await;
+}
+
+#[tokio::test]
 async fn a_link_has_one_creator_and_records_its_issue() {
     conformance::a_link_has_one_creator_and_records_its_issue(&store().await).await;
 }

@@ -82,6 +82,18 @@ async fn a_lease_expires_and_can_be_renewed_by_its_holder() {
 }
 
 #[tokio::test]
+async fn fence_refuses_a_worker_whose_lease_was_taken_over() {
+    let db = TempDb::new("fence");
+    conformance::fence_refuses_a_worker_whose_lease_was_taken_over(&db.open()).await;
+}
+
+#[tokio::test]
+async fn field_revisions_only_rise() {
+    let db = TempDb::new("revisions");
+    conformance::field_revisions_only_rise(&db.open()).await;
+}
+
+#[tokio::test]
 async fn a_link_has_one_creator_and_records_its_issue() {
     let db = TempDb::new("link");
     conformance::a_link_has_one_creator_and_records_its_issue(&db.open()).await;

@@ -98,6 +98,25 @@ impl Budget {
     }
 }
 
+/// The invocation's deadline as an instant, from the runtime's value (epoch
+/// milliseconds). A value that is not in the future — none, or a relative
+/// one as some local emulators send — is no deadline at all: the batch then
+/// runs on the per-record budget alone.
+pub fn invocation_deadline(raw: u64, now: Timestamp) -> Option<Timestamp> {
+    let at = Timestamp(i64::try_from(raw).ok()?);
+    if at > now {
+        Some(at)
+    } else {
+        if raw > 0 {
+            tracing::warn!(
+                deadline = raw,
+                "invocation deadline is not a time in the future; ignored"
+            );
+        }
+        None
+    }
+}
+
 /// What a batch did, as counts (sent out as metrics).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BatchCounts {
@@ -379,6 +398,21 @@ mod tests {
             Invocation::Sweep
         ));
         assert!(Invocation::parse(serde_json::json!({"hello": 1})).is_err());
+    }
+
+    #[test]
+    fn a_deadline_that_is_not_in_the_future_is_no_deadline() {
+        let now = Timestamp(1_800_000_000_000);
+        assert_eq!(
+            invocation_deadline(1_800_000_010_000, now),
+            Some(Timestamp(1_800_000_010_000))
+        );
+        assert_eq!(
+            invocation_deadline(600_000, now),
+            None,
+            "relative, as emulators send"
+        );
+        assert_eq!(invocation_deadline(0, now), None);
     }
 
     #[test]

@@ -15,8 +15,7 @@ use tollgate::app::followup::FollowUps;
 use tollgate::app::governor::{Governor, GovernorConfig};
 use tollgate::app::stats::{Metered, StatsRecorder};
 use tollgate::domain::followup::FollowUpPolicy;
-use tollgate::domain::time::Timestamp;
-use tollgate::ports::SystemClock;
+use tollgate::ports::{Clock, SystemClock};
 use tollgate_executor::{Budget, Invocation};
 
 #[tokio::main]
@@ -40,6 +39,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     );
     let config = ExecutorConfig {
         worker: std::env::var("AWS_LAMBDA_LOG_STREAM_NAME").unwrap_or_else(|_| "executor".into()),
+        call_timeout: settings.jira_timeout,
         ..ExecutorConfig::default()
     };
     let recorder = StatsRecorder::default();
@@ -53,6 +53,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         clock: &SystemClock,
         config: &config,
         governor: &metered,
+        deadline: None,
     };
     // Start a record only if one more Jira call fits; later steps of a job
     // that runs out of time resume from their checkpoint.
@@ -92,13 +93,22 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         async move {
             match Invocation::parse(event.payload)? {
                 Invocation::Batch(batch) => {
+                    let deadline = tollgate_executor::invocation_deadline(
+                        event.context.deadline,
+                        SystemClock.now(),
+                    );
                     let budget = Budget {
-                        deadline: (event.context.deadline > 0)
-                            .then_some(Timestamp(event.context.deadline as i64)),
+                        deadline,
                         per_record,
                     };
+                    // No Jira call starts unless it can finish in time.
+                    let executor = Executor {
+                        deadline,
+                        ..*executor
+                    };
                     let response =
-                        tollgate_executor::handle(executor, queue, &batch, &budget, recorder).await;
+                        tollgate_executor::handle(&executor, queue, &batch, &budget, recorder)
+                            .await;
                     Ok::<_, lambda_runtime::Error>(serde_json::to_value(response)?)
                 }
                 Invocation::Sweep => Ok(tollgate_executor::sweep(

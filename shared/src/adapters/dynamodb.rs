@@ -13,7 +13,8 @@
 //! | dedup       | `DEDUP#<dedupId>`| `DEDUP`                   | `jobId` |
 //! | entity job  | `ENTITY#<linkId>`| `JOB#<jobId>`             | one per admitted job of an entity (job ids sort by time) |
 //! | link        | `LINK#<linkId>`  | `LINK`                    | `creator`, `issueKey` |
-//! | lease       | `LEASE#<name>`   | `LEASE`                   | `holder`, `expiresAt` (ms) |
+//! | lease       | `LEASE#<name>`   | `LEASE`                   | `holder`, `expiresAt` (ms), `fence` (the fencing token) |
+//! | revision    | `LINK#<linkId>`  | `REV#<field>`             | `jobId`: the newest revision applied to that field of the entity's issue |
 //! | governor    | `GOV#<site>`     | `GOV`                     | `version`, `state` (JSON) |
 //! | approval    | `APPROVAL#<id>`  | `APPROVAL`                | every `ApprovalRecord` field; `gsi1*` while open |
 //! | approval ref| `JOB#<jobId>`    | `APPROVAL`                | `approvalId` (the job's approval; one per job of a batch chunk's request, `also`) |
@@ -29,7 +30,15 @@
 //!   its entity item and its first audit entries — all or nothing.
 //! * State changes are `UpdateItem … ConditionExpression #state = :expected`,
 //!   transacted with their audit entry when there is one.
-//! * Leases are a conditional `PutItem`: absent, expired, or already ours.
+//! * Leases are conditional `UpdateItem`s: a renewal (`holder = :me`) keeps
+//!   the fencing token; a take-over (absent or expired) adds one to it.
+//!   Release only sets `expiresAt` to now, and the item outlives its
+//!   expiry by a day, so tokens never go back while a worker lives.
+//! * A fenced write is a `TransactWriteItems` whose first item is a
+//!   `ConditionCheck` on the lease (`fence = :token`): a worker that lost
+//!   its lease writes nothing more.
+//! * A field revision is raised by `UpdateItem … attribute_not_exists(pk)
+//!   OR jobId < :id`, transacted with the fence check.
 //! * Governor rows are written with `version = :expected` (optimistic).
 //! * An approval's decision is `UpdateItem … attribute_not_exists(decision)`
 //!   (once); open approvals sit in `gsi1` under `APPROVALS#OPEN` until then.
@@ -54,13 +63,14 @@ use crate::domain::rejection::{Rejection, RejectionId};
 use crate::domain::stats::CallStats;
 use crate::domain::time::Timestamp;
 use crate::ports::{
-    Admission, ApprovalStore, BatchStore, Clock, Counters, GovernorStore, JobRecord, JobStore,
-    Leases, Link, LinkStore, RejectionStore, StatsStore, StoreError, SystemClock,
+    Admission, ApprovalStore, BatchStore, Clock, Counters, Fence, FieldRevisions, GovernorStore,
+    JobRecord, JobStore, Leases, Link, LinkStore, RejectionStore, StatsStore, StoreError,
+    SystemClock,
 };
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, KeysAndAttributes, Projection, ProjectionType, Put,
+    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, GlobalSecondaryIndex,
+    KeySchemaElement, KeyType, KeysAndAttributes, Projection, ProjectionType, Put, ReturnValue,
     ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TimeToLiveSpecification,
     TransactWriteItem, Update,
 };
@@ -600,11 +610,49 @@ impl DynamoStore {
         Ok(found)
     }
 
+    /// The condition that the lease still carries the writer's token.
+    fn fence_check(&self, fence: &Fence) -> Result<TransactWriteItem, StoreError> {
+        let check = ConditionCheck::builder()
+            .table_name(&self.table)
+            .key("pk", s(lease_pk(&fence.lease)))
+            .key("sk", s("LEASE"))
+            .condition_expression("fence = :token")
+            .expression_attribute_values(":token", n(fence.token))
+            .build()
+            .map_err(corrupt)?;
+        Ok(TransactWriteItem::builder().condition_check(check).build())
+    }
+
+    /// Runs a transaction; false when one of its conditions failed. Retries
+    /// a conflict with another transaction a few times.
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<bool, StoreError> {
+        for attempt in 0..5 {
+            let r = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await;
+            match r {
+                Ok(_) => return Ok(true),
+                Err(err) => match err.as_service_error().and_then(cancellation) {
+                    Some(Cancelled::Condition(_)) => return Ok(false),
+                    Some(Cancelled::Conflict) if attempt < 4 => {
+                        tokio::time::sleep(Duration::from_millis(20 << attempt)).await
+                    }
+                    _ => return Err(backend(err)),
+                },
+            }
+        }
+        Err(StoreError::Backend("transaction kept conflicting".into()))
+    }
+
     async fn update_job(
         &self,
         job: &JobRecord,
         expected: JobState,
         audit: Option<&AuditEntry>,
+        fence: Option<&Fence>,
     ) -> Result<bool, StoreError> {
         let mut e = Expr::default();
         for (name, value) in mutable_fields(job) {
@@ -627,58 +675,43 @@ impl DynamoStore {
             ("pk".to_string(), s(job_pk(job.id.as_str()))),
             ("sk".to_string(), s("JOB")),
         ]);
-        match audit {
-            None => {
-                let r = self
-                    .client
-                    .update_item()
-                    .table_name(&self.table)
-                    .set_key(Some(key))
-                    .update_expression(e.update_expression())
-                    .condition_expression(condition)
-                    .set_expression_attribute_names(Some(e.names))
-                    .set_expression_attribute_values(Some(e.values))
-                    .send()
-                    .await;
-                conditional(r, |e| e.is_conditional_check_failed_exception())
-            }
-            Some(entry) => {
-                let update = Update::builder()
-                    .table_name(&self.table)
-                    .set_key(Some(key))
-                    .update_expression(e.update_expression())
-                    .condition_expression(condition)
-                    .set_expression_attribute_names(Some(e.names))
-                    .set_expression_attribute_values(Some(e.values))
-                    .build()
-                    .map_err(corrupt)?;
-                let now = SystemClock.now();
-                let audit = self.put(
-                    audit_item(&job.id, entry, now, self.ttl_from(job.created_at))?,
-                    None,
-                )?;
-                for attempt in 0..5 {
-                    let r = self
-                        .client
-                        .transact_write_items()
-                        .transact_items(TransactWriteItem::builder().update(update.clone()).build())
-                        .transact_items(TransactWriteItem::builder().put(audit.clone()).build())
-                        .send()
-                        .await;
-                    match r {
-                        Ok(_) => return Ok(true),
-                        Err(err) => match err.as_service_error().and_then(cancellation) {
-                            Some(Cancelled::Condition(_)) => return Ok(false),
-                            Some(Cancelled::Conflict) if attempt < 4 => {
-                                tokio::time::sleep(Duration::from_millis(20 << attempt)).await
-                            }
-                            _ => return Err(backend(err)),
-                        },
-                    }
-                }
-                Err(StoreError::Backend("transaction kept conflicting".into()))
-            }
+        if audit.is_none() && fence.is_none() {
+            let r = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key))
+                .update_expression(e.update_expression())
+                .condition_expression(condition)
+                .set_expression_attribute_names(Some(e.names))
+                .set_expression_attribute_values(Some(e.values))
+                .send()
+                .await;
+            return conditional(r, |e| e.is_conditional_check_failed_exception());
         }
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .update_expression(e.update_expression())
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(e.names))
+            .set_expression_attribute_values(Some(e.values))
+            .build()
+            .map_err(corrupt)?;
+        let mut items = Vec::with_capacity(3);
+        if let Some(f) = fence {
+            items.push(self.fence_check(f)?);
+        }
+        items.push(TransactWriteItem::builder().update(update).build());
+        if let Some(entry) = audit {
+            let now = SystemClock.now();
+            let audit = self.put(
+                audit_item(&job.id, entry, now, self.ttl_from(job.created_at))?,
+                None,
+            )?;
+            items.push(TransactWriteItem::builder().put(audit).build());
+        }
+        self.transact(items).await
     }
 }
 
@@ -798,13 +831,14 @@ impl JobStore for DynamoStore {
             .transpose()
     }
 
-    async fn update(
+    async fn update_fenced(
         &self,
         job: &JobRecord,
         expected: JobState,
         audit: Option<&AuditEntry>,
+        fence: Option<&Fence>,
     ) -> Result<bool, StoreError> {
-        self.update_job(job, expected, audit).await
+        self.update_job(job, expected, audit, fence).await
     }
 
     async fn mark_enqueued(&self, id: &JobId) -> Result<(), StoreError> {
@@ -1052,10 +1086,9 @@ impl LinkStore for DynamoStore {
         id: &LinkId,
         creator: &JobId,
         issue: &IssueKey,
-    ) -> Result<(), StoreError> {
-        let r = self
-            .client
-            .update_item()
+        fence: &Fence,
+    ) -> Result<bool, StoreError> {
+        let update = Update::builder()
             .table_name(&self.table)
             .key("pk", s(link_pk(id)))
             .key("sk", s("LINK"))
@@ -1063,44 +1096,180 @@ impl LinkStore for DynamoStore {
             .condition_expression("creator = :creator")
             .expression_attribute_values(":issue", s(issue.as_str()))
             .expression_attribute_values(":creator", s(creator.as_str()))
-            .send()
-            .await;
-        conditional(r, |e| e.is_conditional_check_failed_exception()).map(|_| ())
+            .build()
+            .map_err(corrupt)?;
+        self.transact(vec![
+            self.fence_check(fence)?,
+            TransactWriteItem::builder().update(update).build(),
+        ])
+        .await
+    }
+
+    async fn field_revisions(&self, id: &LinkId) -> Result<FieldRevisions, StoreError> {
+        let mut out = FieldRevisions::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :rev)")
+                .expression_attribute_values(":pk", s(link_pk(id)))
+                .expression_attribute_values(":rev", s("REV#"))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(backend)?;
+            for item in page.items() {
+                let sk = get_s(item, "sk")?;
+                let field = sk.trim_start_matches("REV#").to_string();
+                out.insert(field, JobId::from_stored(get_s(item, "jobId")?));
+            }
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    async fn record_revisions(
+        &self,
+        id: &LinkId,
+        revisions: &FieldRevisions,
+        fence: &Fence,
+    ) -> Result<bool, StoreError> {
+        // One transaction per field (a newer revision already there fails
+        // only that field's condition, which is what "never lower" means).
+        for (field, job) in revisions {
+            let raise = Update::builder()
+                .table_name(&self.table)
+                .key("pk", s(link_pk(id)))
+                .key("sk", s(format!("REV#{field}")))
+                .update_expression("SET jobId = :id")
+                .condition_expression("attribute_not_exists(pk) OR jobId < :id")
+                .expression_attribute_values(":id", s(job.as_str()))
+                .build()
+                .map_err(corrupt)?;
+            let applied = self
+                .transact(vec![
+                    self.fence_check(fence)?,
+                    TransactWriteItem::builder().update(raise).build(),
+                ])
+                .await?;
+            if !applied && !self.fence_holds(fence).await? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+fn lease_pk(name: &str) -> String {
+    format!("LEASE#{name}")
+}
+
+impl DynamoStore {
+    /// Whether the lease still carries `fence`'s token (a strongly
+    /// consistent read).
+    async fn fence_holds(&self, fence: &Fence) -> Result<bool, StoreError> {
+        let item = self.get(lease_pk(&fence.lease), "LEASE").await?;
+        Ok(match item {
+            Some(item) => opt_n::<u64>(&item, "fence")? == Some(fence.token),
+            None => false,
+        })
     }
 }
 
 impl Leases for DynamoStore {
-    async fn acquire(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
+    async fn acquire(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<u64>, StoreError> {
         let now = SystemClock.now();
         let expires = now.plus(ttl);
-        let r = self
+        // Kept a day past its expiry: the token must outlive any worker
+        // that could still write with an older one.
+        let keep = n(epoch_seconds(expires) + 86_400);
+        // Ours already: renew, keeping the token.
+        let renewed = self
             .client
-            .put_item()
+            .update_item()
             .table_name(&self.table)
-            .item("pk", s(format!("LEASE#{name}")))
-            .item("sk", s("LEASE"))
-            .item("holder", s(holder))
-            .item("expiresAt", n(expires.0))
-            .item(TTL_ATTRIBUTE, n(epoch_seconds(expires) + 3600))
-            .condition_expression(
-                "attribute_not_exists(pk) OR expiresAt <= :now OR holder = :holder",
+            .key("pk", s(lease_pk(name)))
+            .key("sk", s("LEASE"))
+            .update_expression(
+                "SET expiresAt = :exp, #ttl = :keep, fence = if_not_exists(fence, :one)",
             )
-            .expression_attribute_values(":now", n(now.0))
+            .condition_expression("holder = :holder")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+            .expression_attribute_values(":exp", n(expires.0))
+            .expression_attribute_values(":keep", keep.clone())
             .expression_attribute_values(":holder", s(holder))
+            .return_values(ReturnValue::AllNew)
             .send()
             .await;
-        conditional(r, |e| e.is_conditional_check_failed_exception())
+        match renewed {
+            Ok(out) => {
+                let attrs = out.attributes.unwrap_or_default();
+                return Ok(Some(opt_n::<u64>(&attrs, "fence")?.unwrap_or(1)));
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
+            Err(e) => return Err(backend(e)),
+        }
+        // Absent or expired: take it over with the next token.
+        let taken = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(lease_pk(name)))
+            .key("sk", s("LEASE"))
+            .update_expression(
+                "SET holder = :holder, expiresAt = :exp, #ttl = :keep, fence = if_not_exists(fence, :zero) + :one",
+            )
+            .condition_expression("attribute_not_exists(pk) OR expiresAt <= :now")
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+            .expression_attribute_values(":holder", s(holder))
+            .expression_attribute_values(":exp", n(expires.0))
+            .expression_attribute_values(":keep", keep)
+            .expression_attribute_values(":now", n(now.0))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await;
+        match taken {
+            Ok(out) => {
+                let attrs = out.attributes.unwrap_or_default();
+                Ok(Some(opt_n::<u64>(&attrs, "fence")?.unwrap_or(1)))
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(backend(e)),
+        }
     }
 
     async fn release(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        let now = SystemClock.now();
         let r = self
             .client
-            .delete_item()
+            .update_item()
             .table_name(&self.table)
-            .key("pk", s(format!("LEASE#{name}")))
+            .key("pk", s(lease_pk(name)))
             .key("sk", s("LEASE"))
-            .condition_expression("holder = :holder")
+            .update_expression("SET expiresAt = :now")
+            .condition_expression("holder = :holder AND expiresAt > :now")
             .expression_attribute_values(":holder", s(holder))
+            .expression_attribute_values(":now", n(now.0))
             .send()
             .await;
         conditional(r, |e| e.is_conditional_check_failed_exception()).map(|_| ())

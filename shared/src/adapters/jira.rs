@@ -29,6 +29,8 @@ use crate::domain::ids::{IssueKey, PageId, SpaceId};
 use crate::domain::ratelimit::RateLimitSignal;
 use crate::domain::response::{Classified, classify};
 use crate::domain::secret::Secret;
+use crate::domain::storage_format;
+use crate::domain::time::Timestamp;
 use crate::domain::transition::{AvailableTransition, already_in, find_transition};
 use crate::ports::{
     Answer, ElementError, NewIssueRequest, Tracker, TrackerError, TrackerResult, TransitionDone,
@@ -363,29 +365,43 @@ impl Tracker for JiraClient {
         .map(|a| a.map(|_| ()))
     }
 
-    async fn has_comment(&self, key: &IssueKey, marker: &str) -> TrackerResult<bool> {
-        // Newest first: the comment looked for is recent.
-        let path = format!(
-            "/rest/api/3/issue/{}/comment?orderBy=-created&maxResults=100&expand=properties",
-            path_key(key)
-        );
-        let a = self.call_json(Method::GET, &path, None).await?;
-        let found = a.value["comments"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|c| {
+    async fn has_comment(
+        &self,
+        key: &IssueKey,
+        marker: &str,
+        since: Timestamp,
+    ) -> TrackerResult<bool> {
+        // Newest first, a page at a time, until the marker is found or the
+        // comments are older than the attempt (with a minute's slack for
+        // clocks that disagree).
+        let oldest = Timestamp(since.0 - 60_000);
+        let mut start = 0usize;
+        loop {
+            let path = format!(
+                "/rest/api/3/issue/{}/comment?orderBy=-created&startAt={start}&maxResults={COMMENT_PAGE}&expand=properties",
+                path_key(key)
+            );
+            let a = self.call_json(Method::GET, &path, None).await?;
+            let comments = a.value["comments"].as_array().cloned().unwrap_or_default();
+            let found = comments.iter().any(|c| {
                 c["properties"]
                     .as_array()
                     .into_iter()
                     .flatten()
                     .any(|p| p["key"] == "tollgate" && p["value"]["marker"] == marker)
             });
-        Ok(Answer {
-            value: found,
-            status: a.status,
-            signal: a.signal,
-        })
+            let total = a.value["total"].as_u64().unwrap_or(0) as usize;
+            let older = comments.iter().any(|c| {
+                c["created"]
+                    .as_str()
+                    .and_then(Timestamp::parse_jira)
+                    .is_some_and(|t| t < oldest)
+            });
+            start += comments.len();
+            if found || older || comments.is_empty() || start >= total {
+                return Ok(a.map(|_| found));
+            }
+        }
     }
 
     async fn transition(&self, key: &IssueKey, name: &str) -> TrackerResult<TransitionDone> {
@@ -470,12 +486,13 @@ impl Tracker for JiraClient {
         title: &str,
         body: &str,
         parent: Option<&PageId>,
+        marker: &str,
     ) -> TrackerResult<PageId> {
         let mut request = json!({
             "spaceId": space.as_str(),
             "status": "current",
             "title": title,
-            "body": { "representation": "storage", "value": body }
+            "body": { "representation": "storage", "value": storage_format::marked(body, marker) }
         });
         if let Some(p) = parent {
             request["parentId"] = json!(p.as_str());
@@ -494,9 +511,14 @@ impl Tracker for JiraClient {
         Ok(a.map(|_| id))
     }
 
-    async fn find_page(&self, space: &SpaceId, title: &str) -> TrackerResult<Option<PageId>> {
+    async fn find_page(
+        &self,
+        space: &SpaceId,
+        title: &str,
+        marker: &str,
+    ) -> TrackerResult<Option<PageId>> {
         let path = format!(
-            "/wiki/api/v2/pages?space-id={}&title={}&status=current&limit=1",
+            "/wiki/api/v2/pages?space-id={}&title={}&status=current&body-format=storage&limit=1",
             space.as_str(),
             query_escape(title)
         );
@@ -505,15 +527,20 @@ impl Tracker for JiraClient {
             .as_array()
             .into_iter()
             .flatten()
-            .find(|p| p["title"] == title)
+            .find(|p| {
+                p["title"] == title
+                    && p["body"]["storage"]["value"]
+                        .as_str()
+                        .is_some_and(|b| storage_format::carries(b, marker))
+            })
             .and_then(|p| p["id"].as_str().and_then(PageId::parse));
         Ok(a.map(|_| id))
     }
 
-    async fn add_page_comment(&self, page: &PageId, body: &str) -> TrackerResult<()> {
+    async fn add_page_comment(&self, page: &PageId, body: &str, marker: &str) -> TrackerResult<()> {
         let request = json!({
             "pageId": page.as_str(),
-            "body": { "representation": "storage", "value": body }
+            "body": { "representation": "storage", "value": storage_format::marked(body, marker) }
         });
         let a = self
             .call(Method::POST, "/wiki/api/v2/footer-comments", Some(&request))
@@ -521,20 +548,36 @@ impl Tracker for JiraClient {
         Ok(a.map(|_| ()))
     }
 
-    async fn has_page_comment(&self, page: &PageId, body: &str) -> TrackerResult<bool> {
-        let path = format!(
+    async fn has_page_comment(&self, page: &PageId, marker: &str) -> TrackerResult<bool> {
+        // Cursor paging (`_links.next`), through every footer comment.
+        let mut path = format!(
             "/wiki/api/v2/pages/{}/footer-comments?body-format=storage&limit=250",
             page.as_str()
         );
-        let a = self.call_json(Method::GET, &path, None).await?;
-        let found = a.value["results"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|c| c["body"]["storage"]["value"] == body);
-        Ok(a.map(|_| found))
+        loop {
+            let a = self.call_json(Method::GET, &path, None).await?;
+            let found = a.value["results"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| {
+                    c["body"]["storage"]["value"]
+                        .as_str()
+                        .is_some_and(|b| storage_format::carries(b, marker))
+                });
+            let next = a.value["_links"]["next"]
+                .as_str()
+                .map(|n| n.strip_prefix("/wiki").unwrap_or(n).to_string());
+            match next {
+                Some(n) if !found => path = format!("/wiki{n}"),
+                _ => return Ok(a.map(|_| found)),
+            }
+        }
     }
 }
+
+/// Comments read per page while looking for a marker (Jira's page size).
+const COMMENT_PAGE: usize = 100;
 
 /// Percent-encodes a query parameter value (RFC 3986 unreserved kept).
 fn query_escape(s: &str) -> String {

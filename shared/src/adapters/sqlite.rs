@@ -7,8 +7,15 @@
 //!   are `UPDATE … WHERE id = ? AND state = ?expected` (conditional).
 //! * `audit` — append-only, `(job_id, seq)`; each entry is a JSON document.
 //! * `links` — source entity → creating job and issue key.
-//! * `leases` — `name → holder, expires_at`; taken by an upsert that only
-//!   overwrites an expired lease or the holder's own.
+//! * `leases` — `name → holder, expires_at, fence`; taken by an upsert that
+//!   only overwrites an expired lease or the holder's own. `fence` (the
+//!   fencing token) rises by one with every new holder; release only
+//!   expires the row, so tokens never go back. A fenced write reads the
+//!   lease's token in its own transaction and writes nothing when it
+//!   changed. Expired entity leases are purged a day after they ended.
+//! * `revisions` — `(link, field) → job_id`: the newest revision applied to
+//!   each field of an entity's issue, raised by an upsert that never lowers
+//!   it (job ids sort by admission).
 //! * `approvals` — one row per approval request; intent and approvers as
 //!   JSON arrays; the decision is written by `UPDATE … WHERE decision IS
 //!   NULL` (once).
@@ -45,8 +52,9 @@ use crate::domain::stats::CallStats;
 use crate::domain::time::Timestamp;
 use crate::ports::GovernorStore;
 use crate::ports::{
-    Admission, ApprovalStore, BatchStore, Clock, Counters, Delivery, JobRecord, JobStore, Leases,
-    Link, LinkStore, RejectionStore, StatsStore, StoreError, SystemClock, WorkMessage, WorkQueue,
+    Admission, ApprovalStore, BatchStore, Clock, Counters, Delivery, Fence, FieldRevisions,
+    JobRecord, JobStore, Leases, Link, LinkStore, RejectionStore, StatsStore, StoreError,
+    SystemClock, WorkMessage, WorkQueue,
 };
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use std::path::Path;
@@ -113,7 +121,14 @@ CREATE TABLE IF NOT EXISTS links (
 CREATE TABLE IF NOT EXISTS leases (
     name       TEXT PRIMARY KEY,
     holder     TEXT NOT NULL,
-    expires_at INTEGER NOT NULL
+    expires_at INTEGER NOT NULL,
+    fence      INTEGER NOT NULL DEFAULT 1
+);
+CREATE TABLE IF NOT EXISTS revisions (
+    link   TEXT NOT NULL,
+    field  TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    PRIMARY KEY (link, field)
 );
 CREATE TABLE IF NOT EXISTS queue (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -178,6 +193,7 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         ("jobs", "batch", "TEXT"),
         ("jobs", "points_milli", "INTEGER NOT NULL DEFAULT 0"),
         ("approvals", "also", "TEXT NOT NULL DEFAULT '[]'"),
+        ("leases", "fence", "INTEGER NOT NULL DEFAULT 1"),
     ];
     for (table, column, decl) in added {
         let exists: bool = conn.query_row(
@@ -266,9 +282,17 @@ impl SqliteDb {
 
     /// Deletes leases that expired (used signatures' marks above all: one
     /// per delivery); DynamoDB's TTL does the same there.
+    /// An entity's lease is kept a day after it ended: its fencing token
+    /// must outlive any worker that could still write with an older one.
     pub async fn purge_expired_leases(&self) -> Result<usize, StoreError> {
-        self.with(|c| c.execute("DELETE FROM leases WHERE expires_at <= ?1", [now_ms()]))
-            .await
+        self.with(|c| {
+            let now = now_ms();
+            c.execute(
+                "DELETE FROM leases WHERE (expires_at <= ?1 AND name NOT LIKE 'link/%') OR expires_at <= ?2",
+                params![now, now - 86_400_000],
+            )
+        })
+        .await
     }
 
     /// Jobs per state (the benchmark watches them drain).
@@ -524,16 +548,21 @@ impl JobStore for SqliteDb {
         .await
     }
 
-    async fn update(
+    async fn update_fenced(
         &self,
         job: &JobRecord,
         expected: JobState,
         audit: Option<&AuditEntry>,
+        fence: Option<&Fence>,
     ) -> Result<bool, StoreError> {
         let job = job.clone();
         let audit = audit.cloned();
+        let fence = fence.cloned();
         self.with(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if !fence_holds(&tx, fence.as_ref())? {
+                return Ok(false);
+            }
             let changed = tx.execute(
                 "UPDATE jobs SET state = ?1, issue_key = ?2, steps_done = ?3, step_started = ?4, step_started_at = ?5, attempts = ?6, throttles = ?7, last_error = ?8, updated_at = ?9, enqueued = (enqueued OR ?10), merged_into = ?13, points_milli = ?14 WHERE id = ?11 AND state = ?12",
                 params![
@@ -715,30 +744,107 @@ impl LinkStore for SqliteDb {
         id: &LinkId,
         creator: &JobId,
         issue: &IssueKey,
-    ) -> Result<(), StoreError> {
+        fence: &Fence,
+    ) -> Result<bool, StoreError> {
         let (id, creator, issue) = (id.clone(), creator.clone(), issue.clone());
+        let fence = fence.clone();
         self.with(move |c| {
-            c.execute(
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if !fence_holds(&tx, Some(&fence))? {
+                return Ok(false);
+            }
+            let changed = tx.execute(
                 "UPDATE links SET issue_key = ?3 WHERE link = ?1 AND creator = ?2",
                 params![id.as_str(), creator.as_str(), issue.as_str()],
-            )
-            .map(|_| ())
+            )? == 1;
+            tx.commit()?;
+            Ok(changed)
+        })
+        .await
+    }
+
+    async fn field_revisions(&self, id: &LinkId) -> Result<FieldRevisions, StoreError> {
+        let id = id.clone();
+        let rows: Vec<(String, String)> = self
+            .with(move |c| {
+                let mut st =
+                    c.prepare_cached("SELECT field, job_id FROM revisions WHERE link = ?1")?;
+                st.query_map([id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect()
+            })
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(field, job)| (field, JobId::from_stored(job)))
+            .collect())
+    }
+
+    async fn record_revisions(
+        &self,
+        id: &LinkId,
+        revisions: &FieldRevisions,
+        fence: &Fence,
+    ) -> Result<bool, StoreError> {
+        let id = id.clone();
+        let revisions = revisions.clone();
+        let fence = fence.clone();
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if !fence_holds(&tx, Some(&fence))? {
+                return Ok(false);
+            }
+            for (field, job) in &revisions {
+                tx.execute(
+                    "INSERT INTO revisions (link, field, job_id) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(link, field) DO UPDATE SET job_id = excluded.job_id
+                     WHERE excluded.job_id > revisions.job_id",
+                    params![id.as_str(), field, job.as_str()],
+                )?;
+            }
+            tx.commit()?;
+            Ok(true)
         })
         .await
     }
 }
 
+/// Whether the lease still carries the writer's fencing token (always, for
+/// a write without a fence).
+fn fence_holds(c: &Connection, fence: Option<&Fence>) -> rusqlite::Result<bool> {
+    let Some(f) = fence else {
+        return Ok(true);
+    };
+    let token: Option<i64> = c
+        .query_row(
+            "SELECT fence FROM leases WHERE name = ?1",
+            [f.lease.as_str()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(token == Some(f.token as i64))
+}
+
 impl Leases for SqliteDb {
-    async fn acquire(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
+    async fn acquire(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<u64>, StoreError> {
         let (name, holder) = (name.to_string(), holder.to_string());
         self.with(move |c| {
             let now = now_ms();
-            Ok(c.execute(
-                "INSERT INTO leases (name, holder, expires_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
-                 WHERE leases.expires_at <= ?4 OR leases.holder = excluded.holder",
+            c.query_row(
+                "INSERT INTO leases (name, holder, expires_at, fence) VALUES (?1, ?2, ?3, 1)
+                 ON CONFLICT(name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at,
+                   fence = CASE WHEN leases.holder = excluded.holder THEN leases.fence ELSE leases.fence + 1 END
+                 WHERE leases.expires_at <= ?4 OR leases.holder = excluded.holder
+                 RETURNING fence",
                 params![name, holder, now + ms(ttl), now],
-            )? == 1)
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|t| t.map(|t| t as u64))
         })
         .await
     }
@@ -747,8 +853,8 @@ impl Leases for SqliteDb {
         let (name, holder) = (name.to_string(), holder.to_string());
         self.with(move |c| {
             c.execute(
-                "DELETE FROM leases WHERE name = ?1 AND holder = ?2",
-                params![name, holder],
+                "UPDATE leases SET expires_at = MIN(expires_at, ?3) WHERE name = ?1 AND holder = ?2",
+                params![name, holder, now_ms()],
             )
             .map(|_| ())
         })

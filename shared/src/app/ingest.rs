@@ -125,7 +125,7 @@ where
         };
         let (lease, ttl) = signature::replay_lease(header);
         let holder = uuid::Uuid::new_v4().simple().to_string();
-        if !self.store.acquire(&lease, &holder, ttl).await? {
+        if self.store.acquire(&lease, &holder, ttl).await?.is_none() {
             tracing::warn!("a signature already used was presented again; refused");
             return Ok(Err(SignatureError::Replayed));
         }

@@ -22,8 +22,11 @@ pub enum JobState {
     Exhausted,
     Failed,
     Succeeded,
-    /// A newer revision of the same update arrived before this one ran.
-    /// (Not drawn in DESIGN.md; proposed there in the notes.)
+    /// Its changes ride in another job's run (`mergedInto`, the carrier):
+    /// not over until the carrier has put them in Jira, and it follows the
+    /// carrier's outcome.
+    Merged,
+    /// Its changes are in Jira, put there by the carrier's run.
     Superseded,
 }
 
@@ -44,6 +47,9 @@ pub enum JobEvent {
     Exhaust,
     Fail,
     Succeed,
+    /// Another job's run takes over this one's changes.
+    Merge,
+    /// The carrier put the merged changes in Jira.
     Supersede,
     /// An operator or the re-run schedule puts exhausted work back.
     Requeue,
@@ -57,7 +63,7 @@ pub struct IllegalTransition {
 }
 
 impl JobState {
-    pub const ALL: [JobState; 12] = [
+    pub const ALL: [JobState; 13] = [
         JobState::Received,
         JobState::Rejected,
         JobState::PendingApproval,
@@ -69,6 +75,7 @@ impl JobState {
         JobState::Exhausted,
         JobState::Failed,
         JobState::Succeeded,
+        JobState::Merged,
         JobState::Superseded,
     ];
 
@@ -91,9 +98,12 @@ impl JobState {
             (S::PendingApproval, E::Deny) => S::Denied,
             (S::PendingApproval, E::Expire) => S::Expired,
             (S::Queued | S::Waiting | S::Running, E::Lease) => S::Running,
-            // Only work that has not started a step can be superseded; a job
-            // waiting for its entity's creator has not.
-            (S::Queued | S::Waiting, E::Supersede) => S::Superseded,
+            // Only work that has not started a step is merged (checked by
+            // the executor); a running one only when its worker is gone —
+            // the carrier holds the entity's lease.
+            (S::Queued | S::Waiting | S::Running, E::Merge) => S::Merged,
+            (S::Merged, E::Supersede) => S::Superseded,
+            (S::Merged, E::Fail) => S::Failed,
             (S::Running, E::Defer) => S::Waiting,
             (S::Running, E::Exhaust) => S::Exhausted,
             (S::Running, E::Fail) => S::Failed,
@@ -131,6 +141,7 @@ impl JobState {
             JobState::Exhausted => "EXHAUSTED",
             JobState::Failed => "FAILED",
             JobState::Succeeded => "SUCCEEDED",
+            JobState::Merged => "MERGED",
             JobState::Superseded => "SUPERSEDED",
         }
     }
@@ -191,6 +202,7 @@ mod tests {
             E::Exhaust,
             E::Fail,
             E::Succeed,
+            E::Merge,
             E::Supersede,
             E::Requeue,
         ];
@@ -203,10 +215,19 @@ mod tests {
     }
 
     #[test]
-    fn only_queued_work_can_be_superseded() {
-        assert_eq!(S::Queued.apply(E::Supersede), Ok(S::Superseded));
-        assert!(S::Running.apply(E::Supersede).is_err());
-        assert_eq!(S::Waiting.apply(E::Supersede), Ok(S::Superseded));
+    fn merged_work_is_over_only_when_its_carrier_is() {
+        for from in [S::Queued, S::Waiting, S::Running] {
+            assert_eq!(from.apply(E::Merge), Ok(S::Merged));
+        }
+        assert!(!S::Merged.is_terminal(), "its changes are not in Jira yet");
+        assert!(!S::Merged.is_runnable(), "its carrier runs it");
+        assert_eq!(S::Merged.apply(E::Supersede), Ok(S::Superseded));
+        assert_eq!(S::Merged.apply(E::Fail), Ok(S::Failed));
+        assert!(
+            S::Queued.apply(E::Supersede).is_err(),
+            "only a carrier's success supersedes"
+        );
+        assert!(S::PendingApproval.apply(E::Merge).is_err());
     }
 
     #[test]

@@ -27,6 +27,18 @@ impl Timestamp {
         Duration::from_millis(later.0.saturating_sub(self.0).max(0) as u64)
     }
 
+    /// A time as Jira writes it (`2026-11-30T04:40:20.123+0000`) or as RFC
+    /// 3339; `None` for anything else.
+    pub fn parse_jira(s: &str) -> Option<Timestamp> {
+        let jira = time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond][offset_hour sign:mandatory][offset_minute]"
+        );
+        let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+            .or_else(|_| time::OffsetDateTime::parse(s, &jira))
+            .ok()?;
+        Some(Timestamp((t.unix_timestamp_nanos() / 1_000_000) as i64))
+    }
+
     /// RFC 3339 with milliseconds, for audit entries and API answers.
     pub fn to_rfc3339(self) -> String {
         let nanos = i128::from(self.0) * 1_000_000;
@@ -51,6 +63,23 @@ mod tests {
             Timestamp(1_700_000_000_123).to_rfc3339(),
             "2023-11-14T22:13:20.123Z"
         );
+    }
+
+    #[test]
+    fn reads_jira_times_and_rfc3339() {
+        assert_eq!(
+            Timestamp::parse_jira("2023-11-14T22:13:20.123+0000"),
+            Some(Timestamp(1_700_000_000_123))
+        );
+        assert_eq!(
+            Timestamp::parse_jira("2023-11-14T23:13:20.123+0100"),
+            Some(Timestamp(1_700_000_000_123))
+        );
+        assert_eq!(
+            Timestamp::parse_jira("2023-11-14T22:13:20.123Z"),
+            Some(Timestamp(1_700_000_000_123))
+        );
+        assert_eq!(Timestamp::parse_jira("yesterday"), None);
     }
 
     #[test]

@@ -17,8 +17,8 @@ use tollgate::domain::rejection::Rejection;
 use tollgate::domain::time::Timestamp;
 use tollgate::domain::validation::FieldError;
 use tollgate::ports::{
-    Admission, ApprovalStore, BatchStore, Counters, GovernorStore, JobRecord, JobStore, Leases,
-    LinkStore, RejectionStore, StatsStore, WorkMessage, WorkQueue,
+    Admission, ApprovalStore, BatchStore, Counters, Fence, FieldRevisions, GovernorStore,
+    JobRecord, JobStore, Leases, LinkStore, RejectionStore, StatsStore, WorkMessage, WorkQueue,
 };
 
 pub fn job(dedup: &str, key: &str) -> JobRecord {
@@ -294,57 +294,210 @@ where
     }
     let mut held = 0;
     for t in tasks {
-        held += usize::from(t.await.unwrap());
+        held += usize::from(t.await.unwrap().is_some());
     }
     assert_eq!(held, 1);
 }
 
 pub async fn a_lease_expires_and_can_be_renewed_by_its_holder<S: Leases>(store: &S) {
-    assert!(
+    let a = store
+        .acquire("l", "a", Duration::from_millis(200))
+        .await
+        .unwrap()
+        .expect("a free lease is taken");
+    assert_eq!(
         store
-            .acquire("l", "a", Duration::from_millis(200))
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
             .acquire("l", "b", Duration::from_secs(30))
             .await
-            .unwrap()
+            .unwrap(),
+        None
     );
-    assert!(
+    assert_eq!(
         store
             .acquire("l", "a", Duration::from_millis(200))
             .await
             .unwrap(),
-        "renewal"
+        Some(a),
+        "a renewal keeps the fencing token"
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        store
-            .acquire("l", "b", Duration::from_secs(30))
-            .await
-            .unwrap(),
-        "expired lease is free"
-    );
+    let b = store
+        .acquire("l", "b", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .expect("an expired lease is free");
+    assert!(b > a, "a new holder gets a higher token");
     store.release("l", "a").await.unwrap();
-    assert!(
-        !store
+    assert_eq!(
+        store
             .acquire("l", "c", Duration::from_secs(30))
             .await
             .unwrap(),
+        None,
         "release by a non-holder does nothing"
     );
     store.release("l", "b").await.unwrap();
+    let c = store
+        .acquire("l", "c", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .expect("a released lease is free");
+    assert!(c > b, "tokens keep rising after a release");
+}
+
+/// The fence: once another worker took the entity's lease over, the old
+/// holder's state writes, checkpoints, link writes and revisions are all
+/// refused, and the new holder's go through.
+pub async fn fence_refuses_a_worker_whose_lease_was_taken_over<S>(store: &S)
+where
+    S: JobStore + LinkStore + Leases,
+{
+    let lease = "link/fenced-entity";
+    let old = store
+        .acquire(lease, "old", Duration::from_millis(200))
+        .await
+        .unwrap()
+        .unwrap();
+    let old = Fence {
+        lease: lease.into(),
+        token: old,
+    };
+    let j = job("fence", "1");
+    assert!(matches!(
+        store.admit(&j, &[], None).await.unwrap(),
+        Admission::New
+    ));
+    let mut running = j.clone();
+    running.state = JobState::Running;
     assert!(
         store
-            .acquire("l", "c", Duration::from_secs(30))
+            .update_fenced(&running, JobState::Queued, None, Some(&old))
+            .await
+            .unwrap(),
+        "the holder writes"
+    );
+    // The old worker stalls past its lease; a new one takes over.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let new = store
+        .acquire(lease, "new", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    let new = Fence {
+        lease: lease.into(),
+        token: new,
+    };
+    let mut checkpoint = running.clone();
+    checkpoint.steps_done = 1;
+    assert!(
+        !store
+            .update_fenced(
+                &checkpoint,
+                JobState::Running,
+                Some(&entry("stale")),
+                Some(&old)
+            )
+            .await
+            .unwrap(),
+        "the old holder's checkpoint is refused"
+    );
+    let stored = store.job(&j.id).await.unwrap().unwrap();
+    assert_eq!(stored.steps_done, 0, "nothing of it was written");
+    assert!(
+        !store
+            .audit_trail(&j.id)
+            .await
+            .unwrap()
+            .iter()
+            .any(|e| e.outcome == "stale"),
+        "nor its audit entry"
+    );
+    let link = j.link.clone();
+    store.claim_link(&link, &j.id).await.unwrap();
+    let key = IssueKey::parse("OPS-77").unwrap();
+    assert!(
+        !store
+            .set_link_issue(&link, &j.id, &key, &old)
+            .await
+            .unwrap(),
+        "the old holder's link write is refused"
+    );
+    let revs: FieldRevisions = [("summary".to_string(), j.id.clone())].into();
+    assert!(
+        !store.record_revisions(&link, &revs, &old).await.unwrap(),
+        "the old holder's revisions are refused"
+    );
+    assert!(store.field_revisions(&link).await.unwrap().is_empty());
+    assert!(
+        store
+            .update_fenced(&checkpoint, JobState::Running, None, Some(&new))
+            .await
+            .unwrap(),
+        "the new holder writes"
+    );
+    assert!(
+        store
+            .set_link_issue(&link, &j.id, &key, &new)
             .await
             .unwrap()
     );
+    assert_eq!(
+        store.link(&link).await.unwrap().unwrap().issue_key,
+        Some(key)
+    );
+    assert!(
+        store
+            .update(&checkpoint, JobState::Running, None)
+            .await
+            .unwrap(),
+        "writers outside a lease are not fenced"
+    );
 }
 
-pub async fn a_link_has_one_creator_and_records_its_issue<S: LinkStore>(store: &S) {
+/// Field revisions only rise: an older job's revision never replaces a
+/// newer one's.
+pub async fn field_revisions_only_rise<S: LinkStore + Leases>(store: &S) {
+    let lease = "link/rev-entity";
+    let token = store
+        .acquire(lease, "w", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    let fence = Fence {
+        lease: lease.into(),
+        token,
+    };
+    let link = LinkId::from_stored("rev-entity".into());
+    let (older, newer) = (JobId::generate(), JobId::generate());
+    assert!(older < newer, "job ids sort by admission");
+    let set = |pairs: &[(&str, &JobId)]| -> FieldRevisions {
+        pairs
+            .iter()
+            .map(|(f, j)| (f.to_string(), (*j).clone()))
+            .collect()
+    };
+    assert!(
+        store
+            .record_revisions(&link, &set(&[("summary", &newer)]), &fence)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .record_revisions(
+                &link,
+                &set(&[("summary", &older), ("priority", &older)]),
+                &fence
+            )
+            .await
+            .unwrap()
+    );
+    let stored = store.field_revisions(&link).await.unwrap();
+    assert_eq!(stored.get("summary"), Some(&newer), "never lowered");
+    assert_eq!(stored.get("priority"), Some(&older));
+}
+
+pub async fn a_link_has_one_creator_and_records_its_issue<S: LinkStore + Leases>(store: &S) {
     let link = LinkId::from_stored("link-1".into());
     let (a, b) = (JobId::generate(), JobId::generate());
     assert_eq!(store.claim_link(&link, &a).await.unwrap().creator, a);
@@ -359,13 +512,21 @@ pub async fn a_link_has_one_creator_and_records_its_issue<S: LinkStore>(store: &
         "only from the current creator"
     );
     let key = IssueKey::parse("OPS-1").unwrap();
-    store.set_link_issue(&link, &a, &key).await.unwrap();
+    let fence = Fence {
+        lease: "link/link-1".into(),
+        token: store
+            .acquire("link/link-1", "w", Duration::from_secs(30))
+            .await
+            .unwrap()
+            .unwrap(),
+    };
+    assert!(!store.set_link_issue(&link, &a, &key, &fence).await.unwrap());
     assert_eq!(
         store.link(&link).await.unwrap().unwrap().issue_key,
         None,
         "only the creator records"
     );
-    store.set_link_issue(&link, &b, &key).await.unwrap();
+    assert!(store.set_link_issue(&link, &b, &key, &fence).await.unwrap());
     assert_eq!(
         store.link(&link).await.unwrap().unwrap().issue_key,
         Some(key)

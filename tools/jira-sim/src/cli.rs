@@ -82,6 +82,7 @@ impl LimitArgs {
             slow: self.fault_slow,
             slow_ms: self.slow_ms,
             drop: self.fault_drop,
+            routes: Vec::new(),
         };
         l
     }

@@ -1,7 +1,10 @@
 //! The Confluence part of a site (`/wiki/api/v2`): pages and their footer
 //! comments, with Confluence's rules that matter to a client — a title is
 //! unique in its space (a second create is refused with 400), unknown pages
-//! are 404, bodies are storage format.
+//! are 404, bodies are storage format — and stored normalised, as
+//! Confluence does (line breaks between elements dropped, `<br/>` written
+//! `<br />`), so a client cannot find its comment by comparing the body it
+//! sent. Footer comments are listed a page at a time with a cursor.
 
 use super::store::SimError;
 use serde_json::{Value, json};
@@ -30,9 +33,17 @@ fn storage_value(body: &Value) -> Result<String, SimError> {
     }
     body["value"]
         .as_str()
-        .map(str::to_string)
+        .map(normalise)
         .ok_or_else(|| SimError::Message("body.value is required".into()))
 }
+
+/// Storage markup as Confluence keeps it.
+fn normalise(value: &str) -> String {
+    value.replace(">\n<", "><").replace("<br/>", "<br />")
+}
+
+/// Most footer comments one list call answers.
+const COMMENT_PAGE_MAX: usize = 250;
 
 fn numeric(v: &Value) -> Option<String> {
     v.as_str()
@@ -85,13 +96,19 @@ impl Pages {
         )
     }
 
-    pub fn find(&self, space_id: Option<&str>, title: Option<&str>) -> Value {
+    pub fn find(&self, space_id: Option<&str>, title: Option<&str>, with_body: bool) -> Value {
         let results: Vec<Value> = self
             .pages
             .iter()
             .filter(|p| space_id.is_none_or(|s| p.space_id == s))
             .filter(|p| title.is_none_or(|t| p.title == t))
-            .map(|p| json!({"id": p.id.to_string(), "title": p.title, "spaceId": p.space_id, "status": "current"}))
+            .map(|p| {
+                let mut v = json!({"id": p.id.to_string(), "title": p.title, "spaceId": p.space_id, "status": "current"});
+                if with_body {
+                    v["body"] = json!({"storage": {"representation": "storage", "value": p.body}});
+                }
+                v
+            })
             .collect();
         json!({ "results": results, "_links": {} })
     }
@@ -113,17 +130,40 @@ impl Pages {
         Ok(json!({"id": id.to_string(), "pageId": page_id, "status": "current"}))
     }
 
-    pub fn comments(&mut self, page_id: &str) -> Result<Value, SimError> {
+    /// One page of a page's footer comments, oldest first, from `cursor`
+    /// (an opaque position); `_links.next` names the next page.
+    pub fn comments(
+        &mut self,
+        page_id: &str,
+        cursor: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<Value, SimError> {
         let page = self.page_mut(page_id)?;
+        let from: usize = match cursor {
+            None => 0,
+            Some(c) => c
+                .parse()
+                .map_err(|_| SimError::Message("cursor is not valid".into()))?,
+        };
+        let limit = limit.unwrap_or(25).clamp(1, COMMENT_PAGE_MAX);
         let results: Vec<Value> = page
             .comments
             .iter()
+            .skip(from)
+            .take(limit)
             .map(|(id, body)| {
                 json!({"id": id.to_string(), "pageId": page_id,
                        "body": {"storage": {"representation": "storage", "value": body}}})
             })
             .collect();
-        Ok(json!({ "results": results, "_links": {} }))
+        let mut links = json!({});
+        if from + limit < page.comments.len() {
+            links["next"] = json!(format!(
+                "/wiki/api/v2/pages/{page_id}/footer-comments?body-format=storage&limit={limit}&cursor={}",
+                from + limit
+            ));
+        }
+        Ok(json!({ "results": results, "_links": links }))
     }
 
     /// Pages with their comments, and comments posted twice on one page

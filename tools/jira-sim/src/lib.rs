@@ -95,6 +95,15 @@ impl Sim {
             .clone()
     }
 
+    /// The route fault that applies to one request, counted.
+    fn take_route_fault(&self, route: &str) -> Option<limits::RouteFault> {
+        let mut limits = self.limits.lock().unwrap_or_else(|p| p.into_inner());
+        if limits.faults.routes.is_empty() {
+            return None;
+        }
+        limits.faults.take_route_fault(route)
+    }
+
     /// Changes the limits mid-run (as Atlassian may, unannounced).
     pub fn set_limits(&self, limits: Limits) {
         *self.limits.lock().unwrap_or_else(|p| p.into_inner()) = limits;
@@ -243,8 +252,23 @@ async fn govern(State(sim): State<Shared>, req: Request, next: Next) -> Response
             return resp;
         }
     };
-    // Run the handler to completion even if this future is dropped.
-    let work = tokio::spawn(next.run(req));
+    let fault = sim.take_route_fault(&format!("{method} {endpoint}"));
+    let (work_delay, answer_delay, drop) = match &fault {
+        Some(f) => (
+            Duration::from_millis(f.work_delay_ms),
+            Duration::from_millis(f.answer_delay_ms),
+            drop || f.drop_answer,
+        ),
+        None => (Duration::ZERO, Duration::ZERO, drop),
+    };
+    // Run the handler to completion even if this future is dropped: Jira
+    // finishes work whose client gave up.
+    let work = tokio::spawn(async move {
+        if !work_delay.is_zero() {
+            tokio::time::sleep(work_delay).await;
+        }
+        next.run(req).await
+    });
     let mut response = match work.await {
         Ok(r) => r,
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
@@ -261,6 +285,7 @@ async fn govern(State(sim): State<Shared>, req: Request, next: Next) -> Response
         append_headers(&mut response, headers);
     }
     let delay = sim.config.latency
+        + answer_delay
         + if slow {
             Duration::from_millis(limits.faults.slow_ms)
         } else {
@@ -472,6 +497,7 @@ async fn find_pages(
     let found = sim.store().pages.find(
         q.get("space-id").map(String::as_str),
         q.get("title").map(String::as_str),
+        q.get("body-format").is_some_and(|f| f == "storage"),
     );
     let n = found["results"].as_array().map_or(0, Vec::len);
     Ok(with_objects(axum::Json(found).into_response(), n))
@@ -489,11 +515,19 @@ async fn add_page_comment(
 async fn list_page_comments(
     State(sim): State<Shared>,
     Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, SimError> {
-    let comments = sim.store().pages.comments(&id)?;
+    let limit = q.get("limit").and_then(|l| l.parse().ok());
+    let comments = sim
+        .store()
+        .pages
+        .comments(&id, q.get("cursor").map(String::as_str), limit)?;
     let n = comments["results"].as_array().map_or(0, Vec::len);
     Ok(with_objects(axum::Json(comments).into_response(), n))
 }
+
+/// Most comments one list call answers (Jira pages comment lists).
+const COMMENT_PAGE_MAX: usize = 100;
 
 /// Jira's bulk create limit.
 const MAX_BULK_CREATE: usize = 50;
@@ -522,6 +556,8 @@ struct CommentQuery {
     order_by: Option<String>,
     #[serde(rename = "maxResults")]
     max_results: Option<usize>,
+    #[serde(rename = "startAt")]
+    start_at: Option<usize>,
 }
 
 async fn list_comments(
@@ -538,7 +574,8 @@ async fn list_comments(
         &key,
         expand,
         newest_first,
-        q.max_results.unwrap_or(50).min(5000),
+        q.start_at.unwrap_or(0),
+        q.max_results.unwrap_or(50).min(COMMENT_PAGE_MAX),
     )?;
     Ok(axum::Json(json).into_response())
 }

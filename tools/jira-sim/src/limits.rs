@@ -63,6 +63,44 @@ pub struct Faults {
     pub slow_ms: u64,
     /// Fraction whose connection is dropped after the work is done.
     pub drop: f64,
+    /// Faults on chosen routes (the first that matches applies).
+    pub routes: Vec<RouteFault>,
+}
+
+/// A fault on one route (`"POST /rest/api/3/issue"`, the method and the
+/// endpoint template as the report counts requests), for a number of
+/// requests: a slow Jira, one that finishes a write after the client gave
+/// up, one whose answer is lost after the work.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct RouteFault {
+    pub route: String,
+    /// The work is done this long after the request arrived — even when
+    /// the client has hung up meanwhile.
+    pub work_delay_ms: u64,
+    /// The answer leaves this long after the work is done.
+    pub answer_delay_ms: u64,
+    /// The connection is dropped after the work is done.
+    pub drop_answer: bool,
+    /// How many matching requests it applies to; 0 = every one.
+    pub times: u64,
+}
+
+impl Faults {
+    /// The fault for a request on `route`, counting it against its `times`
+    /// (a fault whose count runs out is removed).
+    pub fn take_route_fault(&mut self, route: &str) -> Option<RouteFault> {
+        let i = self.routes.iter().position(|f| f.route == route)?;
+        let fault = self.routes[i].clone();
+        if fault.times > 0 {
+            if fault.times == 1 {
+                self.routes.remove(i);
+            } else {
+                self.routes[i].times -= 1;
+            }
+        }
+        Some(fault)
+    }
 }
 
 impl Default for Limits {

@@ -341,6 +341,7 @@ impl SimStore {
         key: &str,
         expand_properties: bool,
         newest_first: bool,
+        start: usize,
         max: usize,
     ) -> Result<Value, SimError> {
         let issue = self.issue(key)?;
@@ -350,6 +351,7 @@ impl SimStore {
         }
         let comments: Vec<Value> = list
             .into_iter()
+            .skip(start)
             .take(max)
             .map(|c| {
                 let mut v = json!({ "id": c.id.to_string(), "body": c.body, "created": c.created });
@@ -360,7 +362,7 @@ impl SimStore {
             })
             .collect();
         Ok(
-            json!({ "startAt": 0, "maxResults": max, "total": issue.comments.len(), "comments": comments }),
+            json!({ "startAt": start, "maxResults": max, "total": issue.comments.len(), "comments": comments }),
         )
     }
 

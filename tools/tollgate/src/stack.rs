@@ -157,6 +157,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
             executor: ExecutorConfig {
                 worker: format!("worker-{i}"),
                 lease_ttl: config.lease_ttl,
+                call_timeout: config.jira_timeout,
                 bulk_create: config.bulk_create,
                 // A receive on SQLite is cheap: resume within seconds.
                 paused_poll: Duration::from_secs(5),

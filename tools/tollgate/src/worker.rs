@@ -48,6 +48,7 @@ pub async fn run_worker<T: Tracker>(
         clock: &SystemClock,
         config: &settings.executor,
         governor: &metered,
+        deadline: None,
     };
     while !*stop.borrow() {
         let deliveries = match db.receive(1, settings.visibility).await {
