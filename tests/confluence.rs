@@ -25,8 +25,13 @@ async fn a_page_is_created_and_commented_once_even_when_deliveries_repeat() {
     assert_eq!(created["title"], "Release 42 <notes>");
     assert_eq!(
         created["body"],
-        "<p>Shipped:<br/>- &lt;b&gt;fast&lt;/b&gt; &amp; safe</p><p>Rollback: none</p>",
+        "<p>Shipped:<br />- &lt;b&gt;fast&lt;/b&gt; &amp; safe</p><p>Rollback: none</p>",
         "text is escaped into storage format, never markup"
+    );
+    assert_eq!(
+        created["markers"],
+        json!([format!("tollgate-{first}-0")]),
+        "the page carries its job's anchor, set in the create call"
     );
     let page_id = created["id"].as_str().unwrap().to_string();
     let comment = json!({"sourceSystem": "deploys", "externalId": "release-42-verified", "desiredOperation": "pageComment",

@@ -211,6 +211,9 @@ impl<'a> Instance<'a> {
             config: ExecutorConfig {
                 worker: name.into(),
                 lease_ttl: Duration::from_secs(30),
+                call_timeout: Duration::from_secs(5),
+                // A merged job's message looks at its carrier again soon.
+                paused_poll: Duration::from_secs(1),
                 ..ExecutorConfig::default()
             },
         }
@@ -304,7 +307,10 @@ impl<'a> Instance<'a> {
         while started.elapsed() < limit {
             let (n, _) = self.poll_once(5).await;
             if n == 0 {
-                if all_terminal(&self.aws.store, jobs).await {
+                // Done when every job ended and every message is gone (a
+                // merged job's message is deleted once it finds its
+                // carrier over).
+                if all_terminal(&self.aws.store, jobs).await && queues_empty(self.aws).await {
                     return;
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -334,6 +340,32 @@ fn sqs_record(m: &aws_sdk_sqs::types::Message, arn: &str) -> Value {
         "eventSourceARN": arn,
         "awsRegion": "us-east-1"
     })
+}
+
+async fn queues_empty(aws: &Aws) -> bool {
+    for (url, _) in &aws.queues {
+        let attrs = aws
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::All)
+            .send()
+            .await
+            .unwrap();
+        let count = |name: QueueAttributeName| {
+            attrs
+                .attributes()
+                .and_then(|a| a.get(&name))
+                .cloned()
+                .unwrap_or_default()
+        };
+        if count(QueueAttributeName::ApproximateNumberOfMessages) != "0"
+            || count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible) != "0"
+        {
+            return false;
+        }
+    }
+    true
 }
 
 async fn all_terminal(store: &DynamoStore, jobs: &HashSet<String>) -> bool {

@@ -166,24 +166,58 @@ impl Pages {
         Ok(json!({ "results": results, "_links": links }))
     }
 
-    /// Pages with their comments, and comments posted twice on one page
-    /// (the duplicates a client must not make).
+    /// Pages with their comments as a reader sees them (anchors render
+    /// nothing: they are listed apart, as `markers`), and comments posted
+    /// twice — two carrying one tollgate anchor on one page — (the
+    /// duplicates a client must not make).
     pub fn report(&self) -> (Value, usize) {
         let mut duplicates = 0;
         let pages: Vec<Value> = self
             .pages
             .iter()
             .map(|p| {
-                let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+                let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+                let mut comments = Vec::new();
                 for (_, body) in &p.comments {
-                    *seen.entry(body).or_default() += 1;
+                    let (visible, anchors) = split_anchors(body);
+                    for a in anchors.into_iter().filter(|a| a.starts_with("tollgate-")) {
+                        *seen.entry(a).or_default() += 1;
+                    }
+                    comments.push(visible);
                 }
                 duplicates += seen.values().map(|n| n - 1).sum::<usize>();
+                let (body, markers) = split_anchors(&p.body);
                 json!({"id": p.id.to_string(), "spaceId": p.space_id, "title": p.title,
-                       "parentId": p.parent_id, "body": p.body,
-                       "comments": p.comments.iter().map(|(_, b)| b).collect::<Vec<_>>()})
+                       "parentId": p.parent_id, "body": body, "markers": markers,
+                       "comments": comments})
             })
             .collect();
         (json!(pages), duplicates)
     }
+}
+
+const ANCHOR_OPEN: &str = "<ac:structured-macro ac:name=\"anchor\"><ac:parameter ac:name=\"\">";
+const ANCHOR_CLOSE: &str = "</ac:parameter></ac:structured-macro>";
+
+/// A storage body without its anchor macros, and the anchors' names.
+fn split_anchors(body: &str) -> (String, Vec<String>) {
+    let mut visible = String::with_capacity(body.len());
+    let mut anchors = Vec::new();
+    let mut rest = body;
+    while let Some(i) = rest.find(ANCHOR_OPEN) {
+        visible.push_str(&rest[..i]);
+        let after = &rest[i + ANCHOR_OPEN.len()..];
+        match after.find(ANCHOR_CLOSE) {
+            Some(j) => {
+                anchors.push(after[..j].to_string());
+                rest = &after[j + ANCHOR_CLOSE.len()..];
+            }
+            None => {
+                visible.push_str(&rest[i..]);
+                rest = "";
+            }
+        }
+    }
+    visible.push_str(rest);
+    (visible, anchors)
 }

@@ -253,6 +253,12 @@ async fn govern(State(sim): State<Shared>, req: Request, next: Next) -> Response
         }
     };
     let fault = sim.take_route_fault(&format!("{method} {endpoint}"));
+    if let Some(f) = fault.as_ref().filter(|f| f.refuse_status != 0) {
+        let status = StatusCode::from_u16(f.refuse_status).unwrap_or(StatusCode::BAD_REQUEST);
+        tokio::time::sleep(Duration::from_millis(f.answer_delay_ms)).await;
+        let body = json!({"errorMessages": ["Refused by a jira-sim route fault."], "errors": {}});
+        return (status, axum::Json(body)).into_response();
+    }
     let (work_delay, answer_delay, drop) = match &fault {
         Some(f) => (
             Duration::from_millis(f.work_delay_ms),
@@ -260,6 +266,17 @@ async fn govern(State(sim): State<Shared>, req: Request, next: Next) -> Response
             drop || f.drop_answer,
         ),
         None => (Duration::ZERO, Duration::ZERO, drop),
+    };
+    // A delayed write is read whole first: the work is done after the
+    // client may have hung up, as Jira does.
+    let req = if work_delay.is_zero() {
+        req
+    } else {
+        let (parts, body) = req.into_parts();
+        match axum::body::to_bytes(body, 16 * 1024 * 1024).await {
+            Ok(bytes) => Request::from_parts(parts, axum::body::Body::from(bytes)),
+            Err(_) => return StatusCode::BAD_REQUEST.into_response(),
+        }
     };
     // Run the handler to completion even if this future is dropped: Jira
     // finishes work whose client gave up.

@@ -82,6 +82,9 @@ pub struct RouteFault {
     pub answer_delay_ms: u64,
     /// The connection is dropped after the work is done.
     pub drop_answer: bool,
+    /// Answer this status (a Jira error body) without doing the work; 0 =
+    /// off.
+    pub refuse_status: u16,
     /// How many matching requests it applies to; 0 = every one.
     pub times: u64,
 }
