@@ -906,3 +906,189 @@ async fn no_jira_call_starts_without_a_whole_call_left_before_the_deadline() {
         JobState::Succeeded
     );
 }
+
+// ── Every write kind, its answer lost after the work ────────────────────
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_write_kind_has_one_effect_when_its_answer_is_lost_after_the_work() {
+    let s = sim().await;
+    let jira = s.client();
+    let l = local("lost-answers");
+    let lose = |route: &str| {
+        s.fault(json!({"route": route, "dropAnswer": true, "times": 1}));
+    };
+    // Create (label + issue property set in the call).
+    lose("POST /rest/api/3/issue");
+    let key = created_issue(&l, &jira, "w-1").await;
+    // Comment (comment property).
+    lose("POST /rest/api/3/issue/{key}/comment");
+    let comment = ingest(
+        &l.db,
+        &l.db,
+        &json!({"sourceSystem": "alertmanager", "externalId": "w-1", "desiredOperation": "comment",
+                "comment": "Paged the on-call."}),
+    )
+    .await;
+    assert_eq!(
+        drive(&l.db, &jira, &config(), &comment).await,
+        JobState::Succeeded
+    );
+    // Edit and labels (idempotent by content).
+    lose("PUT /rest/api/3/issue/{key}");
+    let edit = ingest(
+        &l.db,
+        &l.db,
+        &json!({"sourceSystem": "alertmanager", "externalId": "w-1", "desiredOperation": "update",
+                "fields": {"summary": "Disk full on db-7 (escalated)"}, "labels": ["escalated"]}),
+    )
+    .await;
+    assert_eq!(
+        drive(&l.db, &jira, &config(), &edit).await,
+        JobState::Succeeded
+    );
+    // Transition through a global "any → Done" transition (offered from
+    // Done too): by the issue already being in its target.
+    lose("POST /rest/api/3/issue/{key}/transitions");
+    let close = ingest(
+        &l.db,
+        &l.db,
+        &json!({"sourceSystem": "alertmanager", "externalId": "w-1", "desiredOperation": "transition",
+                "transition": "Close"}),
+    )
+    .await;
+    assert_eq!(
+        drive(&l.db, &jira, &config(), &close).await,
+        JobState::Succeeded
+    );
+    // A Confluence page and a comment on it (anchors).
+    lose("POST /wiki/api/v2/pages");
+    let page_id = page(&l, &jira, "Postmortem db-7").await;
+    lose("POST /wiki/api/v2/footer-comments");
+    let pc = ingest(
+        &l.db,
+        &l.db,
+        &page_comment("w-pc", &page_id, "Root cause: log rotation."),
+    )
+    .await;
+    assert_eq!(
+        drive(&l.db, &jira, &config(), &pc).await,
+        JobState::Succeeded
+    );
+
+    let report = s.report();
+    let totals = &report["totals"];
+    assert_eq!(totals["issues"], 1);
+    assert_eq!(totals["duplicateIssues"], 0);
+    assert_eq!(totals["comments"], 1);
+    assert_eq!(totals["duplicateComments"], 0);
+    let issue = s.issue(&key);
+    assert_eq!(issue["summary"], "Disk full on db-7 (escalated)");
+    let labels = issue["labels"].as_array().unwrap();
+    assert_eq!(labels.iter().filter(|l| *l == "escalated").count(), 1);
+    assert_eq!(issue["transitions"], json!(["Done"]), "moved to Done once");
+    assert_eq!(issue["status"], "Done");
+    assert_eq!(totals["pages"], 1);
+    assert_eq!(totals["pageComments"], 1);
+    assert_eq!(totals["duplicatePageComments"], 0);
+}
+
+// ── Follow-ups with no issue to follow ──────────────────────────────────
+
+fn resolved(id: &str) -> Value {
+    json!({"sourceSystem": "alertmanager", "externalId": id, "desiredOperation": "transition",
+           "transition": "Done", "comment": "Resolved.", "ifNoIssue": "skip"})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_resolution_of_an_alert_never_seen_firing_ends_with_nothing_to_resolve() {
+    let s = sim().await;
+    let jira = s.client();
+    let l = local("nothing-to-resolve");
+    let job = ingest(&l.db, &l.db, &resolved("never-fired")).await;
+    assert_eq!(
+        drive(&l.db, &jira, &config(), &job).await,
+        JobState::Succeeded
+    );
+    let trail = l.db.audit_trail(&job).await.unwrap();
+    assert!(
+        trail
+            .iter()
+            .any(|e| e.outcome.starts_with("nothing to resolve")),
+        "{trail:#?}"
+    );
+    let requests = &s.report()["requestsByEndpoint"];
+    assert_eq!(
+        requests["POST /rest/api/3/search/jql"], 1,
+        "looked once: {requests}"
+    );
+    assert_eq!(s.report()["totals"]["issues"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_resolution_finds_an_issue_made_before_tollgate_by_its_label() {
+    let s = sim().await;
+    let jira = s.client();
+    let l = local("found-by-label");
+    let event = resolved("fired-before");
+    let parsed = tollgate::domain::validation::validate_event(&event).unwrap();
+    let link =
+        tollgate::domain::idempotency::LinkId::of(&parsed.source_system, &parsed.external_id);
+    let keys = s
+        .sim
+        .seed_issues(&[json!({"project": {"key": "OPS"}, "issuetype": {"name": "Incident"},
+                              "summary": "Made by an earlier deployment", "labels": [link.label()]})])
+        .unwrap();
+    let job = ingest(&l.db, &l.db, &event).await;
+    assert_eq!(
+        drive(&l.db, &jira, &config(), &job).await,
+        JobState::Succeeded
+    );
+    let issue = s.report()["issues"][0].clone();
+    assert_eq!(issue["key"], keys[0]);
+    assert_eq!(issue["status"], "Done");
+    assert_eq!(issue["comments"], json!(["Resolved."]));
+    // Later work on the entity finds the issue through the link.
+    assert_eq!(
+        l.db.link(&link)
+            .await
+            .unwrap()
+            .unwrap()
+            .issue_key
+            .unwrap()
+            .as_str(),
+        keys[0]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_resolution_waits_for_a_create_already_on_its_way() {
+    let s = sim().await;
+    let jira = s.client();
+    let l = local("create-on-its-way");
+    let firing = ingest(&l.db, &l.db, &create("racing")).await;
+    let resolution = ingest(&l.db, &l.db, &resolved("racing")).await;
+    let ex_cfg = config();
+    let ex = Executor {
+        store: &l.db,
+        tracker: &jira,
+        clock: &SystemClock,
+        config: &ex_cfg,
+        governor: &Ungoverned,
+        deadline: None,
+    };
+    // The resolution runs first: the create is queued, so it waits.
+    assert!(matches!(
+        ex.run(&resolution).await.unwrap(),
+        Disposition::RetryAfter(_)
+    ));
+    assert_eq!(s.report()["totals"]["requests"], 0);
+    assert_eq!(
+        drive(&l.db, &jira, &config(), &firing).await,
+        JobState::Succeeded
+    );
+    assert_eq!(
+        drive(&l.db, &jira, &config(), &resolution).await,
+        JobState::Succeeded
+    );
+    assert_eq!(s.report()["issues"][0]["status"], "Done");
+}

@@ -162,8 +162,8 @@ fn fastrand_u32() -> u32 {
 
 /// The timestamp to sign one delivery of `body` with: the same body's
 /// timestamps step back a second per send, so two deliveries in one second
-/// carry different signatures, as a sender's re-signed retry does (the same
-/// header twice is a replay and refused).
+/// carry different signatures, as a sender's re-signed retry does (the
+/// same header twice is answered as a redelivery too).
 pub fn signing_time(body: &[u8]) -> i64 {
     tollgate_cli::signing::signing_time(body)
 }

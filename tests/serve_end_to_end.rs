@@ -183,26 +183,47 @@ async fn signatures_are_checked_before_anything_else() {
 }
 
 #[tokio::test]
-async fn a_replayed_signature_is_refused_and_a_re_signed_redelivery_is_a_duplicate() {
+async fn a_byte_identical_retry_is_a_duplicate_and_a_seen_signature_over_other_bytes_is_refused() {
     let s = stack("replay");
     let body = fixture("create.json");
     let header = signature::sign(&Secret::new(SECRET), now_unix(), &body);
     let first = s.api.post_raw(&body, Some(header.clone())).await.unwrap();
     assert_eq!(first.status, 202, "{}", first.body);
-    let replayed = s.api.post_raw(&body, Some(header)).await.unwrap();
-    assert_eq!(replayed.status, 401, "{}", replayed.body);
-    assert!(
-        replayed.body["message"]
-            .as_str()
-            .unwrap()
-            .contains("already used")
-    );
-    // The sender's own retry is signed anew: deduplicated, not refused.
+    // An HTTP client's retry: the same bytes, the same headers.
+    for _ in 0..2 {
+        let again = s.api.post_raw(&body, Some(header.clone())).await.unwrap();
+        assert_eq!(again.status, 202, "never 401: {}", again.body);
+        assert_eq!(again.body["duplicate"], true);
+        assert_eq!(again.body["jobId"], first.body["jobId"]);
+    }
+    // A sender's re-signed retry is deduplicated the same way.
     let resigned = signature::sign(&Secret::new(SECRET), now_unix() - 1, &body);
     let retry = s.api.post_raw(&body, Some(resigned)).await.unwrap();
     assert_eq!(retry.status, 202);
     assert_eq!(retry.body["duplicate"], true);
     assert_eq!(retry.body["jobId"], first.body["jobId"]);
+    // A header carrying signatures of two bodies: once seen over one, it is
+    // refused over the other.
+    let other = fixture("upsert-cmdb.json");
+    let t = now_unix();
+    let sig = |b: &[u8]| {
+        signature::sign(&Secret::new(SECRET), t, b)
+            .split_once("v1=")
+            .unwrap()
+            .1
+            .to_string()
+    };
+    let both = format!("t={t},v1={},v1={}", sig(&body), sig(&other));
+    let seen = s.api.post_raw(&body, Some(both.clone())).await.unwrap();
+    assert_eq!(seen.status, 202, "{}", seen.body);
+    let swapped = s.api.post_raw(&other, Some(both)).await.unwrap();
+    assert_eq!(swapped.status, 401, "{}", swapped.body);
+    assert!(
+        swapped.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("already used for another body")
+    );
 }
 
 #[tokio::test]

@@ -1181,8 +1181,9 @@ impl DynamoStore {
     }
 }
 
-impl Leases for DynamoStore {
-    async fn acquire(
+impl DynamoStore {
+    /// Ours already: renew, keeping the token.
+    async fn renew_lease(
         &self,
         name: &str,
         holder: &str,
@@ -1215,14 +1216,28 @@ impl Leases for DynamoStore {
         match renewed {
             Ok(out) => {
                 let attrs = out.attributes.unwrap_or_default();
-                return Ok(Some(opt_n::<u64>(&attrs, "fence")?.unwrap_or(1)));
+                Ok(Some(opt_n::<u64>(&attrs, "fence")?.unwrap_or(1)))
             }
             Err(e)
                 if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
-            Err(e) => return Err(backend(e)),
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(backend(e)),
         }
-        // Absent or expired: take it over with the next token.
+    }
+
+    /// Absent or expired: take it over with the next token.
+    async fn take_over_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<u64>, StoreError> {
+        let now = SystemClock.now();
+        let expires = now.plus(ttl);
+        let keep = n(epoch_seconds(expires) + 86_400);
         let taken = self
             .client
             .update_item()
@@ -1256,6 +1271,27 @@ impl Leases for DynamoStore {
             }
             Err(e) => Err(backend(e)),
         }
+    }
+}
+
+impl Leases for DynamoStore {
+    async fn acquire(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<u64>, StoreError> {
+        // Renew, else take over; a take-over lost to a racer holding the
+        // same name (two copies of one delivery) is a renewal after all.
+        for _ in 0..2 {
+            if let Some(token) = self.renew_lease(name, holder, ttl).await? {
+                return Ok(Some(token));
+            }
+            if let Some(token) = self.take_over_lease(name, holder, ttl).await? {
+                return Ok(Some(token));
+            }
+        }
+        Ok(None)
     }
 
     async fn release(&self, name: &str, holder: &str) -> Result<(), StoreError> {

@@ -405,9 +405,26 @@ impl Tracker for JiraClient {
     }
 
     async fn transition(&self, key: &IssueKey, name: &str) -> TrackerResult<TransitionDone> {
-        let path = format!("/rest/api/3/issue/{}/transitions", path_key(key));
-        let listed = self.call_json(Method::GET, &path, None).await?;
-        let available: Vec<AvailableTransition> = listed.value["transitions"]
+        // One read gives the status and the transitions on offer: a
+        // transition whose target the issue is already in has been done —
+        // by an earlier attempt whose answer was lost, or by a person — and
+        // is not repeated (a global "any → Done" transition is offered from
+        // Done too, and would re-run its post-functions).
+        let got = self
+            .call_json(
+                Method::GET,
+                &format!(
+                    "/rest/api/3/issue/{}?fields=status&expand=transitions",
+                    path_key(key)
+                ),
+                None,
+            )
+            .await?;
+        let status = got.value["fields"]["status"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let available: Vec<AvailableTransition> = got.value["transitions"]
             .as_array()
             .into_iter()
             .flatten()
@@ -417,30 +434,23 @@ impl Tracker for JiraClient {
                 to_status: t["to"]["name"].as_str().unwrap_or_default().to_string(),
             })
             .collect();
-        if let Some(t) = find_transition(&available, name) {
+        let chosen = find_transition(&available, name);
+        let target = chosen.map_or(name, |t| t.to_status.as_str());
+        if already_in(&status, target) || already_in(&status, name) {
+            return Ok(Answer {
+                value: TransitionDone::AlreadyThere,
+                status: got.status,
+                signal: got.signal,
+            });
+        }
+        if let Some(t) = chosen {
+            let path = format!("/rest/api/3/issue/{}/transitions", path_key(key));
             let body = json!({ "transition": { "id": t.id } });
             let a = self.call(Method::POST, &path, Some(&body)).await?;
             return Ok(Answer {
                 value: TransitionDone::Moved,
                 status: a.status,
                 signal: a.signal,
-            });
-        }
-        let issue = self
-            .call_json(
-                Method::GET,
-                &format!("/rest/api/3/issue/{}?fields=status", path_key(key)),
-                None,
-            )
-            .await?;
-        let status = issue.value["fields"]["status"]["name"]
-            .as_str()
-            .unwrap_or_default();
-        if already_in(status, name) {
-            return Ok(Answer {
-                value: TransitionDone::AlreadyThere,
-                status: issue.status,
-                signal: issue.signal,
             });
         }
         let names: Vec<&str> = available.iter().map(|t| t.name.as_str()).collect();

@@ -81,9 +81,7 @@ fn unauthorized_message(e: &SignatureError) -> &'static str {
         }
         SignatureError::NoSecret => "this server has no webhook secret configured",
         SignatureError::Malformed | SignatureError::Mismatch => "signature does not verify",
-        SignatureError::Replayed => {
-            "this signature was already used: sign each delivery anew (a retry gets a fresh timestamp)"
-        }
+        SignatureError::Replayed => "this signature was already used for another body",
     }
 }
 

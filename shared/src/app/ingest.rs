@@ -108,9 +108,12 @@ where
         self.admit(event, payload, now, None, None).await
     }
 
-    /// Verifies a signed delivery and marks its signature as used: the same
-    /// header again within the tolerance is a replay and is refused (a
-    /// sender's retry is signed anew; its content is deduplicated).
+    /// Verifies a signed delivery and marks its signature as seen, in the
+    /// name of the bytes it signed. The same bytes again (a sender's retry
+    /// of the very request, whatever became of the first) pass and are
+    /// deduplicated as a redelivery — never refused — so a failure between
+    /// this mark and the admission cannot lose the event; a seen signature
+    /// over other bytes is refused.
     pub(crate) async fn verify_once(
         &self,
         header: Option<&str>,
@@ -123,10 +126,14 @@ where
         let Some(header) = header else {
             return Ok(Err(SignatureError::Missing));
         };
-        let (lease, ttl) = signature::replay_lease(header);
-        let holder = uuid::Uuid::new_v4().simple().to_string();
-        if self.store.acquire(&lease, &holder, ttl).await?.is_none() {
-            tracing::warn!("a signature already used was presented again; refused");
+        let mark = signature::replay_mark(header, body);
+        if self
+            .store
+            .acquire(&mark.lease, &mark.holder, mark.ttl)
+            .await?
+            .is_none()
+        {
+            tracing::warn!("a signature already seen was presented over other bytes; refused");
             return Ok(Err(SignatureError::Replayed));
         }
         Ok(Ok(()))

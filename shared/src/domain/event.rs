@@ -15,6 +15,34 @@ pub struct Event {
     pub issue_key: Option<IssueKey>,
     pub priority: Priority,
     pub operation: Operation,
+    /// `ifNoIssue`: what an update, comment or transition by external id
+    /// means when its entity has no issue.
+    pub if_no_issue: IfNoIssue,
+}
+
+/// What follow-up work means when the issue it follows up was never
+/// created (an alert resolved that tollgate never saw firing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IfNoIssue {
+    /// Wait for the create to arrive (senders deliver out of order), up to
+    /// the target wait, then fail for want of a target.
+    #[default]
+    Wait,
+    /// Look for the issue in Jira once, by the entity's label (made before
+    /// tollgate, or by another instance); if there is none, there is
+    /// nothing to do: the job succeeds saying so.
+    Skip,
+}
+
+impl IfNoIssue {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "wait" => Some(IfNoIssue::Wait),
+            "skip" => Some(IfNoIssue::Skip),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -2,7 +2,11 @@
 //! in the same mapping language a user writes (see [`super::mapping`]),
 //! from the senders' published payload formats. `params.project` names the
 //! Jira project; `params.resolved_transition` (default `Done`) the
-//! transition a resolution takes; `params.issue_type` (default `Incident`).
+//! transition a resolution takes; `params.issue_type` (default `Incident`);
+//! `params.if_no_issue` (default `skip`) what a resolution of an alert or
+//! incident tollgate never saw opened means: `skip` looks for its issue in
+//! Jira once and otherwise ends with nothing to resolve, `wait` waits for
+//! the create like other follow-up work.
 
 use super::mapping::Mapping;
 
@@ -39,6 +43,7 @@ externalId = "{{ item.fingerprint }}"
 desiredOperation = "transition"
 transition = "{{ params.resolved_transition | default('Done') }}"
 comment = "Resolved at {{ item.endsAt }} ({{ item.labels.alertname }})."
+ifNoIssue = "{{ params.if_no_issue | default('skip') }}"
 "#;
 
 /// Grafana alerting's webhook contact point: Alertmanager's shape plus
@@ -72,6 +77,7 @@ externalId = "{{ item.fingerprint }}"
 desiredOperation = "transition"
 transition = "{{ params.resolved_transition | default('Done') }}"
 comment = "Resolved at {{ item.endsAt }} ({{ item.labels.alertname }})."
+ifNoIssue = "{{ params.if_no_issue | default('skip') }}"
 "#;
 
 /// PagerDuty v3 webhooks (`event.event_type` on an incident).
@@ -108,6 +114,7 @@ externalId = "{{ item.data.id }}"
 desiredOperation = "transition"
 transition = "{{ params.resolved_transition | default('Done') }}"
 comment = "Resolved in PagerDuty{% if item.agent is defined %} by {{ item.agent.summary }}{% endif %} at {{ item.occurred_at }}."
+ifNoIssue = "{{ params.if_no_issue | default('skip') }}"
 "#;
 
 /// GitHub `issues` webhooks: an issue mirrored into Jira.

@@ -24,21 +24,34 @@ pub enum SignatureError {
     Mismatch,
     #[error("no webhook secret is configured")]
     NoSecret,
-    /// This exact signature was accepted before, within the tolerance: a
-    /// replayed request (a sender re-signs each delivery).
-    #[error("this signature was already used")]
+    /// This signature was seen before, within the tolerance, over other
+    /// bytes. (The same bytes again are a redelivery, answered as one.)
+    #[error("this signature was already used for another body")]
     Replayed,
 }
 
-/// The lease that marks a signature as seen until it could no longer verify
-/// (twice the tolerance: it is valid from `t - tolerance` to `t + tolerance`).
-pub fn replay_lease(header: &str) -> (String, std::time::Duration) {
+/// The mark that records a signature as seen until it could no longer
+/// verify (twice the tolerance: it is valid from `t - tolerance` to
+/// `t + tolerance`), held in the name of the bytes it signed: the same
+/// delivery again — an HTTP client's retry, a proxy's replay — holds it
+/// again and is answered as a redelivery; other bytes under a seen
+/// signature do not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayMark {
+    pub lease: String,
+    /// The SHA-256 of the body, hex.
+    pub holder: String,
+    pub ttl: std::time::Duration,
+}
+
+pub fn replay_mark(header: &str, body: &[u8]) -> ReplayMark {
     use sha2::Digest;
     let digest = hex::encode(Sha256::digest(header.trim().as_bytes()));
-    (
-        format!("replay/{digest}"),
-        std::time::Duration::from_secs(2 * TOLERANCE_SECONDS as u64),
-    )
+    ReplayMark {
+        lease: format!("replay/{digest}"),
+        holder: hex::encode(Sha256::digest(body)),
+        ttl: std::time::Duration::from_secs(2 * TOLERANCE_SECONDS as u64),
+    }
 }
 
 fn mac(secret: &Secret, t: i64, body: &[u8]) -> HmacSha256 {

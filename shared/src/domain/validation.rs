@@ -3,7 +3,7 @@
 //! point is spent and before anything is written.
 
 use super::event::{
-    ChildIssue, Event, IssueEdit, NewIssue, NewPage, Operation, OperationKind, Priority,
+    ChildIssue, Event, IfNoIssue, IssueEdit, NewIssue, NewPage, Operation, OperationKind, Priority,
 };
 use super::ids::{ExternalId, IssueKey, PageId, ProjectKey, SourceSystem, SpaceId};
 use super::limits::*;
@@ -52,7 +52,7 @@ const ISSUE_FIELDS: [&str; 9] = [
     "children",
 ];
 
-const KNOWN_FIELDS: [&str; 20] = [
+const KNOWN_FIELDS: [&str; 21] = [
     "sourceSystem",
     "externalId",
     "desiredOperation",
@@ -66,6 +66,7 @@ const KNOWN_FIELDS: [&str; 20] = [
     "comment",
     "transition",
     "priority",
+    "ifNoIssue",
     "children",
     "schemaVersion",
     "pageId",
@@ -181,6 +182,24 @@ pub fn validate_event(value: &Value) -> Result<Event, ValidationErrors> {
             Priority::default()
         }),
     };
+    let if_no_issue = match v.optional_str("ifNoIssue") {
+        None => IfNoIssue::default(),
+        Some(s) => IfNoIssue::parse(s).unwrap_or_else(|| {
+            v.error("ifNoIssue", "must be wait or skip");
+            IfNoIssue::default()
+        }),
+    };
+    if obj.contains_key("ifNoIssue")
+        && !matches!(
+            kind,
+            Some(OperationKind::Update | OperationKind::Comment | OperationKind::Transition)
+        )
+    {
+        v.error(
+            "ifNoIssue",
+            "is only allowed with update, comment or transition",
+        );
+    }
 
     if let Some(k) = kind {
         let foreign: &[&str] = if k.confluence() {
@@ -212,6 +231,7 @@ pub fn validate_event(value: &Value) -> Result<Event, ValidationErrors> {
                 issue_key,
                 priority,
                 operation,
+                if_no_issue,
             })
         }
         _ => Err(ValidationErrors(v.errors)),

@@ -552,8 +552,12 @@ const MAX_BULK_CREATE: usize = 50;
 async fn get_issue(
     State(sim): State<Shared>,
     Path(key): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, SimError> {
-    Ok(axum::Json(sim.store().issue_json(&key)?).into_response())
+    let transitions = q
+        .get("expand")
+        .is_some_and(|e| e.split(',').any(|x| x == "transitions"));
+    Ok(axum::Json(sim.store().issue_json_expanded(&key, transitions)?).into_response())
 }
 
 async fn edit_issue(

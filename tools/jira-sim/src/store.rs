@@ -17,11 +17,22 @@ const ISSUE_TYPES: [&str; 7] = [
 ];
 /// The workflow: every status can move to every other, as a simple Jira
 /// project's default workflow allows. (id, transition name, target status)
-const WORKFLOW: [(&str, &str, &str); 3] = [
+const WORKFLOW: [(&str, &str, &str); 4] = [
     ("11", "To Do", "To Do"),
     ("21", "In Progress", "In Progress"),
     ("31", "Done", "Done"),
+    // A global transition ("any status → Done", the kind many real
+    // workflows have): offered from every status, Done included, so
+    // repeating it re-runs it.
+    ("41", "Close", "Done"),
 ];
+
+/// Transitions offered from every status, their own target included.
+const GLOBAL: [&str; 1] = ["41"];
+
+fn offered(id: &str, to: &str, status: &str) -> bool {
+    GLOBAL.contains(&id) || to != status
+}
 
 pub struct Comment {
     id: u64,
@@ -80,6 +91,14 @@ pub fn issue_in_path(path: &str) -> Option<String> {
         .and_then(|rest| rest.split('/').next())
         .filter(|k| !k.is_empty() && *k != "bulk")
         .map(str::to_string)
+}
+
+fn transitions_of(status: &str) -> Vec<Value> {
+    WORKFLOW
+        .iter()
+        .filter(|(id, _, to)| offered(id, to, status))
+        .map(|(id, name, to)| json!({ "id": id, "name": name, "to": { "name": to } }))
+        .collect()
 }
 
 fn now_iso() -> String {
@@ -297,6 +316,16 @@ impl SimStore {
         Ok(())
     }
 
+    /// The issue, with the transitions it offers when asked
+    /// (`expand=transitions`).
+    pub fn issue_json_expanded(&self, key: &str, transitions: bool) -> Result<Value, SimError> {
+        let mut v = self.issue_json(key)?;
+        if transitions {
+            v["transitions"] = json!(transitions_of(&self.issue(key)?.status));
+        }
+        Ok(v)
+    }
+
     pub fn issue_json(&self, key: &str) -> Result<Value, SimError> {
         let i = self.issue(key)?;
         let mut fields = i.custom.clone();
@@ -368,12 +397,7 @@ impl SimStore {
 
     pub fn transitions_json(&self, key: &str) -> Result<Value, SimError> {
         let issue = self.issue(key)?;
-        let list: Vec<Value> = WORKFLOW
-            .iter()
-            .filter(|(_, _, to)| *to != issue.status)
-            .map(|(id, name, to)| json!({ "id": id, "name": name, "to": { "name": to } }))
-            .collect();
-        Ok(json!({ "expand": "transitions", "transitions": list }))
+        Ok(json!({ "expand": "transitions", "transitions": transitions_of(&issue.status) }))
     }
 
     pub fn transition(&mut self, key: &str, body: &Value) -> Result<(), SimError> {
@@ -381,7 +405,7 @@ impl SimStore {
         let id = body["transition"]["id"].as_str().unwrap_or_default();
         let Some((_, _, to)) = WORKFLOW
             .iter()
-            .find(|(tid, _, to)| *tid == id && *to != issue.status)
+            .find(|(tid, _, to)| *tid == id && offered(tid, to, &issue.status))
         else {
             return Err(SimError::Message(format!(
                 "Transition id '{id}' is not valid for this issue."

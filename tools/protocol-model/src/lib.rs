@@ -794,6 +794,7 @@ mod tests {
     fn the_protocol_keeps_every_promise_on_every_interleaving() {
         for scenario in SCENARIOS {
             let checker = check(Rules::NEW, scenario);
+            eprintln!("{scenario:?}: {} states", checker.unique_state_count());
             assert!(checker.unique_state_count() > 100, "{scenario:?} explored");
             checker.assert_properties();
         }

@@ -1,38 +1,49 @@
 //! Execute: run one job's plan against Jira, exactly once per step.
 //!
-//! The protocol, and what keeps each of its promises (the model in
-//! `tests/protocol_model.rs` checks the same rules on every interleaving):
+//! The protocol's invariants, each with what holds it (tests in
+//! `tests/exactly_once.rs` unless named otherwise; the model is
+//! `tools/protocol-model`, which checks them on every interleaving):
 //!
-//! * **One worker per entity, fenced.** A run holds the entity's lease
+//! * **One writer per entity, fenced.** A run holds the entity's lease
 //!   (source system + external id). Each new holder gets a higher fencing
 //!   token; every write a run makes — state, start mark, checkpoint, link,
-//!   field revisions, merged jobs — is conditional on its token, and a
-//!   refused write stops the run before its next Jira call. The lease is
-//!   renewed before every step and while a call is in flight, and a call
-//!   never starts without a whole call's time left in the lease or the
-//!   invocation. (`fence_refuses_a_worker_whose_lease_was_taken_over`,
-//!   model property `one writer`.)
+//!   field revisions, merged jobs — is conditional on it, and a refused
+//!   write stops the run before its next Jira call. The lease is renewed
+//!   before every step and while a call is in flight, and a call never
+//!   starts without a whole call's time left in the lease or the
+//!   invocation. (Conformance `fence_refuses_a_worker_whose_lease_was_taken_over`
+//!   on SQLite and DynamoDB; `a_stalled_worker_is_fenced_out_on_*`,
+//!   `a_bulk_call_slower_than_the_lease_keeps_every_members_lease`,
+//!   `no_jira_call_starts_without_a_whole_call_left_before_the_deadline`;
+//!   model: `no effect twice`.)
 //! * **Recovery points.** After each Jira call a checkpoint records the step
 //!   as done. A step not safe to repeat (create, sub-task, comment, page,
 //!   page comment) records its start first; a later attempt that finds the
-//!   mark looks in Jira for the effect (`reconcile.rs`). (`recovery_points`
-//!   tests.)
+//!   mark looks in Jira for the effect by what the call itself set
+//!   (`reconcile.rs`). (`tests/executor_recovery.rs`,
+//!   `a_lost_multi_line_page_comment_is_found_by_its_anchor_not_posted_twice`,
+//!   `a_lost_comment_is_found_among_more_than_a_page_of_newer_comments`.)
 //! * **Honest ambiguity windows.** A call whose answer was lost may still
 //!   land until its start plus the Jira timeout; a reconcile that finds
 //!   nothing waits until then plus the search lag before repeating it.
-//!   (`a_create_jira_finishes_after_the_client_gave_up_is_made_once`,
-//!   model property `no effect twice`.)
-//! * **Ordered edits.** An edit never overwrites a newer revision of a field
-//!   (`steps.rs`); a running job left by a dead worker is merged like queued
-//!   work. (`an_older_edit_never_overwrites_a_newer_one_after_a_crash`,
-//!   model property `no older edit after a newer`.)
+//!   (`a_create_jira_finishes_after_the_client_gave_up_is_made_once`, and
+//!   the bulk and comment forms; model: `no effect twice`.)
+//! * **Ordered edits.** An edit never overwrites a newer revision of a
+//!   field (`steps.rs`); a running job left by a dead worker is merged like
+//!   queued work. (`an_older_edit_never_overwrites_a_newer_one_after_a_crash`,
+//!   `an_edit_that_cannot_merge_drops_the_fields_a_newer_revision_set`;
+//!   model: `no older edit after a newer`.)
 //! * **Carriers answer for what they carry.** Merged jobs stay `MERGED`
-//!   until their carrier ends: `SUPERSEDED` when it succeeded, `FAILED` with
-//!   its reason when it failed, and `MERGED` while it waits to be re-run
-//!   (`coalescing.rs`). (`merged_work_fails_with_its_carrier`.)
+//!   until their carrier ends: `SUPERSEDED` when it succeeded, `FAILED`
+//!   with its reason when it failed, `MERGED` while it waits to be re-run
+//!   (`coalescing.rs`). (`merged_work_fails_with_its_carrier`,
+//!   `a_merged_job_ends_with_a_carrier_that_crashed_before_settling_it`;
+//!   model: `a job's record agrees with Jira when it ends`.)
 //! * **Throttling is not failure**: the job waits as Jira asks and its
 //!   retry budget is untouched. Transient failures back off and count;
-//!   permanent failures end the job (`outcome.rs`).
+//!   permanent failures end the job (`outcome.rs`). (`tests/governed_limits.rs`.)
+//! * **Every job ends.** (Model: `every job ends` — no reachable state
+//!   leaves a job unfinished with nothing left to do.)
 
 mod bulk;
 mod coalescing;
@@ -44,7 +55,8 @@ use super::AppError;
 use super::governor::{Pace, Ungoverned};
 use crate::domain::audit::{AuditEntry, Stage};
 use crate::domain::backoff::RetryPolicy;
-use crate::domain::event::Event;
+use crate::domain::event::{Event, IfNoIssue, Priority};
+use crate::domain::governor::CallKind;
 use crate::domain::ids::{IssueKey, JobId};
 use crate::domain::job::{JobEvent, JobState};
 use crate::domain::plan::{LinkState, PlanError, Step, plan};
@@ -54,6 +66,7 @@ use crate::ports::{
     BatchStore, Clock, Fence, FieldRevisions, JobRecord, JobStore, Leases, LinkStore,
     MAX_BULK_CREATE, Tracker, TrackerError,
 };
+use outcome::Call;
 use serde_json::json;
 use std::future::Future;
 use std::time::Duration;
@@ -182,6 +195,15 @@ enum Resolution {
     /// Another job is creating the entity's issue, or its create has not
     /// arrived yet: come back shortly.
     WaitForCreator,
+    /// No issue and nothing on its way to create one, and the event says
+    /// that means nothing to do: look in Jira once by the entity's label.
+    LookUp,
+}
+
+/// What looking for an entity's issue in Jira found.
+enum LookedUp {
+    Found(IssueKey),
+    Settled(Disposition),
 }
 
 /// A call's point, in the thousandths jobs count in.
@@ -357,6 +379,10 @@ where
         };
         let (link, target) = match self.resolve(job, &event).await? {
             Resolution::Ready { link, target } => (link, target),
+            Resolution::LookUp => match self.look_up_entity(job, held).await? {
+                LookedUp::Found(key) => (LinkState::Linked(key.clone()), Some(key)),
+                LookedUp::Settled(d) => return Ok(Prepared::Settled(d)),
+            },
             Resolution::WaitForCreator => {
                 let entry = self.audit(
                     Stage::Lease,
@@ -405,6 +431,13 @@ where
             self.store.link(&job.link).await?
         };
         let Some(link) = link else {
+            if !creates
+                && event.issue_key.is_none()
+                && event.if_no_issue == IfNoIssue::Skip
+                && !self.creator_on_its_way(job).await?
+            {
+                return Ok(Resolution::LookUp);
+            }
             let waited_enough = self.clock.now() >= job.created_at.plus(self.config.target_wait);
             if !creates && event.issue_key.is_none() && !waited_enough {
                 return Ok(Resolution::WaitForCreator);
@@ -414,12 +447,17 @@ where
                 target: event.issue_key.clone(),
             });
         };
-        if link.creator == job.id {
+        if link.creator == job.id && creates {
             let target = link.issue_key.or_else(|| job.issue_key.clone());
             return Ok(Resolution::Ready {
                 link: LinkState::Unlinked,
                 target,
             });
+        }
+        if link.creator == job.id && link.issue_key.is_none() {
+            // Its own look-up claimed the entity and did not get to record
+            // the issue: look again.
+            return Ok(Resolution::LookUp);
         }
         if let Some(key) = link.issue_key {
             let target = event.issue_key.clone().unwrap_or_else(|| key.clone());
@@ -452,6 +490,83 @@ where
             link: LinkState::Unlinked,
             target: None,
         })
+    }
+
+    /// Whether another job of the entity may still create its issue.
+    async fn creator_on_its_way(&self, job: &JobRecord) -> Result<bool, AppError> {
+        Ok(self.store.entity_jobs(&job.link).await?.iter().any(|j| {
+            j.id != job.id
+                && j.kind.creates()
+                && (!j.state.is_terminal() || j.state == JobState::Exhausted)
+        }))
+    }
+
+    /// Looks for the entity's issue in Jira once, by its label (an issue
+    /// made before tollgate, or by another instance). None there: the job
+    /// is over, with nothing to do.
+    async fn look_up_entity(&self, job: &mut JobRecord, held: &Held) -> Result<LookedUp, AppError> {
+        let label = job.link.label();
+        let what = format!("look for the issue labelled {label}");
+        let kind = CallKind {
+            endpoint: "POST /rest/api/3/search/jql".into(),
+            write: false,
+            issue: None,
+            bulk: job.priority == Priority::Bulk,
+        };
+        if let Err(e) = self.governor.permit(&kind).await {
+            let d = self.on_error(job, held, &what, e, Call::Reconcile).await?;
+            return Ok(LookedUp::Settled(d));
+        }
+        if !self.call_fits() {
+            let entry = self.audit(
+                Stage::Jira,
+                "no time left in this invocation for a whole Jira call",
+            );
+            return Ok(LookedUp::Settled(
+                self.defer(job, held, short_wait(), entry).await?,
+            ));
+        }
+        let found = self
+            .held_through(&[held], self.tracker.find_by_label(&label))
+            .await;
+        self.observe_read(job, &kind, found.as_ref().map(|_| ()))
+            .await;
+        match found {
+            Ok(a) => match a.value.into_iter().next() {
+                Some(key) => {
+                    let entry = self.audit(
+                        Stage::Reconcile,
+                        format!(
+                            "no issue was made through tollgate; found {key} in Jira by its label"
+                        ),
+                    );
+                    self.store.append_audit(&job.id, &entry).await?;
+                    // Later work on the entity finds it without a search.
+                    let link = self.store.claim_link(&job.link, &job.id).await?;
+                    if link.creator == job.id && link.issue_key.is_none() {
+                        self.store
+                            .set_link_issue(&job.link, &job.id, &key, &held.fence)
+                            .await?;
+                    }
+                    Ok(LookedUp::Found(key))
+                }
+                None => {
+                    let entry = self
+                        .audit(
+                            Stage::Outcome,
+                            format!("nothing to resolve: no issue exists for this entity, in tollgate or in Jira (label {label})"),
+                        )
+                        .state(JobState::Succeeded);
+                    job.last_error = None;
+                    self.transition(job, held, JobState::Running, JobEvent::Succeed, entry)
+                        .await?;
+                    Ok(LookedUp::Settled(Disposition::Done))
+                }
+            },
+            Err(e) => Ok(LookedUp::Settled(
+                self.on_error(job, held, &what, e, Call::Reconcile).await?,
+            )),
+        }
     }
 
     fn audit(&self, stage: Stage, outcome: impl Into<String>) -> AuditEntry {

@@ -16,7 +16,6 @@ use crate::app::AppError;
 use crate::app::governor::Pace;
 use crate::domain::audit::{AuditEntry, Stage};
 use crate::domain::job::{JobEvent, JobState};
-use crate::domain::plan::Step;
 use crate::domain::response::summarize;
 use crate::ports::{
     BatchStore, Clock, JobRecord, JobStore, Leases, LinkStore, Tracker, TrackerError,
@@ -42,7 +41,7 @@ where
         &self,
         job: &mut JobRecord,
         held: &Held,
-        step: &Step,
+        step: &(dyn std::fmt::Display + Sync),
         err: TrackerError,
         failed: Call,
     ) -> Result<super::Disposition, AppError> {

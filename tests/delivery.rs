@@ -1,0 +1,349 @@
+//! Delivery semantics at the front door: a sender's retry of the very same
+//! request (same bytes, same signature) is a redelivery — answered `202`
+//! with the first job — whatever became of the first attempt, on SQLite and
+//! on DynamoDB (moto). A store that fails once after the signature check
+//! stands for a crash, a timeout or a transaction conflict there.
+
+#[path = "../shared/tests/support/moto.rs"]
+mod moto;
+
+use serde_json::json;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tollgate::adapters::dynamodb::DynamoStore;
+use tollgate::adapters::sqlite::SqliteDb;
+use tollgate::adapters::sqs::SqsQueue;
+use tollgate::app::ingest::{Ingest, IngestOutcome};
+use tollgate::domain::approval::{ApprovalId, ApprovalRecord, Decided};
+use tollgate::domain::audit::AuditEntry;
+use tollgate::domain::batch::{BatchRecord, JobSummary};
+use tollgate::domain::idempotency::LinkId;
+use tollgate::domain::ids::{BatchId, IssueKey, JobId};
+use tollgate::domain::job::JobState;
+use tollgate::domain::rejection::{Rejection, RejectionId};
+use tollgate::domain::secret::Secret;
+use tollgate::domain::signature;
+use tollgate::domain::time::Timestamp;
+use tollgate::ports::{
+    Admission, ApprovalStore, BatchStore, Counters, Fence, FieldRevisions, IngestStore, JobRecord,
+    JobStore, Leases, Link, LinkStore, RejectionStore, StoreError, SystemClock, WorkQueue,
+};
+use tollgate_e2e::Scratch;
+
+/// A store whose next `failing` admissions fail, as a crash or a storage
+/// fault between the signature check and the admission would.
+struct Faulty<S> {
+    inner: S,
+    failing: AtomicUsize,
+}
+
+impl<S> Faulty<S> {
+    fn new(inner: S) -> Self {
+        Faulty {
+            inner,
+            failing: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl<S: JobStore> JobStore for Faulty<S> {
+    async fn admit(
+        &self,
+        job: &JobRecord,
+        audit: &[AuditEntry],
+        approval: Option<&ApprovalRecord>,
+    ) -> Result<Admission, StoreError> {
+        if self
+            .failing
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(StoreError::Backend("injected: the store went away".into()));
+        }
+        self.inner.admit(job, audit, approval).await
+    }
+    async fn job(&self, id: &JobId) -> Result<Option<JobRecord>, StoreError> {
+        self.inner.job(id).await
+    }
+    async fn update_fenced(
+        &self,
+        job: &JobRecord,
+        expected: JobState,
+        audit: Option<&AuditEntry>,
+        fence: Option<&Fence>,
+    ) -> Result<bool, StoreError> {
+        self.inner.update_fenced(job, expected, audit, fence).await
+    }
+    async fn mark_enqueued(&self, id: &JobId) -> Result<(), StoreError> {
+        self.inner.mark_enqueued(id).await
+    }
+    async fn reset_outbox(&self, job: &JobRecord) -> Result<(), StoreError> {
+        self.inner.reset_outbox(job).await
+    }
+    async fn append_audit(&self, id: &JobId, entry: &AuditEntry) -> Result<(), StoreError> {
+        self.inner.append_audit(id, entry).await
+    }
+    async fn audit_trail(&self, id: &JobId) -> Result<Vec<AuditEntry>, StoreError> {
+        self.inner.audit_trail(id).await
+    }
+    async fn entity_jobs(&self, link: &LinkId) -> Result<Vec<JobRecord>, StoreError> {
+        self.inner.entity_jobs(link).await
+    }
+    async fn queued_creates(&self, limit: usize) -> Result<Vec<JobRecord>, StoreError> {
+        self.inner.queued_creates(limit).await
+    }
+    async fn unenqueued(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<JobRecord>, StoreError> {
+        self.inner.unenqueued(before, limit).await
+    }
+    async fn list(
+        &self,
+        state: Option<JobState>,
+        limit: usize,
+    ) -> Result<Vec<JobRecord>, StoreError> {
+        self.inner.list(state, limit).await
+    }
+}
+
+impl<S: LinkStore> LinkStore for Faulty<S> {
+    async fn link(&self, id: &LinkId) -> Result<Option<Link>, StoreError> {
+        self.inner.link(id).await
+    }
+    async fn claim_link(&self, id: &LinkId, creator: &JobId) -> Result<Link, StoreError> {
+        self.inner.claim_link(id, creator).await
+    }
+    async fn take_over_link(
+        &self,
+        id: &LinkId,
+        from: &JobId,
+        to: &JobId,
+    ) -> Result<bool, StoreError> {
+        self.inner.take_over_link(id, from, to).await
+    }
+    async fn set_link_issue(
+        &self,
+        id: &LinkId,
+        creator: &JobId,
+        issue: &IssueKey,
+        fence: &Fence,
+    ) -> Result<bool, StoreError> {
+        self.inner.set_link_issue(id, creator, issue, fence).await
+    }
+    async fn field_revisions(&self, id: &LinkId) -> Result<FieldRevisions, StoreError> {
+        self.inner.field_revisions(id).await
+    }
+    async fn record_revisions(
+        &self,
+        id: &LinkId,
+        revisions: &FieldRevisions,
+        fence: &Fence,
+    ) -> Result<bool, StoreError> {
+        self.inner.record_revisions(id, revisions, fence).await
+    }
+}
+
+impl<S: ApprovalStore> ApprovalStore for Faulty<S> {
+    async fn create_approval(&self, a: &ApprovalRecord) -> Result<(), StoreError> {
+        self.inner.create_approval(a).await
+    }
+    async fn approval(&self, id: &ApprovalId) -> Result<Option<ApprovalRecord>, StoreError> {
+        self.inner.approval(id).await
+    }
+    async fn approval_for_job(&self, job: &JobId) -> Result<Option<ApprovalRecord>, StoreError> {
+        self.inner.approval_for_job(job).await
+    }
+    async fn decide(&self, id: &ApprovalId, decided: &Decided) -> Result<bool, StoreError> {
+        self.inner.decide(id, decided).await
+    }
+    async fn mark_notified(&self, id: &ApprovalId) -> Result<(), StoreError> {
+        self.inner.mark_notified(id).await
+    }
+    async fn open_approvals(&self, limit: usize) -> Result<Vec<ApprovalRecord>, StoreError> {
+        self.inner.open_approvals(limit).await
+    }
+}
+
+impl<S: Counters> Counters for Faulty<S> {
+    async fn count(&self, key: &str, window: i64) -> Result<u64, StoreError> {
+        self.inner.count(key, window).await
+    }
+    async fn bump(&self, key: &str, window: i64) -> Result<(), StoreError> {
+        self.inner.bump(key, window).await
+    }
+}
+
+impl<S: RejectionStore> RejectionStore for Faulty<S> {
+    async fn keep_rejection(&self, r: &Rejection) -> Result<(), StoreError> {
+        self.inner.keep_rejection(r).await
+    }
+    async fn rejection(&self, id: &RejectionId) -> Result<Option<Rejection>, StoreError> {
+        self.inner.rejection(id).await
+    }
+    async fn rejections(&self, limit: usize) -> Result<Vec<Rejection>, StoreError> {
+        self.inner.rejections(limit).await
+    }
+    async fn mark_resubmitted(&self, id: &RejectionId, job: &JobId) -> Result<bool, StoreError> {
+        self.inner.mark_resubmitted(id, job).await
+    }
+}
+
+impl<S: BatchStore> BatchStore for Faulty<S> {
+    async fn save_batch(&self, b: &BatchRecord) -> Result<(), StoreError> {
+        self.inner.save_batch(b).await
+    }
+    async fn batch(&self, id: &BatchId) -> Result<Option<BatchRecord>, StoreError> {
+        self.inner.batch(id).await
+    }
+    async fn set_batch_paused(&self, id: &BatchId, paused: bool) -> Result<bool, StoreError> {
+        self.inner.set_batch_paused(id, paused).await
+    }
+    async fn batch_jobs(&self, id: &BatchId) -> Result<Vec<JobSummary>, StoreError> {
+        self.inner.batch_jobs(id).await
+    }
+}
+
+impl<S: Leases> Leases for Faulty<S> {
+    async fn acquire(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<u64>, StoreError> {
+        self.inner.acquire(name, holder, ttl).await
+    }
+    async fn release(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        self.inner.release(name, holder).await
+    }
+}
+
+const SECRET: &str = "delivery-secret";
+
+fn request() -> (Vec<u8>, String) {
+    let body = serde_json::to_vec(&json!({
+        "sourceSystem": "alertmanager", "externalId": "retry-1", "desiredOperation": "create",
+        "projectKey": "OPS", "issueType": "Incident", "summary": "Disk full on db-7"}))
+    .unwrap();
+    let header = signature::sign(&Secret::new(SECRET), tollgate_e2e::now_unix(), &body);
+    (body, header)
+}
+
+async fn a_retry_after_a_failed_admission_is_accepted<S, Q>(store: &Faulty<S>, queue: &Q)
+where
+    S: IngestStore,
+    Q: WorkQueue,
+{
+    let secrets = [Secret::new(SECRET)];
+    let ingest = Ingest {
+        store,
+        queue,
+        clock: &SystemClock,
+        secrets: &secrets,
+        policy: &Default::default(),
+    };
+    let (body, header) = request();
+    store.failing.store(1, Ordering::SeqCst);
+    assert!(
+        ingest.handle(&body, Some(&header)).await.is_err(),
+        "the first attempt fails after its signature was checked (503)"
+    );
+    // The sender's HTTP client sends the very same request again.
+    let first = match ingest.handle(&body, Some(&header)).await.unwrap() {
+        IngestOutcome::Accepted {
+            job_id, duplicate, ..
+        } => {
+            assert!(!duplicate, "nothing was admitted the first time");
+            job_id
+        }
+        other => panic!("the retry must be accepted, not refused: {other:?}"),
+    };
+    // And once more, now that it was admitted: a duplicate of that job.
+    match ingest.handle(&body, Some(&header)).await.unwrap() {
+        IngestOutcome::Accepted {
+            job_id, duplicate, ..
+        } => {
+            assert!(duplicate);
+            assert_eq!(job_id, first);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(store.job(&first).await.unwrap().is_some());
+}
+
+async fn identical_requests_racing_are_one_job<S, Q>(store: &Faulty<S>, queue: &Q)
+where
+    S: IngestStore,
+    Q: WorkQueue,
+{
+    let secrets = [Secret::new(SECRET)];
+    let ingest = Ingest {
+        store,
+        queue,
+        clock: &SystemClock,
+        secrets: &secrets,
+        policy: &Default::default(),
+    };
+    let body = serde_json::to_vec(&json!({
+        "sourceSystem": "alertmanager", "externalId": "race-1", "desiredOperation": "create",
+        "projectKey": "OPS", "issueType": "Incident", "summary": "Racing copies"}))
+    .unwrap();
+    let header = signature::sign(&Secret::new(SECRET), tollgate_e2e::now_unix(), &body);
+    let answers = futures_join(
+        ingest.handle(&body, Some(&header)),
+        ingest.handle(&body, Some(&header)),
+    )
+    .await;
+    let ids: Vec<(JobId, bool)> = [answers.0, answers.1]
+        .into_iter()
+        .map(|a| match a.unwrap() {
+            IngestOutcome::Accepted {
+                job_id, duplicate, ..
+            } => (job_id, duplicate),
+            other => panic!("both copies are accepted: {other:?}"),
+        })
+        .collect();
+    assert_eq!(ids[0].0, ids[1].0, "one job");
+    assert_eq!(
+        ids.iter().filter(|(_, d)| !d).count(),
+        1,
+        "one is new, the other its duplicate"
+    );
+}
+
+/// Both futures polled together on this task.
+async fn futures_join<A: std::future::Future, B: std::future::Future>(
+    a: A,
+    b: B,
+) -> (A::Output, B::Output) {
+    tokio::join!(a, b)
+}
+
+#[tokio::test]
+async fn a_failure_after_the_signature_check_never_turns_the_retry_into_a_401_on_sqlite() {
+    let dir = Scratch::new("delivery-sqlite");
+    let db = SqliteDb::open(dir.path("t.db")).unwrap();
+    let store = Faulty::new(db.clone());
+    a_retry_after_a_failed_admission_is_accepted(&store, &db).await;
+    identical_requests_racing_are_one_job(&store, &db).await;
+}
+
+#[tokio::test]
+async fn a_failure_after_the_signature_check_never_turns_the_retry_into_a_401_on_dynamodb() {
+    let config = moto::sdk_config().await;
+    let dynamo = aws_sdk_dynamodb::Client::new(&config);
+    let table = moto::unique("delivery");
+    DynamoStore::create_table(&dynamo, &table).await.unwrap();
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let interactive = SqsQueue::create_queue(&sqs, &moto::unique("i"))
+        .await
+        .unwrap();
+    let bulk = SqsQueue::create_queue(&sqs, &moto::unique("b"))
+        .await
+        .unwrap();
+    let store = Faulty::new(DynamoStore::new(dynamo, table));
+    let queue = SqsQueue::new(sqs, &interactive, &bulk);
+    a_retry_after_a_failed_admission_is_accepted(&store, &queue).await;
+    identical_requests_racing_are_one_job(&store, &queue).await;
+}
