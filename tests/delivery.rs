@@ -23,10 +23,12 @@ use tollgate::domain::job::JobState;
 use tollgate::domain::rejection::{Rejection, RejectionId};
 use tollgate::domain::secret::Secret;
 use tollgate::domain::signature;
+use tollgate::domain::stats::CallStats;
 use tollgate::domain::time::Timestamp;
 use tollgate::ports::{
     Admission, ApprovalStore, BatchStore, Counters, Fence, FieldRevisions, IngestStore, JobRecord,
-    JobStore, Leases, Link, LinkStore, RejectionStore, StoreError, SystemClock, WorkQueue,
+    JobStore, Leases, Link, LinkStore, RejectionStore, StatsStore, StoreError, SystemClock,
+    WorkQueue,
 };
 use tollgate_e2e::Scratch;
 
@@ -202,6 +204,15 @@ impl<S: BatchStore> BatchStore for Faulty<S> {
     }
     async fn batch_jobs(&self, id: &BatchId) -> Result<Vec<JobSummary>, StoreError> {
         self.inner.batch_jobs(id).await
+    }
+}
+
+impl<S: StatsStore> StatsStore for Faulty<S> {
+    async fn add_stats(&self, window: i64, stats: &CallStats) -> Result<(), StoreError> {
+        self.inner.add_stats(window, stats).await
+    }
+    async fn stats(&self, window: i64) -> Result<CallStats, StoreError> {
+        self.inner.stats(window).await
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tollgate::domain::secret::Secret;
 use tollgate::domain::sender_auth::{Scheme, sign};
 use tollgate::domain::source::Sources;
-use tollgate::ports::{JobStore, RejectionStore};
+use tollgate::ports::{JobStore, RejectionStore, SystemClock};
 use tollgate_cli::config::IntakeSettings;
 use tollgate_e2e::{InProcess, now_unix};
 
@@ -429,8 +429,78 @@ fn the_example_sources_document_loads_and_maps_its_sample_payload() {
         &inventory.name,
         &inventory.params,
     );
-    assert_eq!(out.ignored, 1);
+    assert_eq!(out.unmatched.len(), 1, "the switch matches no rule");
     let e = out.mapped[0].event.as_ref().unwrap();
     assert_eq!(e["summary"], "web-1 (unknown)");
     assert_eq!(e["fields"]["customfield_10050"], "r7");
+}
+
+#[tokio::test]
+async fn a_payload_no_rule_takes_is_kept_unless_its_sender_says_ignore() {
+    let document = r#"
+[[sources]]
+name = "alertmanager"
+auth = "bearer"
+preset = "alertmanager"
+params = { project = "OPS" }
+
+[[sources]]
+name = "inventory"
+auth = "bearer"
+unmatched = "ignore"
+[sources.mapping]
+items = "changes"
+[[sources.mapping.rules]]
+when = "item.kind == 'server'"
+event = { externalId = "{{ item.id }}", desiredOperation = "upsert", projectKey = "ASSET", issueType = "Task", summary = "{{ item.name }}" }
+"#;
+    let s = InProcess::with_sources(
+        "intake-unmatched",
+        Limits::default(),
+        intake(document, &[("alertmanager", &["t"]), ("inventory", &["i"])]),
+    )
+    .await;
+    let am = || Some(("Authorization", "Bearer t".to_string()));
+    // An empty object, and a PagerDuty body sent to the Alertmanager
+    // sender: nothing maps, and both are kept with the reason.
+    let pagerduty = json!({"event": {"event_type": "incident.triggered", "data": {"id": "P1"}}});
+    for body in [json!({}), pagerduty] {
+        let (status, answer) = post(&s, "alertmanager", body.to_string().as_bytes(), am()).await;
+        assert_eq!(status, 202, "{answer}");
+        assert_eq!(answer["accepted"], json!([]));
+        assert_eq!(answer["ignored"], json!([]));
+        let rejected = answer["rejected"].as_array().unwrap();
+        assert_eq!(rejected.len(), 1, "{answer}");
+        assert_eq!(rejected[0]["item"], "body");
+        assert_eq!(
+            rejected[0]["errors"][0]["message"],
+            "no rule of sender alertmanager matched"
+        );
+        let id = rejected[0]["rejectionId"].as_str().unwrap();
+        let kept = s.running.db.rejections(20).await.unwrap();
+        let k = kept.iter().find(|k| k.id.as_str() == id).expect("kept");
+        assert!(k.body.contains("\"source\":\"alertmanager\""), "{}", k.body);
+    }
+    // A sender whose entry says "ignore": listed with the reason, not kept.
+    let inv = || Some(("Authorization", "Bearer i".to_string()));
+    let before = s.running.db.rejections(50).await.unwrap().len();
+    let changes = json!({"changes": [
+        {"kind": "server", "id": "srv-1", "name": "web-1"},
+        {"kind": "switch", "id": "sw-1"}]});
+    let (status, answer) = post(&s, "inventory", changes.to_string().as_bytes(), inv()).await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["accepted"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        answer["ignored"],
+        json!([{"item": "changes[1]", "reason": "no rule of sender inventory matched"}])
+    );
+    assert_eq!(s.running.db.rejections(50).await.unwrap().len(), before);
+    // Counted per sender, as `tollgate stats` and GET /v1/stats show them.
+    let stats = tollgate::app::stats::read_stats(&s.running.db, &SystemClock, 1)
+        .await
+        .unwrap();
+    let inventory = &stats.senders["inventory"];
+    assert_eq!((inventory.accepted, inventory.ignored), (1, 1));
+    assert_eq!(stats.senders["alertmanager"].rejected, 2);
+    s.running.shutdown().await;
 }

@@ -238,12 +238,19 @@ pub trait StatsStore: Send + Sync {
 
 /// Everything ingest reads and writes, as one bound.
 pub trait IngestStore:
-    JobStore + LinkStore + ApprovalStore + Counters + RejectionStore + BatchStore + Leases
+    JobStore + LinkStore + ApprovalStore + Counters + RejectionStore + BatchStore + Leases + StatsStore
 {
 }
 
 impl<T> IngestStore for T where
-    T: JobStore + LinkStore + ApprovalStore + Counters + RejectionStore + BatchStore + Leases
+    T: JobStore
+        + LinkStore
+        + ApprovalStore
+        + Counters
+        + RejectionStore
+        + BatchStore
+        + Leases
+        + StatsStore
 {
 }
 

@@ -247,6 +247,7 @@ pub fn stats_answer(stats: &CallStats, hours: u32) -> HttpAnswer {
             "throttledByReason": stats.throttled_by_reason,
             "endpoints": endpoints,
             "topThrottledIssues": issues,
+            "senders": stats.senders,
         }),
     )
 }
@@ -298,6 +299,10 @@ pub fn intake_answer(outcome: &IntakeOutcome) -> HttpAnswer {
                     })),
                 }
             }
+            let ignored: Vec<_> = ignored
+                .iter()
+                .map(|i| json!({ "item": i.path, "reason": i.reason }))
+                .collect();
             HttpAnswer::new(
                 202,
                 json!({

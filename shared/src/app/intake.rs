@@ -11,7 +11,8 @@ use crate::domain::ids::SourceSystem;
 use crate::domain::rejection::{Rejection, RejectionId};
 use crate::domain::secret::Secret;
 use crate::domain::sender_auth::{self, AuthError};
-use crate::domain::source::Sources;
+use crate::domain::source::{Sources, UnmatchedPolicy};
+use crate::domain::stats::{CallStats, SenderStats, hour_window};
 use crate::domain::validation::{FieldError, validate_event};
 use crate::ports::{Clock, IngestStore, WorkQueue};
 use serde_json::{Value, json};
@@ -45,9 +46,17 @@ pub enum IntakeOutcome {
     Received {
         source: SourceSystem,
         items: Vec<ItemOutcome>,
-        /// Items no rule of the mapping takes (nothing to do for them).
-        ignored: usize,
+        /// What no rule of the mapping takes, where the sender's entry says
+        /// to ignore it (otherwise it is kept, among the rejected items).
+        ignored: Vec<IgnoredItem>,
     },
+}
+
+/// Something of the payload no rule took, answered as ignored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IgnoredItem {
+    pub path: String,
+    pub reason: String,
 }
 
 /// The senders and their secrets, as one entrypoint holds them.
@@ -97,9 +106,14 @@ where
             return Ok(IntakeOutcome::Unauthorized(e));
         }
         let limit = 2 * crate::domain::limits::MAX_JSON_DEPTH;
+        let unreadable = SenderStats {
+            rejected: 1,
+            ..SenderStats::default()
+        };
         if crate::domain::nesting::deeper_than(body, limit) {
             let errors = vec![crate::domain::validation::too_deep(limit)];
             let rejection = self.keep(body, errors.clone(), now).await?;
+            self.count_stats(&source.name, unreadable, now).await;
             return Ok(IntakeOutcome::Unreadable { errors, rejection });
         }
         let payload: Value = match serde_json::from_slice(body) {
@@ -107,6 +121,7 @@ where
             Err(e) => {
                 let errors = vec![FieldError::new("body", format!("is not valid JSON: {e}"))];
                 let rejection = self.keep(body, errors.clone(), now).await?;
+                self.count_stats(&source.name, unreadable, now).await;
                 return Ok(IntakeOutcome::Unreadable { errors, rejection });
             }
         };
@@ -157,12 +172,83 @@ where
                 result,
             });
         }
-        tracing::info!(source = %source.name, items = items.len(), ignored = mapped.ignored, "sender payload received");
+        // Nothing is dropped without a record: what no rule takes is kept,
+        // unless the sender's entry says to ignore it.
+        let reason = format!("no rule of sender {} matched", source.name);
+        let mut ignored = Vec::new();
+        for u in mapped.unmatched {
+            match source.unmatched {
+                UnmatchedPolicy::Keep => {
+                    let errors = vec![FieldError::new(u.path.clone(), reason.clone())];
+                    let body = serde_json::to_vec(
+                        &json!({ "source": source.name.as_str(), "item": u.item }),
+                    )
+                    .unwrap_or_default();
+                    let kept = self.keep(&body, errors.clone(), now).await?;
+                    items.push(ItemOutcome {
+                        path: u.path,
+                        result: Err((errors, kept)),
+                    });
+                }
+                UnmatchedPolicy::Ignore => ignored.push(IgnoredItem {
+                    path: u.path,
+                    reason: reason.clone(),
+                }),
+            }
+        }
+        if !ignored.is_empty() && warn_due(source.name.as_str(), now) {
+            tracing::warn!(source = %source.name, ignored = ignored.len(), reason = %reason, "sender payload items ignored (its entry says unmatched = \"ignore\"); logged once a minute per sender");
+        }
+        self.count(&source.name, &items, ignored.len(), now).await;
+        tracing::info!(source = %source.name, items = items.len(), ignored = ignored.len(), "sender payload received");
         Ok(IntakeOutcome::Received {
             source: source.name.clone(),
             items,
-            ignored: mapped.ignored,
+            ignored,
         })
+    }
+
+    /// Adds the delivery's items to the sender's figures (`tollgate stats`).
+    /// A figure that cannot be stored is logged, never a failed delivery.
+    async fn count(
+        &self,
+        source: &SourceSystem,
+        items: &[ItemOutcome],
+        ignored: usize,
+        now: crate::domain::time::Timestamp,
+    ) {
+        let mut st = SenderStats {
+            ignored: ignored as u64,
+            ..SenderStats::default()
+        };
+        for item in items {
+            match &item.result {
+                Ok(IngestOutcome::Accepted {
+                    duplicate: true, ..
+                }) => st.duplicate += 1,
+                Ok(IngestOutcome::Accepted { .. }) => st.accepted += 1,
+                _ => st.rejected += 1,
+            }
+        }
+        self.count_stats(source, st, now).await;
+    }
+
+    async fn count_stats(
+        &self,
+        source: &SourceSystem,
+        st: SenderStats,
+        now: crate::domain::time::Timestamp,
+    ) {
+        let mut stats = CallStats::default();
+        stats.senders.insert(source.as_str().to_string(), st);
+        if let Err(e) = self
+            .ingest
+            .store
+            .add_stats(hour_window(now.0), &stats)
+            .await
+        {
+            tracing::warn!(source = %source, error = %e, "sender figures not stored");
+        }
     }
 
     async fn keep(
@@ -174,5 +260,23 @@ where
         let rejection = Rejection::new(body, errors, now);
         self.ingest.store.keep_rejection(&rejection).await?;
         Ok(rejection.id)
+    }
+}
+
+/// Whether an "ignored" warning for `source` is due: once a minute per
+/// sender, so a chatty sender does not flood the log.
+fn warn_due(source: &str, now: crate::domain::time::Timestamp) -> bool {
+    use std::sync::{Mutex, OnceLock};
+    static LAST: OnceLock<Mutex<HashMap<String, i64>>> = OnceLock::new();
+    let mut last = LAST
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    match last.get(source) {
+        Some(&at) if now.0 - at < 60_000 => false,
+        _ => {
+            last.insert(source.to_string(), now.0);
+            true
+        }
     }
 }

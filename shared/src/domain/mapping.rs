@@ -66,9 +66,16 @@ pub struct Mapped {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct MapOutcome {
     pub mapped: Vec<Mapped>,
-    /// Items no rule matched (not an error: a sender's event tollgate
-    /// has nothing to do for).
-    pub ignored: usize,
+    /// What no rule took: items (by path), or — when the payload held no
+    /// item at all — the payload itself (`body`).
+    pub unmatched: Vec<Unmatched>,
+}
+
+/// Something of a payload no rule of the mapping takes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unmatched {
+    pub path: String,
+    pub item: Value,
 }
 
 impl Mapping {
@@ -121,12 +128,18 @@ impl Mapping {
                                 format!("cannot pick items: {message}"),
                             )]),
                         }],
-                        ignored: 0,
+                        unmatched: Vec::new(),
                     };
                 }
             },
         };
         let mut out = MapOutcome::default();
+        if items.is_empty() {
+            out.unmatched.push(Unmatched {
+                path: "body".into(),
+                item: payload.clone(),
+            });
+        }
         for (index, item) in items.into_iter().enumerate() {
             let path = if self.items.is_some() {
                 format!("{prefix}[{index}]")
@@ -139,7 +152,7 @@ impl Mapping {
                 Some(w) => search(w, &context).is_ok_and(|v| truthy(&v)),
             });
             let Some(rule) = rule else {
-                out.ignored += 1;
+                out.unmatched.push(Unmatched { path, item });
                 continue;
             };
             let event = render_event(rule, &item, &context, source, &path);
@@ -350,7 +363,8 @@ labels = ["mon", "{{ item.labels.severity | default('') }}"]
             {"status": "resolved", "fingerprint": "f2", "labels": {"alertname": "Cpu"}, "annotations": {}}
         ]});
         let out = m.apply(&payload, &source(), &json!({"project": "OPS"}));
-        assert_eq!(out.ignored, 1);
+        assert_eq!(out.unmatched.len(), 1);
+        assert_eq!(out.unmatched[0].path, "alerts[1]");
         assert_eq!(out.mapped.len(), 1);
         let e = out.mapped[0].event.as_ref().unwrap();
         assert_eq!(e["summary"], "Disk on db-7");

@@ -9,6 +9,7 @@
 //! auth = "bearer"              # tollgate | pagerduty | github | bearer | basic
 //! preset = "alertmanager"      # alertmanager | grafana | pagerduty | github | generic
 //! params = { project = "OPS" }
+//! unmatched = "keep"           # what no rule takes: kept in the manual queue (default) | "ignore"
 //!
 //! [[sources]]
 //! name = "inventory"
@@ -41,6 +42,20 @@ pub struct Source {
     pub params: Value,
     /// The preset the mapping came from, if any.
     pub preset: Option<String>,
+    pub unmatched: UnmatchedPolicy,
+}
+
+/// What becomes of a payload, or an item of one, that no rule takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnmatchedPolicy {
+    /// Kept in the manual queue with the reason: nothing is dropped
+    /// without a record.
+    #[default]
+    Keep,
+    /// Answered `ignored` with the reason, counted per sender and logged:
+    /// for senders that post much tollgate has nothing to do for.
+    Ignore,
 }
 
 /// Every configured sender.
@@ -87,6 +102,8 @@ struct Entry {
     mapping: Option<Mapping>,
     #[serde(default)]
     params: Option<toml::Table>,
+    #[serde(default)]
+    unmatched: UnmatchedPolicy,
 }
 
 impl Sources {
@@ -127,6 +144,7 @@ impl Sources {
                 mapping,
                 params,
                 preset: e.preset,
+                unmatched: e.unmatched,
             });
         }
         Ok(Sources { list })
@@ -188,6 +206,7 @@ passthrough = true
         assert_eq!(am.auth, Scheme::Bearer);
         assert_eq!(am.params["project"], "OPS");
         assert_eq!(s.get("inventory").unwrap().auth, Scheme::GitHub);
+        assert_eq!(am.unmatched, UnmatchedPolicy::Keep, "kept unless said");
         assert!(s.get("nope").is_none());
     }
 
@@ -213,6 +232,10 @@ passthrough = true
             (
                 "[[sources]]\nname = \"a\"\nauth = \"bearer\"\npreset = \"generic\"\n[[sources]]\nname = \"a\"\nauth = \"basic\"\npreset = \"generic\"\n",
                 "twice",
+            ),
+            (
+                "[[sources]]\nname = \"a\"\nauth = \"bearer\"\npreset = \"generic\"\nunmatched = \"drop\"\n",
+                "drop",
             ),
         ];
         for (text, needle) in cases {

@@ -43,11 +43,34 @@ pub struct CallStats {
     pub throttled_by_reason: BTreeMap<String, u64>,
     /// Issue key → 429s on writes to it.
     pub throttled_issues: BTreeMap<String, u64>,
+    /// Sender → what became of what it posted.
+    pub senders: BTreeMap<String, SenderStats>,
+}
+
+/// What became of one sender's deliveries, item by item.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SenderStats {
+    pub accepted: u64,
+    pub duplicate: u64,
+    pub rejected: u64,
+    pub ignored: u64,
+}
+
+impl SenderStats {
+    fn counters(&self) -> [(&'static str, u64); 4] {
+        [
+            ("accepted", self.accepted),
+            ("duplicate", self.duplicate),
+            ("rejected", self.rejected),
+            ("ignored", self.ignored),
+        ]
+    }
 }
 
 impl CallStats {
     pub fn is_empty(&self) -> bool {
-        self.requests == 0
+        self.requests == 0 && self.senders.is_empty()
     }
 
     pub fn record(
@@ -106,6 +129,11 @@ impl CallStats {
         for (issue, n) in issues.into_iter().take(MAX_ISSUES_PER_FLUSH) {
             out.push((format!("issue|{issue}"), *n));
         }
+        for (sender, st) in &self.senders {
+            for (what, n) in st.counters() {
+                out.push((format!("sender|{sender}|{what}"), n));
+            }
+        }
         out.retain(|(_, n)| *n > 0);
         out
     }
@@ -125,6 +153,18 @@ impl CallStats {
             Some(("points", ep)) => self.endpoints.entry(ep.into()).or_default().points += n,
             Some(("reason", r)) => *self.throttled_by_reason.entry(r.into()).or_default() += n,
             Some(("issue", i)) => *self.throttled_issues.entry(i.into()).or_default() += n,
+            Some(("sender", rest)) => {
+                if let Some((sender, what)) = rest.rsplit_once('|') {
+                    let st = self.senders.entry(sender.into()).or_default();
+                    match what {
+                        "accepted" => st.accepted += n,
+                        "duplicate" => st.duplicate += n,
+                        "rejected" => st.rejected += n,
+                        "ignored" => st.ignored += n,
+                        _ => {}
+                    }
+                }
+            }
             Some(_) => {}
         }
     }
@@ -213,6 +253,24 @@ mod tests {
         assert_eq!(s.throttled_by_reason["none"], 2);
         assert_eq!(s.throttled_by_reason["jira-burst-based"], 1);
         assert_eq!(s.top_issues(1), [("OPS-1".to_string(), 2)]);
+    }
+
+    #[test]
+    fn sender_figures_round_trip_even_for_names_with_separators() {
+        let mut s = CallStats::default();
+        s.senders.insert(
+            "alert|manager".into(),
+            SenderStats {
+                accepted: 3,
+                duplicate: 2,
+                rejected: 1,
+                ignored: 4,
+            },
+        );
+        let counters = s.to_counters();
+        let back = CallStats::from_counters(counters.iter().map(|(k, v)| (k.as_str(), *v)));
+        assert_eq!(back, s);
+        assert!(!s.is_empty(), "sender figures alone are worth storing");
     }
 
     #[test]

@@ -844,13 +844,20 @@ async fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("{} is not JSON", file.display()))?;
             let policy = config::ApprovalSettings::load(policy.as_deref(), approvers.as_deref())?;
             let out = source.mapping.apply(&payload, &source.name, &source.params);
+            let what_unmatched = match source.unmatched {
+                tollgate::domain::source::UnmatchedPolicy::Keep => "kept in the manual queue",
+                tollgate::domain::source::UnmatchedPolicy::Ignore => "ignored",
+            };
             println!(
-                "{name} ({}, {} auth): {} item(s) mapped, {} ignored",
+                "{name} ({}, {} auth): {} item(s) mapped, {} matched no rule ({what_unmatched})",
                 source.preset.as_deref().unwrap_or("own mapping"),
                 source.auth.as_str(),
                 out.mapped.len(),
-                out.ignored
+                out.unmatched.len()
             );
+            for u in &out.unmatched {
+                println!("  {}: no rule of sender {name} matched", u.path);
+            }
             for m in out.mapped {
                 match m.event {
                     Ok(event) => {
@@ -1023,6 +1030,20 @@ fn stats_table(s: &tollgate::domain::stats::CallStats, hours: u32) -> String {
         let _ = writeln!(out, "\n429s by reason");
         for (reason, n) in &s.throttled_by_reason {
             let _ = writeln!(out, "  {reason:<32} {n:>6}");
+        }
+    }
+    if !s.senders.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{:<24} {:>9} {:>10} {:>9} {:>8}",
+            "sender", "accepted", "duplicate", "rejected", "ignored"
+        );
+        for (name, st) in &s.senders {
+            let _ = writeln!(
+                out,
+                "{name:<24} {:>9} {:>10} {:>9} {:>8}",
+                st.accepted, st.duplicate, st.rejected, st.ignored
+            );
         }
     }
     let top = s.top_issues(10);
