@@ -214,6 +214,26 @@ impl Api {
         Ok(Sent { status, body })
     }
 
+    /// Posts an event with the given headers (Standard Webhooks' three, say).
+    pub async fn post_with_headers(
+        &self,
+        body: &[u8],
+        headers: &[(&str, String)],
+    ) -> anyhow::Result<Sent> {
+        let mut req = self
+            .http
+            .post(format!("{}/v1/events", self.base))
+            .header("Content-Type", "application/json");
+        for (name, value) in headers {
+            req = req.header(*name, value);
+        }
+        let resp = req.body(body.to_vec()).send().await?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await?;
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Ok(Sent { status, body })
+    }
+
     /// Sends `method path` with `body` signed now with `secret` (batch
     /// reads and controls are signed over their empty body).
     pub async fn signed(

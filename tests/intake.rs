@@ -504,3 +504,74 @@ event = { externalId = "{{ item.id }}", desiredOperation = "upsert", projectKey 
     assert_eq!(stats.senders["alertmanager"].rejected, 2);
     s.running.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_standard_webhooks_sender_is_verified_with_rotation() {
+    use tollgate::domain::standard_webhooks::headers;
+    let document = r#"
+[[sources]]
+name = "svix"
+auth = "standard-webhooks"
+preset = "generic"
+"#;
+    let (new, old) = (
+        "whsec_bmV3LXN0YW5kYXJkLXNlY3JldA==",
+        "whsec_b2xkLXN0YW5kYXJkLXNlY3JldA==",
+    );
+    let s = InProcess::with_sources(
+        "intake-standard",
+        Limits::default(),
+        intake(document, &[("svix", &[new, old])]),
+    )
+    .await;
+    let body = serde_json::to_vec(&json!({"externalId": "sw-1", "desiredOperation": "create",
+        "projectKey": "OPS", "issueType": "Task", "summary": "from a Standard Webhooks sender"}))
+    .unwrap();
+    let send = |secret: &str, id: &str, body: &[u8]| {
+        let hs = headers(&Secret::new(secret), id, now_unix(), body);
+        let mut req = s
+            .api
+            .http
+            .post(format!("{}/v1/sources/svix", s.api.base))
+            .header("Content-Type", "application/json")
+            .body(body.to_vec());
+        for (name, value) in hs {
+            req = req.header(name, value);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (status, ok) = send(new, "msg_1", &body).await;
+    assert_eq!(status, 202, "{ok}");
+    assert_eq!(ok["accepted"].as_array().unwrap().len(), 1, "{ok}");
+    let (status, rotated) = send(old, "msg_2", &body).await;
+    assert_eq!(status, 202, "a secret being rotated out still works");
+    assert_eq!(rotated["accepted"][0]["duplicate"], true);
+    let (status, wrong) = send("whsec_bm90LWl0", "msg_3", &body).await;
+    assert_eq!(status, 401, "{wrong}");
+    assert_eq!(
+        wrong["message"],
+        "the request is not authenticated for this source"
+    );
+    let mut tampered = body.clone();
+    tampered.extend_from_slice(b" ");
+    let hs = headers(&Secret::new(new), "msg_4", now_unix(), &body);
+    let mut req = s
+        .api
+        .http
+        .post(format!("{}/v1/sources/svix", s.api.base))
+        .header("Content-Type", "application/json")
+        .body(tampered);
+    for (name, value) in hs {
+        req = req.header(name, value);
+    }
+    assert_eq!(
+        req.send().await.unwrap().status().as_u16(),
+        401,
+        "tampered body"
+    );
+    s.running.shutdown().await;
+}

@@ -227,6 +227,62 @@ async fn a_byte_identical_retry_is_a_duplicate_and_a_seen_signature_over_other_b
 }
 
 #[tokio::test]
+async fn standard_webhooks_deliveries_are_accepted_and_a_webhook_id_names_one_delivery() {
+    use tollgate::domain::standard_webhooks::headers;
+    let s = stack("standard-webhooks");
+    let secret = Secret::new(SECRET);
+    let body = fixture("create.json");
+    let t = now_unix();
+    let first = s
+        .api
+        .post_with_headers(&body, &headers(&secret, "msg_2Kv1", t, &body))
+        .await
+        .unwrap();
+    assert_eq!(first.status, 202, "{}", first.body);
+    let job_id = first.body["jobId"].as_str().unwrap().to_string();
+    let job = s.api.job(&job_id).await.unwrap();
+    assert!(
+        job["audit"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["outcome"] == "delivered with webhook-id msg_2Kv1"),
+        "the webhook-id is recorded with the job: {job}"
+    );
+    // The same message again — as sent, and re-signed later — is a
+    // redelivery.
+    for ts in [t, t - 7] {
+        let again = s
+            .api
+            .post_with_headers(&body, &headers(&secret, "msg_2Kv1", ts, &body))
+            .await
+            .unwrap();
+        assert_eq!(again.status, 202, "{}", again.body);
+        assert_eq!(again.body["duplicate"], true);
+        assert_eq!(again.body["jobId"], job_id);
+    }
+    // The same webhook-id over other bytes is refused.
+    let other = fixture("upsert-cmdb.json");
+    let reused = s
+        .api
+        .post_with_headers(&other, &headers(&secret, "msg_2Kv1", t, &other))
+        .await
+        .unwrap();
+    assert_eq!(reused.status, 401, "{}", reused.body);
+    // A wrong secret, or a missing header, is refused like any bad signature.
+    let forged = s
+        .api
+        .post_with_headers(&other, &headers(&Secret::new("not-it"), "msg_9", t, &other))
+        .await
+        .unwrap();
+    assert_eq!(forged.status, 401);
+    let mut partial = headers(&secret, "msg_10", t, &other).to_vec();
+    partial.retain(|(name, _)| *name != "webhook-timestamp");
+    let missing = s.api.post_with_headers(&other, &partial).await.unwrap();
+    assert_eq!(missing.status, 401);
+}
+
+#[tokio::test]
 async fn a_deeply_nested_body_gets_400_naming_the_limit_and_nothing_is_stored() {
     let s = stack("nested");
     let body = format!(

@@ -137,10 +137,10 @@ where
             {
                 return respond(refusal);
             }
-            let signature = header_of(&req, signature::HEADER);
             // The raw body as API Gateway delivered it (base64 decoded by
             // lambda_http): the signature covers these exact bytes.
-            match ingest.handle(req.body().as_ref(), signature).await {
+            let header = |name: &str| header_of(&req, name).map(String::from);
+            match ingest.handle_delivery(req.body().as_ref(), header).await {
                 Ok(outcome) => {
                     if let IngestOutcome::Accepted {
                         job_id,

@@ -22,6 +22,7 @@ use crate::domain::policy::{MassCreate, Policy, PolicyDecision};
 use crate::domain::rejection::{Rejection, RejectionId};
 use crate::domain::secret::Secret;
 use crate::domain::signature::{self, SignatureError};
+use crate::domain::standard_webhooks;
 use crate::domain::time::Timestamp;
 use crate::domain::validation::{FieldError, parse_event};
 use crate::ports::{Admission, Clock, IngestStore, JobRecord, JobStore, WorkMessage, WorkQueue};
@@ -89,23 +90,106 @@ where
                 limit: MAX_BODY_BYTES,
             });
         }
-        let now = self.clock.now();
         if let Err(e) = self.verify_once(signature, body).await? {
             return Ok(IngestOutcome::Unauthorized(e));
         }
+        self.accept(body, None).await
+    }
+
+    /// A delivery signed either way: `Tollgate-Signature`, or Standard
+    /// Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`)
+    /// when that is what the sender sent. `header(name)` reads a request
+    /// header, case-insensitively.
+    pub async fn handle_delivery(
+        &self,
+        body: &[u8],
+        header: impl Fn(&str) -> Option<String>,
+    ) -> Result<IngestOutcome, AppError> {
+        let standard = header(standard_webhooks::SIGNATURE_HEADER);
+        if standard.is_none() || header(signature::HEADER).is_some() {
+            return self
+                .handle(body, header(signature::HEADER).as_deref())
+                .await;
+        }
+        if body.len() > MAX_BODY_BYTES {
+            return Ok(IngestOutcome::TooLarge {
+                size: body.len(),
+                limit: MAX_BODY_BYTES,
+            });
+        }
+        let (id, timestamp) = (
+            header(standard_webhooks::ID_HEADER),
+            header(standard_webhooks::TIMESTAMP_HEADER),
+        );
+        let headers = standard_webhooks::Headers {
+            id: id.as_deref(),
+            timestamp: timestamp.as_deref(),
+            signature: standard.as_deref(),
+        };
+        let now = self.clock.now();
+        let id = match standard_webhooks::verify(headers, body, self.secrets, now.unix_seconds()) {
+            Ok(id) => id.to_string(),
+            Err(e) => {
+                tracing::warn!(error = %e, "Standard Webhooks signature refused");
+                return Ok(IngestOutcome::Unauthorized(e));
+            }
+        };
+        // The webhook-id is the delivery's name: the same id again with the
+        // same bytes (re-signed or not) is a redelivery; with other bytes,
+        // refused.
+        let mark = signature::replay_mark(&format!("webhook-id {id}"), body);
+        if self
+            .store
+            .acquire(&mark.lease, &mark.holder, mark.ttl)
+            .await?
+            .is_none()
+        {
+            tracing::warn!(webhook_id = %id, "a webhook-id already seen was presented over other bytes; refused");
+            return Ok(IngestOutcome::Unauthorized(SignatureError::Replayed));
+        }
+        self.accept(body, Some(&id)).await
+    }
+
+    /// An authenticated body: parsed, validated (or kept in the manual
+    /// queue), admitted; a Standard Webhooks delivery's id is recorded with
+    /// the job it made.
+    async fn accept(
+        &self,
+        body: &[u8],
+        webhook_id: Option<&str>,
+    ) -> Result<IngestOutcome, AppError> {
+        let now = self.clock.now();
         let (event, payload) = match parse_event(body) {
             Ok(parsed) => parsed,
             Err(errors) => {
                 let rejection = Rejection::new(body, errors.0, now);
                 self.store.keep_rejection(&rejection).await?;
-                tracing::info!(rejection_id = %rejection.id, source = ?rejection.source_system, "invalid event kept in the manual queue");
+                tracing::info!(rejection_id = %rejection.id, source = rejection.source_system.as_deref().unwrap_or("-"), "invalid event kept in the manual queue");
                 return Ok(IngestOutcome::Invalid {
                     errors: rejection.errors,
                     rejection: rejection.id,
                 });
             }
         };
-        self.admit(event, payload, now, None, None).await
+        let outcome = self.admit(event, payload, now, None, None).await?;
+        if let (
+            Some(id),
+            IngestOutcome::Accepted {
+                job_id,
+                duplicate: false,
+                ..
+            },
+        ) = (webhook_id, &outcome)
+        {
+            let entry = AuditEntry::new(
+                now,
+                Stage::Validation,
+                "ingest",
+                format!("delivered with webhook-id {id}"),
+            );
+            self.store.append_audit(job_id, &entry).await?;
+        }
+        Ok(outcome)
     }
 
     /// Verifies a signed delivery and marks its signature as seen, in the

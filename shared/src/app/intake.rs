@@ -10,8 +10,9 @@ use super::ingest::{Ingest, IngestOutcome};
 use crate::domain::ids::SourceSystem;
 use crate::domain::rejection::{Rejection, RejectionId};
 use crate::domain::secret::Secret;
-use crate::domain::sender_auth::{self, AuthError};
+use crate::domain::sender_auth::{self, AuthError, Scheme};
 use crate::domain::source::{Sources, UnmatchedPolicy};
+use crate::domain::standard_webhooks;
 use crate::domain::stats::{CallStats, SenderStats, hour_window};
 use crate::domain::validation::{FieldError, validate_event};
 use crate::ports::{Clock, IngestStore, WorkQueue};
@@ -95,14 +96,30 @@ where
             .get(source.name.as_str())
             .map(Vec::as_slice)
             .unwrap_or_default();
-        let sent = header(source.auth.header());
-        if let Err(e) = sender_auth::verify(
-            source.auth,
-            sent.as_deref(),
-            body,
-            secrets,
-            now.unix_seconds(),
-        ) {
+        let verified = if source.auth == Scheme::StandardWebhooks {
+            let (id, timestamp, signature) = (
+                header(standard_webhooks::ID_HEADER),
+                header(standard_webhooks::TIMESTAMP_HEADER),
+                header(standard_webhooks::SIGNATURE_HEADER),
+            );
+            let headers = standard_webhooks::Headers {
+                id: id.as_deref(),
+                timestamp: timestamp.as_deref(),
+                signature: signature.as_deref(),
+            };
+            sender_auth::verify_standard(headers, body, secrets, now.unix_seconds())
+        } else {
+            let sent = header(source.auth.header());
+            sender_auth::verify(
+                source.auth,
+                sent.as_deref(),
+                body,
+                secrets,
+                now.unix_seconds(),
+            )
+        };
+        if let Err(e) = verified {
+            tracing::warn!(source = %source.name, error = %e, "sender authentication refused");
             return Ok(IntakeOutcome::Unauthorized(e));
         }
         let limit = 2 * crate::domain::limits::MAX_JSON_DEPTH;

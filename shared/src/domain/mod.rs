@@ -28,6 +28,7 @@ pub mod secret;
 pub mod sender_auth;
 pub mod signature;
 pub mod source;
+pub mod standard_webhooks;
 pub mod stats;
 pub mod storage_format;
 pub mod time;

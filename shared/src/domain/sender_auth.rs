@@ -11,6 +11,8 @@
 //! * `bearer` — `Authorization: Bearer <token>`.
 //! * `basic` — `Authorization: Basic base64(user:password)`; the secret is
 //!   `user:password`.
+//! * `standard-webhooks` — `webhook-id`, `webhook-timestamp`,
+//!   `webhook-signature` (see [`super::standard_webhooks`]).
 
 use super::secret::Secret;
 use super::signature;
@@ -29,6 +31,8 @@ pub enum Scheme {
     GitHub,
     Bearer,
     Basic,
+    #[serde(rename = "standard-webhooks")]
+    StandardWebhooks,
 }
 
 impl Scheme {
@@ -39,6 +43,7 @@ impl Scheme {
             Scheme::GitHub => "github",
             Scheme::Bearer => "bearer",
             Scheme::Basic => "basic",
+            Scheme::StandardWebhooks => "standard-webhooks",
         }
     }
 
@@ -49,6 +54,7 @@ impl Scheme {
             Scheme::PagerDuty => "X-PagerDuty-Signature",
             Scheme::GitHub => "X-Hub-Signature-256",
             Scheme::Bearer | Scheme::Basic => "Authorization",
+            Scheme::StandardWebhooks => super::standard_webhooks::SIGNATURE_HEADER,
         }
     }
 }
@@ -63,6 +69,22 @@ pub enum AuthError {
     Expired,
     #[error("no secret is configured for this source")]
     NoSecret,
+}
+
+/// Checks a Standard Webhooks delivery (its three headers) for a source.
+pub fn verify_standard(
+    headers: super::standard_webhooks::Headers<'_>,
+    body: &[u8],
+    secrets: &[Secret],
+    now_unix: i64,
+) -> Result<(), AuthError> {
+    super::standard_webhooks::verify(headers, body, secrets, now_unix)
+        .map(|_| ())
+        .map_err(|e| match e {
+            signature::SignatureError::Expired => AuthError::Expired,
+            signature::SignatureError::NoSecret => AuthError::NoSecret,
+            _ => AuthError::Refused,
+        })
 }
 
 /// Checks `header` (the value of [`Scheme::header`], if sent) over `body`.
@@ -125,6 +147,8 @@ pub fn verify(
                 .any(|s| constant_time_eq(&pair, s.expose().as_bytes())),
             None => false,
         },
+        // Three headers: the caller uses `verify_standard`.
+        Scheme::StandardWebhooks => false,
     };
     if ok { Ok(()) } else { Err(AuthError::Refused) }
 }
@@ -167,6 +191,14 @@ pub fn sign(scheme: Scheme, secret: &Secret, body: &[u8], now_unix: i64) -> Stri
         Scheme::Basic => format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(secret.expose())
+        ),
+        // With `webhook-id: delivery_id(body)` and `webhook-timestamp:
+        // now_unix` (see `standard_webhooks::headers`).
+        Scheme::StandardWebhooks => super::standard_webhooks::sign(
+            secret,
+            &super::standard_webhooks::delivery_id(body),
+            now_unix,
+            body,
         ),
     }
 }

@@ -118,11 +118,14 @@ async fn post_event(State(state): State<Arc<AppState>>, req: Request) -> Respons
         Ok(b) => b,
         Err(r) => return r,
     };
-    match state
-        .ingest()
-        .handle(&body, signature_header(&parts.headers))
-        .await
-    {
+    let headers = &parts.headers;
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from)
+    };
+    match state.ingest().handle_delivery(&body, header).await {
         Ok(outcome) => {
             state.wake.notify_waiters();
             if let IngestOutcome::Accepted {
