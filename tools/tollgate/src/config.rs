@@ -28,6 +28,9 @@ pub struct FileConfig {
     pub workers: Option<usize>,
     pub visibility_timeout_secs: Option<u64>,
     pub lease_ttl_secs: Option<u64>,
+    /// The Jira client's timeout: a call whose answer was lost may still
+    /// land until its start plus this.
+    pub jira_timeout_secs: Option<u64>,
     /// The approval policy file (TOML).
     pub policy: Option<PathBuf>,
     /// Where approvers reach this server (links in notifications).
@@ -135,6 +138,7 @@ pub struct Overrides {
     pub workers: Option<usize>,
     pub visibility_timeout_secs: Option<u64>,
     pub lease_ttl_secs: Option<u64>,
+    pub jira_timeout_secs: Option<u64>,
     pub webhook_secret: Option<String>,
     pub jira_email: Option<String>,
     pub jira_api_token: Option<String>,
@@ -265,6 +269,10 @@ pub fn resolve(o: Overrides, file: FileConfig) -> anyhow::Result<ServeConfig> {
         .or(file.lease_ttl_secs)
         .unwrap_or(visibility)
         .max(1);
+    let jira_timeout = o.jira_timeout_secs.or(file.jira_timeout_secs).unwrap_or(30);
+    if !(1..=300).contains(&jira_timeout) {
+        bail!("jira_timeout_secs must be between 1 and 300 (got {jira_timeout})");
+    }
     let policy = ApprovalSettings::load(
         o.policy.as_deref().or(file.policy.as_deref()),
         o.approvers.as_deref(),
@@ -305,7 +313,7 @@ pub fn resolve(o: Overrides, file: FileConfig) -> anyhow::Result<ServeConfig> {
         workers,
         visibility_timeout: Duration::from_secs(visibility),
         lease_ttl: Duration::from_secs(lease),
-        jira_timeout: Duration::from_secs(30),
+        jira_timeout: Duration::from_secs(jira_timeout),
         sim_latency: Duration::from_millis(o.sim_latency_ms),
         approvals,
         followups: FollowUpPolicy {
@@ -343,6 +351,7 @@ mod tests {
             workers: None,
             visibility_timeout_secs: None,
             lease_ttl_secs: None,
+            jira_timeout_secs: None,
             webhook_secret: Some("s1,s2".into()),
             jira_email: Some("me@example.com".into()),
             jira_api_token: Some("tok".into()),

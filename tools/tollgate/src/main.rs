@@ -308,6 +308,11 @@ struct ServeArgs {
     /// Seconds a worker's lease on an entity lasts without renewal.
     #[arg(long)]
     lease_ttl_secs: Option<u64>,
+    /// Seconds before a Jira call is given up (default 30). A call whose
+    /// answer was lost may still land until then: keep it no lower than
+    /// the site's own request timeout.
+    #[arg(long, env = "TOLLGATE_JIRA_TIMEOUT_SECS")]
+    jira_timeout_secs: Option<u64>,
     /// Optional config file (default ./tollgate.toml when present).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -392,6 +397,7 @@ async fn main() -> anyhow::Result<()> {
                     workers: a.workers,
                     visibility_timeout_secs: a.visibility_timeout_secs,
                     lease_ttl_secs: a.lease_ttl_secs,
+                    jira_timeout_secs: a.jira_timeout_secs,
                     webhook_secret: config::or_secret_file(
                         a.webhook_secret,
                         "TOLLGATE_WEBHOOK_SECRET",
