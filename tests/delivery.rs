@@ -20,7 +20,7 @@ use tollgate::domain::batch::{BatchRecord, JobSummary};
 use tollgate::domain::idempotency::LinkId;
 use tollgate::domain::ids::{BatchId, IssueKey, JobId};
 use tollgate::domain::job::JobState;
-use tollgate::domain::rejection::{Rejection, RejectionId};
+use tollgate::domain::rejection::{Discarded, Rejection, RejectionId};
 use tollgate::domain::secret::Secret;
 use tollgate::domain::signature;
 use tollgate::domain::stats::CallStats;
@@ -189,6 +189,9 @@ impl<S: RejectionStore> RejectionStore for Faulty<S> {
     }
     async fn mark_resubmitted(&self, id: &RejectionId, job: &JobId) -> Result<bool, StoreError> {
         self.inner.mark_resubmitted(id, job).await
+    }
+    async fn discard_rejection(&self, id: &RejectionId, d: &Discarded) -> Result<bool, StoreError> {
+        self.inner.discard_rejection(id, d).await
     }
 }
 

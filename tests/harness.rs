@@ -379,6 +379,28 @@ pub struct InProcess {
 }
 
 impl InProcess {
+    /// The SQLite file the stack runs on (operator commands open it too).
+    pub fn db_path(&self) -> PathBuf {
+        self._dir.path("t.db")
+    }
+
+    /// Runs the built `tollgate` binary (an operator command) on this
+    /// stack's database: whether it succeeded, and what it printed.
+    pub fn cli(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new(bin("tollgate"))
+            .arg(args[0])
+            .arg("--db")
+            .arg(self.db_path())
+            .args(&args[1..])
+            .output()
+            .expect("tollgate runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
     pub async fn start(
         name: &str,
         workers: usize,

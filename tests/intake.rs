@@ -479,7 +479,15 @@ event = { externalId = "{{ item.id }}", desiredOperation = "upsert", projectKey 
         let id = rejected[0]["rejectionId"].as_str().unwrap();
         let kept = s.running.db.rejections(20).await.unwrap();
         let k = kept.iter().find(|k| k.id.as_str() == id).expect("kept");
-        assert!(k.body.contains("\"source\":\"alertmanager\""), "{}", k.body);
+        assert_eq!(
+            k.origin,
+            tollgate::domain::rejection::Origin::Sender {
+                source: "alertmanager".into(),
+                path: "body".into()
+            },
+            "kept with its sender and the whole payload"
+        );
+        assert_eq!(k.body, body.to_string());
     }
     // A sender whose entry says "ignore": listed with the reason, not kept.
     let inv = || Some(("Authorization", "Bearer i".to_string()));
@@ -572,6 +580,180 @@ preset = "generic"
         req.send().await.unwrap().status().as_u16(),
         401,
         "tampered body"
+    );
+    s.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn rejections_keep_their_context_and_each_kind_is_resubmitted_or_discarded() {
+    let document = r#"
+[[sources]]
+name = "alertmanager"
+auth = "bearer"
+preset = "alertmanager"
+params = { project = "OPS" }
+"#;
+    let s = InProcess::with_sources(
+        "intake-resubmit",
+        Limits::default(),
+        intake(document, &[("alertmanager", &["t"])]),
+    )
+    .await;
+    let sources_file = s.db_path().with_file_name("sources.toml");
+    std::fs::write(&sources_file, document).unwrap();
+    let bearer = || Some(("Authorization", "Bearer t".to_string()));
+
+    // A sender's item without a fingerprint: kept with the sender, the path
+    // and the whole payload.
+    let mut broken = alert(7, "firing");
+    broken.as_object_mut().unwrap().remove("fingerprint");
+    let body = group(vec![alert(6, "firing"), broken]);
+    let (status, answer) = post(&s, "alertmanager", &body, bearer()).await;
+    assert_eq!(status, 202, "{answer}");
+    let rejection = answer["rejected"][0]["rejectionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (ok, shown) = s.cli(&["rejected", "show", &rejection]);
+    assert!(ok, "{shown}");
+    let shown: Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(shown["sourceSystem"], "alertmanager");
+    assert_eq!(
+        shown["origin"],
+        json!({"kind": "sender", "source": "alertmanager", "path": "alerts[1]"})
+    );
+    let kept: Value = serde_json::from_str(shown["body"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        kept["alerts"].as_array().unwrap().len(),
+        2,
+        "the whole payload"
+    );
+    // Without the senders document it cannot be run again; with it, the
+    // corrected payload goes through the mapping.
+    let (ok, needs) = s.cli(&["rejected", "resubmit", &rejection]);
+    assert!(
+        !ok && needs.contains("came from sender \"alertmanager\""),
+        "{needs}"
+    );
+    let mut fixed = kept.clone();
+    fixed["alerts"][1]["fingerprint"] = json!("00000000fixed007");
+    let fixed_file = s.db_path().with_file_name("fixed-payload.json");
+    std::fs::write(&fixed_file, serde_json::to_vec(&fixed).unwrap()).unwrap();
+    let (ok, done) = s.cli(&[
+        "rejected",
+        "resubmit",
+        &rejection,
+        "--file",
+        fixed_file.to_str().unwrap(),
+        "--sources",
+        sources_file.to_str().unwrap(),
+    ]);
+    assert!(ok && done.contains("re-submitted: job"), "{done}");
+
+    // A batch item: kept with its batch and index; posting the batch again
+    // keeps no second rejection; corrected, it rejoins its batch.
+    let batch = json!({"batchId": "cmdb-night-1", "sourceSystem": "cmdb", "events": [
+        {"externalId": "srv-1", "desiredOperation": "create", "projectKey": "ASSET", "issueType": "Task", "summary": "srv-1"},
+        {"externalId": "srv-2", "desiredOperation": "create", "projectKey": "ASSET", "issueType": "Task"}]});
+    let batch_body = serde_json::to_vec(&batch).unwrap();
+    let mut batch_rejection = String::new();
+    for _ in 0..2 {
+        let sent = s
+            .api
+            .http
+            .post(format!("{}/v1/batches", s.api.base))
+            .header("Content-Type", "application/json")
+            .header(
+                tollgate::domain::signature::HEADER,
+                tollgate::domain::signature::sign(
+                    &Secret::new(&s.secret),
+                    tollgate_e2e::signing_time(&batch_body),
+                    &batch_body,
+                ),
+            )
+            .body(batch_body.clone())
+            .send()
+            .await
+            .unwrap();
+        let answer: Value = sent.json().await.unwrap();
+        batch_rejection = answer["rejected"][0]["rejectionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{answer}"))
+            .to_string();
+    }
+    let (ok, listed) = s.cli(&["rejected", "list"]);
+    assert!(ok, "{listed}");
+    assert_eq!(
+        listed.matches(&batch_rejection).count(),
+        1,
+        "one rejection for the item, however often the batch is posted: {listed}"
+    );
+    let (_, shown) = s.cli(&["rejected", "show", &batch_rejection]);
+    let shown: Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(
+        shown["origin"],
+        json!({"kind": "batchItem", "batch": "cmdb-night-1", "index": 1,
+               "sourceSystem": "cmdb", "priority": "bulk"})
+    );
+    let item_file = s.db_path().with_file_name("fixed-item.json");
+    std::fs::write(
+        &item_file,
+        br#"{"externalId": "srv-2", "desiredOperation": "create", "projectKey": "ASSET", "issueType": "Task", "summary": "srv-2"}"#,
+    )
+    .unwrap();
+    let (ok, done) = s.cli(&[
+        "rejected",
+        "resubmit",
+        &batch_rejection,
+        "--file",
+        item_file.to_str().unwrap(),
+    ]);
+    assert!(ok, "{done}");
+    let job = done
+        .split("job ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap();
+    let rec = s
+        .running
+        .db
+        .job(&tollgate::domain::ids::JobId::parse(job).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rec.batch.as_ref().map(|b| b.as_str()), Some("cmdb-night-1"));
+    assert_eq!(
+        rec.source_system.as_str(),
+        "cmdb",
+        "the batch's source system"
+    );
+
+    // An event nobody needs: discarded, with who and why; then it cannot
+    // be re-submitted.
+    let (status, junk) = post(&s, "alertmanager", b"{}", bearer()).await;
+    assert_eq!(status, 202);
+    let junk = junk["rejected"][0]["rejectionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (ok, out) = s.cli(&[
+        "rejected", "discard", &junk, "--as", "dana", "--reason", "a probe",
+    ]);
+    assert!(ok && out.contains("discarded by dana"), "{out}");
+    let (ok, out) = s.cli(&[
+        "rejected",
+        "resubmit",
+        &junk,
+        "--sources",
+        sources_file.to_str().unwrap(),
+    ]);
+    assert!(!ok && out.contains("discarded by dana"), "{out}");
+    let (_, listed) = s.cli(&["rejected", "list"]);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.contains(&junk) && l.contains("discarded")),
+        "{listed}"
     );
     s.running.shutdown().await;
 }

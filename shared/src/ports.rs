@@ -13,7 +13,7 @@ use crate::domain::ids::{BatchId, ExternalId, IssueKey, JobId, PageId, SourceSys
 use crate::domain::job::JobState;
 use crate::domain::notice::Notice;
 use crate::domain::ratelimit::RateLimitSignal;
-use crate::domain::rejection::{Rejection, RejectionId};
+use crate::domain::rejection::{Discarded, Rejection, RejectionId};
 use crate::domain::stats::CallStats;
 use crate::domain::time::Timestamp;
 use serde_json::{Map, Value};
@@ -256,6 +256,8 @@ impl<T> IngestStore for T where
 
 /// The manual queue of rejected events.
 pub trait RejectionStore: Send + Sync {
+    /// Keeps the rejection; one whose id is kept already stays as it is
+    /// (the same batch item posted again).
     fn keep_rejection(&self, r: &Rejection) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     fn rejection(
@@ -270,11 +272,19 @@ pub trait RejectionStore: Send + Sync {
     ) -> impl Future<Output = Result<Vec<Rejection>, StoreError>> + Send;
 
     /// Records the job a re-submission created; false if it was re-submitted
-    /// already (once).
+    /// or discarded already (once).
     fn mark_resubmitted(
         &self,
         id: &RejectionId,
         job: &JobId,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Records that an operator discarded it; false if it was re-submitted
+    /// or discarded already.
+    fn discard_rejection(
+        &self,
+        id: &RejectionId,
+        discarded: &Discarded,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 

@@ -110,6 +110,11 @@ async fn field_revisions_only_rise() {
 }
 
 #[tokio::test]
+async fn a_rejection_keeps_its_context_and_is_discarded_once() {
+    conformance::a_rejection_keeps_its_context_and_is_discarded_once(&store().await).await;
+}
+
+#[tokio::test]
 async fn a_link_has_one_creator_and_records_its_issue() {
     conformance::a_link_has_one_creator_and_records_its_issue(&store().await).await;
 }

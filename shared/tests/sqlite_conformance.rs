@@ -94,6 +94,12 @@ async fn field_revisions_only_rise() {
 }
 
 #[tokio::test]
+async fn a_rejection_keeps_its_context_and_is_discarded_once() {
+    let db = TempDb::new("rejection-context");
+    conformance::a_rejection_keeps_its_context_and_is_discarded_once(&db.open()).await;
+}
+
+#[tokio::test]
 async fn a_link_has_one_creator_and_records_its_issue() {
     let db = TempDb::new("link");
     conformance::a_link_has_one_creator_and_records_its_issue(&db.open()).await;

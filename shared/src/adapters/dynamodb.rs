@@ -22,7 +22,7 @@
 //! | batch       | `BATCH#<id>`     | `BATCH`                   | `record` (JSON), `paused` (kept by re-posts) |
 //! | batch job   | `BATCH#<id>`     | `JOB#<jobId>`             | one per admitted job of the batch |
 //! | stats       | `STATS#<hour>`   | `STATS`                   | one `c|<counter>` number per counter, added by `ADD` in one update per flush; expires with retention |
-//! | rejection   | `REJECTED#<id>`  | `REJECTED`                | body, errors (JSON), `resubmittedAs`; in `gsi1` under `REJECTED` |
+//! | rejection   | `REJECTED#<id>`  | `REJECTED`                | body, errors and origin (JSON), `resubmittedAs` or `discarded` (JSON), each set once; kept with `attribute_not_exists(pk)` (a batch item's id is its own); in `gsi1` under `REJECTED` |
 //!
 //! * Admission is one `TransactWriteItems`: the dedup item with
 //!   `attribute_not_exists(pk)` and `ReturnValuesOnConditionCheckFailure =
@@ -59,7 +59,7 @@ use crate::domain::governor::SiteGovernor;
 use crate::domain::idempotency::{DedupId, Fingerprint, IdempotencyKey, LinkId};
 use crate::domain::ids::{BatchId, ExternalId, IssueKey, JobId, SourceSystem};
 use crate::domain::job::JobState;
-use crate::domain::rejection::{Rejection, RejectionId};
+use crate::domain::rejection::{Discarded, Rejection, RejectionId};
 use crate::domain::stats::CallStats;
 use crate::domain::time::Timestamp;
 use crate::ports::{
@@ -1719,6 +1719,13 @@ fn rejection_from_item(item: &Item) -> Result<Rejection, StoreError> {
         errors: serde_json::from_str(&get_s(item, "errors")?).map_err(corrupt)?,
         body: get_s(item, "body")?,
         resubmitted_as: opt_s(item, "resubmittedAs").map(JobId::from_stored),
+        origin: match opt_s(item, "origin") {
+            Some(o) => serde_json::from_str(&o).map_err(corrupt)?,
+            None => Default::default(),
+        },
+        discarded: opt_s(item, "discarded")
+            .map(|d| serde_json::from_str(&d).map_err(corrupt))
+            .transpose()?,
     })
 }
 
@@ -1747,14 +1754,26 @@ impl RejectionStore for DynamoStore {
         if let Some(job) = &r.resubmitted_as {
             item.insert("resubmittedAs".into(), s(job.as_str()));
         }
-        self.client
+        item.insert(
+            "origin".into(),
+            s(serde_json::to_string(&r.origin).map_err(corrupt)?),
+        );
+        if let Some(d) = &r.discarded {
+            item.insert(
+                "discarded".into(),
+                s(serde_json::to_string(d).map_err(corrupt)?),
+            );
+        }
+        let put = self
+            .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
             .send()
-            .await
-            .map_err(backend)?;
-        Ok(())
+            .await;
+        // Kept already (the same batch item again): as it is.
+        conditional(put, |e| e.is_conditional_check_failed_exception()).map(|_| ())
     }
 
     async fn rejection(&self, id: &RejectionId) -> Result<Option<Rejection>, StoreError> {
@@ -1795,8 +1814,31 @@ impl RejectionStore for DynamoStore {
             .key("pk", s(format!("REJECTED#{id}")))
             .key("sk", s("REJECTED"))
             .update_expression("SET resubmittedAs = :job")
-            .condition_expression("attribute_exists(pk) AND attribute_not_exists(resubmittedAs)")
+            .condition_expression(
+                "attribute_exists(pk) AND attribute_not_exists(resubmittedAs) AND attribute_not_exists(discarded)",
+            )
             .expression_attribute_values(":job", s(job.as_str()))
+            .send()
+            .await;
+        conditional(r, |e| e.is_conditional_check_failed_exception())
+    }
+
+    async fn discard_rejection(
+        &self,
+        id: &RejectionId,
+        discarded: &Discarded,
+    ) -> Result<bool, StoreError> {
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("REJECTED#{id}")))
+            .key("sk", s("REJECTED"))
+            .update_expression("SET discarded = :d")
+            .condition_expression(
+                "attribute_exists(pk) AND attribute_not_exists(resubmittedAs) AND attribute_not_exists(discarded)",
+            )
+            .expression_attribute_values(":d", s(serde_json::to_string(discarded).map_err(corrupt)?))
             .send()
             .await;
         conditional(r, |e| e.is_conditional_check_failed_exception())

@@ -22,8 +22,11 @@
 //! * `approval_jobs` — job → approval for the other jobs one decision
 //!   covers (a batch chunk: `approvals.also`), written with the request.
 //! * `counters` — `(key, window) → count`, bumped by an upsert.
-//! * `rejected` — the manual queue: body, errors (JSON), and the job a
-//!   re-submission created (set once, `WHERE resubmitted_as IS NULL`).
+//! * `rejected` — the manual queue: body, errors (JSON), origin (JSON: a
+//!   v1 event, a sender's payload and path, or a batch item), and either
+//!   the job a re-submission created or an operator's discard (each set
+//!   once, `WHERE resubmitted_as IS NULL AND discarded IS NULL`). Kept with
+//!   `INSERT … ON CONFLICT DO NOTHING`: a batch item's id is its own.
 //! * `stats` — hotspot counters, `(window, name) → n` (hourly windows),
 //!   added by an upsert per counter in one transaction per flush.
 //! * `batches` — one row per batch: the record as JSON and the paused flag
@@ -47,7 +50,7 @@ use crate::domain::governor::SiteGovernor;
 use crate::domain::idempotency::{DedupId, Fingerprint, IdempotencyKey, LinkId};
 use crate::domain::ids::{BatchId, ExternalId, IssueKey, JobId, SourceSystem};
 use crate::domain::job::JobState;
-use crate::domain::rejection::{Rejection, RejectionId};
+use crate::domain::rejection::{Discarded, Rejection, RejectionId};
 use crate::domain::stats::CallStats;
 use crate::domain::time::Timestamp;
 use crate::ports::GovernorStore;
@@ -163,7 +166,9 @@ CREATE TABLE IF NOT EXISTS rejected (
     source_system  TEXT,
     errors         TEXT NOT NULL,
     body           TEXT NOT NULL,
-    resubmitted_as TEXT
+    resubmitted_as TEXT,
+    origin         TEXT NOT NULL DEFAULT '{"kind":"event"}',
+    discarded      TEXT
 );
 CREATE INDEX IF NOT EXISTS rejected_by_time ON rejected(received_at);
 CREATE TABLE IF NOT EXISTS counters (
@@ -194,6 +199,12 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         ("jobs", "points_milli", "INTEGER NOT NULL DEFAULT 0"),
         ("approvals", "also", "TEXT NOT NULL DEFAULT '[]'"),
         ("leases", "fence", "INTEGER NOT NULL DEFAULT 1"),
+        (
+            "rejected",
+            "origin",
+            "TEXT NOT NULL DEFAULT '{\"kind\":\"event\"}'",
+        ),
+        ("rejected", "discarded", "TEXT"),
     ];
     for (table, column, decl) in added {
         let exists: bool = conn.query_row(
@@ -1184,30 +1195,44 @@ impl Counters for SqliteDb {
 }
 
 fn rejection_from_row(r: &Row<'_>) -> rusqlite::Result<Rejection> {
+    fn json<T: serde::de::DeserializeOwned>(col: usize, text: &str) -> rusqlite::Result<T> {
+        serde_json::from_str(text).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(col, rusqlite::types::Type::Text, e.into())
+        })
+    }
     let errors: String = r.get(3)?;
+    let origin: String = r.get(6)?;
+    let discarded: Option<String> = r.get(7)?;
     Ok(Rejection {
         id: RejectionId::from_stored(r.get(0)?),
         received_at: Timestamp(r.get(1)?),
         source_system: r.get(2)?,
-        errors: serde_json::from_str(&errors).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, e.into())
-        })?,
+        errors: json(3, &errors)?,
         body: r.get(4)?,
         resubmitted_as: r.get::<_, Option<String>>(5)?.map(JobId::from_stored),
+        origin: json(6, &origin)?,
+        discarded: discarded.map(|d| json(7, &d)).transpose()?,
     })
 }
 
-const REJECTION_COLUMNS: &str = "id, received_at, source_system, errors, body, resubmitted_as";
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+const REJECTION_COLUMNS: &str =
+    "id, received_at, source_system, errors, body, resubmitted_as, origin, discarded";
 
 impl RejectionStore for SqliteDb {
     async fn keep_rejection(&self, r: &Rejection) -> Result<(), StoreError> {
         let r = r.clone();
-        let errors =
-            serde_json::to_string(&r.errors).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let errors = to_json(&r.errors)?;
+        let origin = to_json(&r.origin)?;
+        let discarded = r.discarded.as_ref().map(to_json).transpose()?;
         self.with(move |c| {
             c.execute(
                 &format!(
-                    "INSERT INTO rejected ({REJECTION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+                    "INSERT INTO rejected ({REJECTION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     ON CONFLICT(id) DO NOTHING"
                 ),
                 params![
                     r.id.as_str(),
@@ -1216,6 +1241,8 @@ impl RejectionStore for SqliteDb {
                     errors,
                     r.body,
                     r.resubmitted_as.as_ref().map(JobId::as_str),
+                    origin,
+                    discarded,
                 ],
             )
             .map(|_| ())
@@ -1250,8 +1277,24 @@ impl RejectionStore for SqliteDb {
         let (id, job) = (id.clone(), job.clone());
         self.with(move |c| {
             Ok(c.execute(
-                "UPDATE rejected SET resubmitted_as = ?2 WHERE id = ?1 AND resubmitted_as IS NULL",
+                "UPDATE rejected SET resubmitted_as = ?2 WHERE id = ?1 AND resubmitted_as IS NULL AND discarded IS NULL",
                 params![id.as_str(), job.as_str()],
+            )? == 1)
+        })
+        .await
+    }
+
+    async fn discard_rejection(
+        &self,
+        id: &RejectionId,
+        discarded: &Discarded,
+    ) -> Result<bool, StoreError> {
+        let id = id.clone();
+        let d = serde_json::to_string(discarded).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.with(move |c| {
+            Ok(c.execute(
+                "UPDATE rejected SET discarded = ?2 WHERE id = ?1 AND resubmitted_as IS NULL AND discarded IS NULL",
+                params![id.as_str(), d],
             )? == 1)
         })
         .await

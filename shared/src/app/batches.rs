@@ -12,7 +12,7 @@ use crate::domain::batch::{
     BatchRecord, BatchRequest, MAX_BATCH_BYTES, Progress, RejectedItem, item_errors, parse_batch,
     progress,
 };
-use crate::domain::event::Event;
+use crate::domain::event::{Event, Priority};
 use crate::domain::ids::{BatchId, JobId};
 use crate::domain::rejection::{Rejection, RejectionId};
 use crate::domain::signature::{self, SignatureError};
@@ -140,12 +140,29 @@ where
                 Err(errors) => {
                     let errors = item_errors(index, &errors);
                     let body = serde_json::to_vec(raw).unwrap_or_default();
-                    let rejection = Rejection::new(&body, errors.clone(), now);
+                    // Its context is kept (the batch, the index, the
+                    // batch's source system); the same item posted again is
+                    // the same rejection.
+                    let rejection = Rejection::of_batch_item(
+                        request.id.as_str(),
+                        index as u32,
+                        request.source_system.as_str(),
+                        Priority::Bulk,
+                        &body,
+                        errors.clone(),
+                        now,
+                    );
                     self.store.keep_rejection(&rejection).await?;
-                    record.rejected.push(RejectedItem {
-                        index: index as u32,
-                        rejection_id: rejection.id.clone(),
-                    });
+                    if !record
+                        .rejected
+                        .iter()
+                        .any(|r| r.rejection_id == rejection.id)
+                    {
+                        record.rejected.push(RejectedItem {
+                            index: index as u32,
+                            rejection_id: rejection.id.clone(),
+                        });
+                    }
                     ItemOutcome::Rejected {
                         errors,
                         rejection: rejection.id,

@@ -6,22 +6,26 @@
 //! by the sender's redelivery or by the sweep ([`resend_unenqueued`]).
 
 use super::AppError;
+use super::intake::MAX_SOURCE_BYTES;
 use crate::domain::approval::{ApprovalId, ApprovalRecord};
 use crate::domain::audit::{AuditEntry, Stage};
+use crate::domain::batch::{item_errors, read_item};
 use crate::domain::canonical::canonical_json;
 use crate::domain::event::{Event, Operation};
 use crate::domain::idempotency::{
     DedupId, Fingerprint, IdempotencyKey, LinkId, Redelivery, classify_redelivery,
 };
 use crate::domain::ids::IssueKey;
+use crate::domain::ids::SourceSystem;
 use crate::domain::ids::{BatchId, JobId};
 use crate::domain::job::{JobEvent, JobState};
 use crate::domain::limits::MAX_BODY_BYTES;
 use crate::domain::plan::{LinkState, plan};
 use crate::domain::policy::{MassCreate, Policy, PolicyDecision};
-use crate::domain::rejection::{Rejection, RejectionId};
+use crate::domain::rejection::{Discarded, Origin, Rejection, RejectionId};
 use crate::domain::secret::Secret;
 use crate::domain::signature::{self, SignatureError};
+use crate::domain::source::Sources;
 use crate::domain::standard_webhooks;
 use crate::domain::time::Timestamp;
 use crate::domain::validation::{FieldError, parse_event};
@@ -61,6 +65,19 @@ pub enum Resubmission {
     Done(IngestOutcome),
     StillInvalid(Vec<FieldError>),
     AlreadyResubmitted(JobId),
+    Discarded(Discarded),
+    /// It came from this sender: its mapping (the senders document) is
+    /// needed to run it again.
+    NeedsSender(String),
+    NotFound,
+}
+
+/// What discarding a rejection did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Discard {
+    Done,
+    AlreadyResubmitted(JobId),
+    AlreadyDiscarded(Discarded),
     NotFound,
 }
 
@@ -231,6 +248,7 @@ where
         &self,
         id: &RejectionId,
         body: Option<&[u8]>,
+        sources: Option<&Sources>,
     ) -> Result<Resubmission, AppError> {
         let Some(rejection) = self.store.rejection(id).await? else {
             return Ok(Resubmission::NotFound);
@@ -238,24 +256,116 @@ where
         if let Some(job) = rejection.resubmitted_as {
             return Ok(Resubmission::AlreadyResubmitted(job));
         }
+        if let Some(d) = rejection.discarded {
+            return Ok(Resubmission::Discarded(d));
+        }
         let body = body.unwrap_or(rejection.body.as_bytes());
-        if body.len() > MAX_BODY_BYTES {
+        if body.len() > MAX_SOURCE_BYTES {
             return Ok(Resubmission::StillInvalid(vec![FieldError::new(
                 "body",
-                format!("the limit is {MAX_BODY_BYTES} bytes"),
+                format!("the limit is {MAX_SOURCE_BYTES} bytes"),
             )]));
         }
-        let (event, payload) = match parse_event(body) {
-            Ok(parsed) => parsed,
-            Err(errors) => return Ok(Resubmission::StillInvalid(errors.0)),
+        let now = self.clock.now();
+        let outcome = match &rejection.origin {
+            Origin::Event => {
+                if body.len() > MAX_BODY_BYTES {
+                    return Ok(Resubmission::StillInvalid(vec![FieldError::new(
+                        "body",
+                        format!("the limit is {MAX_BODY_BYTES} bytes"),
+                    )]));
+                }
+                let (event, payload) = match parse_event(body) {
+                    Ok(parsed) => parsed,
+                    Err(errors) => return Ok(Resubmission::StillInvalid(errors.0)),
+                };
+                self.admit(event, payload, now, None, None).await?
+            }
+            Origin::BatchItem {
+                batch,
+                index,
+                source_system,
+                ..
+            } => {
+                // It rejoins its batch, with the batch's source system and
+                // priority, as its first posting would have.
+                let parsed = serde_json::from_slice::<serde_json::Value>(body)
+                    .map_err(|e| vec![FieldError::new("", format!("is not valid JSON: {e}"))])
+                    .and_then(|item| {
+                        let source = SourceSystem::parse(source_system).ok_or_else(|| {
+                            vec![FieldError::new("sourceSystem", "the batch's is unreadable")]
+                        })?;
+                        read_item(&item, &source)
+                    });
+                let (event, payload) = match parsed {
+                    Ok(p) => p,
+                    Err(errors) => {
+                        return Ok(Resubmission::StillInvalid(item_errors(
+                            *index as usize,
+                            &errors,
+                        )));
+                    }
+                };
+                let batch = BatchId::parse(batch).ok_or_else(|| {
+                    AppError::Store(crate::ports::StoreError::Corrupt(format!(
+                        "rejection {id} names batch {batch:?}"
+                    )))
+                })?;
+                self.admit(event, payload, now, Some(&batch), None).await?
+            }
+            Origin::Sender { source, path } => {
+                let Some(sender) = sources.and_then(|s| s.get(source)) else {
+                    return Ok(Resubmission::NeedsSender(source.clone()));
+                };
+                match super::intake::remap(self, sender, body, path, now).await? {
+                    Ok(outcome) => outcome,
+                    Err(errors) => return Ok(Resubmission::StillInvalid(errors)),
+                }
+            }
         };
-        let outcome = self
-            .admit(event, payload, self.clock.now(), None, None)
-            .await?;
         if let IngestOutcome::Accepted { job_id, .. } = &outcome {
             self.store.mark_resubmitted(id, job_id).await?;
         }
         Ok(Resubmission::Done(outcome))
+    }
+
+    /// An operator decides a rejection needs nothing more (recorded with
+    /// their name and reason; it can no longer be re-submitted).
+    pub async fn discard(
+        &self,
+        id: &RejectionId,
+        by: &str,
+        reason: &str,
+    ) -> Result<Discard, AppError> {
+        let Some(rejection) = self.store.rejection(id).await? else {
+            return Ok(Discard::NotFound);
+        };
+        if let Some(job) = rejection.resubmitted_as {
+            return Ok(Discard::AlreadyResubmitted(job));
+        }
+        if let Some(d) = rejection.discarded {
+            return Ok(Discard::AlreadyDiscarded(d));
+        }
+        let d = Discarded {
+            by: by.to_string(),
+            reason: reason.to_string(),
+            at: self.clock.now(),
+        };
+        if self.store.discard_rejection(id, &d).await? {
+            tracing::info!(rejection_id = %id, by, "rejection discarded");
+            return Ok(Discard::Done);
+        }
+        // Someone else got there first: say what they did.
+        Ok(match self.store.rejection(id).await? {
+            Some(Rejection {
+                resubmitted_as: Some(job),
+                ..
+            }) => Discard::AlreadyResubmitted(job),
+            Some(Rejection {
+                discarded: Some(d), ..
+            }) => Discard::AlreadyDiscarded(d),
+            _ => Discard::NotFound,
+        })
     }
 
     /// Admits an event tollgate itself raises (a follow-up task, a

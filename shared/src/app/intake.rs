@@ -8,10 +8,11 @@
 use super::AppError;
 use super::ingest::{Ingest, IngestOutcome};
 use crate::domain::ids::SourceSystem;
+use crate::domain::limits::MAX_BODY_BYTES;
 use crate::domain::rejection::{Rejection, RejectionId};
 use crate::domain::secret::Secret;
 use crate::domain::sender_auth::{self, AuthError, Scheme};
-use crate::domain::source::{Sources, UnmatchedPolicy};
+use crate::domain::source::{Source, Sources, UnmatchedPolicy};
 use crate::domain::standard_webhooks;
 use crate::domain::stats::{CallStats, SenderStats, hour_window};
 use crate::domain::validation::{FieldError, validate_event};
@@ -129,7 +130,9 @@ where
         };
         if crate::domain::nesting::deeper_than(body, limit) {
             let errors = vec![crate::domain::validation::too_deep(limit)];
-            let rejection = self.keep(body, errors.clone(), now).await?;
+            let rejection = self
+                .keep(&source.name, "body", body, body, errors.clone(), now)
+                .await?;
             self.count_stats(&source.name, unreadable, now).await;
             return Ok(IntakeOutcome::Unreadable { errors, rejection });
         }
@@ -137,7 +140,9 @@ where
             Ok(v) => v,
             Err(e) => {
                 let errors = vec![FieldError::new("body", format!("is not valid JSON: {e}"))];
-                let rejection = self.keep(body, errors.clone(), now).await?;
+                let rejection = self
+                    .keep(&source.name, "body", body, body, errors.clone(), now)
+                    .await?;
                 self.count_stats(&source.name, unreadable, now).await;
                 return Ok(IntakeOutcome::Unreadable { errors, rejection });
             }
@@ -158,8 +163,12 @@ where
                                     m.path.clone(),
                                     "this key was already accepted with a different payload, and a create happens once",
                                 )];
-                                let body = serde_json::to_vec(&event_json).unwrap_or_default();
-                                Err((errors.clone(), self.keep(&body, errors, now).await?))
+                                let item = serde_json::to_vec(&event_json).unwrap_or_default();
+                                Err((
+                                    errors.clone(),
+                                    self.keep(&source.name, &m.path, body, &item, errors, now)
+                                        .await?,
+                                ))
                             }
                             other => Ok(other),
                         }
@@ -170,18 +179,24 @@ where
                             .into_iter()
                             .map(|f| FieldError::new(format!("{}.{}", m.path, f.field), f.message))
                             .collect();
-                        let body = serde_json::to_vec(&event_json).unwrap_or_default();
-                        Err((errors.clone(), self.keep(&body, errors, now).await?))
+                        let item = serde_json::to_vec(&event_json).unwrap_or_default();
+                        Err((
+                            errors.clone(),
+                            self.keep(&source.name, &m.path, body, &item, errors, now)
+                                .await?,
+                        ))
                     }
                 },
                 Err(errors) => {
-                    // The item as received: an operator re-submits a
-                    // corrected v1 event for it.
-                    let body = serde_json::to_vec(
+                    let item = serde_json::to_vec(
                         &json!({ "source": source.name.as_str(), "item": m.item }),
                     )
                     .unwrap_or_default();
-                    Err((errors.clone(), self.keep(&body, errors, now).await?))
+                    Err((
+                        errors.clone(),
+                        self.keep(&source.name, &m.path, body, &item, errors, now)
+                            .await?,
+                    ))
                 }
             };
             items.push(ItemOutcome {
@@ -197,11 +212,13 @@ where
             match source.unmatched {
                 UnmatchedPolicy::Keep => {
                     let errors = vec![FieldError::new(u.path.clone(), reason.clone())];
-                    let body = serde_json::to_vec(
+                    let item = serde_json::to_vec(
                         &json!({ "source": source.name.as_str(), "item": u.item }),
                     )
                     .unwrap_or_default();
-                    let kept = self.keep(&body, errors.clone(), now).await?;
+                    let kept = self
+                        .keep(&source.name, &u.path, body, &item, errors.clone(), now)
+                        .await?;
                     items.push(ItemOutcome {
                         path: u.path,
                         result: Err((errors, kept)),
@@ -268,15 +285,88 @@ where
         }
     }
 
+    /// Keeps what failed in the manual queue with the sender and the path
+    /// at fault, and the whole payload, so a re-submission runs the
+    /// sender's mapping again. A payload too large to keep whole keeps the
+    /// item alone (`item`), re-submitted as a corrected v1 event.
     async fn keep(
         &self,
-        body: &[u8],
+        source: &SourceSystem,
+        path: &str,
+        payload: &[u8],
+        item: &[u8],
         errors: Vec<FieldError>,
         now: crate::domain::time::Timestamp,
     ) -> Result<RejectionId, AppError> {
-        let rejection = Rejection::new(body, errors, now);
+        let rejection = if payload.len() <= MAX_BODY_BYTES {
+            Rejection::from_sender(source.as_str(), path, payload, errors, now)
+        } else {
+            Rejection::new(item, errors, now)
+        };
         self.ingest.store.keep_rejection(&rejection).await?;
         Ok(rejection.id)
+    }
+}
+
+/// Runs a sender's mapping again on a kept (or corrected) payload, for a
+/// re-submission from the manual queue: the item at `path` (every item, for
+/// `body`) is admitted; nothing new is kept. The first accepted item's
+/// outcome, or what is still wrong.
+pub(crate) async fn remap<S, Q, C>(
+    ingest: &Ingest<'_, S, Q, C>,
+    sender: &Source,
+    payload: &[u8],
+    path: &str,
+    now: crate::domain::time::Timestamp,
+) -> Result<Result<IngestOutcome, Vec<FieldError>>, AppError>
+where
+    S: IngestStore,
+    Q: WorkQueue,
+    C: Clock,
+{
+    let payload: Value = match serde_json::from_slice(payload) {
+        Ok(v) => v,
+        Err(e) => {
+            return Ok(Err(vec![FieldError::new(
+                "body",
+                format!("is not valid JSON: {e}"),
+            )]));
+        }
+    };
+    let mapped = sender.mapping.apply(&payload, &sender.name, &sender.params);
+    let mut first = None;
+    let mut errors = Vec::new();
+    for m in mapped
+        .mapped
+        .into_iter()
+        .filter(|m| path == "body" || m.path == path)
+    {
+        match m.event {
+            Ok(json) => match validate_event(&json) {
+                Ok(event) => match ingest.admit(event, json, now, None, None).await? {
+                    IngestOutcome::Conflict { .. } => errors.push(FieldError::new(
+                        m.path,
+                        "this key was already accepted with a different payload, and a create happens once",
+                    )),
+                    outcome => {
+                        first.get_or_insert(outcome);
+                    }
+                },
+                Err(e) => errors.extend(
+                    e.0.into_iter()
+                        .map(|f| FieldError::new(format!("{}.{}", m.path, f.field), f.message)),
+                ),
+            },
+            Err(e) => errors.extend(e),
+        }
+    }
+    match first {
+        Some(outcome) => Ok(Ok(outcome)),
+        None if errors.is_empty() => Ok(Err(vec![FieldError::new(
+            path,
+            format!("no rule of sender {} matched", sender.name),
+        )])),
+        None => Ok(Err(errors)),
     }
 }
 

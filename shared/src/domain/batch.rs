@@ -148,6 +148,7 @@ pub fn parse_batch(body: &[u8]) -> Result<BatchRequest, Vec<FieldError>> {
         return Err(errors);
     }
     let items = events.iter().map(|item| read_item(item, &source)).collect();
+
     Ok(BatchRequest {
         id,
         source_system: source,
@@ -158,7 +159,7 @@ pub fn parse_batch(body: &[u8]) -> Result<BatchRequest, Vec<FieldError>> {
 
 /// One item: it inherits the batch's `sourceSystem` and `bulk` priority
 /// unless it says otherwise (a different source system is an error).
-fn read_item(item: &Value, source: &SourceSystem) -> Result<(Event, Value), Vec<FieldError>> {
+pub fn read_item(item: &Value, source: &SourceSystem) -> Result<(Event, Value), Vec<FieldError>> {
     let Some(obj) = item.as_object() else {
         return Err(vec![FieldError::new("", "must be a JSON object")]);
     };

@@ -3,6 +3,7 @@
 //! oversized bodies are not kept: they cannot be shown to come from a
 //! sender, and storing them would let anyone fill the store.)
 
+use super::event::Priority;
 use super::ids::JobId;
 use super::time::Timestamp;
 use super::validation::FieldError;
@@ -24,6 +25,69 @@ impl RejectionId {
             .ok()
             .map(|u| RejectionId(u.hyphenated().to_string()))
     }
+
+    /// The one id of item `index` of a batch with this content: a re-posted
+    /// batch's same item is the same rejection, not another one.
+    pub fn for_batch_item(batch: &str, index: u32, body: &[u8]) -> Self {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"tollgate batch item\x1f");
+        h.update(batch.as_bytes());
+        h.update(b"\x1f");
+        h.update(index.to_be_bytes());
+        h.update(b"\x1f");
+        h.update(body);
+        let digest = h.finalize();
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        RejectionId(
+            uuid::Builder::from_custom_bytes(bytes)
+                .into_uuid()
+                .hyphenated()
+                .to_string(),
+        )
+    }
+}
+
+/// Where a rejected body came from: what re-submitting it runs it through.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum Origin {
+    /// A v1 event (`POST /v1/events`): re-submitted, it is admitted as one.
+    #[default]
+    Event,
+    /// A sender's payload (`POST /v1/sources/{source}`); `path` is what
+    /// failed (`alerts[3]`, or `body` for the whole payload). The body kept
+    /// is the payload, so a re-submission runs the sender's mapping again.
+    #[serde(rename_all = "camelCase")]
+    Sender { source: String, path: String },
+    /// Item `index` of a batch, kept as received: re-submitted, it rejoins
+    /// its batch with the batch's `sourceSystem` and priority.
+    #[serde(rename_all = "camelCase")]
+    BatchItem {
+        batch: String,
+        index: u32,
+        source_system: String,
+        priority: Priority,
+    },
+}
+
+impl Origin {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Origin::Event => "event",
+            Origin::Sender { .. } => "sender",
+            Origin::BatchItem { .. } => "batch item",
+        }
+    }
+}
+
+/// An operator's decision that a rejection needs nothing more.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Discarded {
+    pub by: String,
+    pub reason: String,
+    pub at: Timestamp,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -37,6 +101,8 @@ pub struct Rejection {
     pub body: String,
     /// The job a re-submission created.
     pub resubmitted_as: Option<JobId>,
+    pub origin: Origin,
+    pub discarded: Option<Discarded>,
 }
 
 impl Rejection {
@@ -59,6 +125,58 @@ impl Rejection {
             errors,
             body: text,
             resubmitted_as: None,
+            origin: Origin::Event,
+            discarded: None,
+        }
+    }
+
+    /// What a sender posted: the whole payload, and the path at fault.
+    pub fn from_sender(
+        source: &str,
+        path: &str,
+        payload: &[u8],
+        errors: Vec<FieldError>,
+        at: Timestamp,
+    ) -> Self {
+        Rejection {
+            source_system: Some(source.to_string()),
+            origin: Origin::Sender {
+                source: source.to_string(),
+                path: path.to_string(),
+            },
+            ..Rejection::new(payload, errors, at)
+        }
+    }
+
+    /// Item `index` of a batch, as received; its id is the item's own.
+    pub fn of_batch_item(
+        batch: &str,
+        index: u32,
+        source_system: &str,
+        priority: Priority,
+        item: &[u8],
+        errors: Vec<FieldError>,
+        at: Timestamp,
+    ) -> Self {
+        Rejection {
+            id: RejectionId::for_batch_item(batch, index, item),
+            source_system: Some(source_system.to_string()),
+            origin: Origin::BatchItem {
+                batch: batch.to_string(),
+                index,
+                source_system: source_system.to_string(),
+                priority,
+            },
+            ..Rejection::new(item, errors, at)
+        }
+    }
+
+    /// `open`, `resubmitted` or `discarded`.
+    pub fn status(&self) -> &'static str {
+        match (&self.resubmitted_as, &self.discarded) {
+            (Some(_), _) => "resubmitted",
+            (None, Some(_)) => "discarded",
+            (None, None) => "open",
         }
     }
 }
@@ -79,5 +197,37 @@ mod tests {
         let garbage = Rejection::new(b"\xff{not json", vec![], Timestamp(1));
         assert_eq!(garbage.source_system, None);
         assert!(garbage.body.ends_with("{not json"));
+    }
+
+    #[test]
+    fn the_same_batch_item_is_the_same_rejection() {
+        let a = RejectionId::for_batch_item("b-1", 17, b"{\"x\":1}");
+        assert_eq!(a, RejectionId::for_batch_item("b-1", 17, b"{\"x\":1}"));
+        assert_ne!(a, RejectionId::for_batch_item("b-1", 18, b"{\"x\":1}"));
+        assert_ne!(a, RejectionId::for_batch_item("b-2", 17, b"{\"x\":1}"));
+        assert_ne!(a, RejectionId::for_batch_item("b-1", 17, b"{\"x\":2}"));
+        assert!(RejectionId::parse(a.as_str()).is_some(), "still a UUID");
+    }
+
+    #[test]
+    fn origins_keep_their_context_as_json() {
+        let r = Rejection::of_batch_item(
+            "cmdb-1",
+            3,
+            "cmdb",
+            Priority::Bulk,
+            b"{}",
+            vec![],
+            Timestamp(1),
+        );
+        let json = serde_json::to_value(&r.origin).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"kind": "batchItem", "batch": "cmdb-1", "index": 3,
+                               "sourceSystem": "cmdb", "priority": "bulk"})
+        );
+        assert_eq!(serde_json::from_value::<Origin>(json).unwrap(), r.origin);
+        assert_eq!(r.source_system.as_deref(), Some("cmdb"));
+        assert_eq!(r.status(), "open");
     }
 }

@@ -13,7 +13,7 @@ use tollgate::domain::event::{OperationKind, Priority};
 use tollgate::domain::idempotency::{DedupId, Fingerprint, IdempotencyKey, LinkId};
 use tollgate::domain::ids::{ExternalId, IssueKey, JobId, SourceSystem};
 use tollgate::domain::job::JobState;
-use tollgate::domain::rejection::Rejection;
+use tollgate::domain::rejection::{Discarded, Rejection};
 use tollgate::domain::time::Timestamp;
 use tollgate::domain::validation::FieldError;
 use tollgate::ports::{
@@ -800,6 +800,93 @@ where
     assert_eq!(store.count(&key, 7).await.unwrap(), 12, "no bump lost");
     assert_eq!(store.count(&key, 8).await.unwrap(), 0, "another window");
     assert_eq!(store.count("creates/nobody", 7).await.unwrap(), 0);
+}
+
+/// A rejection keeps its context; the same batch item kept twice is one
+/// rejection; a discard is once, and nothing is re-submitted after it.
+pub async fn a_rejection_keeps_its_context_and_is_discarded_once<S: RejectionStore>(store: &S) {
+    let item = Rejection::of_batch_item(
+        "cmdb-2026-11-30",
+        17,
+        "cmdb",
+        Priority::Bulk,
+        br#"{"externalId": "srv-9"}"#,
+        vec![FieldError::new(
+            "events[17].desiredOperation",
+            "is required",
+        )],
+        Timestamp(3_000),
+    );
+    store.keep_rejection(&item).await.unwrap();
+    let again = Rejection {
+        received_at: Timestamp(4_000),
+        ..item.clone()
+    };
+    store.keep_rejection(&again).await.unwrap();
+    assert_eq!(store.rejection(&item.id).await.unwrap(), Some(item.clone()));
+    assert_eq!(
+        store
+            .rejections(100)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| r.id == item.id)
+            .count(),
+        1,
+        "the same item of a re-posted batch is one rejection"
+    );
+    let sender = Rejection::from_sender(
+        "alertmanager",
+        "alerts[1]",
+        br#"{"alerts": [{}, {}]}"#,
+        vec![FieldError::new("alerts[1].externalId", "is required")],
+        Timestamp(5_000),
+    );
+    store.keep_rejection(&sender).await.unwrap();
+    assert_eq!(
+        store.rejection(&sender.id).await.unwrap(),
+        Some(sender.clone())
+    );
+    let d = Discarded {
+        by: "dana".into(),
+        reason: "a test alert".into(),
+        at: Timestamp(6_000),
+    };
+    assert!(store.discard_rejection(&sender.id, &d).await.unwrap());
+    assert!(
+        !store.discard_rejection(&sender.id, &d).await.unwrap(),
+        "once"
+    );
+    assert!(
+        !store
+            .mark_resubmitted(&sender.id, &JobId::generate())
+            .await
+            .unwrap(),
+        "a discarded rejection is not re-submitted"
+    );
+    let kept = store.rejection(&sender.id).await.unwrap().unwrap();
+    assert_eq!(kept.discarded, Some(d));
+    assert_eq!(kept.status(), "discarded");
+    assert!(
+        store
+            .mark_resubmitted(&item.id, &JobId::generate())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .discard_rejection(
+                &item.id,
+                &Discarded {
+                    by: "dana".into(),
+                    reason: "late".into(),
+                    at: Timestamp(7_000)
+                }
+            )
+            .await
+            .unwrap(),
+        "a re-submitted rejection is not discarded"
+    );
 }
 
 pub async fn a_rejection_is_kept_listed_newest_first_and_resubmitted_once<S: RejectionStore>(

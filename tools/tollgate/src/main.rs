@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use tollgate::adapters::sqlite::SqliteDb;
 use tollgate::app::approvals::{Approvals, DecideOutcome, Links};
-use tollgate::app::ingest::{Ingest, IngestOutcome, Resubmission};
+use tollgate::app::ingest::{Discard, Ingest, IngestOutcome, Resubmission};
 use tollgate::app::jobs::get_job;
 use tollgate::domain::approval::{ApprovalId, ApprovalStatus, Decision};
 use tollgate::domain::event::Event;
@@ -213,17 +213,33 @@ enum RejectedCommand {
     },
     /// One rejection: its reasons and the body as received.
     Show { rejection_id: String },
-    /// Run a rejection through ingest again — as received, or corrected
-    /// (`--file`) — under the approval policy `serve` uses.
+    /// Run a rejection through again — as received, or corrected
+    /// (`--file`) — under the approval policy `serve` uses: a v1 event is
+    /// admitted, a batch item rejoins its batch, a sender's payload goes
+    /// through that sender's mapping again (`--sources`).
     Resubmit {
         rejection_id: String,
-        /// The corrected event (JSON).
+        /// The corrected body (JSON): the event, the batch item, or the
+        /// sender's whole payload — whatever `show` printed as the body.
         #[arg(long)]
         file: Option<PathBuf>,
         #[arg(long, env = "TOLLGATE_POLICY")]
         policy: Option<PathBuf>,
         #[arg(long, env = "TOLLGATE_APPROVERS")]
         approvers: Option<String>,
+        /// The senders document (needed for a sender's rejection).
+        #[arg(long, env = "TOLLGATE_SOURCES")]
+        sources: Option<PathBuf>,
+    },
+    /// Close a rejection that needs nothing more; recorded with who and why.
+    Discard {
+        rejection_id: String,
+        /// Who discards it (recorded).
+        #[arg(long = "as")]
+        by: String,
+        /// Why (recorded).
+        #[arg(long)]
+        reason: String,
     },
 }
 
@@ -660,11 +676,12 @@ async fn main() -> anyhow::Result<()> {
                             .map(ToString::to_string)
                             .unwrap_or_default();
                         println!(
-                            "{}  {}  {:<14} {:<10} {}{}",
+                            "{}  {}  {:<14} {:<10} {:<11} {}{}",
                             r.id,
                             r.received_at.to_rfc3339(),
                             r.source_system.as_deref().unwrap_or("-"),
-                            r.resubmitted_as.as_ref().map_or("open", |_| "resubmitted"),
+                            r.origin.kind(),
+                            r.status(),
                             first,
                             if r.errors.len() > 1 {
                                 format!(" (+{} more)", r.errors.len() - 1)
@@ -683,17 +700,60 @@ async fn main() -> anyhow::Result<()> {
                         "{}",
                         serde_json::to_string_pretty(&serde_json::json!({
                             "rejectionId": r.id, "receivedAt": r.received_at.to_rfc3339(),
-                            "sourceSystem": r.source_system, "errors": r.errors,
-                            "resubmittedAs": r.resubmitted_as, "body": r.body,
+                            "sourceSystem": r.source_system, "origin": r.origin,
+                            "status": r.status(), "errors": r.errors,
+                            "resubmittedAs": r.resubmitted_as,
+                            "discarded": r.discarded.as_ref().map(|d| serde_json::json!({
+                                "by": d.by, "reason": d.reason, "at": d.at.to_rfc3339()})),
+                            "body": r.body,
                         }))?
                     );
+                }
+                RejectedCommand::Discard {
+                    rejection_id,
+                    by,
+                    reason,
+                } => {
+                    let ingest = Ingest {
+                        store: &db,
+                        queue: &db,
+                        clock: &SystemClock,
+                        secrets: &[],
+                        policy: &Default::default(),
+                    };
+                    match ingest.discard(&parse(&rejection_id)?, &by, &reason).await? {
+                        Discard::Done => println!("discarded by {by}: {reason}"),
+                        Discard::AlreadyResubmitted(job) => {
+                            anyhow::bail!("already re-submitted as job {job}")
+                        }
+                        Discard::AlreadyDiscarded(d) => anyhow::bail!(
+                            "already discarded by {} at {}: {}",
+                            d.by,
+                            d.at.to_rfc3339(),
+                            d.reason
+                        ),
+                        Discard::NotFound => anyhow::bail!("no rejection {rejection_id}"),
+                    }
                 }
                 RejectedCommand::Resubmit {
                     rejection_id,
                     file,
                     policy,
                     approvers,
+                    sources,
                 } => {
+                    let sources = sources
+                        .map(
+                            |path| -> anyhow::Result<tollgate::domain::source::Sources> {
+                                let text = std::fs::read_to_string(&path).with_context(|| {
+                                    format!("cannot read sources file {}", path.display())
+                                })?;
+                                tollgate::domain::source::Sources::parse(&text).with_context(|| {
+                                    format!("invalid sources file {}", path.display())
+                                })
+                            },
+                        )
+                        .transpose()?;
                     let policy =
                         config::ApprovalSettings::load(policy.as_deref(), approvers.as_deref())?;
                     let body = file
@@ -710,7 +770,7 @@ async fn main() -> anyhow::Result<()> {
                         policy: &policy,
                     };
                     match ingest
-                        .resubmit(&parse(&rejection_id)?, body.as_deref())
+                        .resubmit(&parse(&rejection_id)?, body.as_deref(), sources.as_ref())
                         .await?
                     {
                         Resubmission::Done(IngestOutcome::Accepted {
@@ -739,6 +799,15 @@ async fn main() -> anyhow::Result<()> {
                         Resubmission::AlreadyResubmitted(job) => {
                             anyhow::bail!("already re-submitted as job {job}")
                         }
+                        Resubmission::Discarded(d) => anyhow::bail!(
+                            "discarded by {} at {}: {}",
+                            d.by,
+                            d.at.to_rfc3339(),
+                            d.reason
+                        ),
+                        Resubmission::NeedsSender(source) => anyhow::bail!(
+                            "this rejection came from sender {source:?}: give the senders document (--sources or TOLLGATE_SOURCES) to run its mapping again"
+                        ),
                         Resubmission::NotFound => anyhow::bail!("no rejection {rejection_id}"),
                     }
                 }
