@@ -60,7 +60,7 @@ pub struct JobRecord {
     /// but not enqueued is sent again by the sweep or by a redelivery.
     pub enqueued: bool,
     /// The job whose run carries this one's changes (coalescing); set
-    /// together with the move to SUPERSEDED.
+    /// together with the move to MERGED.
     pub merged_into: Option<JobId>,
     /// The bulk sync run the job came in with.
     pub batch: Option<BatchId>,
