@@ -160,6 +160,9 @@ impl<S: ApprovalStore> ApprovalStore for Faulty<S> {
     async fn decide(&self, id: &ApprovalId, decided: &Decided) -> Result<bool, StoreError> {
         self.inner.decide(id, decided).await
     }
+    async fn close_expired(&self, id: &ApprovalId, closed: &Decided) -> Result<bool, StoreError> {
+        self.inner.close_expired(id, closed).await
+    }
     async fn mark_notified(&self, id: &ApprovalId) -> Result<(), StoreError> {
         self.inner.mark_notified(id).await
     }

@@ -157,6 +157,23 @@ fn the_queues_and_event_sources_are_set_as_the_executor_needs() {
         .filter(|r| r["Type"] == "AWS::Lambda::EventSourceMapping")
         .collect();
     assert_eq!(mappings.len(), 2, "interactive and bulk");
+    // The pace adds up: the instances the two event sources may run are
+    // the ones the executor divides the site's pace among.
+    let mut concurrency: Vec<Value> = mappings
+        .iter()
+        .map(|m| m["Properties"]["ScalingConfig"]["MaximumConcurrency"].clone())
+        .collect();
+    concurrency.sort_by_key(|v| v.to_string());
+    let env = &resource(&report, "ExecutorFunction")["Properties"]["Environment"]["Variables"];
+    let mut shares = vec![
+        env["TOLLGATE_BULK_CONCURRENCY"].clone(),
+        env["TOLLGATE_MAX_CONCURRENCY"].clone(),
+    ];
+    shares.sort_by_key(|v| v.to_string());
+    assert_eq!(
+        concurrency, shares,
+        "every executor instance counts in the share"
+    );
     for m in mappings {
         let p = &m["Properties"];
         assert_eq!(

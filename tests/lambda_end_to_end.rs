@@ -31,7 +31,7 @@ use tollgate::domain::policy::Policy;
 use tollgate::domain::secret::Secret;
 use tollgate::domain::signature;
 use tollgate::domain::time::Timestamp;
-use tollgate::ports::{ApprovalStore, JobStore, NoNotifier, SystemClock};
+use tollgate::ports::{ApprovalStore, JobStore, NoNotifier, SystemClock, WorkQueue};
 use tollgate::ports::{Clock, JobRecord};
 use tollgate_executor::{Budget, Invocation};
 
@@ -606,6 +606,29 @@ async fn a_throttled_message_is_hidden_until_retry_after_and_reported_as_a_batch
         "{trail:?}"
     );
 
+    // A second message for the waiting job (a duplicate delivery, a
+    // recycled message) arrives early: it goes back for the rest of the
+    // wait without touching the job or Jira.
+    let trail_before = trail.len();
+    aws.queue
+        .send(
+            &tollgate::ports::WorkMessage {
+                job_id: waiting[0].id.clone(),
+                priority: Priority::Interactive,
+            },
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    let (n, failed) = instance.poll_once(10).await;
+    assert_eq!((n, failed.len()), (1, 1), "received and handed back");
+    let trail = aws.store.audit_trail(&waiting[0].id).await.unwrap();
+    assert_eq!(
+        trail.len(),
+        trail_before,
+        "the early message did not run the job: {trail:?}"
+    );
+
     // It returns after the wait and then runs.
     let jobs: HashSet<String> = ids.into_iter().collect();
     instance.drain(&jobs, Duration::from_secs(30)).await;
@@ -829,6 +852,7 @@ async fn the_scheduled_sweep_sends_a_job_whose_message_a_crash_lost() {
         merged_into: None,
         batch: None,
         points_milli: 0,
+        not_before: None,
     };
     aws.store.admit(&job, &[], None).await.unwrap();
     let executor = Instance::new(&aws, &site, "lambda-sweep", 1);
@@ -1058,4 +1082,140 @@ async fn the_ingest_function_takes_a_senders_payload_and_a_batch_as_serve_does()
     assert_eq!(status, 200, "{paused}");
     assert_eq!(paused["paused"], true);
     assert_eq!(paused["counts"]["QUEUED"], 1, "{paused}");
+}
+
+/// The wall clock, `0` milliseconds ago: work admitted in the past.
+struct Ago(i64);
+
+impl Clock for Ago {
+    fn now(&self) -> Timestamp {
+        Timestamp(SystemClock.now().0 - self.0)
+    }
+}
+
+/// The ingest function as API Gateway invokes it, with its clock and queue
+/// given.
+async fn ingest_at(
+    aws: &Aws,
+    req: lambda_http::Request,
+    policy: &Policy,
+    clock: &Ago,
+    queue: &SqsQueue,
+) -> Answer {
+    let secrets = [Secret::new(SECRET)];
+    let keys = [Secret::new(LINK_KEY)];
+    let no_sources = Default::default();
+    let no_secrets = Default::default();
+    let app = tollgate_ingest::App {
+        sources: &no_sources,
+        source_secrets: &no_secrets,
+        ingest: Ingest {
+            store: &aws.store,
+            queue,
+            clock,
+            secrets: &secrets,
+            policy,
+        },
+        approvals: Approvals {
+            store: &aws.store,
+            queue,
+            clock,
+            links: Links {
+                keys: &keys,
+                base_url: "https://tollgateapi.execute-api.us-east-1.amazonaws.com",
+            },
+        },
+        notifier: &NoNotifier,
+    };
+    let resp = tollgate_ingest::handle(&app, req).await;
+    let status = resp.status().as_u16();
+    let body = serde_json::from_slice(resp.body().as_ref()).unwrap_or(Value::Null);
+    Answer { status, body }
+}
+
+#[tokio::test]
+async fn the_sweep_finds_a_lost_message_behind_a_hundred_denied_jobs() {
+    let aws = aws().await;
+    let (site, sim) = sim(Limits::default()).await;
+    let policy = Policy::parse("approvers = [\"lead@example.com\"]").unwrap();
+    let keys = [Secret::new(LINK_KEY)];
+    let links = approvals(&aws, &keys);
+    // A hundred transitions waiting for a person, admitted two and a half
+    // minutes ago, then denied through the approval function.
+    for i in 0..100 {
+        let t = json!({"sourceSystem": "ops", "externalId": format!("t-{i}"),
+                       "desiredOperation": "transition", "issueKey": "OPS-1", "transition": "Done"});
+        let a = ingest_at(
+            &aws,
+            signed_post(&t, false),
+            &policy,
+            &Ago(150_000),
+            &aws.queue,
+        )
+        .await;
+        assert_eq!(a.body["state"], "PENDING_APPROVAL", "{}", a.body);
+        let job = JobId::parse(a.body["jobId"].as_str().unwrap()).unwrap();
+        let approval = aws.store.approval_for_job(&job).await.unwrap().unwrap();
+        let token = links
+            .links
+            .token(&approval, "lead@example.com", Decision::Deny)
+            .unwrap();
+        let denied = tollgate_approval::handle(
+            &links,
+            apigw(
+                "POST",
+                &format!("/v1/approvals/{token}"),
+                Some(b"decision=deny"),
+                json!({"content-type": "application/x-www-form-urlencoded"}),
+                true,
+            ),
+        )
+        .await;
+        assert_eq!(denied.status(), 200);
+    }
+    // Then an event whose SendMessage failed (the queue was unreachable for
+    // a moment): admitted, answered 503, its message never sent.
+    let endpoint = moto::endpoint();
+    let unreachable = SqsQueue::new(
+        aws.sqs.clone(),
+        format!("{endpoint}/{ACCOUNT}/no-such-queue"),
+        format!("{endpoint}/{ACCOUNT}/no-such-queue-either"),
+    );
+    let lost = ingest_at(
+        &aws,
+        signed_post(&alert(600), false),
+        &Policy::default(),
+        &Ago(90_000),
+        &unreachable,
+    )
+    .await;
+    assert_eq!(lost.status, 503, "{}", lost.body);
+    let executor = Instance::new(&aws, &site, "lambda-outbox", 1);
+    assert_eq!(executor.poll_once(10).await.0, 0, "nothing on the queue");
+
+    let policy = tollgate::domain::followup::FollowUpPolicy::default();
+    let summary = tollgate_executor::sweep(
+        &aws.store,
+        &aws.queue,
+        &links,
+        &followups(&aws, &policy),
+        &NoNotifier,
+        &site,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        summary["resent"], 1,
+        "denied work never hides a lost message: {summary}"
+    );
+    let mut done = false;
+    for _ in 0..40 {
+        executor.poll_once(10).await;
+        if sim.report()["totals"]["issues"] == 1 {
+            done = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(done, "the lost event became its issue");
 }

@@ -67,6 +67,10 @@ pub struct JobRecord {
     /// Jira points this job spent, in thousandths: a bulk create's point is
     /// shared by the issues it creates.
     pub points_milli: u64,
+    /// A waiting job runs no earlier than this (the wait Jira asked for):
+    /// any message for it that arrives sooner goes back for the rest of the
+    /// wait, without a Jira call.
+    pub not_before: Option<Timestamp>,
 }
 
 pub enum Admission {
@@ -181,11 +185,22 @@ pub trait ApprovalStore: Send + Sync {
         job: &JobId,
     ) -> impl Future<Output = Result<Option<ApprovalRecord>, StoreError>> + Send;
 
-    /// Records the decision unless one exists; true when this call decided.
+    /// Records a person's decision unless one exists and while the request
+    /// has not expired (`decided.at` before its expiry); true when this call
+    /// decided.
     fn decide(
         &self,
         id: &ApprovalId,
         decided: &Decided,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Closes the request as expired unless it was decided, and only once
+    /// its expiry has passed (`closed.at`): a decision and the expiry
+    /// exclude each other. True when this call closed it.
+    fn close_expired(
+        &self,
+        id: &ApprovalId,
+        closed: &Decided,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     fn mark_notified(&self, id: &ApprovalId)

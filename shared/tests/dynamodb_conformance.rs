@@ -115,6 +115,11 @@ async fn a_rejection_keeps_its_context_and_is_discarded_once() {
 }
 
 #[tokio::test]
+async fn a_decision_and_the_expiry_exclude_each_other() {
+    conformance::a_decision_and_the_expiry_exclude_each_other(&store().await).await;
+}
+
+#[tokio::test]
 async fn a_link_has_one_creator_and_records_its_issue() {
     conformance::a_link_has_one_creator_and_records_its_issue(&store().await).await;
 }

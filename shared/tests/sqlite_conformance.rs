@@ -100,6 +100,12 @@ async fn a_rejection_keeps_its_context_and_is_discarded_once() {
 }
 
 #[tokio::test]
+async fn a_decision_and_the_expiry_exclude_each_other() {
+    let db = TempDb::new("decide-expire");
+    conformance::a_decision_and_the_expiry_exclude_each_other(&db.open()).await;
+}
+
+#[tokio::test]
 async fn a_link_has_one_creator_and_records_its_issue() {
     let db = TempDb::new("link");
     conformance::a_link_has_one_creator_and_records_its_issue(&db.open()).await;

@@ -360,23 +360,53 @@ where
 {
     let now = approvals.clock.now();
     let cutoff = Timestamp(now.0 - 60_000);
-    let resent = resend_unenqueued(store, queue, cutoff).await?;
-    let approvals_acted = approvals.sweep(notifier).await?;
-    let paused = store.load_governor(site).await?.0.paused_until > now;
-    let followed_up = followups.sweep(notifier, paused).await?;
-    let announced = announce_health(store, site, notifier).await?;
+    // Each part on its own: one that fails is reported, and never keeps
+    // the others (expiry, notifications, follow-ups) from running.
+    let mut failed: Vec<String> = Vec::new();
+    let mut part = |name: &str, r: Result<usize, AppError>| match r {
+        Ok(n) => serde_json::json!(n),
+        Err(e) => {
+            tracing::error!(part = name, error = %e, "sweep part failed; the others ran");
+            failed.push(format!("{name}: {e}"));
+            serde_json::Value::Null
+        }
+    };
+    let resent = part("resend", resend_unenqueued(store, queue, cutoff).await);
+    let approvals_acted = part("approvals", approvals.sweep(notifier).await);
+    let paused = match store.load_governor(site).await {
+        Ok((g, _)) => g.paused_until > now,
+        Err(e) => {
+            tracing::warn!(error = %e, "governor row unreadable; following up as if the site were paused");
+            true
+        }
+    };
+    let followed_up = part("followUps", followups.sweep(notifier, paused).await);
+    let announced = part(
+        "siteChanges",
+        announce_health(store, site, notifier)
+            .await
+            .map_err(AppError::from),
+    );
     tracing::info!(
-        resent,
-        approvals_acted,
-        followed_up,
-        announced,
+        %resent,
+        %approvals_acted,
+        %followed_up,
+        %announced,
         "sweep done"
     );
+    if failed.len() == 4 {
+        // Nothing worked: the store itself is unreachable; let Lambda count
+        // the invocation as failed.
+        return Err(AppError::Store(tollgate::ports::StoreError::Backend(
+            failed.join("; "),
+        )));
+    }
     Ok(serde_json::json!({
         "resent": resent,
         "approvals": approvals_acted,
         "followUps": followed_up,
-        "siteChanges": announced
+        "siteChanges": announced,
+        "failed": failed,
     }))
 }
 

@@ -35,7 +35,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let governor = Governor::new(
         store,
         &SystemClock,
-        GovernorConfig::new(jira_url.clone(), settings.max_concurrency),
+        // Each instance's share of the pace: from every instance the
+        // interactive and bulk queues may run at once.
+        GovernorConfig::new(jira_url.clone(), settings.executor_instances()),
     );
     let config = ExecutorConfig {
         worker: std::env::var("AWS_LAMBDA_LOG_STREAM_NAME").unwrap_or_else(|_| "executor".into()),

@@ -44,7 +44,9 @@
 //!   (once); open approvals sit in `gsi1` under `APPROVALS#OPEN` until then.
 //! * GSI `gsi1` (`STATE#<state>#<shard>`, `<ms>#<jobId>`, keys only) lists
 //!   jobs by state; GSI `gsi2` (`OUTBOX#<shard>`, same sort key, keys only)
-//!   is sparse: a job is in it from admission until its message is sent.
+//!   is sparse: a job is in it while it will run and has no message sent —
+//!   from admission (or approval) until its message is sent, and never once
+//!   it is denied, expired or over; the sweep pages through it.
 //!   Both are sharded 8 ways so ingest never writes one hot partition.
 //! * `ttl` (epoch seconds, the table's TTL attribute) on jobs, audit, dedup
 //!   and entity items (admission + retention) and on leases. Links and
@@ -166,6 +168,17 @@ fn by_state_pk(state: JobState, shard: u32) -> String {
     format!("STATE#{}#{shard}", state.as_str())
 }
 
+/// States a worker acts on: only these belong in the outbox.
+fn runnable(state: JobState) -> bool {
+    matches!(
+        state,
+        JobState::Queued | JobState::Waiting | JobState::Running
+    )
+}
+
+/// Pages of the outbox one sweep reads per shard at most.
+const OUTBOX_PAGES: usize = 20;
+
 fn outbox_pk(shard: u32) -> String {
     format!("OUTBOX#{shard}")
 }
@@ -218,7 +231,9 @@ fn job_item(job: &JobRecord, ttl: i64) -> Item {
     if let Some(batch) = &job.batch {
         item.insert("batch".into(), s(batch.as_str()));
     }
-    if !job.enqueued {
+    // The outbox holds only work that will run and has no message yet: a
+    // job waiting for a person enters it when it is approved.
+    if !job.enqueued && runnable(job.state) {
         item.insert("gsi2pk".into(), s(outbox_pk(sh)));
         item.insert("gsi2sk".into(), s(job_sort(job)));
     }
@@ -248,6 +263,7 @@ fn mutable_fields(job: &JobRecord) -> Vec<(&'static str, Option<AttributeValue>)
             job.merged_into.as_ref().map(|j| s(j.as_str())),
         ),
         ("pointsMilli", Some(n(job.points_milli))),
+        ("notBefore", job.not_before.map(|t| n(t.0))),
     ]
 }
 
@@ -282,6 +298,7 @@ fn job_from_item(item: &Item) -> Result<JobRecord, StoreError> {
         merged_into: opt_s(item, "mergedInto").map(JobId::from_stored),
         batch: opt_s(item, "batch").map(BatchId::from_stored),
         points_milli: opt_n(item, "pointsMilli")?.unwrap_or(0),
+        not_before: opt_n(item, "notBefore")?.map(Timestamp),
     })
 }
 
@@ -610,6 +627,43 @@ impl DynamoStore {
         Ok(found)
     }
 
+    /// One page of an outbox shard below `below`, oldest first, and where
+    /// the next page starts.
+    async fn outbox_page(
+        &self,
+        pk: String,
+        below: String,
+        limit: usize,
+        start: Option<Item>,
+    ) -> Result<(Vec<String>, Option<Item>), StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(GSI_OUTBOX)
+            .key_condition_expression("gsi2pk = :pk AND gsi2sk < :below")
+            .expression_attribute_values(":pk", s(pk))
+            .expression_attribute_values(":below", s(below))
+            .scan_index_forward(true)
+            .limit(limit.clamp(1, 1000) as i32)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(backend)?;
+        let ids = out
+            .items
+            .unwrap_or_default()
+            .iter()
+            .map(|item| {
+                get_s(item, "pk")?
+                    .strip_prefix("JOB#")
+                    .map(str::to_string)
+                    .ok_or_else(|| corrupt("an outbox entry that is not a job"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok((ids, out.last_evaluated_key.filter(|k| !k.is_empty())))
+    }
+
     /// The condition that the lease still carries the writer's token.
     fn fence_check(&self, fence: &Fence) -> Result<TransactWriteItem, StoreError> {
         let check = ConditionCheck::builder()
@@ -663,9 +717,16 @@ impl DynamoStore {
                 (name, None) => e.remove(name),
             }
         }
-        if job.enqueued {
+        // Out of the outbox once its message is sent or it will not run
+        // (denied, expired, over); into it when it becomes runnable without
+        // a message (approved). Otherwise as it is: a worker's stale copy
+        // must not put a sent job back.
+        if job.enqueued || !runnable(job.state) {
             e.remove("gsi2pk");
             e.remove("gsi2sk");
+        } else if !runnable(expected) {
+            e.set("gsi2pk", s(outbox_pk(shard(&job.id))));
+            e.set("gsi2sk", s(job_sort(job)));
         }
         e.set("gsi1pk", s(by_state_pk(job.state, shard(&job.id))));
         let state_name = e.name("jobState");
@@ -940,35 +1001,38 @@ impl JobStore for DynamoStore {
         before: Timestamp,
         limit: usize,
     ) -> Result<Vec<JobRecord>, StoreError> {
-        let mut found = Vec::new();
+        // Page through each shard, oldest first, until enough runnable jobs
+        // are found: entries of jobs that will not run (left by an earlier
+        // version, or moved meanwhile) are skipped, never a wall.
+        let mut jobs: Vec<JobRecord> = Vec::new();
+        let mut skipped = 0usize;
         for sh in 0..SHARDS {
-            found.extend(
-                self.index_ids(
-                    GSI_OUTBOX,
-                    outbox_pk(sh),
-                    Some(sort_time(before.0)),
-                    false,
-                    limit,
-                )
-                .await?,
+            let mut start: Option<Item> = None;
+            for _ in 0..OUTBOX_PAGES {
+                let (ids, next) = self
+                    .outbox_page(outbox_pk(sh), sort_time(before.0), limit, start.take())
+                    .await?;
+                for job in self.jobs_by_id(&ids).await? {
+                    if !job.enqueued && runnable(job.state) {
+                        jobs.push(job);
+                    } else {
+                        skipped += 1;
+                    }
+                }
+                match next {
+                    Some(k) if jobs.len() < limit => start = Some(k),
+                    _ => break,
+                }
+            }
+        }
+        if skipped > 0 {
+            tracing::info!(
+                skipped,
+                "outbox entries of jobs that will not run were skipped"
             );
         }
-        found.sort();
-        found.truncate(limit);
-        let ids: Vec<String> = found.into_iter().map(|(_, id)| id).collect();
-        let mut jobs: Vec<JobRecord> = self
-            .jobs_by_id(&ids)
-            .await?
-            .into_iter()
-            .filter(|j| {
-                !j.enqueued
-                    && matches!(
-                        j.state,
-                        JobState::Queued | JobState::Waiting | JobState::Running
-                    )
-            })
-            .collect();
         jobs.sort_by_key(|j| j.created_at);
+        jobs.truncate(limit);
         Ok(jobs)
     }
 
@@ -1521,10 +1585,33 @@ impl ApprovalStore for DynamoStore {
             .update_expression(
                 "SET decision = :d, decidedBy = :by, decidedAt = :at REMOVE gsi1pk, gsi1sk",
             )
-            .condition_expression("attribute_exists(pk) AND attribute_not_exists(decision)")
+            .condition_expression(
+                "attribute_exists(pk) AND attribute_not_exists(decision) AND expiresAt > :at",
+            )
             .expression_attribute_values(":d", s(decided.decision.as_str()))
             .expression_attribute_values(":by", s(decided.by.clone()))
             .expression_attribute_values(":at", n(decided.at.0))
+            .send()
+            .await;
+        conditional(r, |e| e.is_conditional_check_failed_exception())
+    }
+
+    async fn close_expired(&self, id: &ApprovalId, closed: &Decided) -> Result<bool, StoreError> {
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(approval_pk(id)))
+            .key("sk", s("APPROVAL"))
+            .update_expression(
+                "SET decision = :d, decidedBy = :by, decidedAt = :at REMOVE gsi1pk, gsi1sk",
+            )
+            .condition_expression(
+                "attribute_exists(pk) AND attribute_not_exists(decision) AND expiresAt <= :at",
+            )
+            .expression_attribute_values(":d", s(closed.decision.as_str()))
+            .expression_attribute_values(":by", s(closed.by.clone()))
+            .expression_attribute_values(":at", n(closed.at.0))
             .send()
             .await;
         conditional(r, |e| e.is_conditional_check_failed_exception())

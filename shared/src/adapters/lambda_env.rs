@@ -18,6 +18,9 @@ pub mod vars {
     pub const JIRA_URL: &str = "TOLLGATE_JIRA_URL";
     pub const SECRET_ID: &str = "TOLLGATE_SECRET_ID";
     pub const MAX_CONCURRENCY: &str = "TOLLGATE_MAX_CONCURRENCY";
+    /// Executor instances the bulk queue adds (its event source's
+    /// MaximumConcurrency).
+    pub const BULK_CONCURRENCY: &str = "TOLLGATE_BULK_CONCURRENCY";
     pub const JIRA_TIMEOUT_SECS: &str = "TOLLGATE_JIRA_TIMEOUT_SECS";
     pub const RETENTION_DAYS: &str = "TOLLGATE_RETENTION_DAYS";
     /// The approval policy, as TOML text.
@@ -42,15 +45,25 @@ pub struct LambdaSettings {
     /// A Secrets Manager secret (name or ARN); without it secrets come from
     /// the environment.
     pub secret_id: Option<String>,
-    /// The executor's maximum concurrency: each instance takes this share of
-    /// the site's pace.
+    /// Executor instances the interactive queue runs at most.
     pub max_concurrency: usize,
+    /// Executor instances the bulk queue adds at most.
+    pub bulk_concurrency: usize,
     pub jira_timeout: Duration,
     pub retention: Duration,
     pub policy: Policy,
     pub public_url: String,
     pub exhausted_project: Option<String>,
     pub sources: Sources,
+}
+
+impl LambdaSettings {
+    /// Every executor instance that may run at once, whichever queue feeds
+    /// it: each takes this share of the site's pace, so together they add
+    /// up to the pace and no more.
+    pub fn executor_instances(&self) -> usize {
+        (self.max_concurrency + self.bulk_concurrency).max(1)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -140,6 +153,7 @@ impl LambdaSettings {
             jira_url,
             secret_id: lookup(vars::SECRET_ID).filter(|v| !v.trim().is_empty()),
             max_concurrency: number(&lookup, vars::MAX_CONCURRENCY, 10)? as usize,
+            bulk_concurrency: number(&lookup, vars::BULK_CONCURRENCY, 0)? as usize,
             jira_timeout: Duration::from_secs(number(&lookup, vars::JIRA_TIMEOUT_SECS, 20)?),
             retention: Duration::from_secs(number(&lookup, vars::RETENTION_DAYS, 90)? * 24 * 3600),
             policy: policy(&lookup)?,
@@ -251,6 +265,7 @@ mod tests {
             .unwrap();
         assert_eq!(s.bulk_queue_url, "http://q");
         assert_eq!(s.max_concurrency, 10);
+        assert_eq!(s.executor_instances(), 10, "no bulk queue of its own");
     }
 
     #[test]

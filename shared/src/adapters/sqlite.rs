@@ -89,7 +89,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     enqueued        INTEGER NOT NULL,
     merged_into     TEXT,
     batch           TEXT,
-    points_milli    INTEGER NOT NULL DEFAULT 0
+    points_milli    INTEGER NOT NULL DEFAULT 0,
+    not_before      INTEGER
 );
 CREATE INDEX IF NOT EXISTS jobs_by_key ON jobs(key);
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state, created_at);
@@ -197,6 +198,7 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         ("jobs", "merged_into", "TEXT"),
         ("jobs", "batch", "TEXT"),
         ("jobs", "points_milli", "INTEGER NOT NULL DEFAULT 0"),
+        ("jobs", "not_before", "INTEGER"),
         ("approvals", "also", "TEXT NOT NULL DEFAULT '[]'"),
         ("leases", "fence", "INTEGER NOT NULL DEFAULT 1"),
         (
@@ -321,7 +323,7 @@ impl SqliteDb {
     }
 }
 
-const JOB_COLUMNS: &str = "id, dedup, key, fingerprint, link, kind, priority, source_system, external_id, payload, state, issue_key, steps_done, step_started, step_started_at, attempts, throttles, last_error, created_at, updated_at, enqueued, merged_into, batch, points_milli";
+const JOB_COLUMNS: &str = "id, dedup, key, fingerprint, link, kind, priority, source_system, external_id, payload, state, issue_key, steps_done, step_started, step_started_at, attempts, throttles, last_error, created_at, updated_at, enqueued, merged_into, batch, points_milli, not_before";
 
 fn corrupt(what: &str, value: &str) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(
@@ -363,6 +365,7 @@ fn job_from_row(r: &Row<'_>) -> rusqlite::Result<JobRecord> {
         merged_into: r.get::<_, Option<String>>(21)?.map(JobId::from_stored),
         batch: r.get::<_, Option<String>>(22)?.map(BatchId::from_stored),
         points_milli: r.get::<_, i64>(23)?.max(0) as u64,
+        not_before: r.get::<_, Option<i64>>(24)?.map(Timestamp),
     })
 }
 
@@ -501,7 +504,7 @@ impl JobStore for SqliteDb {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let inserted = tx.execute(
                 &format!(
-                    "INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24) ON CONFLICT(dedup) DO NOTHING"
+                    "INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25) ON CONFLICT(dedup) DO NOTHING"
                 ),
                 params![
                     job.id.as_str(),
@@ -528,6 +531,7 @@ impl JobStore for SqliteDb {
                     job.merged_into.as_ref().map(JobId::as_str),
                     job.batch.as_ref().map(BatchId::as_str),
                     job.points_milli as i64,
+                    job.not_before.map(|t| t.0),
                 ],
             )?;
             let admission = if inserted == 1 {
@@ -575,7 +579,7 @@ impl JobStore for SqliteDb {
                 return Ok(false);
             }
             let changed = tx.execute(
-                "UPDATE jobs SET state = ?1, issue_key = ?2, steps_done = ?3, step_started = ?4, step_started_at = ?5, attempts = ?6, throttles = ?7, last_error = ?8, updated_at = ?9, enqueued = (enqueued OR ?10), merged_into = ?13, points_milli = ?14 WHERE id = ?11 AND state = ?12",
+                "UPDATE jobs SET state = ?1, issue_key = ?2, steps_done = ?3, step_started = ?4, step_started_at = ?5, attempts = ?6, throttles = ?7, last_error = ?8, updated_at = ?9, enqueued = (enqueued OR ?10), merged_into = ?13, points_milli = ?14, not_before = ?15 WHERE id = ?11 AND state = ?12",
                 params![
                     job.state.as_str(),
                     job.issue_key.as_ref().map(IssueKey::as_str),
@@ -591,6 +595,7 @@ impl JobStore for SqliteDb {
                     expected.as_str(),
                     job.merged_into.as_ref().map(JobId::as_str),
                     job.points_milli as i64,
+                    job.not_before.map(|t| t.0),
                 ],
             )? == 1;
             if changed && let Some(entry) = audit {
@@ -1129,7 +1134,18 @@ impl ApprovalStore for SqliteDb {
         let (id, d) = (id.clone(), decided.clone());
         self.with(move |c| {
             Ok(c.execute(
-                "UPDATE approvals SET decision = ?2, decided_by = ?3, decided_at = ?4 WHERE id = ?1 AND decision IS NULL",
+                "UPDATE approvals SET decision = ?2, decided_by = ?3, decided_at = ?4 WHERE id = ?1 AND decision IS NULL AND expires_at > ?4",
+                params![id.as_str(), d.decision.as_str(), d.by, d.at.0],
+            )? == 1)
+        })
+        .await
+    }
+
+    async fn close_expired(&self, id: &ApprovalId, closed: &Decided) -> Result<bool, StoreError> {
+        let (id, d) = (id.clone(), closed.clone());
+        self.with(move |c| {
+            Ok(c.execute(
+                "UPDATE approvals SET decision = ?2, decided_by = ?3, decided_at = ?4 WHERE id = ?1 AND decision IS NULL AND expires_at <= ?4",
                 params![id.as_str(), d.decision.as_str(), d.by, d.at.0],
             )? == 1)
         })

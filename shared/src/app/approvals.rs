@@ -235,14 +235,17 @@ where
             at: self.clock.now(),
         };
         if !self.store.decide(id, &decided).await? {
-            // Another decider won the race: say who.
-            let winner = self
-                .store
-                .approval(id)
-                .await?
-                .and_then(|a| a.decided)
-                .unwrap_or(decided);
-            return Ok(DecideOutcome::Refused(Refusal::AlreadyDecided(winner)));
+            // Another decider won the race (say who), or the request expired
+            // in the meantime.
+            return Ok(DecideOutcome::Refused(
+                match self.store.approval(id).await?.and_then(|a| a.decided) {
+                    Some(winner) if winner.by != EXPIRY_ACTOR => Refusal::AlreadyDecided(winner),
+                    _ => {
+                        self.expire(&approval).await?;
+                        Refusal::RequestExpired
+                    }
+                },
+            ));
         }
         tracing::info!(approval_id = %id, decision = decision.as_str(), by = who, via, "approval decided");
         let job = self.apply(&approval, &decided, via).await?;
@@ -325,7 +328,16 @@ where
             by: EXPIRY_ACTOR.to_string(),
             at: self.clock.now(),
         };
-        self.store.decide(&approval.id, &closed).await?;
+        if !self.store.close_expired(&approval.id, &closed).await? {
+            // A person decided first (or it has not expired after all):
+            // their decision stands, and is what the jobs follow.
+            if let Some(current) = self.store.approval(&approval.id).await?
+                && let Some(decided) = &current.decided
+            {
+                self.apply(&current, decided, "recovery").await?;
+            }
+            return Ok(());
+        }
         for id in approval.jobs() {
             if let Some(job) = self.store.job(id).await? {
                 self.expire_job(job, approval).await?;

@@ -471,6 +471,7 @@ where
             merged_into: None,
             batch: batch.cloned(),
             points_milli: 0,
+            not_before: None,
         };
         let last = match (&decision, &approval) {
             (PolicyDecision::Run { rule }, _) if gated.is_some() => AuditEntry::new(

@@ -48,6 +48,7 @@ pub fn job(dedup: &str, key: &str) -> JobRecord {
         merged_into: None,
         batch: None,
         points_milli: 0,
+        not_before: None,
     }
 }
 
@@ -738,6 +739,65 @@ pub async fn an_approval_round_trips_and_is_found_by_its_job<S: ApprovalStore>(s
             .iter()
             .any(|o| o.id == a.id),
         "a decided approval is no longer open"
+    );
+}
+
+/// A person's decision and the expiry exclude each other: no decision
+/// after the expiry, no expiry before it or over a decision.
+pub async fn a_decision_and_the_expiry_exclude_each_other<S: ApprovalStore>(store: &S) {
+    let mut a = approval(&JobId::generate());
+    a.expires_at = Timestamp(10_000);
+    store.create_approval(&a).await.unwrap();
+    let at = |t: i64, by: &str| Decided {
+        decision: Decision::Approve,
+        by: by.into(),
+        at: Timestamp(t),
+    };
+    assert!(
+        !store
+            .close_expired(&a.id, &at(9_999, "expiry"))
+            .await
+            .unwrap(),
+        "not expired yet"
+    );
+    assert!(
+        !store
+            .decide(&a.id, &at(10_000, "late approver"))
+            .await
+            .unwrap(),
+        "too late for a person"
+    );
+    assert!(
+        store
+            .close_expired(&a.id, &at(10_001, "expiry"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store.decide(&a.id, &at(9_000, "approver")).await.unwrap(),
+        "closed"
+    );
+    let mut b = approval(&JobId::generate());
+    b.expires_at = Timestamp(10_000);
+    store.create_approval(&b).await.unwrap();
+    assert!(store.decide(&b.id, &at(9_000, "approver")).await.unwrap());
+    assert!(
+        !store
+            .close_expired(&b.id, &at(10_001, "expiry"))
+            .await
+            .unwrap(),
+        "decided before it expired"
+    );
+    assert_eq!(
+        store
+            .approval(&b.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .decided
+            .unwrap()
+            .by,
+        "approver"
     );
 }
 

@@ -237,6 +237,18 @@ where
         if !job.state.is_runnable() {
             return Ok(RunReport::untouched(Disposition::Done, Some(job.state)));
         }
+        // A wait holds whichever message brings the job back early.
+        if job.state == JobState::Waiting
+            && let Some(not_before) = job.not_before
+        {
+            let now = self.clock.now();
+            if now < not_before {
+                return Ok(RunReport::untouched(
+                    Disposition::RetryAfter(now.until(not_before)),
+                    Some(job.state),
+                ));
+            }
+        }
         // A paused batch keeps its place: work not yet started stays as it
         // is and looks again shortly. (Work between steps finishes.)
         if job.steps_done == 0 && job.step_started.is_none() && self.batch_paused(&job).await? {
@@ -352,6 +364,7 @@ where
     /// same entity. Settled when the job cannot run now.
     async fn prepare(&self, job: &mut JobRecord, held: &Held) -> Result<Prepared, AppError> {
         let from = job.state;
+        job.not_before = None;
         let entry = self
             .audit(
                 Stage::Lease,

@@ -195,6 +195,9 @@ where
         wait: Duration,
         entry: AuditEntry,
     ) -> Result<super::Disposition, AppError> {
+        // The wait lives in the record: any message for the job that comes
+        // sooner (a duplicate, a recycled one) goes back for the rest of it.
+        job.not_before = Some(self.clock.now().plus(wait));
         if !self
             .transition(
                 job,
