@@ -67,6 +67,12 @@ impl<S: JobStore> JobStore for Faulty<S> {
     async fn job(&self, id: &JobId) -> Result<Option<JobRecord>, StoreError> {
         self.inner.job(id).await
     }
+    async fn job_by_dedup(
+        &self,
+        dedup: &tollgate::domain::idempotency::DedupId,
+    ) -> Result<Option<JobId>, StoreError> {
+        self.inner.job_by_dedup(dedup).await
+    }
     async fn update_fenced(
         &self,
         job: &JobRecord,

@@ -1219,3 +1219,80 @@ async fn the_sweep_finds_a_lost_message_behind_a_hundred_denied_jobs() {
     }
     assert!(done, "the lost event became its issue");
 }
+
+#[tokio::test]
+async fn a_re_posted_batch_opens_no_second_approval_and_each_chunk_is_approved_once() {
+    let aws = aws().await;
+    let policy = Policy::parse(
+        "approvers = [\"lead@example.com\"]\nbatch_approval = { over = 4, chunk = 3 }",
+    )
+    .unwrap();
+    let keys = [Secret::new(LINK_KEY)];
+    let links = approvals(&aws, &keys);
+    let events: Vec<Value> = (0..7)
+        .map(|i| {
+            json!({"externalId": format!("ci-{i}"), "desiredOperation": "create",
+                   "projectKey": "ASSET", "issueType": "Task", "summary": format!("CI {i}")})
+        })
+        .collect();
+    let batch = json!({"batchId": "night-chunks", "sourceSystem": "cmdb", "events": events});
+    let raw = serde_json::to_vec(&batch).unwrap();
+    for _ in 0..2 {
+        let sig = signature::sign(&Secret::new(SECRET), tollgate_e2e::signing_time(&raw), &raw);
+        let posted = call_ingest_with(
+            &aws,
+            apigw(
+                "POST",
+                "/v1/batches",
+                Some(&raw),
+                json!({"content-type": "application/json", "tollgate-signature": sig}),
+                false,
+            ),
+            &policy,
+        )
+        .await;
+        assert_eq!(posted.status, 202, "{}", posted.body);
+        let open = aws.store.open_approvals(100).await.unwrap();
+        assert_eq!(
+            open.len(),
+            3,
+            "three chunks (3, 3, 1), however often the batch is posted: {open:?}"
+        );
+    }
+    let jobs: HashSet<JobId> = aws
+        .store
+        .open_approvals(100)
+        .await
+        .unwrap()
+        .iter()
+        .flat_map(|a| a.jobs().cloned().collect::<Vec<_>>())
+        .collect();
+    assert_eq!(jobs.len(), 7, "each item waits on one chunk's request");
+    // Every chunk approved through the approval function: each answers
+    // 200, and names only jobs that exist.
+    for approval in aws.store.open_approvals(100).await.unwrap() {
+        for id in approval.jobs() {
+            assert!(aws.store.job(id).await.unwrap().is_some(), "no phantom job");
+        }
+        let token = links
+            .links
+            .token(&approval, "lead@example.com", Decision::Approve)
+            .unwrap();
+        let decided = tollgate_approval::handle(
+            &links,
+            apigw(
+                "POST",
+                &format!("/v1/approvals/{token}"),
+                Some(b"decision=approve"),
+                json!({"content-type": "application/x-www-form-urlencoded"}),
+                true,
+            ),
+        )
+        .await;
+        assert_eq!(decided.status(), 200);
+    }
+    for id in &jobs {
+        let job = aws.store.job(id).await.unwrap().unwrap();
+        assert_eq!(job.state, JobState::Queued, "{job:?}");
+    }
+}

@@ -94,6 +94,13 @@ pub trait JobStore: Send + Sync {
     fn job(&self, id: &JobId)
     -> impl Future<Output = Result<Option<JobRecord>, StoreError>> + Send;
 
+    /// The job admitted under a dedup id, if any (a batch's re-posted item
+    /// is known before anything is created for it).
+    fn job_by_dedup(
+        &self,
+        dedup: &DedupId,
+    ) -> impl Future<Output = Result<Option<JobId>, StoreError>> + Send;
+
     /// Writes the job's mutable fields if its state is still `expected`.
     /// Returns false, changing nothing, when another writer got there first.
     /// (Writers outside a lease: ingest, approvals, operators.)

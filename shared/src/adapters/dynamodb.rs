@@ -885,6 +885,15 @@ impl JobStore for DynamoStore {
         Err(StoreError::Backend("admission kept conflicting".into()))
     }
 
+    async fn job_by_dedup(&self, dedup: &DedupId) -> Result<Option<JobId>, StoreError> {
+        Ok(self
+            .get(format!("DEDUP#{dedup}"), "DEDUP")
+            .await?
+            .map(|item| get_s(&item, "jobId"))
+            .transpose()?
+            .map(JobId::from_stored))
+    }
+
     async fn job(&self, id: &JobId) -> Result<Option<JobRecord>, StoreError> {
         self.get(job_pk(id.as_str()), "JOB")
             .await?

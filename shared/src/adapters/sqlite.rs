@@ -553,6 +553,20 @@ impl JobStore for SqliteDb {
         .await
     }
 
+    async fn job_by_dedup(&self, dedup: &DedupId) -> Result<Option<JobId>, StoreError> {
+        let dedup = dedup.clone();
+        self.with(move |c| {
+            c.query_row(
+                "SELECT id FROM jobs WHERE dedup = ?1",
+                [dedup.as_str()],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()
+            .map(|id| id.map(JobId::from_stored))
+        })
+        .await
+    }
+
     async fn job(&self, id: &JobId) -> Result<Option<JobRecord>, StoreError> {
         let id = id.clone();
         self.with(move |c| {

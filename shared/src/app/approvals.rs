@@ -273,13 +273,20 @@ where
                 self.apply_to(job, decided, via).await?;
             }
         }
-        let Some(job) = self.store.job(&approval.job_id).await? else {
-            return Err(AppError::Store(crate::ports::StoreError::Corrupt(format!(
-                "approval {} names a missing job",
-                approval.id
-            ))));
-        };
-        self.apply_to(job, decided, via).await
+        if let Some(job) = self.store.job(&approval.job_id).await? {
+            return self.apply_to(job, decided, via).await;
+        }
+        // Its first job was never admitted (a request made before the
+        // re-posted-item check): answer with the first that was.
+        for other in &approval.also {
+            if let Some(job) = self.store.job(other).await? {
+                return Ok(job);
+            }
+        }
+        Err(AppError::Store(crate::ports::StoreError::Corrupt(format!(
+            "approval {} names no admitted job",
+            approval.id
+        ))))
     }
 
     async fn apply_to(

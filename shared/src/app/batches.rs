@@ -13,12 +13,15 @@ use crate::domain::batch::{
     progress,
 };
 use crate::domain::event::{Event, Priority};
+use crate::domain::idempotency::{DedupId, Fingerprint, IdempotencyKey};
 use crate::domain::ids::{BatchId, JobId};
+use crate::domain::policy::BatchApproval;
 use crate::domain::rejection::{Rejection, RejectionId};
 use crate::domain::signature::{self, SignatureError};
 use crate::domain::time::Timestamp;
 use crate::domain::validation::FieldError;
 use crate::ports::{BatchStore, Clock, IngestStore, WorkQueue};
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// What became of one item.
@@ -116,15 +119,13 @@ where
         // as soon as the first job is queued.
         self.store.save_batch(&record).await?;
         let slots = self.chunk_requests(&request, now).await?;
-        let mut valid_seen = 0;
         let mut items = Vec::with_capacity(request.items.len());
         for (index, (item, raw)) in request.items.into_iter().zip(&request.raw).enumerate() {
             let outcome = match item {
                 Ok((event, payload)) => {
                     let slot = slots
-                        .get(valid_seen)
+                        .get(&index)
                         .map(|(approval, id)| (approval, id.clone()));
-                    valid_seen += 1;
                     let o = self
                         .admit(event, payload, now, Some(&request.id), slot)
                         .await?;
@@ -189,25 +190,44 @@ where
     C: Clock,
 {
     /// For a request over the policy's batch threshold: one approval
-    /// request per chunk of valid items, stored before any of its jobs, each
-    /// naming the job ids its items will take. Returns (approval, job id)
-    /// per valid item, in order; empty when no approval is needed.
+    /// request per chunk of its *new* valid items (an item admitted by an
+    /// earlier posting of the batch is a duplicate, and waits on no second
+    /// request), stored before any of its jobs, each naming the job ids its
+    /// items will take. Returns (approval, job id) by item index; empty
+    /// when no approval is needed.
     async fn chunk_requests(
         &self,
         request: &BatchRequest,
         now: Timestamp,
-    ) -> Result<Vec<(ApprovalId, JobId)>, AppError> {
+    ) -> Result<HashMap<usize, (ApprovalId, JobId)>, AppError> {
         let Some(gate) = self.policy.batch_approval else {
-            return Ok(Vec::new());
+            return Ok(HashMap::new());
         };
-        let valid: Vec<(usize, &Event)> = request
-            .items
-            .iter()
-            .enumerate()
-            .filter_map(|(i, item)| item.as_ref().ok().map(|(e, _)| (i, e)))
-            .collect();
-        let sizes = gate.chunks(valid.len());
-        let mut slots = Vec::with_capacity(valid.len());
+        // The threshold is the request's, as posted; the chunks are made of
+        // what it adds.
+        if request.items.iter().filter(|i| i.is_ok()).count() <= gate.over {
+            return Ok(HashMap::new());
+        }
+        let mut valid: Vec<(usize, &Event)> = Vec::new();
+        for (i, item) in request.items.iter().enumerate() {
+            let Ok((event, payload)) = item else {
+                continue;
+            };
+            let dedup = DedupId::of(
+                event.operation.kind(),
+                &IdempotencyKey::of(event),
+                &Fingerprint::of(payload),
+            );
+            if self.store.job_by_dedup(&dedup).await?.is_none() {
+                valid.push((i, event));
+            }
+        }
+        let sizes = BatchApproval {
+            over: 0,
+            chunk: gate.chunk,
+        }
+        .chunks(valid.len());
+        let mut slots = HashMap::with_capacity(valid.len());
         let mut start = 0;
         for (n, size) in sizes.iter().enumerate() {
             let part = &valid[start..start + size];
@@ -228,7 +248,11 @@ where
             };
             self.store.create_approval(&approval).await?;
             tracing::info!(batch = %request.id, chunk = n + 1, items = size, approval_id = %approval.id, "batch chunk waits for approval");
-            slots.extend(ids.into_iter().map(|id| (approval.id.clone(), id)));
+            slots.extend(
+                part.iter()
+                    .zip(ids)
+                    .map(|((index, _), id)| (*index, (approval.id.clone(), id))),
+            );
         }
         Ok(slots)
     }
