@@ -187,7 +187,7 @@ impl<S: Counters> Counters for Faulty<S> {
 }
 
 impl<S: RejectionStore> RejectionStore for Faulty<S> {
-    async fn keep_rejection(&self, r: &Rejection) -> Result<(), StoreError> {
+    async fn keep_rejection(&self, r: &Rejection) -> Result<bool, StoreError> {
         self.inner.keep_rejection(r).await
     }
     async fn rejection(&self, id: &RejectionId) -> Result<Option<Rejection>, StoreError> {

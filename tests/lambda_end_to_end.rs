@@ -1296,3 +1296,50 @@ async fn a_re_posted_batch_opens_no_second_approval_and_each_chunk_is_approved_o
         assert_eq!(job.state, JobState::Queued, "{job:?}");
     }
 }
+
+#[tokio::test]
+async fn a_batch_record_stays_small_however_many_items_are_rejected() {
+    let aws = aws().await;
+    // 150 items without a summary, posted twice.
+    let events: Vec<Value> = (0..150)
+        .map(|i| {
+            json!({"externalId": format!("bad-{i}"), "desiredOperation": "create",
+                   "projectKey": "ASSET", "issueType": "Task"})
+        })
+        .collect();
+    let batch = json!({"batchId": "many-rejected", "sourceSystem": "cmdb", "events": events});
+    let raw = serde_json::to_vec(&batch).unwrap();
+    for _ in 0..2 {
+        let sig = signature::sign(&Secret::new(SECRET), tollgate_e2e::signing_time(&raw), &raw);
+        let posted = call_ingest(
+            &aws,
+            apigw(
+                "POST",
+                "/v1/batches",
+                Some(&raw),
+                json!({"content-type": "application/json", "tollgate-signature": sig}),
+                false,
+            ),
+        )
+        .await;
+        assert_eq!(posted.status, 202, "{}", posted.body);
+    }
+    let sig = signature::sign(&Secret::new(SECRET), tollgate_e2e::signing_time(b""), b"");
+    let progress = call_ingest(
+        &aws,
+        apigw(
+            "GET",
+            "/v1/batches/many-rejected",
+            None,
+            json!({"tollgate-signature": sig}),
+            false,
+        ),
+    )
+    .await;
+    assert_eq!(progress.status, 200, "{}", progress.body);
+    assert_eq!(progress.body["rejected"].as_array().unwrap().len(), 100);
+    assert_eq!(
+        progress.body["rejectedTotal"], 150,
+        "each item once, however often posted"
+    );
+}

@@ -279,8 +279,11 @@ impl<T> IngestStore for T where
 /// The manual queue of rejected events.
 pub trait RejectionStore: Send + Sync {
     /// Keeps the rejection; one whose id is kept already stays as it is
-    /// (the same batch item posted again).
-    fn keep_rejection(&self, r: &Rejection) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// (the same batch item posted again). True when newly kept.
+    fn keep_rejection(
+        &self,
+        r: &Rejection,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     fn rejection(
         &self,

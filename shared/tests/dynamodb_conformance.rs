@@ -188,3 +188,62 @@ async fn hotspot_figures_add_up_per_hour() {
 async fn a_chunk_approval_is_found_from_each_of_its_jobs() {
     conformance::a_chunk_approval_is_found_from_each_of_its_jobs(&store().await).await;
 }
+
+/// Retention never deletes work that may still run: a job carries the
+/// table's TTL attribute only once it is over (and loses it if re-run).
+#[tokio::test]
+async fn a_job_expires_only_once_it_is_over() {
+    use tollgate::domain::job::JobState;
+    use tollgate::ports::{Admission, JobStore};
+    let config = moto::sdk_config().await;
+    let client = aws_sdk_dynamodb::Client::new(&config);
+    let (table, open) = table().await;
+    let store = open().await;
+    let ttl_of = |id: String| {
+        let (client, table) = (client.clone(), table.clone());
+        async move {
+            client
+                .get_item()
+                .table_name(table)
+                .key(
+                    "pk",
+                    aws_sdk_dynamodb::types::AttributeValue::S(format!("JOB#{id}")),
+                )
+                .key(
+                    "sk",
+                    aws_sdk_dynamodb::types::AttributeValue::S("JOB".into()),
+                )
+                .consistent_read(true)
+                .send()
+                .await
+                .unwrap()
+                .item
+                .unwrap()
+                .contains_key(tollgate::adapters::dynamodb::TTL_ATTRIBUTE)
+        }
+    };
+    let mut j = conformance::job("ttl", "ttl-1");
+    assert!(matches!(
+        store.admit(&j, &[], None).await.unwrap(),
+        Admission::New
+    ));
+    assert!(!ttl_of(j.id.to_string()).await, "queued: kept");
+    j.state = JobState::Running;
+    assert!(store.update(&j, JobState::Queued, None).await.unwrap());
+    j.state = JobState::Exhausted;
+    assert!(store.update(&j, JobState::Running, None).await.unwrap());
+    assert!(
+        !ttl_of(j.id.to_string()).await,
+        "exhausted: waits for a re-run"
+    );
+    j.state = JobState::Queued;
+    assert!(store.update(&j, JobState::Exhausted, None).await.unwrap());
+    j.state = JobState::Running;
+    assert!(store.update(&j, JobState::Queued, None).await.unwrap());
+    j.state = JobState::Succeeded;
+    assert!(store.update(&j, JobState::Running, None).await.unwrap());
+    assert!(
+        ttl_of(j.id.to_string()).await,
+        "over: retention counts from now"
+    );
+}

@@ -48,9 +48,11 @@
 //!   from admission (or approval) until its message is sent, and never once
 //!   it is denied, expired or over; the sweep pages through it.
 //!   Both are sharded 8 ways so ingest never writes one hot partition.
-//! * `ttl` (epoch seconds, the table's TTL attribute) on jobs, audit, dedup
-//!   and entity items (admission + retention) and on leases. Links and
-//!   governor rows never expire: an entity's issue is forever.
+//! * `ttl` (epoch seconds, the table's TTL attribute) on audit, dedup and
+//!   entity items (admission + retention), on leases, and on a job only once
+//!   it is over (its end + retention; removed again if it is re-run):
+//!   retention never deletes work that may still run. Links and governor
+//!   rows never expire: an entity's issue is forever.
 
 use super::aws_error::{backend, conditional};
 use crate::domain::approval::{ApprovalId, ApprovalRecord, Decided, Decision};
@@ -226,8 +228,12 @@ fn job_item(job: &JobRecord, ttl: i64) -> Item {
         ("createdAt".into(), n(job.created_at.0)),
         ("gsi1pk".into(), s(by_state_pk(job.state, sh))),
         ("gsi1sk".into(), s(job_sort(job))),
-        (TTL_ATTRIBUTE.into(), n(ttl)),
     ]);
+    // Retention never deletes work that is not over: the job expires only
+    // once it ends (see `update_job`).
+    if job.state.is_terminal() && job.state != JobState::Exhausted {
+        item.insert(TTL_ATTRIBUTE.into(), n(ttl));
+    }
     if let Some(batch) = &job.batch {
         item.insert("batch".into(), s(batch.as_str()));
     }
@@ -729,6 +735,13 @@ impl DynamoStore {
             e.set("gsi2sk", s(job_sort(job)));
         }
         e.set("gsi1pk", s(by_state_pk(job.state, shard(&job.id))));
+        // Kept while it may still run (an exhausted job waits for a re-run);
+        // retention counts from its end.
+        if job.state.is_terminal() && job.state != JobState::Exhausted {
+            e.set(TTL_ATTRIBUTE, n(self.ttl_from(job.updated_at)));
+        } else {
+            e.remove(TTL_ATTRIBUTE);
+        }
         let state_name = e.name("jobState");
         let expected_value = e.value(s(expected.as_str()));
         let condition = format!("attribute_exists(pk) AND {state_name} = {expected_value}");
@@ -1826,7 +1839,7 @@ fn rejection_from_item(item: &Item) -> Result<Rejection, StoreError> {
 }
 
 impl RejectionStore for DynamoStore {
-    async fn keep_rejection(&self, r: &Rejection) -> Result<(), StoreError> {
+    async fn keep_rejection(&self, r: &Rejection) -> Result<bool, StoreError> {
         let mut item: Item = HashMap::from([
             ("pk".into(), s(format!("REJECTED#{}", r.id))),
             ("sk".into(), s("REJECTED")),
@@ -1869,7 +1882,7 @@ impl RejectionStore for DynamoStore {
             .send()
             .await;
         // Kept already (the same batch item again): as it is.
-        conditional(put, |e| e.is_conditional_check_failed_exception()).map(|_| ())
+        conditional(put, |e| e.is_conditional_check_failed_exception())
     }
 
     async fn rejection(&self, id: &RejectionId) -> Result<Option<Rejection>, StoreError> {

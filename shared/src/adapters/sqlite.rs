@@ -1253,7 +1253,7 @@ const REJECTION_COLUMNS: &str =
     "id, received_at, source_system, errors, body, resubmitted_as, origin, discarded";
 
 impl RejectionStore for SqliteDb {
-    async fn keep_rejection(&self, r: &Rejection) -> Result<(), StoreError> {
+    async fn keep_rejection(&self, r: &Rejection) -> Result<bool, StoreError> {
         let r = r.clone();
         let errors = to_json(&r.errors)?;
         let origin = to_json(&r.origin)?;
@@ -1275,7 +1275,7 @@ impl RejectionStore for SqliteDb {
                     discarded,
                 ],
             )
-            .map(|_| ())
+            .map(|n| n == 1)
         })
         .await
     }

@@ -206,6 +206,7 @@ pub fn batch_view_answer(view: &BatchView) -> HttpAnswer {
             "accepted": b.accepted,
             "duplicates": b.duplicates,
             "rejected": b.rejected,
+            "rejectedTotal": b.rejected_total.max(b.rejected.len() as u32),
             "counts": counts,
             "finished": p.finished,
             "remaining": p.remaining,

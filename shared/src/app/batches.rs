@@ -9,8 +9,8 @@ use super::api::{self, HttpAnswer};
 use super::ingest::{Ingest, IngestOutcome, describe};
 use crate::domain::approval::{ApprovalId, ApprovalRecord};
 use crate::domain::batch::{
-    BatchRecord, BatchRequest, MAX_BATCH_BYTES, Progress, RejectedItem, item_errors, parse_batch,
-    progress,
+    BatchRecord, BatchRequest, MAX_BATCH_BYTES, MAX_LISTED_REJECTED, Progress, RejectedItem,
+    item_errors, parse_batch, progress,
 };
 use crate::domain::event::{Event, Priority};
 use crate::domain::idempotency::{DedupId, Fingerprint, IdempotencyKey};
@@ -102,7 +102,11 @@ where
             Some(existing) if existing.source_system != request.source_system => {
                 return Ok(BatchOutcome::Conflict(request.id));
             }
-            Some(existing) => existing,
+            // A record from before the total was kept counts its list.
+            Some(existing) => BatchRecord {
+                rejected_total: existing.rejected_total.max(existing.rejected.len() as u32),
+                ..existing
+            },
             None => BatchRecord {
                 id: request.id.clone(),
                 source_system: request.source_system.clone(),
@@ -110,6 +114,7 @@ where
                 accepted: 0,
                 duplicates: 0,
                 rejected: Vec::new(),
+                rejected_total: 0,
                 paused: false,
                 created_at: now,
                 updated_at: now,
@@ -153,11 +158,14 @@ where
                         errors.clone(),
                         now,
                     );
-                    self.store.keep_rejection(&rejection).await?;
-                    if !record
-                        .rejected
-                        .iter()
-                        .any(|r| r.rejection_id == rejection.id)
+                    if self.store.keep_rejection(&rejection).await? {
+                        record.rejected_total += 1;
+                    }
+                    if record.rejected.len() < MAX_LISTED_REJECTED
+                        && !record
+                            .rejected
+                            .iter()
+                            .any(|r| r.rejection_id == rejection.id)
                     {
                         record.rejected.push(RejectedItem {
                             index: index as u32,

@@ -31,11 +31,21 @@ pub struct BatchRecord {
     pub accepted: u32,
     /// Items that were redeliveries of work already admitted.
     pub duplicates: u32,
+    /// The first rejected items (at most [`MAX_LISTED_REJECTED`]: the record
+    /// stays small whatever the batch); all are in the manual queue.
     pub rejected: Vec<RejectedItem>,
+    /// Every rejected item, however many.
+    #[serde(default)]
+    pub rejected_total: u32,
     pub paused: bool,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
+
+/// Rejected items a batch record lists by index (the rest are counted, and
+/// kept in the manual queue): one stored record stays far below DynamoDB's
+/// 400 KB item limit.
+pub const MAX_LISTED_REJECTED: usize = 100;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -321,6 +331,7 @@ mod tests {
             accepted: 4,
             duplicates: 0,
             rejected: vec![],
+            rejected_total: 0,
             paused: false,
             created_at: Timestamp(0),
             updated_at: Timestamp(0),

@@ -1010,6 +1010,7 @@ pub async fn batches_keep_their_pause_and_list_their_jobs<S: JobStore + BatchSto
         accepted: 2,
         duplicates: 0,
         rejected: vec![],
+        rejected_total: 0,
         paused: false,
         created_at: Timestamp(1),
         updated_at: Timestamp(1),
