@@ -286,3 +286,13 @@ async fn a_real_alertmanager_makes_each_issue_once_and_resolves_each_resolved_on
     drop(am);
     drop(serve);
 }
+
+#[test]
+fn the_readme_shows_the_configuration_this_test_runs() {
+    let readme = std::fs::read_to_string(repo("README.md")).unwrap();
+    let config = std::fs::read_to_string(repo("examples/alertmanager.yml")).unwrap();
+    assert!(
+        readme.contains(&config),
+        "README.md must show examples/alertmanager.yml as it is"
+    );
+}
