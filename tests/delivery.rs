@@ -172,8 +172,12 @@ impl<S: ApprovalStore> ApprovalStore for Faulty<S> {
     async fn mark_notified(&self, id: &ApprovalId) -> Result<(), StoreError> {
         self.inner.mark_notified(id).await
     }
-    async fn open_approvals(&self, limit: usize) -> Result<Vec<ApprovalRecord>, StoreError> {
-        self.inner.open_approvals(limit).await
+    async fn open_approvals_after(
+        &self,
+        after: Option<&ApprovalRecord>,
+        limit: usize,
+    ) -> Result<Vec<ApprovalRecord>, StoreError> {
+        self.inner.open_approvals_after(after, limit).await
     }
 }
 

@@ -1102,6 +1102,17 @@ async fn ingest_at(
     clock: &Ago,
     queue: &SqsQueue,
 ) -> Answer {
+    ingest_notifying(aws, req, policy, clock, queue, &NoNotifier).await
+}
+
+async fn ingest_notifying<N: tollgate::ports::Notifier>(
+    aws: &Aws,
+    req: lambda_http::Request,
+    policy: &Policy,
+    clock: &Ago,
+    queue: &SqsQueue,
+    notifier: &N,
+) -> Answer {
     let secrets = [Secret::new(SECRET)];
     let keys = [Secret::new(LINK_KEY)];
     let no_sources = Default::default();
@@ -1125,12 +1136,81 @@ async fn ingest_at(
                 base_url: "https://tollgateapi.execute-api.us-east-1.amazonaws.com",
             },
         },
-        notifier: &NoNotifier,
+        notifier,
     };
     let resp = tollgate_ingest::handle(&app, req).await;
     let status = resp.status().as_u16();
     let body = serde_json::from_slice(resp.body().as_ref()).unwrap_or(Value::Null);
     Answer { status, body }
+}
+
+/// A notification channel that is down.
+struct Down;
+
+impl tollgate::ports::Notifier for Down {
+    async fn notify(
+        &self,
+        _: &tollgate::domain::notice::Notice,
+    ) -> Result<(), tollgate::ports::NotifyError> {
+        Err(tollgate::ports::NotifyError("the channel is down".into()))
+    }
+}
+
+/// A notification channel that counts what it is sent.
+#[derive(Default)]
+struct Counted(std::sync::atomic::AtomicUsize);
+
+impl tollgate::ports::Notifier for Counted {
+    async fn notify(
+        &self,
+        _: &tollgate::domain::notice::Notice,
+    ) -> Result<(), tollgate::ports::NotifyError> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_sweep_notifies_every_open_request_not_only_the_oldest_hundred() {
+    let aws = aws().await;
+    let (site, _sim) = sim(Limits::default()).await;
+    let policy = Policy::parse("approvers = [\"lead@example.com\"]").unwrap();
+    let keys = [Secret::new(LINK_KEY)];
+    // 130 requests made while the notification channel was down.
+    for i in 0..130 {
+        let t = json!({"sourceSystem": "ops", "externalId": format!("n-{i}"),
+                       "desiredOperation": "transition", "issueKey": "OPS-1", "transition": "Done"});
+        let a = ingest_notifying(
+            &aws,
+            signed_post(&t, false),
+            &policy,
+            &Ago(0),
+            &aws.queue,
+            &Down,
+        )
+        .await;
+        assert_eq!(a.body["state"], "PENDING_APPROVAL", "{}", a.body);
+    }
+    let counted = Counted::default();
+    let policy = tollgate::domain::followup::FollowUpPolicy::default();
+    tollgate_executor::sweep(
+        &aws.store,
+        &aws.queue,
+        &approvals(&aws, &keys),
+        &followups(&aws, &policy),
+        &counted,
+        &site,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        counted.0.load(std::sync::atomic::Ordering::SeqCst),
+        130,
+        "every waiting request reached its approvers"
+    );
+    let open = aws.store.open_approvals(1000).await.unwrap();
+    assert_eq!(open.len(), 130);
+    assert!(open.iter().all(|a| a.notified));
 }
 
 #[tokio::test]

@@ -218,6 +218,16 @@ pub trait ApprovalStore: Send + Sync {
     fn open_approvals(
         &self,
         limit: usize,
+    ) -> impl Future<Output = Result<Vec<ApprovalRecord>, StoreError>> + Send {
+        self.open_approvals_after(None, limit)
+    }
+
+    /// The next page of undecided approvals: oldest first, after `after`
+    /// (by request time, then id).
+    fn open_approvals_after(
+        &self,
+        after: Option<&ApprovalRecord>,
+        limit: usize,
     ) -> impl Future<Output = Result<Vec<ApprovalRecord>, StoreError>> + Send;
 }
 

@@ -120,6 +120,11 @@ async fn a_decision_and_the_expiry_exclude_each_other() {
 }
 
 #[tokio::test]
+async fn open_approvals_are_paged_oldest_first() {
+    conformance::open_approvals_are_paged_oldest_first(&store().await).await;
+}
+
+#[tokio::test]
 async fn a_link_has_one_creator_and_records_its_issue() {
     conformance::a_link_has_one_creator_and_records_its_issue(&store().await).await;
 }

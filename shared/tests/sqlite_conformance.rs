@@ -106,6 +106,12 @@ async fn a_decision_and_the_expiry_exclude_each_other() {
 }
 
 #[tokio::test]
+async fn open_approvals_are_paged_oldest_first() {
+    let db = TempDb::new("approvals-paged");
+    conformance::open_approvals_are_paged_oldest_first(&db.open()).await;
+}
+
+#[tokio::test]
 async fn a_link_has_one_creator_and_records_its_issue() {
     let db = TempDb::new("link");
     conformance::a_link_has_one_creator_and_records_its_issue(&db.open()).await;

@@ -1654,18 +1654,30 @@ impl ApprovalStore for DynamoStore {
         conditional(r, |e| e.is_conditional_check_failed_exception()).map(|_| ())
     }
 
-    async fn open_approvals(&self, limit: usize) -> Result<Vec<ApprovalRecord>, StoreError> {
-        let out = self
+    async fn open_approvals_after(
+        &self,
+        after: Option<&ApprovalRecord>,
+        limit: usize,
+    ) -> Result<Vec<ApprovalRecord>, StoreError> {
+        let q = self
             .client
             .query()
             .table_name(&self.table)
             .index_name(GSI_BY_STATE)
-            .key_condition_expression("gsi1pk = :open")
             .expression_attribute_values(":open", s(OPEN_APPROVALS))
-            .limit(limit.clamp(1, 1000) as i32)
-            .send()
-            .await
-            .map_err(backend)?;
+            .limit(limit.clamp(1, 1000) as i32);
+        // A key condition cannot compare with an empty string: the first
+        // page has none.
+        let q = match after {
+            None => q.key_condition_expression("gsi1pk = :open"),
+            Some(a) => q
+                .key_condition_expression("gsi1pk = :open AND gsi1sk > :after")
+                .expression_attribute_values(
+                    ":after",
+                    s(format!("{}#{}", sort_time(a.requested_at.0), a.id)),
+                ),
+        };
+        let out = q.send().await.map_err(backend)?;
         let mut found = Vec::new();
         for item in out.items.unwrap_or_default() {
             let id = get_s(&item, "pk")?

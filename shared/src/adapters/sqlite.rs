@@ -1178,12 +1178,19 @@ impl ApprovalStore for SqliteDb {
         .await
     }
 
-    async fn open_approvals(&self, limit: usize) -> Result<Vec<ApprovalRecord>, StoreError> {
+    async fn open_approvals_after(
+        &self,
+        after: Option<&ApprovalRecord>,
+        limit: usize,
+    ) -> Result<Vec<ApprovalRecord>, StoreError> {
+        let (at, id) = after.map_or((i64::MIN, String::new()), |a| {
+            (a.requested_at.0, a.id.as_str().to_string())
+        });
         self.with(move |c| {
             select_approvals(
                 c,
-                "WHERE decision IS NULL ORDER BY requested_at, id LIMIT ?1",
-                [limit as i64],
+                "WHERE decision IS NULL AND (requested_at > ?2 OR (requested_at = ?2 AND id > ?3)) ORDER BY requested_at, id LIMIT ?1",
+                params![limit as i64, at, id],
             )
         })
         .await

@@ -150,6 +150,9 @@ pub struct Approvals<'a, S, Q, C> {
     pub links: Links<'a>,
 }
 
+/// Pages of open requests one sweep reads at most (100 each).
+const OPEN_PAGES: usize = 100;
+
 impl<S, Q, C> Approvals<'_, S, Q, C>
 where
     S: JobStore + ApprovalStore,
@@ -385,14 +388,23 @@ where
     pub async fn sweep<N: Notifier>(&self, notifier: &N) -> Result<usize, AppError> {
         let mut acted = 0;
         let now = self.clock.now();
-        for approval in self.store.open_approvals(100).await? {
-            if approval.status(now) == ApprovalStatus::Expired {
-                self.expire(&approval).await?;
-                acted += 1;
-            } else if !approval.notified {
-                self.notify(&approval, notifier).await?;
-                acted += 1;
+        // Every open request, a page at a time (a large batch opens many).
+        let mut after: Option<ApprovalRecord> = None;
+        for _ in 0..OPEN_PAGES {
+            let page = self.store.open_approvals_after(after.as_ref(), 100).await?;
+            let Some(last) = page.last().cloned() else {
+                break;
+            };
+            for approval in page {
+                if approval.status(now) == ApprovalStatus::Expired {
+                    self.expire(&approval).await?;
+                    acted += 1;
+                } else if !approval.notified {
+                    self.notify(&approval, notifier).await?;
+                    acted += 1;
+                }
             }
+            after = Some(last);
         }
         for job in self
             .store

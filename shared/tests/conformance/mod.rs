@@ -742,6 +742,30 @@ pub async fn an_approval_round_trips_and_is_found_by_its_job<S: ApprovalStore>(s
     );
 }
 
+/// Open requests are read a page at a time, oldest first, none twice.
+pub async fn open_approvals_are_paged_oldest_first<S: ApprovalStore>(store: &S) {
+    let mut made = Vec::new();
+    for i in 0..5 {
+        let mut a = approval(&JobId::generate());
+        a.requested_at = Timestamp(1_000_000 + i);
+        store.create_approval(&a).await.unwrap();
+        made.push(a.id.clone());
+    }
+    let mut seen = Vec::new();
+    let mut after: Option<ApprovalRecord> = None;
+    loop {
+        let page = store.open_approvals_after(after.as_ref(), 2).await.unwrap();
+        let Some(last) = page.last().cloned() else {
+            break;
+        };
+        assert!(page.len() <= 2);
+        seen.extend(page.into_iter().map(|a| a.id));
+        after = Some(last);
+    }
+    let ours: Vec<_> = seen.into_iter().filter(|id| made.contains(id)).collect();
+    assert_eq!(ours, made, "every one, once, oldest first");
+}
+
 /// A person's decision and the expiry exclude each other: no decision
 /// after the expiry, no expiry before it or over a decision.
 pub async fn a_decision_and_the_expiry_exclude_each_other<S: ApprovalStore>(store: &S) {

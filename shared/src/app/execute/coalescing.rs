@@ -181,7 +181,12 @@ where
             }
             let mut other = other;
             if let Some((event, entry)) = self.carrier_outcome(carrier, &mut other) {
-                self.transition(&mut other, held, JobState::Merged, event, entry)
+                other.state = JobState::Merged.apply(event)?;
+                other.updated_at = self.clock.now();
+                // Refused when the merged job's own message settled it first
+                // (it follows its carrier too): nothing more to do.
+                self.store
+                    .update_fenced(&other, JobState::Merged, Some(&entry), Some(&held.fence))
                     .await?;
             }
         }
