@@ -124,6 +124,22 @@ async fn ingest<S: IngestStore, Q: WorkQueue>(store: &S, queue: &Q, event: &Valu
     }
 }
 
+/// An executor on `store` and `tracker`, ungoverned, with no deadline.
+fn executor<'a, S, T>(
+    store: &'a S,
+    tracker: &'a T,
+    config: &'a ExecutorConfig,
+) -> Executor<'a, S, T, SystemClock> {
+    Executor {
+        store,
+        tracker,
+        clock: &SystemClock,
+        config,
+        governor: &Ungoverned,
+        deadline: None,
+    }
+}
+
 /// Runs the job until its message would be deleted, coming back early
 /// (at most 100 ms) after every wait.
 async fn drive<S, T>(store: &S, tracker: &T, config: &ExecutorConfig, id: &JobId) -> JobState
@@ -131,14 +147,7 @@ where
     S: JobStore + LinkStore + Leases + BatchStore,
     T: Tracker,
 {
-    let ex = Executor {
-        store,
-        tracker,
-        clock: &SystemClock,
-        config,
-        governor: &Ungoverned,
-        deadline: None,
-    };
+    let ex = executor(store, tracker, config);
     for _ in 0..400 {
         match ex.run(id).await.unwrap() {
             Disposition::Done => return store.job(id).await.unwrap().unwrap().state,
@@ -375,14 +384,7 @@ where
         let (store, job) = (store.clone(), job.clone());
         tokio::spawn(async move {
             let cfg = config();
-            let a = Executor {
-                store: &store,
-                tracker: &stalling,
-                clock: &SystemClock,
-                config: &cfg,
-                governor: &Ungoverned,
-                deadline: None,
-            };
+            let a = executor(&store, &stalling, &cfg);
             a.run(&job).await.unwrap()
         })
     };
@@ -654,14 +656,7 @@ async fn a_merged_job_waits_for_its_carrier_and_ends_with_it() {
     // The carrier takes the other job, then Jira asks it to come back.
     s.fault(json!({"route": "PUT /rest/api/3/issue/{key}", "refuseStatus": 503, "times": 1}));
     let ex_cfg = config();
-    let ex = Executor {
-        store: &l.db,
-        tracker: &jira,
-        clock: &SystemClock,
-        config: &ex_cfg,
-        governor: &Ungoverned,
-        deadline: None,
-    };
+    let ex = executor(&l.db, &jira, &ex_cfg);
     assert!(matches!(
         ex.run(&carrier).await.unwrap(),
         Disposition::RetryAfter(_)
@@ -696,14 +691,7 @@ async fn a_merged_job_ends_with_a_carrier_that_crashed_before_settling_it() {
     let merged = ingest(&l.db, &l.db, &update("g-1", "two")).await;
     s.fault(json!({"route": "PUT /rest/api/3/issue/{key}", "refuseStatus": 503, "times": 1}));
     let ex_cfg = config();
-    let ex = Executor {
-        store: &l.db,
-        tracker: &jira,
-        clock: &SystemClock,
-        config: &ex_cfg,
-        governor: &Ungoverned,
-        deadline: None,
-    };
+    let ex = executor(&l.db, &jira, &ex_cfg);
     ex.run(&carrier).await.unwrap();
     // The carrier's worker recorded its success and died before it could
     // settle the job it carried.
@@ -855,14 +843,7 @@ async fn a_lost_comment_is_found_among_more_than_a_page_of_newer_comments() {
     )
     .await;
     let ex_cfg = config();
-    let ex = Executor {
-        store: &l.db,
-        tracker: &jira,
-        clock: &SystemClock,
-        config: &ex_cfg,
-        governor: &Ungoverned,
-        deadline: None,
-    };
+    let ex = executor(&l.db, &jira, &ex_cfg);
     assert!(matches!(
         ex.run(&job).await.unwrap(),
         Disposition::RetryAfter(_)
@@ -890,13 +871,9 @@ async fn no_jira_call_starts_without_a_whole_call_left_before_the_deadline() {
     let job = ingest(&l.db, &l.db, &create("d-1")).await;
     let cfg = config();
     let ex = Executor {
-        store: &l.db,
-        tracker: &jira,
-        clock: &SystemClock,
-        config: &cfg,
-        governor: &Ungoverned,
         // Half a second left; a call may take the 1 s timeout.
         deadline: Some(SystemClock.now().plus(Duration::from_millis(500))),
+        ..executor(&l.db, &jira, &cfg)
     };
     assert!(matches!(
         ex.run(&job).await.unwrap(),
@@ -1077,14 +1054,7 @@ async fn a_resolution_waits_for_a_create_already_on_its_way() {
     let firing = ingest(&l.db, &l.db, &create("racing")).await;
     let resolution = ingest(&l.db, &l.db, &resolved("racing")).await;
     let ex_cfg = config();
-    let ex = Executor {
-        store: &l.db,
-        tracker: &jira,
-        clock: &SystemClock,
-        config: &ex_cfg,
-        governor: &Ungoverned,
-        deadline: None,
-    };
+    let ex = executor(&l.db, &jira, &ex_cfg);
     // The resolution runs first: the create is queued, so it waits.
     assert!(matches!(
         ex.run(&resolution).await.unwrap(),

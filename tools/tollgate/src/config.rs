@@ -188,14 +188,18 @@ pub struct IntakeSettings {
     pub secrets: HashMap<String, Vec<Secret>>,
 }
 
+/// Reads and checks a senders document.
+pub fn load_sources(path: &Path) -> anyhow::Result<Sources> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read sources file {}", path.display()))?;
+    Sources::parse(&text).with_context(|| format!("invalid sources file {}", path.display()))
+}
+
 impl IntakeSettings {
     /// Reads the senders document and each sender's secrets from
     /// `TOLLGATE_SOURCE_<NAME>_SECRETS`, refusing to start without them.
     pub fn load(path: &Path, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read sources file {}", path.display()))?;
-        let sources = Sources::parse(&text)
-            .with_context(|| format!("invalid sources file {}", path.display()))?;
+        let sources = load_sources(path)?;
         let mut secrets = HashMap::new();
         for s in sources.iter() {
             let var = secrets_env_var(&s.name);

@@ -743,16 +743,7 @@ async fn main() -> anyhow::Result<()> {
                     sources,
                 } => {
                     let sources = sources
-                        .map(
-                            |path| -> anyhow::Result<tollgate::domain::source::Sources> {
-                                let text = std::fs::read_to_string(&path).with_context(|| {
-                                    format!("cannot read sources file {}", path.display())
-                                })?;
-                                tollgate::domain::source::Sources::parse(&text).with_context(|| {
-                                    format!("invalid sources file {}", path.display())
-                                })
-                            },
-                        )
+                        .map(|path| config::load_sources(&path))
                         .transpose()?;
                     let policy =
                         config::ApprovalSettings::load(policy.as_deref(), approvers.as_deref())?;
@@ -906,10 +897,7 @@ async fn main() -> anyhow::Result<()> {
                     approvers,
                 },
         } => {
-            let text = std::fs::read_to_string(&sources)
-                .with_context(|| format!("cannot read sources file {}", sources.display()))?;
-            let all = tollgate::domain::source::Sources::parse(&text)
-                .with_context(|| format!("invalid sources file {}", sources.display()))?;
+            let all = config::load_sources(&sources)?;
             let source = all
                 .get(&name)
                 .with_context(|| format!("{} has no source named {name:?}", sources.display()))?;
