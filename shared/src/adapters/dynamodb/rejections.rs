@@ -1,0 +1,146 @@
+//! The manual queue of rejected events.
+//!
+//! | item      | pk              | sk         | attributes |
+//! |-----------|-----------------|------------|------------|
+//! | rejection | `REJECTED#<id>` | `REJECTED` | body, errors and origin (JSON), `resubmittedAs` or `discarded` (JSON), each set once; in `gsi1` under `REJECTED` |
+//!
+//! * Kept with `attribute_not_exists(pk)`: a batch item's id is its own, so
+//!   the same item posted again is the same rejection.
+
+use super::*;
+
+pub(super) const REJECTED_INDEX: &str = "REJECTED";
+
+pub(super) fn rejection_from_item(item: &Item) -> Result<Rejection, StoreError> {
+    Ok(Rejection {
+        id: RejectionId::from_stored(get_s(item, "id")?),
+        received_at: Timestamp(get_n(item, "receivedAt")?),
+        source_system: opt_s(item, "sourceSystem"),
+        errors: serde_json::from_str(&get_s(item, "errors")?).map_err(corrupt)?,
+        body: get_s(item, "body")?,
+        resubmitted_as: opt_s(item, "resubmittedAs").map(JobId::from_stored),
+        origin: match opt_s(item, "origin") {
+            Some(o) => serde_json::from_str(&o).map_err(corrupt)?,
+            None => Default::default(),
+        },
+        discarded: opt_s(item, "discarded")
+            .map(|d| serde_json::from_str(&d).map_err(corrupt))
+            .transpose()?,
+    })
+}
+
+impl RejectionStore for DynamoStore {
+    async fn keep_rejection(&self, r: &Rejection) -> Result<bool, StoreError> {
+        let mut item: Item = HashMap::from([
+            ("pk".into(), s(format!("REJECTED#{}", r.id))),
+            ("sk".into(), s("REJECTED")),
+            ("id".into(), s(r.id.as_str())),
+            ("receivedAt".into(), n(r.received_at.0)),
+            (
+                "errors".into(),
+                s(serde_json::to_string(&r.errors).map_err(corrupt)?),
+            ),
+            ("body".into(), s(r.body.clone())),
+            ("gsi1pk".into(), s(REJECTED_INDEX)),
+            (
+                "gsi1sk".into(),
+                s(format!("{}#{}", sort_time(r.received_at.0), r.id)),
+            ),
+            (TTL_ATTRIBUTE.into(), n(self.ttl_from(r.received_at))),
+        ]);
+        if let Some(source) = &r.source_system {
+            item.insert("sourceSystem".into(), s(source.clone()));
+        }
+        if let Some(job) = &r.resubmitted_as {
+            item.insert("resubmittedAs".into(), s(job.as_str()));
+        }
+        item.insert(
+            "origin".into(),
+            s(serde_json::to_string(&r.origin).map_err(corrupt)?),
+        );
+        if let Some(d) = &r.discarded {
+            item.insert(
+                "discarded".into(),
+                s(serde_json::to_string(d).map_err(corrupt)?),
+            );
+        }
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        // Kept already (the same batch item again): as it is.
+        conditional(put, |e| e.is_conditional_check_failed_exception())
+    }
+
+    async fn rejection(&self, id: &RejectionId) -> Result<Option<Rejection>, StoreError> {
+        self.get(format!("REJECTED#{id}"), "REJECTED")
+            .await?
+            .map(|item| rejection_from_item(&item))
+            .transpose()
+    }
+
+    async fn rejections(&self, limit: usize) -> Result<Vec<Rejection>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(GSI_BY_STATE)
+            .key_condition_expression("gsi1pk = :r")
+            .expression_attribute_values(":r", s(REJECTED_INDEX))
+            .scan_index_forward(false)
+            .limit(limit.clamp(1, 1000) as i32)
+            .send()
+            .await
+            .map_err(backend)?;
+        let mut found = Vec::new();
+        for key in out.items.unwrap_or_default() {
+            let pk = get_s(&key, "pk")?;
+            if let Some(item) = self.get(pk, "REJECTED").await? {
+                found.push(rejection_from_item(&item)?);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn mark_resubmitted(&self, id: &RejectionId, job: &JobId) -> Result<bool, StoreError> {
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("REJECTED#{id}")))
+            .key("sk", s("REJECTED"))
+            .update_expression("SET resubmittedAs = :job")
+            .condition_expression(
+                "attribute_exists(pk) AND attribute_not_exists(resubmittedAs) AND attribute_not_exists(discarded)",
+            )
+            .expression_attribute_values(":job", s(job.as_str()))
+            .send()
+            .await;
+        conditional(r, |e| e.is_conditional_check_failed_exception())
+    }
+
+    async fn discard_rejection(
+        &self,
+        id: &RejectionId,
+        discarded: &Discarded,
+    ) -> Result<bool, StoreError> {
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("REJECTED#{id}")))
+            .key("sk", s("REJECTED"))
+            .update_expression("SET discarded = :d")
+            .condition_expression(
+                "attribute_exists(pk) AND attribute_not_exists(resubmittedAs) AND attribute_not_exists(discarded)",
+            )
+            .expression_attribute_values(":d", s(serde_json::to_string(discarded).map_err(corrupt)?))
+            .send()
+            .await;
+        conditional(r, |e| e.is_conditional_check_failed_exception())
+    }
+}
