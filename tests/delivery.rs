@@ -14,9 +14,10 @@ use tollgate::adapters::dynamodb::DynamoStore;
 use tollgate::adapters::sqlite::SqliteDb;
 use tollgate::adapters::sqs::SqsQueue;
 use tollgate::app::ingest::{Ingest, IngestOutcome};
+use tollgate::domain::admission::{AdmissionRecord, BatchPage, PostId, Tally};
 use tollgate::domain::approval::{ApprovalId, ApprovalRecord, Decided};
 use tollgate::domain::audit::AuditEntry;
-use tollgate::domain::batch::{BatchRecord, JobSummary};
+use tollgate::domain::batch::{BatchRecord, JobSummary, RejectedItem};
 use tollgate::domain::idempotency::LinkId;
 use tollgate::domain::ids::{BatchId, IssueKey, JobId};
 use tollgate::domain::job::JobState;
@@ -209,8 +210,45 @@ impl<S: RejectionStore> RejectionStore for Faulty<S> {
 }
 
 impl<S: BatchStore> BatchStore for Faulty<S> {
-    async fn save_batch(&self, b: &BatchRecord) -> Result<(), StoreError> {
-        self.inner.save_batch(b).await
+    async fn open_batch(&self, b: &BatchRecord) -> Result<BatchRecord, StoreError> {
+        self.inner.open_batch(b).await
+    }
+    async fn store_post(
+        &self,
+        a: &AdmissionRecord,
+        pages: &[BatchPage],
+    ) -> Result<bool, StoreError> {
+        self.inner.store_post(a, pages).await
+    }
+    async fn admission(
+        &self,
+        b: &BatchId,
+        p: &PostId,
+    ) -> Result<Option<AdmissionRecord>, StoreError> {
+        self.inner.admission(b, p).await
+    }
+    async fn page(&self, b: &BatchId, p: &PostId, n: u32) -> Result<Option<BatchPage>, StoreError> {
+        self.inner.page(b, p, n).await
+    }
+    async fn note_rejected(&self, b: &BatchId, items: &[RejectedItem]) -> Result<(), StoreError> {
+        self.inner.note_rejected(b, items).await
+    }
+    async fn advance_admission(
+        &self,
+        b: &BatchId,
+        p: &PostId,
+        page: u32,
+        tally: &Tally,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.inner.advance_admission(b, p, page, tally, at).await
+    }
+    async fn stalled_admissions(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<AdmissionRecord>, StoreError> {
+        self.inner.stalled_admissions(before, limit).await
     }
     async fn batch(&self, id: &BatchId) -> Result<Option<BatchRecord>, StoreError> {
         self.inner.batch(id).await

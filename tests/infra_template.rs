@@ -307,6 +307,7 @@ async fn the_functions_run_against_the_resources_the_stack_created() {
             json!({"sourceSystem": "itsm", "externalId": "CHG-1", "desiredOperation": "create",
                     "projectKey": "OPS", "issueType": "Task", "summary": "Rotate certificates"}),
         ),
+        None,
     )
     .await;
     assert_eq!(created.status(), 202);
@@ -316,6 +317,7 @@ async fn the_functions_run_against_the_resources_the_stack_created() {
             json!({"sourceSystem": "itsm", "externalId": "CHG-1", "desiredOperation": "transition",
                     "transition": "Done"}),
         ),
+        None,
     )
     .await;
     assert_eq!(gated.status(), 202);
@@ -398,9 +400,22 @@ async fn the_functions_run_against_the_resources_the_stack_created() {
                 deadline: None,
                 per_record: Duration::from_secs(10),
             };
-            let response =
-                tollgate_executor::handle(&executor, &queue, &event, &budget, &Default::default())
-                    .await;
+            let ingest = Ingest {
+                store: &store,
+                queue: &queue,
+                clock: &SystemClock,
+                secrets: &[],
+                policy: &executor_settings.policy,
+            };
+            let response = tollgate_executor::handle(
+                &executor,
+                &ingest,
+                &queue,
+                &event,
+                &budget,
+                &Default::default(),
+            )
+            .await;
             for m in &messages {
                 let failed = response
                     .batch_item_failures

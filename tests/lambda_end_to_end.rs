@@ -156,6 +156,21 @@ async fn call_ingest(aws: &Aws, req: lambda_http::Request) -> Answer {
     call_ingest_with(aws, req, &Policy::default()).await
 }
 
+/// Ingest as the executor runs it: batch admissions continue there, and
+/// the sweep resumes stalled ones.
+fn sweeping<'a>(
+    aws: &'a Aws,
+    policy: &'a Policy,
+) -> Ingest<'a, DynamoStore, SqsQueue, SystemClock> {
+    Ingest {
+        store: &aws.store,
+        queue: &aws.queue,
+        clock: &SystemClock,
+        secrets: &[],
+        policy,
+    }
+}
+
 async fn call_ingest_with(aws: &Aws, req: lambda_http::Request, policy: &Policy) -> Answer {
     let secrets = [Secret::new(SECRET)];
     let keys = [Secret::new(LINK_KEY)];
@@ -174,7 +189,7 @@ async fn call_ingest_with(aws: &Aws, req: lambda_http::Request, policy: &Policy)
         approvals: approvals(aws, &keys),
         notifier: &NoNotifier,
     };
-    let resp = tollgate_ingest::handle(&app, req).await;
+    let resp = tollgate_ingest::handle(&app, req, None).await;
     let status = resp.status().as_u16();
     let body = serde_json::from_slice(resp.body().as_ref()).unwrap_or(Value::Null);
     Answer { status, body }
@@ -232,8 +247,10 @@ impl<'a> Instance<'a> {
             deadline: None,
             per_record: Duration::from_secs(12),
         };
+        let policy = Policy::default();
         tollgate_executor::handle(
             &executor,
+            &sweeping(self.aws, &policy),
             &self.aws.queue,
             event,
             &budget,
@@ -867,8 +884,8 @@ async fn the_scheduled_sweep_sends_a_job_whose_message_a_crash_lost() {
         panic!("a scheduled event is a sweep");
     };
     let summary = tollgate_executor::sweep(
-        &aws.store,
-        &aws.queue,
+        &sweeping(&aws, &Policy::default()),
+        None,
         &approvals(&aws, &keys),
         &followups(&aws, &policy),
         &NoNotifier,
@@ -882,8 +899,8 @@ async fn the_scheduled_sweep_sends_a_job_whose_message_a_crash_lost() {
     assert!(all_terminal(&aws.store, &jobs).await);
     assert_eq!(sim.report()["totals"]["issues"], 1);
     let again = tollgate_executor::sweep(
-        &aws.store,
-        &aws.queue,
+        &sweeping(&aws, &Policy::default()),
+        None,
         &approvals(&aws, &keys),
         &followups(&aws, &policy),
         &NoNotifier,
@@ -1010,6 +1027,7 @@ async fn the_ingest_function_takes_a_senders_payload_and_a_batch_as_serve_does()
                 json!({"content-type": "application/json", "authorization": "Bearer am-token"}),
                 true,
             ),
+            None,
         )
         .await,
     );
@@ -1037,6 +1055,7 @@ async fn the_ingest_function_takes_a_senders_payload_and_a_batch_as_serve_does()
                 json!({"content-type": "application/json", "authorization": "Bearer wrong"}),
                 false,
             ),
+            None,
         )
         .await,
     );
@@ -1060,6 +1079,7 @@ async fn the_ingest_function_takes_a_senders_payload_and_a_batch_as_serve_does()
                 json!({"content-type": "application/json", "tollgate-signature": sig(&batch)}),
                 false,
             ),
+            None,
         )
         .await,
     );
@@ -1076,6 +1096,7 @@ async fn the_ingest_function_takes_a_senders_payload_and_a_batch_as_serve_does()
                 json!({"tollgate-signature": sig(b"")}),
                 false,
             ),
+            None,
         )
         .await,
     );
@@ -1138,7 +1159,7 @@ async fn ingest_notifying<N: tollgate::ports::Notifier>(
         },
         notifier,
     };
-    let resp = tollgate_ingest::handle(&app, req).await;
+    let resp = tollgate_ingest::handle(&app, req, None).await;
     let status = resp.status().as_u16();
     let body = serde_json::from_slice(resp.body().as_ref()).unwrap_or(Value::Null);
     Answer { status, body }
@@ -1194,8 +1215,8 @@ async fn the_sweep_notifies_every_open_request_not_only_the_oldest_hundred() {
     let counted = Counted::default();
     let policy = tollgate::domain::followup::FollowUpPolicy::default();
     tollgate_executor::sweep(
-        &aws.store,
-        &aws.queue,
+        &sweeping(&aws, &Policy::default()),
+        None,
         &approvals(&aws, &keys),
         &followups(&aws, &policy),
         &counted,
@@ -1275,8 +1296,8 @@ async fn the_sweep_finds_a_lost_message_behind_a_hundred_denied_jobs() {
 
     let policy = tollgate::domain::followup::FollowUpPolicy::default();
     let summary = tollgate_executor::sweep(
-        &aws.store,
-        &aws.queue,
+        &sweeping(&aws, &Policy::default()),
+        None,
         &links,
         &followups(&aws, &policy),
         &NoNotifier,

@@ -4,9 +4,10 @@
 //! Futures are declared `Send` so use cases run on a multi-threaded runtime
 //! and inside Lambda alike; implementations simply write `async fn`.
 
+use crate::domain::admission::{AdmissionRecord, BatchPage, PostId, Tally};
 use crate::domain::approval::{ApprovalId, ApprovalRecord, Decided};
 use crate::domain::audit::AuditEntry;
-use crate::domain::batch::{BatchRecord, JobSummary};
+use crate::domain::batch::{BatchRecord, JobSummary, RejectedItem};
 use crate::domain::event::{OperationKind, Priority};
 use crate::domain::idempotency::{DedupId, Fingerprint, IdempotencyKey, LinkId};
 use crate::domain::ids::{BatchId, ExternalId, IssueKey, JobId, PageId, SourceSystem, SpaceId};
@@ -234,9 +235,15 @@ pub trait ApprovalStore: Send + Sync {
 /// Batches (bulk sync runs). The paused flag is kept apart from the rest of
 /// the record, so a re-posted batch never un-pauses it.
 pub trait BatchStore: Send + Sync {
-    /// Creates or replaces the record, keeping a stored paused flag.
-    fn save_batch(&self, b: &BatchRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Creates the record unless the batch exists; the stored record either
+    /// way (a re-post keeps its counts and its paused flag).
+    fn open_batch(
+        &self,
+        b: &BatchRecord,
+    ) -> impl Future<Output = Result<BatchRecord, StoreError>> + Send;
 
+    /// The record, with its first [`crate::domain::batch::MAX_LISTED_REJECTED`]
+    /// rejected items by index and the number of all of them.
     fn batch(
         &self,
         id: &BatchId,
@@ -254,6 +261,55 @@ pub trait BatchStore: Send + Sync {
         &self,
         id: &BatchId,
     ) -> impl Future<Output = Result<Vec<JobSummary>, StoreError>> + Send;
+
+    /// Stores a post's pages, then its admission record, unless the post
+    /// is stored already (the same body posted again). True when new.
+    fn store_post(
+        &self,
+        admission: &AdmissionRecord,
+        pages: &[BatchPage],
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    fn admission(
+        &self,
+        batch: &BatchId,
+        post: &PostId,
+    ) -> impl Future<Output = Result<Option<AdmissionRecord>, StoreError>> + Send;
+
+    fn page(
+        &self,
+        batch: &BatchId,
+        post: &PostId,
+        number: u32,
+    ) -> impl Future<Output = Result<Option<BatchPage>, StoreError>> + Send;
+
+    /// Lists rejected items under their batch, one per index (writing one
+    /// again changes nothing but its rejection id).
+    fn note_rejected(
+        &self,
+        batch: &BatchId,
+        items: &[RejectedItem],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Moves the post's cursor past `page` and adds the page's tally to its
+    /// batch's counts, in one write; false, changing nothing, when the
+    /// cursor is no longer at `page` (another admitter moved it).
+    fn advance_admission(
+        &self,
+        batch: &BatchId,
+        post: &PostId,
+        page: u32,
+        tally: &Tally,
+        at: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Unfinished admissions that have not moved since `before`, oldest
+    /// first: their continuation was lost, and the sweep resumes them.
+    fn stalled_admissions(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<AdmissionRecord>, StoreError>> + Send;
 }
 
 /// Hotspot figures in hourly windows, added to atomically.

@@ -95,6 +95,11 @@ async fn batches_keep_their_pause_and_list_their_jobs() {
 }
 
 #[tokio::test]
+async fn batch_posts_advance_once_per_page() {
+    conformance::batch_posts_advance_once_per_page(&store().await).await;
+}
+
+#[tokio::test]
 async fn a_lease_expires_and_can_be_renewed_by_its_holder() {
     conformance::a_lease_expires_and_can_be_renewed_by_its_holder(&store().await).await;
 }

@@ -76,6 +76,12 @@ async fn batches_keep_their_pause_and_list_their_jobs() {
 }
 
 #[tokio::test]
+async fn batch_posts_advance_once_per_page() {
+    let db = TempDb::new("batch-posts");
+    conformance::batch_posts_advance_once_per_page(&db.open()).await;
+}
+
+#[tokio::test]
 async fn a_lease_expires_and_can_be_renewed_by_its_holder() {
     let db = TempDb::new("lease");
     conformance::a_lease_expires_and_can_be_renewed_by_its_holder(&db.open()).await;

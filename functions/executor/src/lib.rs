@@ -11,20 +11,21 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use std::cell::Cell;
 use std::time::Duration;
 use tollgate::adapters::emf;
-use tollgate::adapters::sqs::{QueuedMessage, SqsQueue};
+pub use tollgate::adapters::lambda_env::invocation_deadline;
+use tollgate::adapters::sqs::{AdmissionMessage, QueueBody, QueuedMessage, SqsQueue};
 use tollgate::app::AppError;
 use tollgate::app::approvals::Approvals;
 use tollgate::app::execute::{Disposition, Executor, RunReport};
 use tollgate::app::followup::FollowUps;
 use tollgate::app::governor::Pace;
 use tollgate::app::governor::announce_health;
-use tollgate::app::ingest::resend_unenqueued;
+use tollgate::app::ingest::{Ingest, resend_unenqueued};
 use tollgate::app::stats::StatsRecorder;
 use tollgate::domain::job::JobState;
 use tollgate::domain::time::Timestamp;
 use tollgate::ports::{
-    BatchStore, Clock, GovernorStore, IngestStore, JobStore, Leases, LinkStore, Notifier,
-    StatsStore, Tracker, WorkMessage, WorkQueue,
+    BatchStore, Clock, GovernorStore, IngestStore, JobStore, Leases, LinkStore, Notifier, Tracker,
+    WorkMessage, WorkQueue,
 };
 
 /// One SQS record, translated: the id Lambda knows it by, the receipt the
@@ -95,25 +96,6 @@ pub struct Budget {
 impl Budget {
     pub fn allows(&self, now: Timestamp, first: bool) -> bool {
         first || self.deadline.is_none_or(|d| now.plus(self.per_record) <= d)
-    }
-}
-
-/// The invocation's deadline as an instant, from the runtime's value (epoch
-/// milliseconds). A value that is not in the future — none, or a relative
-/// one as some local emulators send — is no deadline at all: the batch then
-/// runs on the per-record budget alone.
-pub fn invocation_deadline(raw: u64, now: Timestamp) -> Option<Timestamp> {
-    let at = Timestamp(i64::try_from(raw).ok()?);
-    if at > now {
-        Some(at)
-    } else {
-        if raw > 0 {
-            tracing::warn!(
-                deadline = raw,
-                "invocation deadline is not a time in the future; ignored"
-            );
-        }
-        None
     }
 }
 
@@ -278,24 +260,74 @@ pub fn batch_response(
     response
 }
 
+/// Continues the batch admissions named by `records` (continuation messages
+/// on the bulk queue): pages are admitted while a page still fits before
+/// the deadline; what is left goes on in a fresh message, and the record is
+/// done either way. A failure leaves the record to come back.
+pub async fn continue_admissions<S, C>(
+    ingest: &Ingest<'_, S, SqsQueue, C>,
+    queue: &SqsQueue,
+    records: &[(Record, AdmissionMessage)],
+    budget: &Budget,
+) -> Vec<(String, RecordOutcome)>
+where
+    S: IngestStore,
+    C: Clock,
+{
+    let mut outcomes = Vec::with_capacity(records.len());
+    for (record, msg) in records {
+        let until = budget
+            .deadline
+            .map(|d| Timestamp(d.0 - budget.per_record.as_millis() as i64));
+        let outcome = match ingest.admit_pages(&msg.admit_batch, &msg.post, until).await {
+            Ok((a, _)) if a.is_done() => RecordOutcome::Done(None),
+            Ok(_) => match queue.continue_admission(&msg.admit_batch, &msg.post).await {
+                Ok(()) => RecordOutcome::Done(None),
+                Err(e) => RecordOutcome::Failed(format!("continuation not sent: {e}")),
+            },
+            Err(e) => {
+                tracing::warn!(batch = %msg.admit_batch, post = %msg.post, error = %e, "batch admission failed; the message returns");
+                RecordOutcome::Failed(e.to_string())
+            }
+        };
+        tracing::info!(message_id = %record.message_id, ?outcome, "admission record processed");
+        outcomes.push((record.message_id.clone(), outcome));
+    }
+    outcomes
+}
+
 /// The whole entrypoint: event in, partial batch response out; the batch's
 /// counts and the Jira calls it made go to stdout as Embedded Metric Format
 /// lines, and the calls are added to the stored hotspot figures.
 pub async fn handle<S, T, C, G>(
     executor: &Executor<'_, S, T, C, G>,
+    ingest: &Ingest<'_, S, SqsQueue, C>,
     queue: &SqsQueue,
     event: &SqsEvent,
     budget: &Budget,
     recorder: &StatsRecorder,
 ) -> SqsBatchResponse
 where
-    S: JobStore + LinkStore + Leases + BatchStore + StatsStore,
+    S: IngestStore,
     T: Tracker,
     C: Clock,
     G: Pace,
 {
     let (records, broken) = records(queue, event);
-    let (outcomes, mut counts) = process(executor, queue, &records, budget).await;
+    let (admissions, jobs): (Vec<_>, Vec<_>) = records
+        .into_iter()
+        .map(|r| match QueueBody::decode(&r.body) {
+            Ok(QueueBody::Admission(a)) => (r, Some(a)),
+            _ => (r, None),
+        })
+        .partition(|(_, a)| a.is_some());
+    let admissions: Vec<(Record, AdmissionMessage)> = admissions
+        .into_iter()
+        .filter_map(|(r, a)| Some((r, a?)))
+        .collect();
+    let jobs: Vec<Record> = jobs.into_iter().map(|(r, _)| r).collect();
+    let (mut outcomes, mut counts) = process(executor, queue, &jobs, budget).await;
+    outcomes.extend(continue_admissions(ingest, queue, &admissions, budget).await);
     counts.records += broken.len() as u64;
     counts.failed += broken.len() as u64;
     let now = executor.clock.now().0;
@@ -341,13 +373,14 @@ impl Invocation {
 }
 
 /// The scheduled sweep: re-sends jobs whose queue message a crash lost
-/// (admitted over a minute ago, never sent), expires overdue approval
+/// (admitted over a minute ago, never sent), resumes batch admissions
+/// whose continuation was lost (until `until`), expires overdue approval
 /// requests, retries approval notifications, applies decisions a crash
 /// left unapplied, follows up exhausted and half-done work, and announces
 /// the site entering or leaving degraded mode.
 pub async fn sweep<S, C, N>(
-    store: &S,
-    queue: &SqsQueue,
+    ingest: &Ingest<'_, S, SqsQueue, C>,
+    until: Option<Timestamp>,
     approvals: &Approvals<'_, S, SqsQueue, C>,
     followups: &FollowUps<'_, S, SqsQueue, C>,
     notifier: &N,
@@ -358,6 +391,7 @@ where
     C: Clock,
     N: Notifier,
 {
+    let (store, queue) = (ingest.store, ingest.queue);
     let now = approvals.clock.now();
     let cutoff = Timestamp(now.0 - 60_000);
     // Each part on its own: one that fails is reported, and never keeps
@@ -372,6 +406,10 @@ where
         }
     };
     let resent = part("resend", resend_unenqueued(store, queue, cutoff).await);
+    let admissions = part(
+        "admissions",
+        ingest.resume_stalled(until).await.map(|r| r.len()),
+    );
     let approvals_acted = part("approvals", approvals.sweep(notifier).await);
     let paused = match store.load_governor(site).await {
         Ok((g, _)) => g.paused_until > now,
@@ -389,12 +427,13 @@ where
     );
     tracing::info!(
         %resent,
+        %admissions,
         %approvals_acted,
         %followed_up,
         %announced,
         "sweep done"
     );
-    if failed.len() == 4 {
+    if failed.len() == 5 {
         // Nothing worked: the store itself is unreachable; let Lambda count
         // the invocation as failed.
         return Err(AppError::Store(tollgate::ports::StoreError::Backend(
@@ -403,6 +442,7 @@ where
     }
     Ok(serde_json::json!({
         "resent": resent,
+        "admissions": admissions,
         "approvals": approvals_acted,
         "followUps": followed_up,
         "siteChanges": announced,

@@ -13,8 +13,10 @@ use tollgate::app::approvals::{Approvals, Links};
 use tollgate::app::execute::{Executor, ExecutorConfig};
 use tollgate::app::followup::FollowUps;
 use tollgate::app::governor::{Governor, GovernorConfig};
+use tollgate::app::ingest::Ingest;
 use tollgate::app::stats::{Metered, StatsRecorder};
 use tollgate::domain::followup::FollowUpPolicy;
+use tollgate::domain::time::Timestamp;
 use tollgate::ports::{Clock, SystemClock};
 use tollgate_executor::{Budget, Invocation};
 
@@ -83,9 +85,18 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         clock: &SystemClock,
         policy: &followup_policy,
     };
+    // Batch admissions continue here (their messages ride the bulk queue).
+    let ingest = Ingest {
+        store,
+        queue,
+        clock: &SystemClock,
+        secrets: &[],
+        policy: &settings.policy,
+    };
     run(service_fn(|event: LambdaEvent<Value>| {
-        let (executor, approvals, followups, notifier, site, recorder) = (
+        let (executor, ingest, approvals, followups, notifier, site, recorder) = (
             &executor,
+            &ingest,
             &approvals,
             &followups,
             &notifier,
@@ -108,15 +119,23 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                         deadline,
                         ..*executor
                     };
-                    let response =
-                        tollgate_executor::handle(&executor, queue, &batch, &budget, recorder)
-                            .await;
+                    let response = tollgate_executor::handle(
+                        &executor, ingest, queue, &batch, &budget, recorder,
+                    )
+                    .await;
                     Ok::<_, lambda_runtime::Error>(serde_json::to_value(response)?)
                 }
-                Invocation::Sweep => Ok(tollgate_executor::sweep(
-                    store, queue, approvals, followups, notifier, site,
-                )
-                .await?),
+                Invocation::Sweep => {
+                    let until = tollgate_executor::invocation_deadline(
+                        event.context.deadline,
+                        SystemClock.now(),
+                    )
+                    .map(|d| Timestamp(d.0 - per_record.as_millis() as i64));
+                    Ok(tollgate_executor::sweep(
+                        ingest, until, approvals, followups, notifier, site,
+                    )
+                    .await?)
+                }
             }
         }
     }))

@@ -5,22 +5,48 @@
 use lambda_http::http::{Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use std::collections::HashMap;
+use std::time::Duration;
+use tollgate::adapters::sqs::SqsQueue;
 use tollgate::app::AppError;
 use tollgate::app::api::{
     HttpAnswer, batch_answer, ingest_answer, intake_answer, not_found, refuse_content_type,
 };
 use tollgate::app::approvals::Approvals;
-use tollgate::app::batches::{BatchAction, batch_request};
+use tollgate::app::batches::{BatchAction, BatchOutcome, batch_request};
 use tollgate::app::ingest::{Ingest, IngestOutcome};
 use tollgate::app::intake::Intake;
 use tollgate::app::jobs::get_job;
 use tollgate::app::stats::stats_request;
+use tollgate::domain::admission::PostId;
+use tollgate::domain::ids::BatchId;
 use tollgate::domain::ids::JobId;
 use tollgate::domain::job::JobState;
 use tollgate::domain::secret::Secret;
 use tollgate::domain::signature;
 use tollgate::domain::source::Sources;
+use tollgate::domain::time::Timestamp;
+use tollgate::ports::StoreError;
 use tollgate::ports::{Clock, IngestStore, Notifier, StatsStore, WorkQueue};
+
+/// Where a batch admission that runs out of the request's time goes on
+/// (the bulk queue, for the executor).
+pub trait Continue: Send + Sync {
+    fn continue_admission(
+        &self,
+        batch: &BatchId,
+        post: &PostId,
+    ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send;
+}
+
+impl Continue for SqsQueue {
+    async fn continue_admission(&self, batch: &BatchId, post: &PostId) -> Result<(), StoreError> {
+        SqsQueue::continue_admission(self, batch, post).await
+    }
+}
+
+/// Time a batch request keeps for itself after its last page: storing
+/// nothing more, answering, and API Gateway's own margin.
+pub const BATCH_ANSWER_MARGIN: Duration = Duration::from_secs(4);
 
 /// What the function needs, built once at init.
 pub struct App<'a, S, Q, C, N> {
@@ -122,10 +148,15 @@ where
 }
 
 /// Handles one API Gateway request. Never fails: every outcome is an answer.
-pub async fn handle<S, Q, C, N>(app: &App<'_, S, Q, C, N>, req: Request) -> Response<Body>
+/// `deadline` is the invocation's (none when the runtime gave no usable one).
+pub async fn handle<S, Q, C, N>(
+    app: &App<'_, S, Q, C, N>,
+    req: Request,
+    deadline: Option<Timestamp>,
+) -> Response<Body>
 where
     S: IngestStore + StatsStore,
-    Q: WorkQueue,
+    Q: WorkQueue + Continue,
     C: Clock,
     N: Notifier,
 {
@@ -163,8 +194,27 @@ where
                 return respond(refusal);
             }
             let signature = header_of(&req, signature::HEADER);
-            match ingest.submit_batch(req.body().as_ref(), signature).await {
-                Ok(outcome) => respond(batch_answer(&outcome)),
+            // Pages are admitted while the request waits, as long as the
+            // invocation's time allows; the rest continues on the queue.
+            let until = deadline.map(|d| Timestamp(d.0 - BATCH_ANSWER_MARGIN.as_millis() as i64));
+            match ingest
+                .submit_batch(req.body().as_ref(), signature, until)
+                .await
+            {
+                Ok(outcome) => {
+                    if let BatchOutcome::Accepted { admission, .. } = &outcome
+                        && !admission.is_done()
+                        && let Err(e) = ingest
+                            .queue
+                            .continue_admission(&admission.batch, &admission.post)
+                            .await
+                    {
+                        // Stored, so not lost: the sweep resumes it within
+                        // minutes.
+                        tracing::warn!(batch = %admission.batch, error = %e, "admission continuation not sent; the sweep resumes it");
+                    }
+                    respond(batch_answer(&outcome))
+                }
                 Err(e) => unavailable(e),
             }
         }

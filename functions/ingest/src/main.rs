@@ -1,12 +1,14 @@
 //! Ingest Lambda: wires configuration, SDK clients and adapters once at init,
 //! then serves API Gateway requests with `tollgate_ingest::handle`.
 
+use lambda_http::RequestExt;
 use lambda_http::{run, service_fn};
 use std::time::Instant;
+use tollgate::adapters::lambda_env::invocation_deadline;
 use tollgate::adapters::lambda_env::{init_logging, wire};
 use tollgate::app::approvals::{Approvals, Links};
 use tollgate::app::ingest::Ingest;
-use tollgate::ports::SystemClock;
+use tollgate::ports::{Clock, SystemClock};
 use tollgate_ingest::App;
 
 #[tokio::main]
@@ -47,8 +49,11 @@ async fn main() -> Result<(), lambda_http::Error> {
         init_ms = started.elapsed().as_millis() as u64,
         "ingest ready"
     );
-    run(service_fn(|req| async {
-        Ok::<_, std::convert::Infallible>(tollgate_ingest::handle(&app, req).await)
+    run(service_fn(|req: lambda_http::Request| async {
+        let deadline = req
+            .lambda_context_ref()
+            .and_then(|c| invocation_deadline(c.deadline, SystemClock.now()));
+        Ok::<_, std::convert::Infallible>(tollgate_ingest::handle(&app, req, deadline).await)
     }))
     .await
 }

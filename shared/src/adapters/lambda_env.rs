@@ -8,6 +8,7 @@ use super::sqs::SqsQueue;
 use crate::domain::ids::ProjectKey;
 use crate::domain::policy::Policy;
 use crate::domain::source::Sources;
+use crate::domain::time::Timestamp;
 use std::time::Duration;
 
 /// Environment variable names, shared with `infra/template.yaml`.
@@ -238,6 +239,25 @@ pub fn init_logging() {
         .json()
         .flatten_event(true)
         .try_init();
+}
+
+/// The invocation's deadline as an instant, from the runtime's value (epoch
+/// milliseconds). A value that is not in the future — none, or a relative
+/// one as some local emulators send — is no deadline at all: the batch then
+/// runs on the per-record budget alone.
+pub fn invocation_deadline(raw: u64, now: Timestamp) -> Option<Timestamp> {
+    let at = Timestamp(i64::try_from(raw).ok()?);
+    if at > now {
+        Some(at)
+    } else {
+        if raw > 0 {
+            tracing::warn!(
+                deadline = raw,
+                "invocation deadline is not a time in the future; ignored"
+            );
+        }
+        None
+    }
 }
 
 #[cfg(test)]

@@ -9,14 +9,17 @@
 //!   the wait is longer than SQS's 15-minute `DelaySeconds`: such a message
 //!   is hidden again on receipt until its time, in steps of at most 12 hours
 //!   (`ChangeMessageVisibility`'s limit, counted from the call).
+//! * A batch admission that ran out of time continues on the bulk queue as
+//!   `{"admitBatch", "post"}`: the executor admits the post's next pages.
 //! * Receipts handed out are `i:<handle>` or `b:<handle>`, so delete and
 //!   visibility changes reach the right queue.
 //! * SQS counts time in whole seconds: waits round up, never down, so a
 //!   message never returns before Retry-After.
 
 use super::aws_error::{backend, conditional};
+use crate::domain::admission::PostId;
 use crate::domain::event::Priority;
-use crate::domain::ids::JobId;
+use crate::domain::ids::{BatchId, JobId};
 use crate::domain::time::Timestamp;
 use crate::ports::{Clock, Delivery, StoreError, SystemClock, WorkMessage, WorkQueue};
 use aws_sdk_sqs::Client;
@@ -60,6 +63,31 @@ impl QueuedMessage {
         self.not_before
             .filter(|nb| *nb > now.0)
             .map(|nb| Duration::from_millis((nb - now.0) as u64))
+    }
+}
+
+/// The body of a message that continues a batch's admission (on the bulk
+/// queue, next to the bulk jobs): the executor admits its next pages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdmissionMessage {
+    pub admit_batch: BatchId,
+    pub post: PostId,
+}
+
+/// Either kind of message the work queues carry.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QueueBody {
+    Job(QueuedMessage),
+    Admission(AdmissionMessage),
+}
+
+impl QueueBody {
+    pub fn decode(body: &str) -> Result<Self, BadMessage> {
+        if let Ok(a) = serde_json::from_str::<AdmissionMessage>(body) {
+            return Ok(QueueBody::Admission(a));
+        }
+        QueuedMessage::decode(body).map(QueueBody::Job)
     }
 }
 
@@ -186,6 +214,29 @@ impl SqsQueue {
     }
 }
 
+impl SqsQueue {
+    /// Hands a batch admission that ran out of time on to the executor.
+    pub async fn continue_admission(
+        &self,
+        batch: &BatchId,
+        post: &PostId,
+    ) -> Result<(), StoreError> {
+        let body = AdmissionMessage {
+            admit_batch: batch.clone(),
+            post: post.clone(),
+        };
+        let body = serde_json::to_string(&body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.client
+            .send_message()
+            .queue_url(&self.bulk)
+            .message_body(body)
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+}
+
 impl WorkQueue for SqsQueue {
     async fn send(&self, msg: &WorkMessage, delay: Duration) -> Result<(), StoreError> {
         let not_before = (delay > MAX_DELAY).then(|| SystemClock.now().plus(delay).0);
@@ -281,6 +332,16 @@ mod tests {
         let body = serde_json::to_string(&msg).unwrap();
         assert_eq!(QueuedMessage::decode(&body).unwrap(), msg);
         assert!(QueuedMessage::decode("{\"jobId\": 3}").is_err());
+        assert_eq!(QueueBody::decode(&body).unwrap(), QueueBody::Job(msg));
+        let admission = AdmissionMessage {
+            admit_batch: BatchId::parse("nightly").unwrap(),
+            post: PostId::parse("0123456789abcdef0123456789abcdef").unwrap(),
+        };
+        let text = serde_json::to_string(&admission).unwrap();
+        assert_eq!(
+            QueueBody::decode(&text).unwrap(),
+            QueueBody::Admission(admission)
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! bodies for each use-case outcome. `serve` and the Lambda functions both
 //! answer through here, so they cannot drift apart.
 
-use super::batches::{BatchOutcome, BatchView, ItemOutcome};
+use super::batches::{BatchOutcome, BatchView};
 use super::ingest::IngestOutcome;
 use super::intake::IntakeOutcome;
 use crate::domain::audit::AuditEntry;
@@ -129,36 +129,35 @@ pub fn refuse_content_type(content_type: Option<&str>) -> Option<HttpAnswer> {
 
 pub fn batch_answer(outcome: &BatchOutcome) -> HttpAnswer {
     match outcome {
-        BatchOutcome::Accepted { batch, items } => {
-            let rejected: Vec<Value> = items
+        BatchOutcome::Accepted {
+            batch,
+            admission,
+            tally,
+            pending,
+            rejected,
+        } => {
+            let rejected: Vec<Value> = rejected
                 .iter()
-                .enumerate()
-                .filter_map(|(index, item)| match item {
-                    ItemOutcome::Rejected { errors, rejection } => {
-                        Some(json!({ "index": index, "rejectionId": rejection, "errors": errors }))
-                    }
-                    ItemOutcome::Admitted(_) => None,
-                })
+                .map(
+                    |r| json!({ "index": r.index, "rejectionId": r.rejection, "errors": r.errors }),
+                )
                 .collect();
-            let (mut accepted, mut duplicates) = (0, 0);
-            for item in items {
-                if let ItemOutcome::Admitted(IngestOutcome::Accepted { duplicate, .. }) = item {
-                    if *duplicate {
-                        duplicates += 1;
-                    } else {
-                        accepted += 1;
-                    }
-                }
-            }
             HttpAnswer::new(
                 202,
                 json!({
                     "batchId": batch.id,
-                    "received": items.len(),
-                    "accepted": accepted,
-                    "duplicates": duplicates,
+                    "received": admission.items,
+                    "accepted": tally.accepted,
+                    "duplicates": tally.duplicates,
+                    "pending": pending,
                     "rejected": rejected,
                     "paused": batch.paused,
+                    "admission": {
+                        "post": admission.post,
+                        "pages": admission.pages,
+                        "admittedPages": admission.next_page,
+                        "complete": admission.is_done(),
+                    },
                 }),
             )
         }

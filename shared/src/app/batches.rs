@@ -1,45 +1,46 @@
-//! Batches: admit a bulk sync run item by item, report its progress, pause
-//! and resume it. Every item becomes an ordinary job (deduplicated,
-//! policy-checked, coalesced and bulk-created like any other) that remembers
-//! its batch; a bad item is kept in the manual queue under its index and
-//! never stops the others.
+//! Batches: take a bulk sync run of any size, report its progress, pause
+//! and resume it. A request is checked and stored as pages at once; the
+//! pages are admitted in order (see [`super::admission`]), each item an
+//! ordinary job (deduplicated, policy-checked, coalesced and bulk-created
+//! like any other) that remembers its batch; a bad item is kept in the
+//! manual queue under its index and never stops the others.
 
 use super::AppError;
 use super::api::{self, HttpAnswer};
-use super::ingest::{Ingest, IngestOutcome, describe};
-use crate::domain::approval::{ApprovalId, ApprovalRecord};
+use super::ingest::Ingest;
+use crate::domain::admission::{AdmissionRecord, BatchPage, PAGE_ITEMS, PostId, Tally, paginate};
 use crate::domain::batch::{
-    BatchRecord, BatchRequest, MAX_BATCH_BYTES, MAX_LISTED_REJECTED, Progress, RejectedItem,
-    item_errors, parse_batch, progress,
+    BatchRecord, MAX_BATCH_BYTES, Progress, item_errors, parse_batch, progress,
 };
-use crate::domain::event::{Event, Priority};
-use crate::domain::idempotency::{DedupId, Fingerprint, IdempotencyKey};
-use crate::domain::ids::{BatchId, JobId};
-use crate::domain::policy::BatchApproval;
-use crate::domain::rejection::{Rejection, RejectionId};
+use crate::domain::ids::BatchId;
+use crate::domain::rejection::RejectionId;
 use crate::domain::signature::{self, SignatureError};
 use crate::domain::time::Timestamp;
 use crate::domain::validation::FieldError;
 use crate::ports::{BatchStore, Clock, IngestStore, WorkQueue};
-use std::collections::HashMap;
-use std::time::Duration;
 
-/// What became of one item.
+/// An item the request's validation refused: kept in the manual queue
+/// under its index.
 #[derive(Debug, Clone, PartialEq)]
-pub enum ItemOutcome {
-    Admitted(IngestOutcome),
-    Rejected {
-        errors: Vec<FieldError>,
-        rejection: RejectionId,
-    },
+pub struct RejectedInRequest {
+    pub index: u32,
+    pub errors: Vec<FieldError>,
+    pub rejection: RejectionId,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum BatchOutcome {
     Accepted {
         batch: Box<BatchRecord>,
+        /// Where the request's admission stands: complete, or continuing
+        /// in the background from `next_page`.
+        admission: Box<AdmissionRecord>,
+        /// What the pages admitted while the request waited added.
+        tally: Tally,
+        /// Valid items not admitted yet (admission continues).
+        pending: u32,
         /// In request order.
-        items: Vec<ItemOutcome>,
+        rejected: Vec<RejectedInRequest>,
     },
     Unauthorized(SignatureError),
     TooLarge {
@@ -77,12 +78,15 @@ where
     }
 
     /// `POST /v1/batches`: authenticated like an event (the signature covers
-    /// the raw body); items admitted in order, so later items of the same
-    /// entity are newer revisions.
+    /// the raw body), checked as a whole, stored as pages, then admitted
+    /// page by page in order (later items of an entity are newer
+    /// revisions) until `until`, if given; what is left continues from the
+    /// stored cursor ([`Ingest::admit_pages`]) and the caller hands it on.
     pub async fn submit_batch(
         &self,
         body: &[u8],
         signature: Option<&str>,
+        until: Option<Timestamp>,
     ) -> Result<BatchOutcome, AppError> {
         if body.len() > MAX_BATCH_BYTES {
             return Ok(BatchOutcome::TooLarge {
@@ -98,204 +102,101 @@ where
             Ok(r) => r,
             Err(errors) => return Ok(BatchOutcome::Invalid(errors)),
         };
-        let mut record = match self.store.batch(&request.id).await? {
-            Some(existing) if existing.source_system != request.source_system => {
-                return Ok(BatchOutcome::Conflict(request.id));
-            }
-            // A record from before the total was kept counts its list.
-            Some(existing) => BatchRecord {
-                rejected_total: existing.rejected_total.max(existing.rejected.len() as u32),
-                ..existing
-            },
-            None => BatchRecord {
-                id: request.id.clone(),
-                source_system: request.source_system.clone(),
-                received: 0,
-                accepted: 0,
-                duplicates: 0,
-                rejected: Vec::new(),
-                rejected_total: 0,
-                paused: false,
-                created_at: now,
-                updated_at: now,
-            },
+        let fresh = BatchRecord {
+            id: request.id.clone(),
+            source_system: request.source_system.clone(),
+            received: 0,
+            accepted: 0,
+            duplicates: 0,
+            rejected: Vec::new(),
+            rejected_total: 0,
+            paused: false,
+            created_at: now,
+            updated_at: now,
         };
         // The record first, so the executor finds the batch (and a pause)
         // as soon as the first job is queued.
-        self.store.save_batch(&record).await?;
-        let slots = self.chunk_requests(&request, now).await?;
-        let mut items = Vec::with_capacity(request.items.len());
-        for (index, (item, raw)) in request.items.into_iter().zip(&request.raw).enumerate() {
-            let outcome = match item {
-                Ok((event, payload)) => {
-                    let slot = slots
-                        .get(&index)
-                        .map(|(approval, id)| (approval, id.clone()));
-                    let o = self
-                        .admit(event, payload, now, Some(&request.id), slot)
-                        .await?;
-                    match &o {
-                        IngestOutcome::Accepted {
-                            duplicate: true, ..
-                        } => record.duplicates += 1,
-                        IngestOutcome::Accepted { .. } => record.accepted += 1,
-                        _ => {}
-                    }
-                    ItemOutcome::Admitted(o)
-                }
-                Err(errors) => {
-                    let errors = item_errors(index, &errors);
-                    let body = serde_json::to_vec(raw).unwrap_or_default();
-                    // Its context is kept (the batch, the index, the
-                    // batch's source system); the same item posted again is
-                    // the same rejection.
-                    let rejection = Rejection::of_batch_item(
+        let record = self.store.open_batch(&fresh).await?;
+        if record.source_system != request.source_system {
+            return Ok(BatchOutcome::Conflict(request.id));
+        }
+        let valid = request.items.iter().filter(|i| i.is_ok()).count();
+        let gate = self.policy.batch_approval.filter(|g| valid > g.over);
+        let sizes: Vec<(usize, bool)> = request
+            .texts
+            .iter()
+            .zip(&request.items)
+            .map(|(text, item)| (text.len(), item.is_ok()))
+            .collect();
+        let ranges = paginate(&sizes, gate.map_or(PAGE_ITEMS, |g| g.chunk));
+        let post = PostId::of(&request.id, body);
+        let pages: Vec<BatchPage> = ranges
+            .iter()
+            .enumerate()
+            .map(|(n, r)| BatchPage {
+                number: n as u32,
+                first_index: r.start as u32,
+                items: request.texts[r.clone()].to_vec(),
+            })
+            .collect();
+        let admission = AdmissionRecord {
+            batch: request.id.clone(),
+            post: post.clone(),
+            items: request.items.len() as u32,
+            pages: pages.len() as u32,
+            next_page: 0,
+            gated: gate.is_some(),
+            created_at: now,
+            updated_at: now,
+        };
+        let new = self.store.store_post(&admission, &pages).await?;
+        let rejected: Vec<RejectedInRequest> = request
+            .items
+            .iter()
+            .zip(&request.texts)
+            .enumerate()
+            .filter_map(|(index, (item, text))| {
+                let errors = item.as_ref().err()?;
+                Some(RejectedInRequest {
+                    index: index as u32,
+                    errors: item_errors(index, errors),
+                    rejection: RejectionId::for_batch_item(
                         request.id.as_str(),
                         index as u32,
-                        request.source_system.as_str(),
-                        Priority::Bulk,
-                        &body,
-                        errors.clone(),
-                        now,
-                    );
-                    if self.store.keep_rejection(&rejection).await? {
-                        record.rejected_total += 1;
-                    }
-                    if record.rejected.len() < MAX_LISTED_REJECTED
-                        && !record
-                            .rejected
-                            .iter()
-                            .any(|r| r.rejection_id == rejection.id)
-                    {
-                        record.rejected.push(RejectedItem {
-                            index: index as u32,
-                            rejection_id: rejection.id.clone(),
-                        });
-                    }
-                    ItemOutcome::Rejected {
-                        errors,
-                        rejection: rejection.id,
-                    }
-                }
-            };
-            items.push(outcome);
-        }
-        record.received += items.len() as u32;
-        record.updated_at = self.clock.now();
-        self.store.save_batch(&record).await?;
-        tracing::info!(batch = %record.id, items = items.len(), accepted = record.accepted, rejected = record.rejected.len(), "batch received");
+                        text.as_bytes(),
+                    ),
+                })
+            })
+            .collect();
+        let (admission, tally) = self.admit_pages(&request.id, &post, until).await?;
+        let admitted_items = pages
+            .get(admission.next_page as usize)
+            .map_or(request.items.len(), |p| p.first_index as usize);
+        let pending = request.items[admitted_items..]
+            .iter()
+            .filter(|i| i.is_ok())
+            .count() as u32;
+        // The same body posted again admits nothing new: all of it came
+        // before.
+        let tally = if new {
+            tally
+        } else {
+            Tally {
+                received: request.items.len() as u32,
+                accepted: 0,
+                duplicates: valid as u32,
+            }
+        };
+        let batch = self.store.batch(&request.id).await?.unwrap_or(record);
+        tracing::info!(batch = %batch.id, %post, items = request.items.len(), pages = admission.pages, admitted_pages = admission.next_page, repeated = !new, "batch received");
         Ok(BatchOutcome::Accepted {
-            batch: Box::new(record),
-            items,
+            batch: Box::new(batch),
+            admission: Box::new(admission),
+            tally,
+            pending,
+            rejected,
         })
     }
-}
-
-impl<S, Q, C> Ingest<'_, S, Q, C>
-where
-    S: IngestStore,
-    Q: WorkQueue,
-    C: Clock,
-{
-    /// For a request over the policy's batch threshold: one approval
-    /// request per chunk of its *new* valid items (an item admitted by an
-    /// earlier posting of the batch is a duplicate, and waits on no second
-    /// request), stored before any of its jobs, each naming the job ids its
-    /// items will take. Returns (approval, job id) by item index; empty
-    /// when no approval is needed.
-    async fn chunk_requests(
-        &self,
-        request: &BatchRequest,
-        now: Timestamp,
-    ) -> Result<HashMap<usize, (ApprovalId, JobId)>, AppError> {
-        let Some(gate) = self.policy.batch_approval else {
-            return Ok(HashMap::new());
-        };
-        // The threshold is the request's, as posted; the chunks are made of
-        // what it adds.
-        if request.items.iter().filter(|i| i.is_ok()).count() <= gate.over {
-            return Ok(HashMap::new());
-        }
-        let mut valid: Vec<(usize, &Event)> = Vec::new();
-        for (i, item) in request.items.iter().enumerate() {
-            let Ok((event, payload)) = item else {
-                continue;
-            };
-            let dedup = DedupId::of(
-                event.operation.kind(),
-                &IdempotencyKey::of(event),
-                &Fingerprint::of(payload),
-            );
-            if self.store.job_by_dedup(&dedup).await?.is_none() {
-                valid.push((i, event));
-            }
-        }
-        let sizes = BatchApproval {
-            over: 0,
-            chunk: gate.chunk,
-        }
-        .chunks(valid.len());
-        let mut slots = HashMap::with_capacity(valid.len());
-        let mut start = 0;
-        for (n, size) in sizes.iter().enumerate() {
-            let part = &valid[start..start + size];
-            start += size;
-            let ids: Vec<JobId> = part.iter().map(|_| JobId::generate()).collect();
-            let approval = ApprovalRecord {
-                id: ApprovalId::generate(),
-                job_id: ids[0].clone(),
-                also: ids[1..].to_vec(),
-                rule: format!("batch_approval (over {} items)", gate.over),
-                intent: chunk_intent(&request.id, n, sizes.len(), part),
-                requested_by: request.source_system.to_string(),
-                approvers: self.policy.approvers.clone(),
-                requested_at: now,
-                expires_at: now.plus(Duration::from_secs(self.policy.expiry_minutes * 60)),
-                decided: None,
-                notified: false,
-            };
-            self.store.create_approval(&approval).await?;
-            tracing::info!(batch = %request.id, chunk = n + 1, items = size, approval_id = %approval.id, "batch chunk waits for approval");
-            slots.extend(
-                part.iter()
-                    .zip(ids)
-                    .map(|((index, _), id)| (*index, (approval.id.clone(), id))),
-            );
-        }
-        Ok(slots)
-    }
-}
-
-/// What one chunk will change, for its approvers: where it sits in the
-/// batch, how many of each operation, and the first items in words.
-fn chunk_intent(batch: &BatchId, n: usize, of: usize, part: &[(usize, &Event)]) -> Vec<String> {
-    const SHOWN: usize = 20;
-    let first = part.first().map_or(0, |p| p.0);
-    let last = part.last().map_or(0, |p| p.0);
-    let mut lines = vec![format!(
-        "batch {batch}, chunk {} of {of}: items {first}–{last}, {} changes",
-        n + 1,
-        part.len()
-    )];
-    let mut kinds: std::collections::BTreeMap<&str, usize> = Default::default();
-    for (_, e) in part {
-        *kinds.entry(e.operation.kind().as_str()).or_default() += 1;
-    }
-    lines.push(
-        kinds
-            .iter()
-            .map(|(k, n)| format!("{n} × {k}"))
-            .collect::<Vec<_>>()
-            .join(", "),
-    );
-    for (index, event) in part.iter().take(SHOWN) {
-        let words = describe(event);
-        lines.push(format!("#{index}: {}", words.join(" ")));
-    }
-    if part.len() > SHOWN {
-        lines.push(format!("… and {} more", part.len() - SHOWN));
-    }
-    lines
 }
 
 /// `GET /v1/batches/{id}`.

@@ -188,7 +188,7 @@ where
                 });
             }
         };
-        let outcome = self.admit(event, payload, now, None, None).await?;
+        let outcome = self.admit(event, payload, now, None, None, None).await?;
         if let (
             Some(id),
             IngestOutcome::Accepted {
@@ -279,7 +279,7 @@ where
                     Ok(parsed) => parsed,
                     Err(errors) => return Ok(Resubmission::StillInvalid(errors.0)),
                 };
-                self.admit(event, payload, now, None, None).await?
+                self.admit(event, payload, now, None, None, None).await?
             }
             Origin::BatchItem {
                 batch,
@@ -311,7 +311,8 @@ where
                         "rejection {id} names batch {batch:?}"
                     )))
                 })?;
-                self.admit(event, payload, now, Some(&batch), None).await?
+                self.admit(event, payload, now, Some(&batch), None, None)
+                    .await?
             }
             Origin::Sender { source, path } => {
                 let Some(sender) = sources.and_then(|s| s.get(source)) else {
@@ -379,7 +380,7 @@ where
             .map_err(|e| AppError::Store(crate::ports::StoreError::Corrupt(e.to_string())))?;
         match parse_event(&body) {
             Ok((event, payload)) => {
-                self.admit(event, payload, self.clock.now(), None, None)
+                self.admit(event, payload, self.clock.now(), None, None, None)
                     .await
             }
             Err(errors) => Ok(IngestOutcome::Invalid {
@@ -389,16 +390,18 @@ where
         }
     }
 
-    /// Admits one valid event (of `batch`, when it came in one). In a batch
-    /// chunk that waits for approval, the job takes the id the chunk's
-    /// request names and waits with it (unless its own rule asks apart).
+    /// Admits one valid event (of `batch`, when it came in one), as job `id`
+    /// when given (a batch item's is derived from its place). In a batch
+    /// chunk that waits for approval, the job waits with the chunk's
+    /// request (unless its own rule asks apart).
     pub(crate) async fn admit(
         &self,
         event: Event,
         payload: serde_json::Value,
         now: Timestamp,
         batch: Option<&BatchId>,
-        chunk: Option<(&ApprovalId, JobId)>,
+        id: Option<JobId>,
+        chunk: Option<&ApprovalId>,
     ) -> Result<IngestOutcome, AppError> {
         let kind = event.operation.kind();
         let key = IdempotencyKey::of(&event);
@@ -418,11 +421,8 @@ where
             None => 0,
         };
         let decision = self.policy.decide(&event, recent);
-        let (chunk_approval, job_id) = match chunk {
-            Some((approval, id)) => (Some(approval), id),
-            None => (None, JobId::generate()),
-        };
-        let gated = chunk_approval.filter(|_| matches!(decision, PolicyDecision::Run { .. }));
+        let job_id = id.unwrap_or_else(JobId::generate);
+        let gated = chunk.filter(|_| matches!(decision, PolicyDecision::Run { .. }));
         let state = match (&decision, gated) {
             (PolicyDecision::Run { .. }, None) => JobState::Received.apply(JobEvent::Accept)?,
             _ => JobState::Received.apply(JobEvent::RequireApproval)?,

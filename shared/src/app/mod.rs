@@ -2,6 +2,7 @@
 //! (the `serve` HTTP server, the Lambda functions) call these and only
 //! translate requests and answers.
 
+pub mod admission;
 pub mod api;
 pub mod approval_page;
 pub mod approvals;

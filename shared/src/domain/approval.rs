@@ -33,6 +33,12 @@ impl ApprovalId {
             .ok()
             .map(|u| ApprovalId(u.hyphenated().to_string()))
     }
+
+    /// An id derived rather than drawn (a batch chunk's request is the same
+    /// on every attempt to admit its page).
+    pub fn from_uuid(u: uuid::Uuid) -> Self {
+        ApprovalId(u.hyphenated().to_string())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -15,8 +15,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-/// Largest batch request body: API Gateway's payload limit is 10 MB.
-pub const MAX_BATCH_BYTES: usize = 10 * 1024 * 1024;
+/// Largest batch request body. API Gateway takes 10 MB, but a Lambda
+/// function is handed at most 6 MB (the whole request, headers included):
+/// 5 MiB fits with room to spare, on every deployment alike. A larger run
+/// is several requests with the same `batchId`.
+pub const MAX_BATCH_BYTES: usize = 5 * 1024 * 1024;
 /// Most events in one batch request.
 pub const MAX_BATCH_EVENTS: usize = 10_000;
 
@@ -62,8 +65,9 @@ pub struct BatchRequest {
     /// In request order: the event and its payload (as admitted), or the
     /// errors of that item with paths relative to the item.
     pub items: Vec<Result<(Event, Value), Vec<FieldError>>>,
-    /// The items as received, for the manual queue.
-    pub raw: Vec<Value>,
+    /// Each item's JSON text, as stored in its page and kept for the
+    /// manual queue.
+    pub texts: Vec<String>,
 }
 
 /// Reads a batch body. Errors here concern the batch as a whole (no item is
@@ -157,14 +161,49 @@ pub fn parse_batch(body: &[u8]) -> Result<BatchRequest, Vec<FieldError>> {
     if !errors.is_empty() {
         return Err(errors);
     }
-    let items = events.iter().map(|item| read_item(item, &source)).collect();
-
+    let texts: Vec<String> = events.iter().map(Value::to_string).collect();
+    let items = events
+        .iter()
+        .zip(&texts)
+        .map(|(item, text)| {
+            within_event_limit(text)?;
+            read_item(item, &source)
+        })
+        .collect();
     Ok(BatchRequest {
         id,
         source_system: source,
         items,
-        raw: events.clone(),
+        texts,
     })
+}
+
+/// An item is held to the limit of one event: what it creates must fit in
+/// one stored job, as an event's does.
+fn within_event_limit(text: &str) -> Result<(), Vec<FieldError>> {
+    let limit = super::limits::MAX_BODY_BYTES;
+    if text.len() > limit {
+        return Err(vec![FieldError::new(
+            "",
+            format!(
+                "is {} bytes; the limit for one event is {limit} bytes",
+                text.len()
+            ),
+        )]);
+    }
+    Ok(())
+}
+
+/// One stored item read again for admission, exactly as [`parse_batch`]
+/// read it.
+pub fn read_item_text(
+    text: &str,
+    source: &SourceSystem,
+) -> Result<(Event, Value), Vec<FieldError>> {
+    within_event_limit(text)?;
+    let item: Value = serde_json::from_str(text)
+        .map_err(|e| vec![FieldError::new("", format!("is not valid JSON: {e}"))])?;
+    read_item(&item, source)
 }
 
 /// One item: it inherits the batch's `sourceSystem` and `bulk` priority
@@ -320,6 +359,24 @@ mod tests {
         .unwrap_err();
         assert!(errs[0].message.contains("10000"), "{errs:?}");
         assert!(parse_batch(b"[1]").is_err());
+    }
+
+    #[test]
+    fn an_item_over_the_limit_of_one_event_is_refused_by_its_index() {
+        let long = "x".repeat(super::super::limits::MAX_BODY_BYTES);
+        let b = parse_batch(&body(json!({"batchId": "b", "sourceSystem": "s", "events": [
+            {"externalId": "1", "desiredOperation": "comment", "comment": long, "issueKey": "OPS-1"},
+            {"externalId": "2", "desiredOperation": "comment", "comment": "ok", "issueKey": "OPS-1"}
+        ]})))
+        .unwrap();
+        let errors = b.items[0].as_ref().unwrap_err();
+        assert!(
+            errors[0].message.contains("limit for one event"),
+            "{errors:?}"
+        );
+        assert!(b.items[1].is_ok());
+        assert!(read_item_text(&b.texts[0], &b.source_system).is_err());
+        assert!(read_item_text(&b.texts[1], &b.source_system).is_ok());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The pure core: data and rules, no I/O, no async, no AWS or HTTP types.
 
 pub mod adf;
+pub mod admission;
 pub mod approval;
 pub mod audit;
 pub mod backoff;

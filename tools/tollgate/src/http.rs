@@ -175,7 +175,7 @@ async fn post_batch(State(state): State<Arc<AppState>>, req: Request) -> Respons
     };
     match state
         .ingest()
-        .submit_batch(&body, signature_header(&parts.headers))
+        .submit_batch(&body, signature_header(&parts.headers), None)
         .await
     {
         Ok(outcome) => {

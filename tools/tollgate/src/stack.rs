@@ -189,7 +189,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         stop_rx.clone(),
     ));
     tasks.spawn(run_stats(db.clone(), recorder, stop_rx.clone()));
-    tasks.spawn(run_sweeper(db.clone(), wake, stop_rx));
+    tasks.spawn(run_sweeper(state.clone(), wake, stop_rx));
     tracing::info!(%addr, jira = %url, workers = config.workers, db = %config.db.display(), approvers = config.approvals.policy.approvers.len(), "tollgate serving");
     Ok(Running {
         addr,

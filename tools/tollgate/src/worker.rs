@@ -121,8 +121,10 @@ pub async fn run_stats(
     }
 }
 
-/// Re-sends jobs whose message a crash may have lost (the outbox sweep).
-pub async fn run_sweeper(db: SqliteDb, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
+/// Re-sends jobs whose message a crash may have lost (the outbox sweep),
+/// and resumes batch admissions a crash interrupted.
+pub async fn run_sweeper(state: Arc<AppState>, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
+    let db = state.db.clone();
     let every = Duration::from_secs(5);
     while !*stop.borrow() {
         tokio::select! {
@@ -140,6 +142,17 @@ pub async fn run_sweeper(db: SqliteDb, wake: Arc<Notify>, mut stop: watch::Recei
                 wake.notify_waiters();
             }
             Err(e) => tracing::warn!(error = %e, "outbox sweep failed"),
+        }
+        match state.ingest().resume_stalled(None).await {
+            Ok(resumed) if resumed.is_empty() => {}
+            Ok(resumed) => {
+                tracing::info!(
+                    count = resumed.len(),
+                    "resumed interrupted batch admissions"
+                );
+                wake.notify_waiters();
+            }
+            Err(e) => tracing::warn!(error = %e, "batch admission sweep failed"),
         }
     }
 }

@@ -125,35 +125,30 @@ impl ApprovalStore for DynamoStore {
         // The other jobs' references first: once the request exists, every
         // job it covers finds it (the sweep settles decisions through them).
         let ttl = self.ttl_from(a.requested_at);
-        for job in &a.also {
-            self.client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(HashMap::from([
+        let references = a
+            .also
+            .iter()
+            .map(|job| {
+                HashMap::from([
                     ("pk".into(), s(job_pk(job.as_str()))),
                     ("sk".into(), s("APPROVAL")),
                     ("approvalId".into(), s(a.id.as_str())),
                     (TTL_ATTRIBUTE.into(), n(ttl)),
-                ])))
-                .send()
-                .await
-                .map_err(backend)?;
-        }
-        self.client
-            .transact_write_items()
-            .transact_items(
-                TransactWriteItem::builder()
-                    .put(self.put(item, Some("attribute_not_exists(pk)"))?)
-                    .build(),
-            )
-            .transact_items(
-                TransactWriteItem::builder()
-                    .put(self.put(reference, None)?)
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(backend)?;
+                ])
+            })
+            .collect();
+        self.write_all(references).await?;
+        // Created once: a request that exists (a chunk's page admitted
+        // again) stays as it is.
+        self.transact(vec![
+            TransactWriteItem::builder()
+                .put(self.put(item, Some("attribute_not_exists(pk)"))?)
+                .build(),
+            TransactWriteItem::builder()
+                .put(self.put(reference, None)?)
+                .build(),
+        ])
+        .await?;
         Ok(())
     }
 

@@ -29,9 +29,8 @@
 //!   `INSERT … ON CONFLICT DO NOTHING`: a batch item's id is its own.
 //! * `stats` — hotspot counters, `(window, name) → n` (hourly windows),
 //!   added by an upsert per counter in one transaction per flush.
-//! * `batches` — one row per batch: the record as JSON and the paused flag
-//!   apart (a re-posted batch replaces the record, never the flag); a
-//!   batch's jobs are found by `jobs.batch`.
+//! * `batches`, `batch_posts`, `batch_pages`, `batch_rejections` — see
+//!   [`batches`].
 //! * `governors` — one row per Jira site: the shared governor state as JSON
 //!   and a version; writes are `… WHERE version = ?expected`.
 //! * `queue` — SQS semantics: a message is received by moving its
@@ -42,9 +41,10 @@
 //! Each call runs on the blocking pool with its own short transaction, so
 //! several processes or connections may share one file.
 
+mod batches;
+
 use crate::domain::approval::{ApprovalId, ApprovalRecord, Decided, Decision};
 use crate::domain::audit::AuditEntry;
-use crate::domain::batch::{BatchRecord, JobSummary};
 use crate::domain::event::{OperationKind, Priority};
 use crate::domain::governor::SiteGovernor;
 use crate::domain::idempotency::{DedupId, Fingerprint, IdempotencyKey, LinkId};
@@ -55,9 +55,9 @@ use crate::domain::stats::CallStats;
 use crate::domain::time::Timestamp;
 use crate::ports::GovernorStore;
 use crate::ports::{
-    Admission, ApprovalStore, BatchStore, Clock, Counters, Delivery, Fence, FieldRevisions,
-    JobRecord, JobStore, Leases, Link, LinkStore, RejectionStore, StatsStore, StoreError,
-    SystemClock, WorkMessage, WorkQueue,
+    Admission, ApprovalStore, Clock, Counters, Delivery, Fence, FieldRevisions, JobRecord,
+    JobStore, Leases, Link, LinkStore, RejectionStore, StatsStore, StoreError, SystemClock,
+    WorkMessage, WorkQueue,
 };
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use std::path::Path;
@@ -110,6 +110,29 @@ CREATE TABLE IF NOT EXISTS batches (
     id     TEXT PRIMARY KEY,
     paused INTEGER NOT NULL,
     record TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batch_posts (
+    batch      TEXT NOT NULL,
+    post       TEXT NOT NULL,
+    record     TEXT NOT NULL,
+    next_page  INTEGER NOT NULL,
+    pages      INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (batch, post)
+);
+CREATE INDEX IF NOT EXISTS batch_posts_open ON batch_posts(updated_at) WHERE next_page < pages;
+CREATE TABLE IF NOT EXISTS batch_pages (
+    batch  TEXT NOT NULL,
+    post   TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    page   TEXT NOT NULL,
+    PRIMARY KEY (batch, post, number)
+);
+CREATE TABLE IF NOT EXISTS batch_rejections (
+    batch        TEXT NOT NULL,
+    idx          INTEGER NOT NULL,
+    rejection_id TEXT NOT NULL,
+    PRIMARY KEY (batch, idx)
 );
 CREATE TABLE IF NOT EXISTS audit (
     seq    INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -417,76 +440,6 @@ impl StatsStore for SqliteDb {
         Ok(CallStats::from_counters(
             rows.iter().map(|(k, n)| (k.as_str(), (*n).max(0) as u64)),
         ))
-    }
-}
-
-impl BatchStore for SqliteDb {
-    async fn save_batch(&self, b: &BatchRecord) -> Result<(), StoreError> {
-        let json = serde_json::to_string(b).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let (id, paused) = (b.id.clone(), b.paused);
-        self.with(move |c| {
-            c.execute(
-                "INSERT INTO batches (id, paused, record) VALUES (?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET record = excluded.record",
-                params![id.as_str(), paused, json],
-            )
-            .map(|_| ())
-        })
-        .await
-    }
-
-    async fn batch(&self, id: &BatchId) -> Result<Option<BatchRecord>, StoreError> {
-        let id = id.clone();
-        let row: Option<(bool, String)> = self
-            .with(move |c| {
-                c.query_row(
-                    "SELECT paused, record FROM batches WHERE id = ?1",
-                    [id.as_str()],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()
-            })
-            .await?;
-        row.map(|(paused, json)| {
-            serde_json::from_str::<BatchRecord>(&json)
-                .map(|b| BatchRecord { paused, ..b })
-                .map_err(|e| StoreError::Corrupt(e.to_string()))
-        })
-        .transpose()
-    }
-
-    async fn set_batch_paused(&self, id: &BatchId, paused: bool) -> Result<bool, StoreError> {
-        let id = id.clone();
-        self.with(move |c| {
-            c.execute(
-                "UPDATE batches SET paused = ?1 WHERE id = ?2",
-                params![paused, id.as_str()],
-            )
-            .map(|n| n == 1)
-        })
-        .await
-    }
-
-    async fn batch_jobs(&self, id: &BatchId) -> Result<Vec<JobSummary>, StoreError> {
-        let id = id.clone();
-        let rows: Vec<(String, i64, i64)> = self
-            .with(move |c| {
-                let mut st = c.prepare_cached(
-                    "SELECT state, points_milli, updated_at FROM jobs WHERE batch = ?1",
-                )?;
-                st.query_map([id.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                    .collect()
-            })
-            .await?;
-        rows.into_iter()
-            .map(|(state, points, at)| {
-                Ok(JobSummary {
-                    state: JobState::parse(&state)
-                        .ok_or_else(|| StoreError::Corrupt(format!("state {state}")))?,
-                    points_milli: points.max(0) as u64,
-                    updated_at: Timestamp(at),
-                })
-            })
-            .collect()
     }
 }
 
@@ -1040,7 +993,7 @@ fn approval_params(a: &ApprovalRecord) -> Result<ApprovalRow, StoreError> {
 fn insert_approval(c: &Connection, row: &ApprovalRow) -> rusqlite::Result<()> {
     let a = &row.record;
     c.prepare_cached(&format!(
-        "INSERT INTO approvals ({APPROVAL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+        "INSERT INTO approvals ({APPROVAL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) ON CONFLICT(id) DO NOTHING"
     ))?
     .execute(params![
         a.id.as_str(),
