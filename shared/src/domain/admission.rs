@@ -18,8 +18,8 @@ use std::ops::Range;
 /// DynamoDB's 400 KB item limit (an item alone is at most
 /// [`super::limits::MAX_BODY_BYTES`]).
 pub const PAGE_BYTES: usize = 300 * 1024;
-/// Most items on one page when no chunk size applies; also the cap on a
-/// page's invalid items, so one page is always a small unit of work.
+/// Most valid items on one page when no chunk size applies; also the cap
+/// on a page's invalid items, so one page is always a small unit of work.
 pub const PAGE_ITEMS: usize = 250;
 
 /// One request that posted to a batch, named by its content: the same body
@@ -143,25 +143,28 @@ pub struct Tally {
 }
 
 /// Cuts a request's items into pages: consecutive items, at most
-/// `max_valid` valid ones, at most [`PAGE_ITEMS`].max(`max_valid`) in all,
-/// and at most [`PAGE_BYTES`] of item text unless one item alone is larger.
+/// `max_valid` valid ones and at most [`PAGE_ITEMS`] invalid ones, and at
+/// most [`PAGE_BYTES`] of item text unless one item alone is larger.
 /// `items` gives each item's size and whether it is valid.
 pub fn paginate(items: &[(usize, bool)], max_valid: usize) -> Vec<Range<usize>> {
     let max_valid = max_valid.max(1);
-    let max_items = PAGE_ITEMS.max(max_valid);
     let mut pages = Vec::new();
-    let (mut start, mut bytes, mut valid) = (0, 0, 0);
+    let (mut start, mut bytes, mut valid, mut invalid) = (0, 0, 0, 0);
     for (i, &(size, ok)) in items.iter().enumerate() {
         let full = i > start
             && (bytes + size > PAGE_BYTES
-                || valid + usize::from(ok) > max_valid
-                || i - start >= max_items);
+                || (ok && valid == max_valid)
+                || (!ok && invalid == PAGE_ITEMS));
         if full {
             pages.push(start..i);
-            (start, bytes, valid) = (i, 0, 0);
+            (start, bytes, valid, invalid) = (i, 0, 0, 0);
         }
         bytes += size;
-        valid += usize::from(ok);
+        if ok {
+            valid += 1;
+        } else {
+            invalid += 1;
+        }
     }
     if start < items.len() {
         pages.push(start..items.len());
