@@ -24,7 +24,7 @@ use tollgate::app::ingest::Ingest;
 use tollgate::domain::approval::Decision;
 use tollgate::domain::event::{OperationKind, Priority};
 use tollgate::domain::idempotency::{DedupId, Fingerprint, IdempotencyKey, LinkId};
-use tollgate::domain::ids::JobId;
+use tollgate::domain::ids::{BatchId, JobId};
 use tollgate::domain::ids::{ExternalId, SourceSystem};
 use tollgate::domain::job::JobState;
 use tollgate::domain::policy::Policy;
@@ -202,6 +202,8 @@ struct Instance<'a> {
     tracker: JiraClient,
     governor: Governor<'a, DynamoStore, SystemClock>,
     config: ExecutorConfig,
+    /// The deployment's policy (batch admissions continue here).
+    policy: Policy,
 }
 
 impl<'a> Instance<'a> {
@@ -231,6 +233,7 @@ impl<'a> Instance<'a> {
                 paused_poll: Duration::from_secs(1),
                 ..ExecutorConfig::default()
             },
+            policy: Policy::default(),
         }
     }
 
@@ -247,10 +250,9 @@ impl<'a> Instance<'a> {
             deadline: None,
             per_record: Duration::from_secs(12),
         };
-        let policy = Policy::default();
         tollgate_executor::handle(
             &executor,
-            &sweeping(self.aws, &policy),
+            &sweeping(self.aws, &self.policy),
             &self.aws.queue,
             event,
             &budget,
@@ -1442,5 +1444,175 @@ async fn a_batch_record_stays_small_however_many_items_are_rejected() {
     assert_eq!(
         progress.body["rejectedTotal"], 150,
         "each item once, however often posted"
+    );
+}
+
+#[tokio::test]
+async fn a_large_batch_is_admitted_in_pages_with_one_request_per_chunk() {
+    // 1,000 items in chunks of 25 make the forty requests of a 10,000-item
+    // batch in chunks of 250. (moto deep-copies the whole table on every
+    // transaction, so each write costs time in proportion to the table:
+    // ten thousand items would take the emulator hours, not DynamoDB.)
+    let aws = aws().await;
+    let (site, _sim) = sim(Limits::default()).await;
+    let policy = Policy::parse(
+        "approvers = [\"lead@example.com\"]\n[batch_approval]\nover = 25\nchunk = 25",
+    )
+    .unwrap();
+    let keys = [Secret::new(LINK_KEY)];
+    let links = approvals(&aws, &keys);
+    let events: Vec<Value> = (0..1_000)
+        .map(|i| {
+            json!({"externalId": format!("ci-{i}"), "desiredOperation": "create",
+                   "projectKey": "ASSET", "issueType": "Task", "summary": format!("CI {i}")})
+        })
+        .collect();
+    let batch = json!({"batchId": "night-10k", "sourceSystem": "cmdb", "events": events});
+    let raw = serde_json::to_vec(&batch).unwrap();
+    let sig = signature::sign(&Secret::new(SECRET), tollgate_e2e::signing_time(&raw), &raw);
+    let request = || {
+        apigw(
+            "POST",
+            "/v1/batches",
+            Some(&raw),
+            json!({"content-type": "application/json", "tollgate-signature": sig.clone()}),
+            false,
+        )
+    };
+    // The template gives ingest 10 s: the request stores the pages, admits
+    // what fits, and answers; the rest continues on the bulk queue.
+    let app_answer = |resp: lambda_http::Response<lambda_http::Body>| {
+        (
+            resp.status().as_u16(),
+            serde_json::from_slice::<Value>(resp.body().as_ref()).unwrap_or(Value::Null),
+        )
+    };
+    let secrets = [Secret::new(SECRET)];
+    let (no_sources, no_secrets) = (Default::default(), Default::default());
+    let app = tollgate_ingest::App {
+        sources: &no_sources,
+        source_secrets: &no_secrets,
+        ingest: Ingest {
+            store: &aws.store,
+            queue: &aws.queue,
+            clock: &SystemClock,
+            secrets: &secrets,
+            policy: &policy,
+        },
+        approvals: approvals(&aws, &keys),
+        notifier: &NoNotifier,
+    };
+    let started = Instant::now();
+    let deadline = Some(SystemClock.now().plus(Duration::from_secs(10)));
+    let (status, body) = app_answer(tollgate_ingest::handle(&app, request(), deadline).await);
+    assert_eq!(status, 202, "{body}");
+    eprintln!("answered after {:?}: {body}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "answered in time"
+    );
+    assert_eq!(body["received"], 1_000);
+    assert_eq!(body["admission"]["pages"], 40, "{body}");
+    let pending = body["pending"].as_u64().unwrap();
+    assert_eq!(
+        body["accepted"].as_u64().unwrap() + pending,
+        1_000,
+        "{body}"
+    );
+    // The executor takes the continuations; posting the same batch again
+    // meanwhile adds nothing.
+    let mut executor = Instance::new(&aws, &site, "exec-1", 1);
+    executor.policy = policy.clone();
+    let (again, body) = app_answer(tollgate_ingest::handle(&app, request(), None).await);
+    assert_eq!(again, 202, "{body}");
+    assert_eq!(body["accepted"], 0, "{body}");
+    let poll_until = Instant::now() + Duration::from_secs(600);
+    loop {
+        let view = tollgate::app::batches::view_batch(
+            &aws.store,
+            &SystemClock,
+            &BatchId::parse("night-10k").unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        if view.batch.received == 1_000 {
+            assert_eq!(view.batch.accepted, 1_000);
+            assert_eq!(view.progress.counts[&JobState::PendingApproval], 1_000);
+            break;
+        }
+        assert!(Instant::now() < poll_until, "admission finished: {view:?}");
+        executor.poll_once(10).await;
+    }
+    // Every chunk has its one request, and the sweep notifies all forty.
+    let counted = Counted::default();
+    let followup_policy = tollgate::domain::followup::FollowUpPolicy::default();
+    let summary = tollgate_executor::sweep(
+        &sweeping(&aws, &policy),
+        None,
+        &links,
+        &followups(&aws, &followup_policy),
+        &counted,
+        &site,
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary["failed"], json!([]), "{summary}");
+    assert_eq!(counted.0.load(std::sync::atomic::Ordering::SeqCst), 40);
+    let open = aws.store.open_approvals(1000).await.unwrap();
+    assert_eq!(open.len(), 40);
+    assert!(open.iter().all(|a| a.notified && a.jobs().count() == 25));
+    // All approved but one, which is denied, through the approval function.
+    let denied = open[17].id.clone();
+    for approval in &open {
+        let decision = if approval.id == denied {
+            Decision::Deny
+        } else {
+            Decision::Approve
+        };
+        let token = links
+            .links
+            .token(approval, "lead@example.com", decision)
+            .unwrap();
+        let decided = tollgate_approval::handle(
+            &links,
+            apigw(
+                "POST",
+                &format!("/v1/approvals/{token}"),
+                Some(format!("decision={}", decision.as_str()).as_bytes()),
+                json!({"content-type": "application/x-www-form-urlencoded"}),
+                true,
+            ),
+        )
+        .await;
+        assert_eq!(decided.status(), 200);
+    }
+    let view = tollgate::app::batches::view_batch(
+        &aws.store,
+        &SystemClock,
+        &BatchId::parse("night-10k").unwrap(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        view.progress.counts.get(&JobState::Queued),
+        Some(&975),
+        "{view:?}"
+    );
+    assert_eq!(
+        view.progress.counts.get(&JobState::Denied),
+        Some(&25),
+        "{view:?}"
+    );
+    for id in open[17].jobs() {
+        assert_eq!(
+            aws.store.job(id).await.unwrap().unwrap().state,
+            JobState::Denied
+        );
+    }
+    eprintln!(
+        "10,000 items admitted and decided in {:?}",
+        started.elapsed()
     );
 }
