@@ -257,3 +257,77 @@ async fn a_job_expires_only_once_it_is_over() {
         "over: retention counts from now"
     );
 }
+
+/// The emulator's transactions stay all-or-nothing with the harness's
+/// cheaper rollback (see `support/moto.rs`): a put and an update applied
+/// before a failed condition are undone, and nothing else is touched.
+#[tokio::test]
+async fn the_emulator_undoes_a_transaction_whose_last_condition_fails() {
+    use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem, Update};
+    let config = moto::sdk_config().await;
+    let client = aws_sdk_dynamodb::Client::new(&config);
+    let name = moto::unique("rollback");
+    DynamoStore::create_table(&client, &name).await.unwrap();
+    let s = |v: &str| AttributeValue::S(v.into());
+    for key in ["kept", "updated"] {
+        client
+            .put_item()
+            .table_name(&name)
+            .item("pk", s(key))
+            .item("sk", s("X"))
+            .item("v", s("before"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let put = Put::builder()
+        .table_name(&name)
+        .item("pk", s("new"))
+        .item("sk", s("X"))
+        .build()
+        .unwrap();
+    let update = Update::builder()
+        .table_name(&name)
+        .key("pk", s("updated"))
+        .key("sk", s("X"))
+        .update_expression("SET v = :v")
+        .expression_attribute_values(":v", s("after"))
+        .build()
+        .unwrap();
+    let failing = ConditionCheck::builder()
+        .table_name(&name)
+        .key("pk", s("kept"))
+        .key("sk", s("X"))
+        .condition_expression("v = :other")
+        .expression_attribute_values(":other", s("something else"))
+        .build()
+        .unwrap();
+    let r = client
+        .transact_write_items()
+        .transact_items(TransactWriteItem::builder().put(put).build())
+        .transact_items(TransactWriteItem::builder().update(update).build())
+        .transact_items(
+            TransactWriteItem::builder()
+                .condition_check(failing)
+                .build(),
+        )
+        .send()
+        .await;
+    assert!(r.is_err(), "the condition fails");
+    let get = |key: &'static str| {
+        client
+            .get_item()
+            .table_name(&name)
+            .key("pk", s(key))
+            .key("sk", s("X"))
+            .consistent_read(true)
+            .send()
+    };
+    assert!(
+        get("new").await.unwrap().item.is_none(),
+        "the put is undone"
+    );
+    let updated = get("updated").await.unwrap().item.unwrap();
+    assert_eq!(updated["v"], s("before"), "the update is undone");
+    assert_eq!(get("kept").await.unwrap().item.unwrap()["v"], s("before"));
+}

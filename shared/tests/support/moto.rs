@@ -16,11 +16,73 @@ use std::sync::{Mutex, OnceLock};
 /// by itself checks a condition and writes without a lock, so two racing
 /// conditional updates could both pass. Serialised, the emulator keeps the
 /// guarantee the conformance races test.
+///
+/// moto makes a transaction all-or-nothing by deep-copying every table it
+/// touches before each one, so a write costs time in proportion to the
+/// whole table (seconds per transaction once a table holds a large batch).
+/// The same guarantee is kept here by saving only the items the
+/// transaction names and putting them back if it fails: nothing else can
+/// change inside it.
 const SERVER: &str = r#"
-import logging, os, sys, threading
+import copy, logging, os, sys, threading
 logging.getLogger("werkzeug").setLevel(logging.ERROR)
 from werkzeug.serving import make_server
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+import moto.dynamodb.models as dynamodb_models
+from moto.dynamodb.models.table import Table
+from moto.dynamodb.models.dynamo_type import DynamoType
+
+class TablesPassThrough:
+    def __getattr__(self, name):
+        return getattr(copy, name)
+    @staticmethod
+    def deepcopy(x, memo=None):
+        return x if isinstance(x, Table) else copy.deepcopy(x, memo)
+
+dynamodb_models.copy = TablesPassThrough()
+whole_table_transaction = dynamodb_models.DynamoDBBackend.transact_write_items
+
+def item_slot(table, attrs):
+    h = DynamoType(attrs[table.hash_key_attr])
+    r = DynamoType(attrs[table.range_key_attr]) if table.range_key_attr else None
+    return h, r
+
+def transact_write_items(self, transact_items):
+    saved = []
+    for entry in transact_items:
+        op_type, op = next(iter(entry.items()))
+        table = self.tables.get(op.get("TableName"))
+        attrs = op.get("Item") if op_type == "Put" else op.get("Key")
+        if table is None or not attrs or table.hash_key_attr not in attrs:
+            continue
+        if table.range_key_attr and table.range_key_attr not in attrs:
+            continue
+        h, r = item_slot(table, attrs)
+        if r is None:
+            current = table.items.get(h)
+        else:
+            current = table.items.get(h, {}).get(r)
+        saved.append((table, h, r, copy.deepcopy(current)))
+    try:
+        return whole_table_transaction(self, transact_items)
+    except Exception:
+        for table, h, r, item in reversed(saved):
+            if r is None:
+                if item is None:
+                    table.items.pop(h, None)
+                else:
+                    table.items[h] = item
+            else:
+                part = table.items[h]
+                if item is None:
+                    part.pop(r, None)
+                else:
+                    part[r] = item
+                if not part:
+                    table.items.pop(h, None)
+        raise
+
+dynamodb_models.DynamoDBBackend.transact_write_items = transact_write_items
 inner = DomainDispatcherApplication(create_backend_app)
 lock = threading.Lock()
 def app(environ, start_response):
