@@ -38,6 +38,9 @@ use tollgate_e2e::Scratch;
 struct Faulty<S> {
     inner: S,
     failing: AtomicUsize,
+    /// State writes that still succeed; every one after them fails (a
+    /// decider that stops partway through a chunk).
+    updates_left: AtomicUsize,
 }
 
 impl<S> Faulty<S> {
@@ -45,6 +48,7 @@ impl<S> Faulty<S> {
         Faulty {
             inner,
             failing: AtomicUsize::new(0),
+            updates_left: AtomicUsize::new(usize::MAX),
         }
     }
 }
@@ -81,6 +85,13 @@ impl<S: JobStore> JobStore for Faulty<S> {
         audit: Option<&AuditEntry>,
         fence: Option<&Fence>,
     ) -> Result<bool, StoreError> {
+        if self
+            .updates_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_err()
+        {
+            return Err(StoreError::Backend("injected: the decider stopped".into()));
+        }
         self.inner.update_fenced(job, expected, audit, fence).await
     }
     async fn mark_enqueued(&self, id: &JobId) -> Result<(), StoreError> {
@@ -155,6 +166,12 @@ impl<S: LinkStore> LinkStore for Faulty<S> {
 }
 
 impl<S: ApprovalStore> ApprovalStore for Faulty<S> {
+    async fn mark_applied(&self, id: &ApprovalId) -> Result<(), StoreError> {
+        self.inner.mark_applied(id).await
+    }
+    async fn unapplied_approvals(&self, limit: usize) -> Result<Vec<ApprovalRecord>, StoreError> {
+        self.inner.unapplied_approvals(limit).await
+    }
     async fn create_approval(&self, a: &ApprovalRecord) -> Result<(), StoreError> {
         self.inner.create_approval(a).await
     }
@@ -377,6 +394,125 @@ where
     );
 }
 
+/// A chunk's decision is recorded before its jobs move; a decider that
+/// stops partway (a timeout, a crash) leaves the rest to the sweep, which
+/// moves every job however many the chunk has, and only once.
+async fn a_chunk_decision_stopped_partway_is_finished_by_the_sweep<S, Q>(
+    store: &Faulty<S>,
+    queue: &Q,
+) where
+    S: IngestStore,
+    Q: WorkQueue,
+{
+    use tollgate::app::approvals::{Approvals, DecideOutcome, Links};
+    use tollgate::app::batches::BatchOutcome;
+    use tollgate::domain::approval::Decision;
+    use tollgate::domain::policy::Policy;
+    let secrets = [Secret::new(SECRET)];
+    let policy = Policy::parse(
+        "approvers = [\"lead@example.com\"]\n[batch_approval]\nover = 5\nchunk = 250",
+    )
+    .unwrap();
+    let ingest = Ingest {
+        store,
+        queue,
+        clock: &SystemClock,
+        secrets: &secrets,
+        policy: &policy,
+    };
+    let events: Vec<serde_json::Value> = (0..250)
+        .map(|i| {
+            json!({"externalId": format!("ci-{i}"), "desiredOperation": "create",
+                   "projectKey": "ASSET", "issueType": "Task", "summary": format!("CI {i}")})
+        })
+        .collect();
+    let body = serde_json::to_vec(
+        &json!({"batchId": format!("partway-{}", JobId::generate()), "sourceSystem": "cmdb", "events": events}),
+    )
+    .unwrap();
+    let header = signature::sign(&Secret::new(SECRET), tollgate_e2e::now_unix(), &body);
+    let outcome = ingest
+        .submit_batch(&body, Some(&header), None)
+        .await
+        .unwrap();
+    let BatchOutcome::Accepted { batch, .. } = outcome else {
+        panic!("{outcome:?}");
+    };
+    let keys = [Secret::new("link-key")];
+    let approvals = Approvals {
+        store,
+        queue,
+        clock: &SystemClock,
+        links: Links {
+            keys: &keys,
+            base_url: "http://tollgate.test",
+        },
+    };
+    let open = store.open_approvals(100).await.unwrap();
+    let chunk = open
+        .iter()
+        .find(|a| a.intent[0].contains(batch.id.as_str()))
+        .expect("the chunk's request");
+    assert_eq!(chunk.jobs().count(), 250);
+    // The decider moves thirty jobs, then stops.
+    store.updates_left.store(30, Ordering::SeqCst);
+    assert!(
+        approvals
+            .decide_as(&chunk.id, Decision::Approve, "lead@example.com", "link")
+            .await
+            .is_err()
+    );
+    store.updates_left.store(usize::MAX, Ordering::SeqCst);
+    let state = |id: JobId| async move { store.job(&id).await.unwrap().unwrap().state };
+    let mut queued = 0;
+    for id in chunk.jobs() {
+        if state(id.clone()).await == JobState::Queued {
+            queued += 1;
+        }
+    }
+    assert!((30..150).contains(&queued), "stopped partway: {queued}");
+    // Newer work waits for approval meanwhile: more than a page of it.
+    let later: Vec<serde_json::Value> = (0..150)
+        .map(|i| {
+            json!({"externalId": format!("later-{i}"), "desiredOperation": "create",
+                   "projectKey": "ASSET", "issueType": "Task", "summary": format!("Later {i}")})
+        })
+        .collect();
+    let body = serde_json::to_vec(
+        &json!({"batchId": format!("later-{}", JobId::generate()), "sourceSystem": "cmdb", "events": later}),
+    )
+    .unwrap();
+    let header = signature::sign(&Secret::new(SECRET), tollgate_e2e::now_unix(), &body);
+    ingest.submit_batch(&body, Some(&header), None).await.unwrap();
+    // The second click is told it is decided; the sweep moves the rest.
+    assert!(matches!(
+        approvals
+            .decide_as(&chunk.id, Decision::Approve, "lead@example.com", "link")
+            .await
+            .unwrap(),
+        DecideOutcome::Refused(_)
+    ));
+    approvals.sweep(&tollgate::ports::NoNotifier).await.unwrap();
+    for id in chunk.jobs() {
+        assert_eq!(state(id.clone()).await, JobState::Queued, "{id}");
+        let trail = store.audit_trail(id).await.unwrap();
+        let approved = trail
+            .iter()
+            .filter(|e| e.outcome.starts_with("approved"))
+            .count();
+        assert_eq!(approved, 1, "each job moved once: {trail:?}");
+    }
+    assert!(
+        !store
+            .unapplied_approvals(1000)
+            .await
+            .unwrap()
+            .iter()
+            .any(|a| a.id == chunk.id),
+        "applied, so the sweep leaves it"
+    );
+}
+
 /// Both futures polled together on this task.
 async fn futures_join<A: std::future::Future, B: std::future::Future>(
     a: A,
@@ -392,6 +528,31 @@ async fn a_failure_after_the_signature_check_never_turns_the_retry_into_a_401_on
     let store = Faulty::new(db.clone());
     a_retry_after_a_failed_admission_is_accepted(&store, &db).await;
     identical_requests_racing_are_one_job(&store, &db).await;
+}
+
+#[tokio::test]
+async fn a_chunk_decision_stopped_partway_is_finished_by_the_sweep_on_sqlite() {
+    let dir = Scratch::new("partway-sqlite");
+    let db = SqliteDb::open(dir.path("t.db")).unwrap();
+    a_chunk_decision_stopped_partway_is_finished_by_the_sweep(&Faulty::new(db.clone()), &db).await;
+}
+
+#[tokio::test]
+async fn a_chunk_decision_stopped_partway_is_finished_by_the_sweep_on_dynamodb() {
+    let config = moto::sdk_config().await;
+    let dynamo = aws_sdk_dynamodb::Client::new(&config);
+    let table = moto::unique("partway");
+    DynamoStore::create_table(&dynamo, &table).await.unwrap();
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let interactive = SqsQueue::create_queue(&sqs, &moto::unique("i"))
+        .await
+        .unwrap();
+    let bulk = SqsQueue::create_queue(&sqs, &moto::unique("b"))
+        .await
+        .unwrap();
+    let store = Faulty::new(DynamoStore::new(dynamo, table));
+    let queue = SqsQueue::new(sqs, &interactive, &bulk);
+    a_chunk_decision_stopped_partway_is_finished_by_the_sweep(&store, &queue).await;
 }
 
 #[tokio::test]

@@ -177,6 +177,8 @@ pub trait JobStore: Send + Sync {
 /// Approval requests. A decision is written once: the first of racing
 /// deciders wins, the others see the winner's decision.
 pub trait ApprovalStore: Send + Sync {
+    /// Creating a request that exists changes nothing (a batch chunk's
+    /// request is derived from its page, and made again if the page is).
     fn create_approval(
         &self,
         approval: &ApprovalRecord,
@@ -228,6 +230,17 @@ pub trait ApprovalStore: Send + Sync {
     fn open_approvals_after(
         &self,
         after: Option<&ApprovalRecord>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<ApprovalRecord>, StoreError>> + Send;
+
+    /// Every job the request's decision (or expiry) covers has moved: it
+    /// leaves the list the sweep settles.
+    fn mark_applied(&self, id: &ApprovalId) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Decided or expired requests whose jobs may not all have moved yet
+    /// (the decider stopped partway), oldest decision first.
+    fn unapplied_approvals(
+        &self,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<ApprovalRecord>, StoreError>> + Send;
 }

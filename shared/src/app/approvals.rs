@@ -10,10 +10,12 @@ use crate::domain::approval::{
     EXPIRY_ACTOR, LinkClaim, TokenError, sign_link, verify_link,
 };
 use crate::domain::audit::{AuditEntry, Stage};
+use crate::domain::ids::JobId;
 use crate::domain::job::{JobEvent, JobState};
 use crate::domain::notice::Notice;
 use crate::domain::secret::Secret;
 use crate::ports::{ApprovalStore, Clock, JobRecord, JobStore, Notifier, WorkQueue};
+use futures_util::stream::{self, StreamExt, TryStreamExt};
 
 /// Where links point and what signs them.
 pub struct Links<'a> {
@@ -152,6 +154,9 @@ pub struct Approvals<'a, S, Q, C> {
 
 /// Pages of open requests one sweep reads at most (100 each).
 const OPEN_PAGES: usize = 100;
+/// Jobs of one decision moved at once: a chunk of hundreds moves within
+/// the approval function's seconds.
+const APPLY_CONCURRENCY: usize = 16;
 
 impl<S, Q, C> Approvals<'_, S, Q, C>
 where
@@ -261,35 +266,37 @@ where
     }
 
     /// Moves every job the decision covers as it says (idempotent: a job
-    /// that already moved is left alone), queueing approved work. Answers
-    /// the request's first job.
+    /// that already moved is left alone), queueing approved work, a few
+    /// jobs at a time; then marks the request applied. A decider stopped
+    /// partway leaves it unapplied, and the sweep finishes the job.
+    /// Answers the request's first job.
     async fn apply(
         &self,
         approval: &ApprovalRecord,
         decided: &Decided,
         via: &str,
     ) -> Result<JobRecord, AppError> {
-        for other in &approval.also {
-            // A chunk's job id that was never admitted (a redelivered item
-            // is the earlier job) has nothing to move.
-            if let Some(job) = self.store.job(other).await? {
-                self.apply_to(job, decided, via).await?;
-            }
-        }
-        if let Some(job) = self.store.job(&approval.job_id).await? {
-            return self.apply_to(job, decided, via).await;
-        }
-        // Its first job was never admitted (a request made before the
-        // re-posted-item check): answer with the first that was.
-        for other in &approval.also {
-            if let Some(job) = self.store.job(other).await? {
-                return Ok(job);
-            }
-        }
-        Err(AppError::Store(crate::ports::StoreError::Corrupt(format!(
-            "approval {} names no admitted job",
-            approval.id
-        ))))
+        let ids: Vec<JobId> = approval.jobs().cloned().collect();
+        let moved: Vec<Option<JobRecord>> = stream::iter(ids)
+            .map(|id: JobId| async move {
+                // A chunk's job id that was never admitted (a redelivered
+                // item is the earlier job) has nothing to move.
+                match self.store.job(&id).await? {
+                    Some(job) => self.apply_to(job, decided, via).await.map(Some),
+                    None => Ok(None),
+                }
+            })
+            .buffered(APPLY_CONCURRENCY)
+            .try_collect()
+            .await?;
+        self.store.mark_applied(&approval.id).await?;
+        // The first job, or the first that was admitted.
+        moved.into_iter().flatten().next().ok_or_else(|| {
+            AppError::Store(crate::ports::StoreError::Corrupt(format!(
+                "approval {} names no admitted job",
+                approval.id
+            )))
+        })
     }
 
     async fn apply_to(
@@ -348,11 +355,16 @@ where
             }
             return Ok(());
         }
+        self.expire_jobs(approval).await
+    }
+
+    async fn expire_jobs(&self, approval: &ApprovalRecord) -> Result<(), AppError> {
         for id in approval.jobs() {
             if let Some(job) = self.store.job(id).await? {
                 self.expire_job(job, approval).await?;
             }
         }
+        self.store.mark_applied(&approval.id).await?;
         Ok(())
     }
 
@@ -406,6 +418,19 @@ where
             }
             after = Some(last);
         }
+        // Decisions and expiries whose decider stopped before every job
+        // moved (a chunk of hundreds, a timeout), oldest first.
+        for approval in self.store.unapplied_approvals(100).await? {
+            if let Some(decided) = &approval.decided {
+                if decided.by == EXPIRY_ACTOR {
+                    self.expire_jobs(&approval).await?;
+                } else {
+                    self.apply(&approval, decided, "recovery").await?;
+                }
+                acted += 1;
+            }
+        }
+        // Decisions made before requests were marked applied.
         for job in self
             .store
             .list(Some(JobState::PendingApproval), 100)

@@ -2,7 +2,7 @@
 //!
 //! | item         | pk               | sk         | attributes |
 //! |--------------|------------------|------------|------------|
-//! | approval     | `APPROVAL#<id>`  | `APPROVAL` | every `ApprovalRecord` field; `gsi1*` under `APPROVALS#OPEN` while open |
+//! | approval     | `APPROVAL#<id>`  | `APPROVAL` | every `ApprovalRecord` field; `gsi1*` under `APPROVALS#OPEN` while open, then under `APPROVALS#APPLYING` from its decision (or expiry) until every job it covers has moved |
 //! | approval ref | `JOB#<jobId>`    | `APPROVAL` | `approvalId` (one per job a request names, `also` included) |
 //!
 //! * A decision is `UpdateItem … attribute_not_exists(decision) AND
@@ -12,6 +12,12 @@
 use super::*;
 
 pub(super) const OPEN_APPROVALS: &str = "APPROVALS#OPEN";
+/// Decided (or expired) requests whose jobs may not all have moved yet.
+const APPLYING_APPROVALS: &str = "APPROVALS#APPLYING";
+
+fn applying_sort(id: &ApprovalId, at: Timestamp) -> String {
+    format!("{}#{id}", sort_time(at.0))
+}
 
 pub(super) fn approval_pk(id: &ApprovalId) -> String {
     format!("APPROVAL#{id}")
@@ -175,7 +181,7 @@ impl ApprovalStore for DynamoStore {
             .key("pk", s(approval_pk(id)))
             .key("sk", s("APPROVAL"))
             .update_expression(
-                "SET decision = :d, decidedBy = :by, decidedAt = :at REMOVE gsi1pk, gsi1sk",
+                "SET decision = :d, decidedBy = :by, decidedAt = :at, gsi1pk = :applying, gsi1sk = :sort",
             )
             .condition_expression(
                 "attribute_exists(pk) AND attribute_not_exists(decision) AND expiresAt > :at",
@@ -183,6 +189,8 @@ impl ApprovalStore for DynamoStore {
             .expression_attribute_values(":d", s(decided.decision.as_str()))
             .expression_attribute_values(":by", s(decided.by.clone()))
             .expression_attribute_values(":at", n(decided.at.0))
+            .expression_attribute_values(":applying", s(APPLYING_APPROVALS))
+            .expression_attribute_values(":sort", s(applying_sort(id, decided.at)))
             .send()
             .await;
         conditional(r, |e| e.is_conditional_check_failed_exception())
@@ -196,7 +204,7 @@ impl ApprovalStore for DynamoStore {
             .key("pk", s(approval_pk(id)))
             .key("sk", s("APPROVAL"))
             .update_expression(
-                "SET decision = :d, decidedBy = :by, decidedAt = :at REMOVE gsi1pk, gsi1sk",
+                "SET decision = :d, decidedBy = :by, decidedAt = :at, gsi1pk = :applying, gsi1sk = :sort",
             )
             .condition_expression(
                 "attribute_exists(pk) AND attribute_not_exists(decision) AND expiresAt <= :at",
@@ -204,6 +212,8 @@ impl ApprovalStore for DynamoStore {
             .expression_attribute_values(":d", s(closed.decision.as_str()))
             .expression_attribute_values(":by", s(closed.by.clone()))
             .expression_attribute_values(":at", n(closed.at.0))
+            .expression_attribute_values(":applying", s(APPLYING_APPROVALS))
+            .expression_attribute_values(":sort", s(applying_sort(id, closed.at)))
             .send()
             .await;
         conditional(r, |e| e.is_conditional_check_failed_exception())
@@ -222,6 +232,47 @@ impl ApprovalStore for DynamoStore {
             .send()
             .await;
         conditional(r, |e| e.is_conditional_check_failed_exception()).map(|_| ())
+    }
+
+    async fn mark_applied(&self, id: &ApprovalId) -> Result<(), StoreError> {
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(approval_pk(id)))
+            .key("sk", s("APPROVAL"))
+            .update_expression("REMOVE gsi1pk, gsi1sk")
+            .condition_expression("attribute_exists(pk)")
+            .send()
+            .await;
+        conditional(r, |e| e.is_conditional_check_failed_exception()).map(|_| ())
+    }
+
+    async fn unapplied_approvals(&self, limit: usize) -> Result<Vec<ApprovalRecord>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(GSI_BY_STATE)
+            .key_condition_expression("gsi1pk = :applying")
+            .expression_attribute_values(":applying", s(APPLYING_APPROVALS))
+            .limit(limit.clamp(1, 1000) as i32)
+            .send()
+            .await
+            .map_err(backend)?;
+        let mut found = Vec::new();
+        for item in out.items.unwrap_or_default() {
+            let id = get_s(&item, "pk")?
+                .strip_prefix("APPROVAL#")
+                .map(|s| ApprovalId::from_stored(s.to_string()))
+                .ok_or_else(|| corrupt("an applying-approvals entry that is not an approval"))?;
+            if let Some(a) = self.approval(&id).await?
+                && a.decided.is_some()
+            {
+                found.push(a);
+            }
+        }
+        Ok(found)
     }
 
     async fn open_approvals_after(

@@ -18,7 +18,8 @@
 //!   it (job ids sort by admission).
 //! * `approvals` — one row per approval request; intent and approvers as
 //!   JSON arrays; the decision is written by `UPDATE … WHERE decision IS
-//!   NULL` (once).
+//!   NULL` (once), with `applied = 0` until every job it covers has moved
+//!   (`approvals_applying` indexes those for the sweep).
 //! * `approval_jobs` — job → approval for the other jobs one decision
 //!   covers (a batch chunk: `approvals.also`), written with the request.
 //! * `counters` — `(key, window) → count`, bumped by an upsert.
@@ -181,9 +182,11 @@ CREATE TABLE IF NOT EXISTS approvals (
     decided_by   TEXT,
     decided_at   INTEGER,
     notified     INTEGER NOT NULL,
-    also         TEXT NOT NULL DEFAULT '[]'
+    also         TEXT NOT NULL DEFAULT '[]',
+    applied      INTEGER NOT NULL DEFAULT 1
 );
 CREATE INDEX IF NOT EXISTS approvals_open ON approvals(decision, requested_at);
+CREATE INDEX IF NOT EXISTS approvals_applying ON approvals(decided_at) WHERE decision IS NOT NULL AND applied = 0;
 CREATE TABLE IF NOT EXISTS rejected (
     id             TEXT PRIMARY KEY,
     received_at    INTEGER NOT NULL,
@@ -223,6 +226,7 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         ("jobs", "points_milli", "INTEGER NOT NULL DEFAULT 0"),
         ("jobs", "not_before", "INTEGER"),
         ("approvals", "also", "TEXT NOT NULL DEFAULT '[]'"),
+        ("approvals", "applied", "INTEGER NOT NULL DEFAULT 1"),
         ("leases", "fence", "INTEGER NOT NULL DEFAULT 1"),
         (
             "rejected",
@@ -1101,7 +1105,7 @@ impl ApprovalStore for SqliteDb {
         let (id, d) = (id.clone(), decided.clone());
         self.with(move |c| {
             Ok(c.execute(
-                "UPDATE approvals SET decision = ?2, decided_by = ?3, decided_at = ?4 WHERE id = ?1 AND decision IS NULL AND expires_at > ?4",
+                "UPDATE approvals SET decision = ?2, decided_by = ?3, decided_at = ?4, applied = 0 WHERE id = ?1 AND decision IS NULL AND expires_at > ?4",
                 params![id.as_str(), d.decision.as_str(), d.by, d.at.0],
             )? == 1)
         })
@@ -1112,7 +1116,7 @@ impl ApprovalStore for SqliteDb {
         let (id, d) = (id.clone(), closed.clone());
         self.with(move |c| {
             Ok(c.execute(
-                "UPDATE approvals SET decision = ?2, decided_by = ?3, decided_at = ?4 WHERE id = ?1 AND decision IS NULL AND expires_at <= ?4",
+                "UPDATE approvals SET decision = ?2, decided_by = ?3, decided_at = ?4, applied = 0 WHERE id = ?1 AND decision IS NULL AND expires_at <= ?4",
                 params![id.as_str(), d.decision.as_str(), d.by, d.at.0],
             )? == 1)
         })
@@ -1127,6 +1131,29 @@ impl ApprovalStore for SqliteDb {
                 [id.as_str()],
             )
             .map(|_| ())
+        })
+        .await
+    }
+
+    async fn mark_applied(&self, id: &ApprovalId) -> Result<(), StoreError> {
+        let id = id.clone();
+        self.with(move |c| {
+            c.execute(
+                "UPDATE approvals SET applied = 1 WHERE id = ?1",
+                [id.as_str()],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn unapplied_approvals(&self, limit: usize) -> Result<Vec<ApprovalRecord>, StoreError> {
+        self.with(move |c| {
+            select_approvals(
+                c,
+                "WHERE decision IS NOT NULL AND applied = 0 ORDER BY decided_at, id LIMIT ?1",
+                [limit as i64],
+            )
         })
         .await
     }
