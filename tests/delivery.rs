@@ -483,7 +483,10 @@ async fn a_chunk_decision_stopped_partway_is_finished_by_the_sweep<S, Q>(
     )
     .unwrap();
     let header = signature::sign(&Secret::new(SECRET), tollgate_e2e::now_unix(), &body);
-    ingest.submit_batch(&body, Some(&header), None).await.unwrap();
+    ingest
+        .submit_batch(&body, Some(&header), None)
+        .await
+        .unwrap();
     // The second click is told it is decided; the sweep moves the rest.
     assert!(matches!(
         approvals

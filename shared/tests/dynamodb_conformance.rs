@@ -331,3 +331,8 @@ async fn the_emulator_undoes_a_transaction_whose_last_condition_fails() {
     assert_eq!(updated["v"], s("before"), "the update is undone");
     assert_eq!(get("kept").await.unwrap().item.unwrap()["v"], s("before"));
 }
+
+#[tokio::test]
+async fn a_large_rejected_body_round_trips_in_part() {
+    conformance::a_large_rejected_body_round_trips_in_part(&store().await).await;
+}

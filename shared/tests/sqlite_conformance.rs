@@ -204,3 +204,9 @@ async fn a_chunk_approval_is_found_from_each_of_its_jobs() {
     let db = TempDb::new("chunk-approval");
     conformance::a_chunk_approval_is_found_from_each_of_its_jobs(&db.open()).await;
 }
+
+#[tokio::test]
+async fn a_large_rejected_body_round_trips_in_part() {
+    let db = TempDb::new("large-rejection");
+    conformance::a_large_rejected_body_round_trips_in_part(&db.open()).await;
+}

@@ -259,6 +259,17 @@ where
         if let Some(d) = rejection.discarded {
             return Ok(Resubmission::Discarded(d));
         }
+        if let (None, Some(t)) = (body, &rejection.truncated) {
+            return Ok(Resubmission::StillInvalid(vec![FieldError::new(
+                "body",
+                format!(
+                    "only its first {} of {} bytes were kept (sha256 {}); re-submit it with a body",
+                    rejection.body.len(),
+                    t.bytes,
+                    t.sha256
+                ),
+            )]));
+        }
         let body = body.unwrap_or(rejection.body.as_bytes());
         if body.len() > MAX_SOURCE_BYTES {
             return Ok(Resubmission::StillInvalid(vec![FieldError::new(

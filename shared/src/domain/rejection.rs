@@ -90,6 +90,20 @@ pub struct Discarded {
     pub at: Timestamp,
 }
 
+/// Most bytes of a rejected body kept: the limit of one event, so an event
+/// or a batch item is kept whole, and a sender's large payload (up to
+/// 1 MiB) is kept in part — one stored rejection stays far below
+/// DynamoDB's 400 KB item limit.
+pub const MAX_KEPT_BODY_BYTES: usize = super::limits::MAX_BODY_BYTES;
+
+/// What was left out of a body kept in part: its size and its digest, to
+/// recognise the original.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Truncated {
+    pub bytes: usize,
+    pub sha256: String,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rejection {
     pub id: RejectionId,
@@ -97,8 +111,10 @@ pub struct Rejection {
     /// The sender's `sourceSystem`, when the body had a readable one.
     pub source_system: Option<String>,
     pub errors: Vec<FieldError>,
-    /// The body exactly as received (within the body limit).
+    /// The body exactly as received, or its first
+    /// [`MAX_KEPT_BODY_BYTES`] when `truncated` says it was larger.
     pub body: String,
+    pub truncated: Option<Truncated>,
     /// The job a re-submission created.
     pub resubmitted_as: Option<JobId>,
     pub origin: Origin,
@@ -109,7 +125,25 @@ impl Rejection {
     /// A rejection of `body` for `errors`; the body is kept as text (bytes
     /// that are not UTF-8 are replaced, the errors already say so).
     pub fn new(body: &[u8], errors: Vec<FieldError>, at: Timestamp) -> Self {
-        let text = String::from_utf8_lossy(body).into_owned();
+        let (kept, truncated) = if body.len() > MAX_KEPT_BODY_BYTES {
+            use sha2::{Digest, Sha256};
+            let digest: String = Sha256::digest(body)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            (
+                &body[..MAX_KEPT_BODY_BYTES],
+                Some(Truncated {
+                    bytes: body.len(),
+                    sha256: digest,
+                }),
+            )
+        } else {
+            (body, None)
+        };
+        // Cut at a byte boundary, so a split character at the end becomes
+        // a replacement character.
+        let text = String::from_utf8_lossy(kept).into_owned();
         let source_system = serde_json::from_str::<Value>(&text)
             .ok()
             .and_then(|v| {
@@ -124,6 +158,7 @@ impl Rejection {
             source_system,
             errors,
             body: text,
+            truncated,
             resubmitted_as: None,
             origin: Origin::Event,
             discarded: None,
@@ -184,6 +219,18 @@ impl Rejection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_large_body_is_kept_in_part_with_its_size_and_digest() {
+        let big = vec![b'a'; MAX_KEPT_BODY_BYTES + 10];
+        let r = Rejection::new(&big, vec![], Timestamp(0));
+        assert_eq!(r.body.len(), MAX_KEPT_BODY_BYTES);
+        let t = r.truncated.unwrap();
+        assert_eq!(t.bytes, MAX_KEPT_BODY_BYTES + 10);
+        assert_eq!(t.sha256.len(), 64);
+        let small = Rejection::new(b"{}", vec![], Timestamp(0));
+        assert_eq!((small.body.as_str(), small.truncated), ("{}", None));
+    }
 
     #[test]
     fn a_rejection_keeps_the_body_and_names_the_sender_when_it_can() {

@@ -1202,6 +1202,19 @@ pub async fn batch_posts_advance_once_per_page<S: BatchStore>(store: &S) {
     assert_eq!(b.received, 3);
 }
 
+/// A large rejected body is kept in part, with the size and digest of the
+/// whole, and read back as kept.
+pub async fn a_large_rejected_body_round_trips_in_part<S: RejectionStore>(store: &S) {
+    use tollgate::domain::rejection::{MAX_KEPT_BODY_BYTES, Rejection};
+    let big = vec![b'x'; MAX_KEPT_BODY_BYTES * 3];
+    let r = Rejection::from_sender("alertmanager", "body", &big, vec![], Timestamp(5_000));
+    assert!(store.keep_rejection(&r).await.unwrap());
+    let back = store.rejection(&r.id).await.unwrap().unwrap();
+    assert_eq!(back.body.len(), MAX_KEPT_BODY_BYTES);
+    assert_eq!(back.truncated.as_ref().map(|t| t.bytes), Some(big.len()));
+    assert_eq!(back, r);
+}
+
 /// Hotspot figures add up across flushes and stay in their hour.
 pub async fn hotspot_figures_add_up_per_hour<S: StatsStore>(store: &S) {
     use tollgate::domain::stats::{CallOutcome, CallStats};

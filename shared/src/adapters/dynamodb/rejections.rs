@@ -2,7 +2,7 @@
 //!
 //! | item      | pk              | sk         | attributes |
 //! |-----------|-----------------|------------|------------|
-//! | rejection | `REJECTED#<id>` | `REJECTED` | body, errors and origin (JSON), `resubmittedAs` or `discarded` (JSON), each set once; in `gsi1` under `REJECTED` |
+//! | rejection | `REJECTED#<id>` | `REJECTED` | body (at most 256 KiB; `truncated`: the size and SHA-256 of a larger one), errors and origin (JSON), `resubmittedAs` or `discarded` (JSON), each set once; in `gsi1` under `REJECTED` |
 //!
 //! * Kept with `attribute_not_exists(pk)`: a batch item's id is its own, so
 //!   the same item posted again is the same rejection.
@@ -18,6 +18,9 @@ pub(super) fn rejection_from_item(item: &Item) -> Result<Rejection, StoreError> 
         source_system: opt_s(item, "sourceSystem"),
         errors: serde_json::from_str(&get_s(item, "errors")?).map_err(corrupt)?,
         body: get_s(item, "body")?,
+        truncated: opt_s(item, "truncated")
+            .map(|t| serde_json::from_str(&t).map_err(corrupt))
+            .transpose()?,
         resubmitted_as: opt_s(item, "resubmittedAs").map(JobId::from_stored),
         origin: match opt_s(item, "origin") {
             Some(o) => serde_json::from_str(&o).map_err(corrupt)?,
@@ -53,6 +56,12 @@ impl RejectionStore for DynamoStore {
         }
         if let Some(job) = &r.resubmitted_as {
             item.insert("resubmittedAs".into(), s(job.as_str()));
+        }
+        if let Some(t) = &r.truncated {
+            item.insert(
+                "truncated".into(),
+                s(serde_json::to_string(t).map_err(corrupt)?),
+            );
         }
         item.insert(
             "origin".into(),

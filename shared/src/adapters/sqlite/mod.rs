@@ -23,7 +23,8 @@
 //! * `approval_jobs` — job → approval for the other jobs one decision
 //!   covers (a batch chunk: `approvals.also`), written with the request.
 //! * `counters` — `(key, window) → count`, bumped by an upsert.
-//! * `rejected` — the manual queue: body, errors (JSON), origin (JSON: a
+//! * `rejected` — the manual queue: body (at most 256 KiB; `truncated`
+//!   holds the size and SHA-256 of a larger one), errors (JSON), origin (JSON: a
 //!   v1 event, a sender's payload and path, or a batch item), and either
 //!   the job a re-submission created or an operator's discard (each set
 //!   once, `WHERE resubmitted_as IS NULL AND discarded IS NULL`). Kept with
@@ -195,7 +196,8 @@ CREATE TABLE IF NOT EXISTS rejected (
     body           TEXT NOT NULL,
     resubmitted_as TEXT,
     origin         TEXT NOT NULL DEFAULT '{"kind":"event"}',
-    discarded      TEXT
+    discarded      TEXT,
+    truncated      TEXT
 );
 CREATE INDEX IF NOT EXISTS rejected_by_time ON rejected(received_at);
 CREATE TABLE IF NOT EXISTS counters (
@@ -234,6 +236,7 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
             "TEXT NOT NULL DEFAULT '{\"kind\":\"event\"}'",
         ),
         ("rejected", "discarded", "TEXT"),
+        ("rejected", "truncated", "TEXT"),
     ];
     for (table, column, decl) in added {
         let exists: bool = conn.query_row(
@@ -1220,12 +1223,14 @@ fn rejection_from_row(r: &Row<'_>) -> rusqlite::Result<Rejection> {
     let errors: String = r.get(3)?;
     let origin: String = r.get(6)?;
     let discarded: Option<String> = r.get(7)?;
+    let truncated: Option<String> = r.get(8)?;
     Ok(Rejection {
         id: RejectionId::from_stored(r.get(0)?),
         received_at: Timestamp(r.get(1)?),
         source_system: r.get(2)?,
         errors: json(3, &errors)?,
         body: r.get(4)?,
+        truncated: truncated.map(|t| json(8, &t)).transpose()?,
         resubmitted_as: r.get::<_, Option<String>>(5)?.map(JobId::from_stored),
         origin: json(6, &origin)?,
         discarded: discarded.map(|d| json(7, &d)).transpose()?,
@@ -1237,7 +1242,7 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
 }
 
 const REJECTION_COLUMNS: &str =
-    "id, received_at, source_system, errors, body, resubmitted_as, origin, discarded";
+    "id, received_at, source_system, errors, body, resubmitted_as, origin, discarded, truncated";
 
 impl RejectionStore for SqliteDb {
     async fn keep_rejection(&self, r: &Rejection) -> Result<bool, StoreError> {
@@ -1245,10 +1250,11 @@ impl RejectionStore for SqliteDb {
         let errors = to_json(&r.errors)?;
         let origin = to_json(&r.origin)?;
         let discarded = r.discarded.as_ref().map(to_json).transpose()?;
+        let truncated = r.truncated.as_ref().map(to_json).transpose()?;
         self.with(move |c| {
             c.execute(
                 &format!(
-                    "INSERT INTO rejected ({REJECTION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                    "INSERT INTO rejected ({REJECTION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                      ON CONFLICT(id) DO NOTHING"
                 ),
                 params![
@@ -1260,6 +1266,7 @@ impl RejectionStore for SqliteDb {
                     r.resubmitted_as.as_ref().map(JobId::as_str),
                     origin,
                     discarded,
+                    truncated,
                 ],
             )
             .map(|n| n == 1)
