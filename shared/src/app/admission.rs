@@ -13,7 +13,7 @@ use crate::domain::admission::{AdmissionRecord, BatchPage, PostId, Tally};
 use crate::domain::approval::{ApprovalId, ApprovalRecord};
 use crate::domain::batch::{RejectedItem, item_errors, read_item_text};
 use crate::domain::event::{Event, Priority};
-use crate::domain::idempotency::{DedupId, Fingerprint, IdempotencyKey};
+use crate::domain::idempotency::{DedupId, Fingerprint, IdempotencyKey, LinkId};
 use crate::domain::ids::{BatchId, JobId};
 use crate::domain::rejection::Rejection;
 use crate::domain::time::Timestamp;
@@ -22,7 +22,10 @@ use futures_util::stream::{self, StreamExt, TryStreamExt};
 use serde_json::Value;
 use std::time::Duration;
 
-/// Items of one page admitted at once.
+/// An item ready for admission: its event, payload and derived job id.
+type ValidItem = (Event, Value, JobId);
+
+/// Entities of one page admitted at once.
 const CONCURRENCY: usize = 16;
 
 /// A stored post the sweep found stalled, and what resuming it did.
@@ -149,20 +152,36 @@ where
             true => self.chunk_request(admission, page, &valid, now).await?,
             false => None,
         };
-        let outcomes: Vec<(JobId, IngestOutcome)> = stream::iter(valid)
-            .map(|(_, event, payload, id)| {
+        // One entity's items in order (its create before its update, as
+        // posted); different entities a few at a time.
+        let mut entities: Vec<(LinkId, Vec<ValidItem>)> = Vec::new();
+        for (_, event, payload, id) in valid {
+            let link = LinkId::of(&event.source_system, &event.external_id);
+            match entities.iter_mut().find(|(l, _)| *l == link) {
+                Some((_, items)) => items.push((event, payload, id)),
+                None => entities.push((link, vec![(event, payload, id)])),
+            }
+        }
+        let per_entity: Vec<Vec<(JobId, IngestOutcome)>> = stream::iter(entities)
+            .map(|(_, items)| {
                 let chunk = chunk.as_ref();
                 let batch = &admission.batch;
                 async move {
-                    let own = id.clone();
-                    self.admit(event, payload, now, Some(batch), Some(id), chunk)
-                        .await
-                        .map(|o| (own, o))
+                    let mut outcomes = Vec::with_capacity(items.len());
+                    for (event, payload, id) in items {
+                        let own = id.clone();
+                        let o = self
+                            .admit(event, payload, now, Some(batch), Some(id), chunk)
+                            .await?;
+                        outcomes.push((own, o));
+                    }
+                    Ok::<_, AppError>(outcomes)
                 }
             })
             .buffered(CONCURRENCY)
             .try_collect()
             .await?;
+        let outcomes: Vec<(JobId, IngestOutcome)> = per_entity.into_iter().flatten().collect();
         let mut tally = Tally {
             received: page.items.len() as u32,
             ..Tally::default()
