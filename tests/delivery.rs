@@ -576,3 +576,48 @@ async fn a_failure_after_the_signature_check_never_turns_the_retry_into_a_401_on
     a_retry_after_a_failed_admission_is_accepted(&store, &queue).await;
     identical_requests_racing_are_one_job(&store, &queue).await;
 }
+
+/// A sender's payload larger than what a rejection keeps cannot be
+/// re-submitted "as received": the operator is told what was kept and must
+/// give the body.
+#[tokio::test]
+async fn a_rejection_kept_in_part_is_not_resubmitted_as_received() {
+    use tollgate::app::ingest::Resubmission;
+    use tollgate::domain::rejection::MAX_KEPT_BODY_BYTES;
+    let dir = Scratch::new("truncated-rejection");
+    let db = SqliteDb::open(dir.path("t.db")).unwrap();
+    let big = format!("{{\"alerts\": [\"{}\"]}}", "x".repeat(MAX_KEPT_BODY_BYTES));
+    let rejection = Rejection::from_sender(
+        "alertmanager",
+        "alerts[0]",
+        big.as_bytes(),
+        vec![],
+        Timestamp(1_000),
+    );
+    db.keep_rejection(&rejection).await.unwrap();
+    let ingest = Ingest {
+        store: &db,
+        queue: &db,
+        clock: &SystemClock,
+        secrets: &[],
+        policy: &Default::default(),
+    };
+    match ingest.resubmit(&rejection.id, None, None).await.unwrap() {
+        Resubmission::StillInvalid(errors) => {
+            assert_eq!(errors[0].field, "body");
+            assert!(
+                errors[0].message.contains(&big.len().to_string()),
+                "{errors:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        db.rejection(&rejection.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .resubmitted_as,
+        None
+    );
+}

@@ -888,6 +888,7 @@ async fn the_scheduled_sweep_sends_a_job_whose_message_a_crash_lost() {
     let summary = tollgate_executor::sweep(
         &sweeping(&aws, &Policy::default()),
         None,
+        None,
         &approvals(&aws, &keys),
         &followups(&aws, &policy),
         &NoNotifier,
@@ -902,6 +903,7 @@ async fn the_scheduled_sweep_sends_a_job_whose_message_a_crash_lost() {
     assert_eq!(sim.report()["totals"]["issues"], 1);
     let again = tollgate_executor::sweep(
         &sweeping(&aws, &Policy::default()),
+        None,
         None,
         &approvals(&aws, &keys),
         &followups(&aws, &policy),
@@ -1219,6 +1221,7 @@ async fn the_sweep_notifies_every_open_request_not_only_the_oldest_hundred() {
     tollgate_executor::sweep(
         &sweeping(&aws, &Policy::default()),
         None,
+        None,
         &approvals(&aws, &keys),
         &followups(&aws, &policy),
         &counted,
@@ -1299,6 +1302,7 @@ async fn the_sweep_finds_a_lost_message_behind_a_hundred_denied_jobs() {
     let policy = tollgate::domain::followup::FollowUpPolicy::default();
     let summary = tollgate_executor::sweep(
         &sweeping(&aws, &Policy::default()),
+        None,
         None,
         &links,
         &followups(&aws, &policy),
@@ -1551,6 +1555,7 @@ async fn a_large_batch_is_admitted_in_pages_with_one_request_per_chunk() {
     let summary = tollgate_executor::sweep(
         &sweeping(&aws, &policy),
         None,
+        None,
         &links,
         &followups(&aws, &followup_policy),
         &counted,
@@ -1617,4 +1622,93 @@ async fn a_large_batch_is_admitted_in_pages_with_one_request_per_chunk() {
         "1,000 items admitted and decided in {:?}",
         started.elapsed()
     );
+}
+
+#[tokio::test]
+async fn work_whose_message_reached_the_dead_letter_queue_is_sent_again_then_given_up_with_a_reason()
+ {
+    let aws = aws().await;
+    let (site, _sim) = sim(Limits::default()).await;
+    let dlq_url = SqsQueue::create_queue(&aws.sqs, &moto::unique("dlq"))
+        .await
+        .unwrap();
+    let dead_letters = aws.queue.dead_letters(dlq_url.clone());
+    let created = call_ingest(&aws, signed_post(&alert(900), false)).await;
+    assert_eq!(created.status, 202, "{}", created.body);
+    let job_id = JobId::parse(created.body["jobId"].as_str().unwrap()).unwrap();
+    // What SQS's redrive policy does after maxReceiveCount failed receives:
+    // the message leaves the work queue for the dead-letter queue.
+    let set_aside = || async {
+        let url = &aws.queues[0].0;
+        let out = aws
+            .sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap();
+        let messages = out.messages.unwrap_or_default();
+        assert_eq!(messages.len(), 1, "the job's one message");
+        let m = &messages[0];
+        aws.sqs
+            .send_message()
+            .queue_url(&dlq_url)
+            .message_body(m.body().unwrap())
+            .send()
+            .await
+            .unwrap();
+        aws.sqs
+            .delete_message()
+            .queue_url(url)
+            .receipt_handle(m.receipt_handle().unwrap())
+            .send()
+            .await
+            .unwrap();
+    };
+    let keys = [Secret::new(LINK_KEY)];
+    let followup_policy = tollgate::domain::followup::FollowUpPolicy::default();
+    let policy = Policy::default();
+    let sweep = || async {
+        tollgate_executor::sweep(
+            &sweeping(&aws, &policy),
+            None,
+            Some(&dead_letters),
+            &approvals(&aws, &keys),
+            &followups(&aws, &followup_policy),
+            &NoNotifier,
+            &site,
+        )
+        .await
+        .unwrap()
+    };
+    for n in 1..=3 {
+        set_aside().await;
+        let summary = sweep().await;
+        assert_eq!(summary["deadLetters"], 1, "{summary}");
+        let job = aws.store.job(&job_id).await.unwrap().unwrap();
+        assert_eq!(job.state, JobState::Queued);
+        let trail = aws.store.audit_trail(&job_id).await.unwrap();
+        assert!(
+            trail
+                .iter()
+                .any(|e| e.outcome.contains(&format!("({n} of 3)"))),
+            "{trail:?}"
+        );
+    }
+    set_aside().await;
+    let summary = sweep().await;
+    assert_eq!(summary["deadLetters"], 1, "{summary}");
+    let job = aws.store.job(&job_id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Exhausted, "given up, with the reason");
+    assert!(
+        job.last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("dead-letter"),
+        "{job:?}"
+    );
+    // Nothing is left in either queue: the next sweep finds nothing.
+    assert_eq!(sweep().await["deadLetters"], 0);
+    assert!(queues_empty(&aws).await);
 }

@@ -532,6 +532,37 @@ pub trait WorkQueue: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// One message found in the dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub receipt: String,
+    pub letter: Letter,
+}
+
+/// What a dead-lettered message was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Letter {
+    /// A job's message.
+    Job(JobId),
+    /// A batch admission's continuation (the sweep resumes stalled
+    /// admissions from their cursor).
+    Admission { batch: BatchId },
+    /// Not tollgate's, or not readable: why.
+    Unreadable(String),
+}
+
+/// The queue SQS moves a message to after too many failed receives.
+pub trait DeadLetters: Send + Sync {
+    /// Up to `max` messages, hidden for `visibility` meanwhile.
+    fn receive(
+        &self,
+        max: usize,
+        visibility: Duration,
+    ) -> impl Future<Output = Result<Vec<DeadLetter>, StoreError>> + Send;
+
+    fn delete(&self, receipt: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
 /// A Jira answer that worked, with the rate-limit signals it carried.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Answer<T> {

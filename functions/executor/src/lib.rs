@@ -12,9 +12,12 @@ use std::cell::Cell;
 use std::time::Duration;
 use tollgate::adapters::emf;
 pub use tollgate::adapters::lambda_env::invocation_deadline;
-use tollgate::adapters::sqs::{AdmissionMessage, QueueBody, QueuedMessage, SqsQueue};
+use tollgate::adapters::sqs::{
+    AdmissionMessage, QueueBody, QueuedMessage, SqsDeadLetters, SqsQueue,
+};
 use tollgate::app::AppError;
 use tollgate::app::approvals::Approvals;
+use tollgate::app::dead_letters::check_dead_letters;
 use tollgate::app::execute::{Disposition, Executor, RunReport};
 use tollgate::app::followup::FollowUps;
 use tollgate::app::governor::Pace;
@@ -374,13 +377,15 @@ impl Invocation {
 
 /// The scheduled sweep: re-sends jobs whose queue message a crash lost
 /// (admitted over a minute ago, never sent), resumes batch admissions
-/// whose continuation was lost (until `until`), expires overdue approval
+/// whose continuation was lost (until `until`), re-drives or gives up on
+/// work whose message reached the dead-letter queue, expires overdue approval
 /// requests, retries approval notifications, applies decisions a crash
 /// left unapplied, follows up exhausted and half-done work, and announces
 /// the site entering or leaving degraded mode.
 pub async fn sweep<S, C, N>(
     ingest: &Ingest<'_, S, SqsQueue, C>,
     until: Option<Timestamp>,
+    dead_letters: Option<&SqsDeadLetters>,
     approvals: &Approvals<'_, S, SqsQueue, C>,
     followups: &FollowUps<'_, S, SqsQueue, C>,
     notifier: &N,
@@ -410,6 +415,15 @@ where
         "admissions",
         ingest.resume_stalled(until).await.map(|r| r.len()),
     );
+    let dead = match dead_letters {
+        Some(d) => part(
+            "deadLetters",
+            check_dead_letters(store, queue, d, approvals.clock)
+                .await
+                .map(|r| r.redriven + r.gave_up + r.dropped),
+        ),
+        None => serde_json::Value::Null,
+    };
     let approvals_acted = part("approvals", approvals.sweep(notifier).await);
     let paused = match store.load_governor(site).await {
         Ok((g, _)) => g.paused_until > now,
@@ -428,12 +442,13 @@ where
     tracing::info!(
         %resent,
         %admissions,
+        %dead,
         %approvals_acted,
         %followed_up,
         %announced,
         "sweep done"
     );
-    if failed.len() == 5 {
+    if failed.len() >= 5 {
         // Nothing worked: the store itself is unreachable; let Lambda count
         // the invocation as failed.
         return Err(AppError::Store(tollgate::ports::StoreError::Backend(
@@ -443,6 +458,7 @@ where
     Ok(serde_json::json!({
         "resent": resent,
         "admissions": admissions,
+        "deadLetters": dead,
         "approvals": approvals_acted,
         "followUps": followed_up,
         "siteChanges": announced,

@@ -93,7 +93,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         secrets: &[],
         policy: &settings.policy,
     };
+    let dead_letters = settings
+        .dead_letter_url
+        .as_ref()
+        .map(|url| queue.dead_letters(url.clone()));
     run(service_fn(|event: LambdaEvent<Value>| {
+        let dead_letters = dead_letters.as_ref();
         let (executor, ingest, approvals, followups, notifier, site, recorder) = (
             &executor,
             &ingest,
@@ -132,7 +137,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                     )
                     .map(|d| Timestamp(d.0 - per_record.as_millis() as i64));
                     Ok(tollgate_executor::sweep(
-                        ingest, until, approvals, followups, notifier, site,
+                        ingest,
+                        until,
+                        dead_letters,
+                        approvals,
+                        followups,
+                        notifier,
+                        site,
                     )
                     .await?)
                 }

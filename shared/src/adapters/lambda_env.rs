@@ -34,6 +34,8 @@ pub mod vars {
     pub const EXHAUSTED_PROJECT: &str = "TOLLGATE_EXHAUSTED_PROJECT";
     /// The senders document, as TOML text (optional).
     pub const SOURCES: &str = "TOLLGATE_SOURCES";
+    /// The dead-letter queue the sweep checks (optional; the executor's).
+    pub const DLQ_URL: &str = "TOLLGATE_DLQ_URL";
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -56,6 +58,8 @@ pub struct LambdaSettings {
     pub public_url: String,
     pub exhausted_project: Option<String>,
     pub sources: Sources,
+    /// The dead-letter queue the sweep checks, when set.
+    pub dead_letter_url: Option<String>,
 }
 
 impl LambdaSettings {
@@ -153,6 +157,7 @@ impl LambdaSettings {
             queue_url,
             jira_url,
             secret_id: lookup(vars::SECRET_ID).filter(|v| !v.trim().is_empty()),
+            dead_letter_url: lookup(vars::DLQ_URL).filter(|v| !v.trim().is_empty()),
             max_concurrency: number(&lookup, vars::MAX_CONCURRENCY, 10)? as usize,
             bulk_concurrency: number(&lookup, vars::BULK_CONCURRENCY, 0)? as usize,
             jira_timeout: Duration::from_secs(number(&lookup, vars::JIRA_TIMEOUT_SECS, 20)?),

@@ -11,6 +11,9 @@
 //!   (`ChangeMessageVisibility`'s limit, counted from the call).
 //! * A batch admission that ran out of time continues on the bulk queue as
 //!   `{"admitBatch", "post"}`: the executor admits the post's next pages.
+//! * The dead-letter queue is read by the sweep ([`SqsDeadLetters`]): a
+//!   message is deleted once its job was sent again, given up on, or found
+//!   finished.
 //! * Receipts handed out are `i:<handle>` or `b:<handle>`, so delete and
 //!   visibility changes reach the right queue.
 //! * SQS counts time in whole seconds: waits round up, never down, so a
@@ -21,7 +24,10 @@ use crate::domain::admission::PostId;
 use crate::domain::event::Priority;
 use crate::domain::ids::{BatchId, JobId};
 use crate::domain::time::Timestamp;
-use crate::ports::{Clock, Delivery, StoreError, SystemClock, WorkMessage, WorkQueue};
+use crate::ports::{
+    Clock, DeadLetter, DeadLetters, Delivery, Letter, StoreError, SystemClock, WorkMessage,
+    WorkQueue,
+};
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use serde::{Deserialize, Serialize};
@@ -215,6 +221,11 @@ impl SqsQueue {
 }
 
 impl SqsQueue {
+    /// The dead-letter queue at `url`, on this queue's client.
+    pub fn dead_letters(&self, url: impl Into<String>) -> SqsDeadLetters {
+        SqsDeadLetters::new(self.client.clone(), url)
+    }
+
     /// Hands a batch admission that ran out of time on to the executor.
     pub async fn continue_admission(
         &self,
@@ -298,6 +309,69 @@ impl WorkQueue for SqsQueue {
             e.is_receipt_handle_is_invalid() || e.is_message_not_inflight()
         })
         .map(|_| ())
+    }
+}
+
+/// The dead-letter queue both work queues redrive to (read by the sweep).
+#[derive(Clone)]
+pub struct SqsDeadLetters {
+    client: Client,
+    url: String,
+}
+
+impl SqsDeadLetters {
+    pub fn new(client: Client, url: impl Into<String>) -> Self {
+        SqsDeadLetters {
+            client,
+            url: url.into(),
+        }
+    }
+}
+
+impl DeadLetters for SqsDeadLetters {
+    async fn receive(
+        &self,
+        max: usize,
+        visibility: Duration,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(&self.url)
+            .max_number_of_messages(max.clamp(1, 10) as i32)
+            .visibility_timeout(whole_seconds(visibility, MAX_VISIBILITY))
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(out
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|m| {
+                let letter = match QueueBody::decode(m.body.as_deref().unwrap_or_default()) {
+                    Ok(QueueBody::Job(msg)) => Letter::Job(msg.job_id),
+                    Ok(QueueBody::Admission(a)) => Letter::Admission {
+                        batch: a.admit_batch,
+                    },
+                    Err(e) => Letter::Unreadable(e.to_string()),
+                };
+                Some(DeadLetter {
+                    receipt: m.receipt_handle?,
+                    letter,
+                })
+            })
+            .collect())
+    }
+
+    async fn delete(&self, receipt: &str) -> Result<(), StoreError> {
+        let r = self
+            .client
+            .delete_message()
+            .queue_url(&self.url)
+            .receipt_handle(receipt)
+            .send()
+            .await;
+        conditional(r, |e| e.is_receipt_handle_is_invalid()).map(|_| ())
     }
 }
 

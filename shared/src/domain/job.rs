@@ -106,6 +106,8 @@ impl JobState {
             (S::Merged, E::Fail) => S::Failed,
             (S::Running, E::Defer) => S::Waiting,
             (S::Running, E::Exhaust) => S::Exhausted,
+            // Its queue message kept failing to run (the dead-letter queue).
+            (S::Queued | S::Waiting, E::Exhaust) => S::Exhausted,
             (S::Running, E::Fail) => S::Failed,
             (S::Running, E::Succeed) => S::Succeeded,
             (S::Exhausted, E::Requeue) => S::Queued,
