@@ -209,6 +209,20 @@ async fn the_functions_run_against_the_resources_the_stack_created() {
         executor_settings.jira_url.as_deref(),
         Some(jira_url.as_str())
     );
+    // The pace adds up: every executor instance takes its share of the
+    // site's pace from both queues' concurrency, as deployed.
+    assert!(
+        executor_settings.bulk_concurrency > 0,
+        "the bulk queue's instances count"
+    );
+    assert_eq!(
+        executor_settings.executor_instances(),
+        executor_settings.max_concurrency + executor_settings.bulk_concurrency
+    );
+    assert!(
+        executor_settings.dead_letter_url.is_some(),
+        "the sweep checks the DLQ"
+    );
 
     // The operator's step after deploying: Jira credentials into the secret
     // the stack made (it generated the webhook secret already).
@@ -361,7 +375,7 @@ async fn the_functions_run_against_the_resources_the_stack_created() {
     let governor = Governor::new(
         &store,
         &SystemClock,
-        GovernorConfig::new(jira_url.clone(), executor_settings.max_concurrency),
+        GovernorConfig::new(jira_url.clone(), executor_settings.executor_instances()),
     );
     let exec_config = ExecutorConfig::default();
     let executor = Executor {

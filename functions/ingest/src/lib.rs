@@ -44,9 +44,10 @@ impl Continue for SqsQueue {
     }
 }
 
-/// Time a batch request keeps for itself after its last page: storing
-/// nothing more, answering, and API Gateway's own margin.
-pub const BATCH_ANSWER_MARGIN: Duration = Duration::from_secs(4);
+/// Time a batch request keeps for itself after its last page (a page
+/// starts only if, as slow as the slowest so far, it ends before this):
+/// answering, and the continuation's message.
+pub const BATCH_ANSWER_MARGIN: Duration = Duration::from_secs(2);
 
 /// What the function needs, built once at init.
 pub struct App<'a, S, Q, C, N> {

@@ -44,8 +44,9 @@ where
     C: Clock,
 {
     /// Admits the post's pages from its cursor until all are admitted or
-    /// `until` has passed (a page started is finished). Returns where the
-    /// admission stands and what the pages admitted here added.
+    /// the next page would not end by `until`, judged by the slowest page
+    /// so far. Returns where the admission stands and what the pages
+    /// admitted here added.
     pub async fn admit_pages(
         &self,
         batch: &BatchId,
@@ -53,11 +54,13 @@ where
         until: Option<Timestamp>,
     ) -> Result<(AdmissionRecord, Tally), AppError> {
         let mut total = Tally::default();
+        let mut slowest = 0i64;
         loop {
             let Some(admission) = self.store.admission(batch, post).await? else {
                 return Err(missing(format!("batch {batch} has no post {post}")));
             };
-            if admission.is_done() || until.is_some_and(|u| self.clock.now() >= u) {
+            let started = self.clock.now();
+            if admission.is_done() || until.is_some_and(|u| started.0 + slowest >= u.0) {
                 return Ok((admission, total));
             }
             let Some(page) = self.store.page(batch, post, admission.next_page).await? else {
@@ -67,6 +70,7 @@ where
                 )));
             };
             let tally = self.admit_page(&admission, &page).await?;
+            slowest = slowest.max(self.clock.now().0 - started.0);
             if self
                 .store
                 .advance_admission(batch, post, page.number, &tally, self.clock.now())
