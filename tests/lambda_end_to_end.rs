@@ -28,11 +28,12 @@ use tollgate::domain::ids::{BatchId, JobId};
 use tollgate::domain::ids::{ExternalId, SourceSystem};
 use tollgate::domain::job::JobState;
 use tollgate::domain::policy::Policy;
+use tollgate::domain::rejection::RejectionId;
 use tollgate::domain::secret::Secret;
 use tollgate::domain::signature;
 use tollgate::domain::time::Timestamp;
 use tollgate::ports::{ApprovalStore, JobStore, NoNotifier, SystemClock, WorkQueue};
-use tollgate::ports::{Clock, JobRecord};
+use tollgate::ports::{Clock, JobRecord, RejectionStore};
 use tollgate_executor::{Budget, Invocation};
 
 const SECRET: &str = "whsec_lambda";
@@ -1041,6 +1042,35 @@ async fn the_ingest_function_takes_a_senders_payload_and_a_batch_as_serve_does()
         body["rejected"][0]["errors"][0]["field"],
         "alerts[1].externalId"
     );
+    // A payload far over DynamoDB's 400 KB item limit, rejected: kept in
+    // part (with its size and digest), not refused with a 503 on every
+    // retry.
+    let huge = serde_json::to_vec(&json!({"version": "4", "status": "firing", "alerts": [
+        {"status": "firing", "labels": {"alertname": "Disk"}, "startsAt": "2026-11-24T03:00:00Z",
+         "annotations": {"runbook": "x".repeat(700_000)}}
+    ]}))
+    .unwrap();
+    let (status, kept) = answer(
+        tollgate_ingest::handle(
+            &app,
+            apigw(
+                "POST",
+                "/v1/sources/alertmanager",
+                Some(&huge),
+                json!({"content-type": "application/json", "authorization": "Bearer am-token"}),
+                true,
+            ),
+            None,
+        )
+        .await,
+    );
+    assert_eq!(status, 202, "{kept}");
+    let rejection =
+        RejectionId::parse(kept["rejected"][0]["rejectionId"].as_str().unwrap()).unwrap();
+    let stored = aws.store.rejection(&rejection).await.unwrap().unwrap();
+    let whole = stored.truncated.map(|t| t.bytes).unwrap_or(0);
+    assert!(whole > 400_000, "kept in part: {whole}");
+    assert!(stored.body.len() < 300_000);
     let job = body["accepted"][0]["jobId"].as_str().unwrap();
     let stored = aws
         .store
