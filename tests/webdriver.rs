@@ -187,8 +187,39 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        // Ends the session's Chromium with the driver.
+        // Killing chromedriver alone leaves its Chromium running (adopted
+        // by init), one per test, on every run: end the session first, so
+        // chromedriver closes the browser, then anything still using this
+        // profile, then the driver.
+        end_session(&self.base, &self.session);
+        let _ = Command::new("pkill")
+            .args([
+                "-f",
+                &format!("--user-data-dir={}", self._profile.0.display()),
+            ])
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+    }
+}
+
+/// `DELETE /session/{id}` over a plain blocking socket (a destructor has no
+/// async runtime to lean on); best effort, a few seconds at most.
+fn end_session(base: &str, session: &str) {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+    let Some(addr) = base.strip_prefix("http://") else {
+        return;
+    };
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+        return;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let request = format!(
+        "DELETE /session/{session} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    if stream.write_all(request.as_bytes()).is_ok() {
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
     }
 }
