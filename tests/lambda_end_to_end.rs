@@ -796,11 +796,21 @@ async fn a_gated_event_waits_for_the_approval_function_then_the_executor_runs_it
         .links
         .token(&approval, "lead@example.com", Decision::Approve)
         .unwrap();
-    let path = format!("/v1/approvals/{token}");
-    // The approval function, as API Gateway invokes it: a GET decides nothing.
-    let page = tollgate_approval::handle(&links, apigw("GET", &path, None, json!({}), false)).await;
+    // The approval function, as API Gateway invokes it under a named stage:
+    // a GET decides nothing, and the page's buttons post next to it.
+    let page_path = format!("/prod/v1/approvals/{token}");
+    let page =
+        tollgate_approval::handle(&links, apigw("GET", &page_path, None, json!({}), false)).await;
     assert_eq!(page.status(), 200);
     assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    let html = String::from_utf8_lossy(page.body().as_ref()).into_owned();
+    let action = html
+        .split("action=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the approve form's action");
+    let relative = action.strip_prefix("./").expect("a relative action");
+    let path = format!("/prod/v1/approvals/{relative}");
     let job = aws
         .store
         .job(&JobId::parse(&job_id).unwrap())

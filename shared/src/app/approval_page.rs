@@ -60,13 +60,16 @@ fn document(title: &str, body: &str) -> String {
     )
 }
 
+/// The form posts to its token next to the page's own URL (a relative
+/// action), so the page works under any path prefix: an API Gateway
+/// stage, `cargo lambda watch`'s `/lambda-url/<function>/`, a proxy.
 fn button(token: &str, decision: Decision) -> String {
     let (class, label) = match decision {
         Decision::Approve => ("approve", "Approve"),
         Decision::Deny => ("deny", "Deny"),
     };
     format!(
-        "<form method=\"post\" action=\"/v1/approvals/{}\"><button type=\"submit\" class=\"{class}\" name=\"decision\" value=\"{class}\">{label}</button></form>",
+        "<form method=\"post\" action=\"./{}\"><button type=\"submit\" class=\"{class}\" name=\"decision\" value=\"{class}\">{label}</button></form>",
         escape(token)
     )
 }
@@ -218,7 +221,7 @@ mod tests {
         assert!(!html.contains("<script>"), "{html}");
         assert!(!html.contains("<img"), "{html}");
         assert!(html.contains("&lt;script&gt;"));
-        assert!(html.contains("/v1/approvals/a.tok&quot;en"));
+        assert!(html.contains("action=\"./a.tok&quot;en\""));
     }
 
     #[test]
