@@ -559,3 +559,30 @@ async fn an_invalid_event_is_kept_for_an_operator_and_a_corrected_resubmission_r
     assert!(!ok && twice.contains("already re-submitted"), "{twice}");
     assert_eq!(sim_report(&sim.url).await.unwrap()["totals"]["issues"], 1);
 }
+
+#[tokio::test]
+async fn unknown_routes_and_wrong_methods_answer_with_the_contracts_error_body() {
+    let s = stack("fallbacks");
+    let http = reqwest::Client::new();
+    let missing = http
+        .get(format!("{}/v1/nothing-here", s.api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    let body: Value = missing.json().await.unwrap();
+    assert_eq!(body["error"], "not_found", "{body}");
+    assert!(body["message"].is_string(), "{body}");
+    let wrong = http
+        .delete(format!("{}/v1/events", s.api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 405);
+    let body: Value = wrong.json().await.unwrap();
+    assert_eq!(body["error"], "method_not_allowed", "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("DELETE"),
+        "{body}"
+    );
+}

@@ -70,6 +70,15 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(view_approval).post(decide_approval),
         )
         .route("/healthz", get(|| async { "ok" }))
+        // The contract's error body on every status, 404 and 405 included.
+        .fallback(|| async { answer(not_found("route")) })
+        .method_not_allowed_fallback(|method: axum::http::Method| async move {
+            answer(HttpAnswer::error(
+                405,
+                "method_not_allowed",
+                format!("{method} is not allowed here"),
+            ))
+        })
         .with_state(state)
 }
 
