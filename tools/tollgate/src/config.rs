@@ -201,6 +201,7 @@ impl IntakeSettings {
     pub fn load(path: &Path, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
         let sources = load_sources(path)?;
         let mut secrets = HashMap::new();
+        let mut missing = Vec::new();
         for s in sources.iter() {
             let var = secrets_env_var(&s.name);
             let value = match env(&var) {
@@ -209,12 +210,19 @@ impl IntakeSettings {
             };
             let list = value.as_deref().map(secret_list).unwrap_or_default();
             if list.is_empty() {
-                bail!(
-                    "source {} has no secret: set {var} or {var}_FILE (comma-separated during a rotation)",
-                    s.name
-                );
+                missing.push(format!("{} ({var} or {var}_FILE)", s.name));
+                continue;
             }
             secrets.insert(s.name.to_string(), list);
+        }
+        // Every missing one named at once: one start to find them all.
+        if !missing.is_empty() {
+            bail!(
+                "{} of {} sources have no secret — set each variable (comma-separated during a rotation): {}",
+                missing.len(),
+                sources.iter().count(),
+                missing.join(", ")
+            );
         }
         Ok(IntakeSettings { sources, secrets })
     }
@@ -425,6 +433,23 @@ mod tests {
         o.jira_api_token = None;
         let e = resolve(o, FileConfig::default()).unwrap_err().to_string();
         assert!(e.contains("TOLLGATE_JIRA_API_TOKEN"), "{e}");
+    }
+
+    #[test]
+    fn every_sender_without_a_secret_is_named_in_one_error() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/sources.toml");
+        let all = load_sources(&path).unwrap();
+        let names: Vec<_> = all.iter().map(|s| s.name.clone()).collect();
+        assert!(names.len() >= 3, "{names:?}");
+        let first = secrets_env_var(&all.iter().next().unwrap().name);
+        let e = IntakeSettings::load(&path, |v| (v == first).then(|| "s3cret".to_string()))
+            .unwrap_err()
+            .to_string();
+        for name in &names[1..] {
+            assert!(e.contains(name.as_str()), "{name:?} in {e}");
+            assert!(e.contains(&secrets_env_var(name)), "{e}");
+        }
+        assert!(!e.contains(&first), "the one given is not named: {e}");
     }
 
     #[test]
