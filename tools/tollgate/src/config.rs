@@ -23,7 +23,8 @@ pub const DEFAULT_DB: &str = "tollgate.db";
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
-    pub listen: Option<SocketAddr>,
+    /// `host:port`; a host name is resolved (`localhost:8787`).
+    pub listen: Option<String>,
     pub db: Option<PathBuf>,
     pub workers: Option<usize>,
     pub visibility_timeout_secs: Option<u64>,
@@ -131,7 +132,7 @@ impl ApprovalSettings {
 
 /// Values gathered from flags and environment (clap does both).
 pub struct Overrides {
-    pub listen: Option<SocketAddr>,
+    pub listen: Option<String>,
     pub db: Option<PathBuf>,
     pub jira_url: Option<String>,
     pub sim: bool,
@@ -153,6 +154,18 @@ pub struct Overrides {
     pub exhausted_project: Option<String>,
     /// The senders document (TOML).
     pub sources: Option<PathBuf>,
+}
+
+/// The address to listen on: an IP and port, or a host name and port
+/// (resolved; the first address it has).
+pub fn listen_address(s: &str) -> anyhow::Result<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    let mut found = s.to_socket_addrs().with_context(|| {
+        format!("listen: {s:?} is not host:port (e.g. 127.0.0.1:8787 or localhost:8787)")
+    })?;
+    found
+        .next()
+        .with_context(|| format!("listen: {s:?} resolves to no address"))
 }
 
 /// A secret given directly (flag or variable), else read from the file
@@ -310,10 +323,12 @@ pub fn resolve(o: Overrides, file: FileConfig) -> anyhow::Result<ServeConfig> {
     if !(1..=MAX_BULK_CREATE).contains(&bulk_create) {
         bail!("bulk_create must be between 1 and {MAX_BULK_CREATE} (got {bulk_create})");
     }
-    let listen = match o.listen.or(file.listen) {
-        Some(l) => l,
-        None => DEFAULT_LISTEN.parse()?,
-    };
+    let listen = listen_address(
+        o.listen
+            .or(file.listen)
+            .as_deref()
+            .unwrap_or(DEFAULT_LISTEN),
+    )?;
     Ok(ServeConfig {
         listen,
         db: o
@@ -433,6 +448,15 @@ mod tests {
         o.jira_api_token = None;
         let e = resolve(o, FileConfig::default()).unwrap_err().to_string();
         assert!(e.contains("TOLLGATE_JIRA_API_TOKEN"), "{e}");
+    }
+
+    #[test]
+    fn the_listen_address_may_name_a_host() {
+        assert_eq!(listen_address("127.0.0.1:9000").unwrap().port(), 9000);
+        let local = listen_address("localhost:8787").unwrap();
+        assert!(local.ip().is_loopback() && local.port() == 8787, "{local}");
+        let e = listen_address("8787").unwrap_err().to_string();
+        assert!(e.contains("listen") && e.contains("host:port"), "{e}");
     }
 
     #[test]

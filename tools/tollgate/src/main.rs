@@ -300,9 +300,9 @@ enum PolicyCommand {
 
 #[derive(clap::Args)]
 struct ServeArgs {
-    /// Address for the HTTP API.
+    /// Address for the HTTP API: host:port (default 127.0.0.1:8787).
     #[arg(long)]
-    listen: Option<SocketAddr>,
+    listen: Option<String>,
     /// SQLite file holding jobs and the queue (default ./tollgate.db).
     #[arg(long, env = "TOLLGATE_DB")]
     db: Option<PathBuf>,
