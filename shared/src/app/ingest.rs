@@ -222,6 +222,7 @@ where
     ) -> Result<Result<(), SignatureError>, AppError> {
         let now = self.clock.now();
         if let Err(e) = signature::verify(header, body, self.secrets, now.unix_seconds()) {
+            tracing::warn!(error = %e, "signature refused");
             return Ok(Err(e));
         }
         let Some(header) = header else {

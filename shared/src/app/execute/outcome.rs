@@ -164,6 +164,7 @@ where
             .transition(job, held, JobState::Running, JobEvent::Fail, entry)
             .await?
         {
+            tracing::warn!(job_id = %job.id, kind = %job.kind, source = %job.source_system, error = job.last_error.as_deref().unwrap_or_default(), "job FAILED");
             self.settle_merged(job, held).await?;
         }
         Ok(super::Disposition::Done)
@@ -177,14 +178,19 @@ where
         held: &Held,
         entry: AuditEntry,
     ) -> Result<super::Disposition, AppError> {
-        self.transition(
-            job,
-            held,
-            JobState::Running,
-            JobEvent::Exhaust,
-            entry.state(JobState::Exhausted),
-        )
-        .await?;
+        let reason = entry.outcome.clone();
+        if self
+            .transition(
+                job,
+                held,
+                JobState::Running,
+                JobEvent::Exhaust,
+                entry.state(JobState::Exhausted),
+            )
+            .await?
+        {
+            tracing::warn!(job_id = %job.id, kind = %job.kind, source = %job.source_system, %reason, "job EXHAUSTED: its retry budget is spent");
+        }
         Ok(super::Disposition::Done)
     }
 
