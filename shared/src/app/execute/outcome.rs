@@ -242,7 +242,7 @@ where
             .await?;
         if !written {
             job.state = before;
-            tracing::warn!(job_id = %job.id, from = %from, to = %to, "state write refused: another worker holds the job now");
+            tracing::info!(job_id = %job.id, from = %from, to = %to, "state write refused: another worker holds the job now (fencing did its job; this run stops)");
         }
         Ok(written)
     }
