@@ -586,3 +586,38 @@ async fn unknown_routes_and_wrong_methods_answer_with_the_contracts_error_body()
         "{body}"
     );
 }
+
+#[test]
+fn jobs_list_names_the_valid_states_has_a_header_and_says_when_it_is_empty() {
+    let dir = Scratch::new("jobs-list");
+    let db = dir.path("t.db");
+    drop(tollgate::adapters::sqlite::SqliteDb::open(&db).unwrap());
+    let run = |args: &[&str]| {
+        std::process::Command::new(bin("tollgate"))
+            .arg("jobs")
+            .arg("--db")
+            .arg(&db)
+            .args(args)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    };
+    let bogus = run(&["list", "--state", "bogus"]);
+    assert!(!bogus.status.success());
+    let err = String::from_utf8_lossy(&bogus.stderr);
+    assert!(
+        err.contains("\"bogus\"") && err.contains("QUEUED") && err.contains("EXHAUSTED"),
+        "{err}"
+    );
+    let empty = run(&["list"]);
+    assert!(empty.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&empty.stdout).trim(),
+        "no jobs found"
+    );
+    let none = run(&["list", "--state", "failed"]);
+    assert_eq!(
+        String::from_utf8_lossy(&none.stdout).trim(),
+        "no jobs found in state FAILED"
+    );
+}

@@ -587,15 +587,30 @@ async fn main() -> anyhow::Result<()> {
             match command {
                 JobsCommand::List { state, limit } => {
                     let state = match state {
-                        Some(s) => Some(
-                            JobState::parse(&s).with_context(|| format!("unknown state {s:?}"))?,
-                        ),
+                        Some(s) => Some(JobState::parse(&s).with_context(|| {
+                            let valid: Vec<&str> =
+                                JobState::ALL.iter().map(|st| st.as_str()).collect();
+                            format!("unknown state {s:?}; one of {}", valid.join(", "))
+                        })?),
                         None => None,
                     };
-                    for job in db.list(state, limit).await? {
+                    let jobs = db.list(state, limit).await?;
+                    if jobs.is_empty() {
                         println!(
-                            "{}  {:<16} {:<10} {:<14} {:<24} {}",
+                            "no jobs found{}",
+                            state.map_or(String::new(), |s| format!(" in state {}", s.as_str()))
+                        );
+                    } else {
+                        println!(
+                            "{:<36}  {:<20} {:<16} {:<10} {:<14} {:<24} ISSUE",
+                            "JOB", "UPDATED", "STATE", "KIND", "SOURCE", "EXTERNAL ID"
+                        );
+                    }
+                    for job in jobs {
+                        println!(
+                            "{}  {:<20} {:<16} {:<10} {:<14} {:<24} {}",
                             job.id,
+                            job.updated_at.to_rfc3339(),
                             job.state.as_str(),
                             job.kind.as_str(),
                             job.source_system.as_str(),
