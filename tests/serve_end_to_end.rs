@@ -621,3 +621,30 @@ fn jobs_list_names_the_valid_states_has_a_header_and_says_when_it_is_empty() {
         "no jobs found in state FAILED"
     );
 }
+
+#[test]
+fn an_operator_command_on_another_programs_database_refuses_it_and_changes_nothing() {
+    let dir = Scratch::new("foreign-db");
+    let db = dir.path("notes.db");
+    let python = std::env::var("TOLLGATE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let made = std::process::Command::new(python)
+        .args([
+            "-c",
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute('CREATE TABLE notes (t TEXT)'); c.execute(\"INSERT INTO notes VALUES ('mine')\"); c.commit()",
+        ])
+        .arg(&db)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let before = std::fs::read(&db).unwrap();
+    let out = std::process::Command::new(bin("tollgate"))
+        .args(["jobs", "--db"])
+        .arg(&db)
+        .arg("list")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a tollgate database"), "{err}");
+    assert_eq!(std::fs::read(&db).unwrap(), before, "not a byte changed");
+}

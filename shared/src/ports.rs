@@ -28,6 +28,9 @@ pub enum StoreError {
     Backend(String),
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
+    /// The file is another program's database: left as it was.
+    #[error("{0} is not a tollgate database; nothing was changed in it")]
+    Foreign(String),
 }
 
 /// Everything tollgate keeps about one job.

@@ -238,6 +238,37 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// `PRAGMA application_id` of a tollgate database ("Tolg"), so another
+/// program's SQLite file is recognised and never written to.
+const APPLICATION_ID: i32 = 0x546f_6c67;
+
+/// Refuses a SQLite file that is not tollgate's: another application id, or
+/// none with tables that are not an older tollgate's. Read-only; the file's
+/// bytes stay as they are.
+fn refuse_foreign(path: &Path) -> Result<(), StoreError> {
+    let foreign = || StoreError::Foreign(path.display().to_string());
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|_| foreign())?;
+    let id: i32 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(|_| foreign())?;
+    if id == APPLICATION_ID {
+        return Ok(());
+    }
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
+        .map_err(|_| foreign())?;
+    let older_tollgate = ["jobs", "queue", "leases"]
+        .iter()
+        .all(|t| tables.iter().any(|n| n == t));
+    if id == 0 && (tables.is_empty() || older_tollgate) {
+        Ok(())
+    } else {
+        Err(foreign())
+    }
+}
+
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
@@ -253,7 +284,12 @@ fn ms(d: Duration) -> i64 {
 impl SqliteDb {
     /// Opens (creating if needed) the database file and its schema.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        let conn = Connection::open(path.as_ref()).map_err(backend)?;
+        let path = path.as_ref();
+        // Before anything writes to it (WAL mode alone rewrites its header).
+        if std::fs::metadata(path).is_ok_and(|m| m.len() > 0) {
+            refuse_foreign(path)?;
+        }
+        let conn = Connection::open(path).map_err(backend)?;
         conn.busy_timeout(Duration::from_secs(30))
             .map_err(backend)?;
         // WAL survives a killed process with every committed transaction;
@@ -264,6 +300,8 @@ impl SqliteDb {
             .map_err(backend)?;
         migrate(&conn).map_err(backend)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
+        conn.pragma_update(None, "application_id", APPLICATION_ID)
+            .map_err(backend)?;
         Ok(SqliteDb {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -342,4 +380,51 @@ fn corrupt(what: &str, value: &str) -> rusqlite::Error {
 
 fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("tollgate-sqlite-{name}-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("t.db")
+    }
+
+    #[test]
+    fn another_programs_database_is_refused_and_left_as_it_was() {
+        let path = scratch("foreign");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT); INSERT INTO notes (text) VALUES ('mine');")
+                .unwrap();
+        }
+        let before = std::fs::read(&path).unwrap();
+        match SqliteDb::open(&path) {
+            Err(StoreError::Foreign(p)) => assert!(p.ends_with("t.db")),
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+        assert_eq!(std::fs::read(&path).unwrap(), before, "not a byte changed");
+    }
+
+    #[test]
+    fn a_new_database_is_marked_as_tollgates_and_an_older_one_is_accepted() {
+        let path = scratch("ours");
+        drop(SqliteDb::open(&path).unwrap());
+        let id: i32 = Connection::open(&path)
+            .unwrap()
+            .query_row("PRAGMA application_id", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(id, APPLICATION_ID);
+        drop(SqliteDb::open(&path).unwrap());
+        // One made before the id existed: tollgate's tables, id 0.
+        let older = scratch("older");
+        {
+            let c = Connection::open(&older).unwrap();
+            c.execute_batch(SCHEMA).unwrap();
+        }
+        drop(SqliteDb::open(&older).unwrap());
+    }
 }
