@@ -65,9 +65,41 @@ fn jitter(d: Duration, unit_random: f64) -> Duration {
     d.mul_f64(0.7 + 0.6 * unit_random.clamp(0.0, 1.0))
 }
 
+/// Longest wait between two looks for an entity's issue.
+pub const MAX_CREATOR_WAIT: Duration = Duration::from_secs(60);
+
+/// How long a job whose entity's issue does not exist yet waits before it
+/// looks again: soon while the creator is young, then a quarter of the
+/// time waited so far, up to [`MAX_CREATOR_WAIT`] — a follow-up whose issue
+/// never comes does not poll every second until its deadline.
+pub fn creator_wait(waited: Duration, floor: Duration) -> Duration {
+    (waited / 4).clamp(floor, MAX_CREATOR_WAIT.max(floor))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_job_waiting_for_its_issue_looks_again_less_often_up_to_a_minute() {
+        let floor = Duration::from_secs(2);
+        assert_eq!(creator_wait(Duration::ZERO, floor), floor);
+        assert_eq!(
+            creator_wait(Duration::from_secs(40), floor),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            creator_wait(Duration::from_secs(3600), floor),
+            MAX_CREATOR_WAIT
+        );
+        // From 5 s to the 300 s deadline: a handful of looks, not hundreds.
+        let (mut waited, mut looks) = (Duration::from_secs(5), 0);
+        while waited < Duration::from_secs(300) {
+            waited += creator_wait(waited, floor);
+            looks += 1;
+        }
+        assert!(looks < 25, "{looks}");
+    }
 
     #[test]
     fn transient_delays_double_and_stop_at_the_cap() {

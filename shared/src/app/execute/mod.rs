@@ -55,6 +55,7 @@ use super::AppError;
 use super::governor::{Pace, Ungoverned};
 use crate::domain::audit::{AuditEntry, Stage};
 use crate::domain::backoff::RetryPolicy;
+use crate::domain::backoff::creator_wait;
 use crate::domain::event::{Event, IfNoIssue, Priority};
 use crate::domain::governor::CallKind;
 use crate::domain::ids::{IssueKey, JobId};
@@ -401,7 +402,9 @@ where
                     Stage::Lease,
                     "waiting for the job that creates this entity's issue",
                 );
-                let d = self.defer(job, held, short_wait() * 2, entry).await?;
+                let waited = job.created_at.until(self.clock.now());
+                let wait = creator_wait(waited, short_wait() * 2);
+                let d = self.defer(job, held, wait, entry).await?;
                 return Ok(Prepared::Settled(d));
             }
         };
