@@ -1499,7 +1499,7 @@ async fn a_large_batch_is_admitted_in_pages_with_one_request_per_chunk() {
 }
 
 /// The full size: `cargo test -p tollgate-e2e --test
-/// lambda_end_to_end -- --ignored ten_thousand` (about twenty minutes on
+/// lambda_end_to_end -- --ignored ten_thousand` (about forty minutes on
 /// the emulator, which serialises every request; not part of CI).
 #[tokio::test]
 #[ignore]
