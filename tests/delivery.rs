@@ -621,3 +621,63 @@ async fn a_rejection_kept_in_part_is_not_resubmitted_as_received() {
         None
     );
 }
+
+/// A chunk decided before any of its jobs was admitted (its page is still
+/// on its way) stays unapplied for the sweep, and never stops the sweep.
+#[tokio::test]
+async fn a_decision_that_names_no_admitted_job_yet_stays_for_the_sweep() {
+    use std::time::Duration;
+    use tollgate::app::approvals::{Approvals, Links};
+    use tollgate::domain::approval::Decision;
+    let dir = Scratch::new("unapplied-early");
+    let db = SqliteDb::open(dir.path("t.db")).unwrap();
+    let now = tollgate::ports::Clock::now(&SystemClock);
+    let request = ApprovalRecord {
+        id: ApprovalId::generate(),
+        job_id: JobId::generate(),
+        also: vec![JobId::generate()],
+        rule: "batch_approval (over 5 items)".into(),
+        intent: vec!["batch b, chunk 1 of 1".into()],
+        requested_by: "cmdb".into(),
+        approvers: vec!["lead@example.com".into()],
+        requested_at: now,
+        expires_at: now.plus(Duration::from_secs(3600)),
+        decided: None,
+        notified: true,
+    };
+    db.create_approval(&request).await.unwrap();
+    let keys = [Secret::new("link-key")];
+    let approvals = Approvals {
+        store: &db,
+        queue: &db,
+        clock: &SystemClock,
+        links: Links {
+            keys: &keys,
+            base_url: "http://tollgate.test",
+        },
+    };
+    assert!(
+        approvals
+            .decide_as(&request.id, Decision::Approve, "lead@example.com", "link")
+            .await
+            .is_err(),
+        "decided, but nothing to move yet"
+    );
+    let unapplied = db.unapplied_approvals(10).await.unwrap();
+    assert!(
+        unapplied.iter().any(|a| a.id == request.id),
+        "{unapplied:?}"
+    );
+    approvals
+        .sweep(&tollgate::ports::NoNotifier)
+        .await
+        .expect("the sweep goes on");
+    assert!(
+        db.unapplied_approvals(10)
+            .await
+            .unwrap()
+            .iter()
+            .any(|a| a.id == request.id),
+        "still waiting for its jobs"
+    );
+}

@@ -16,6 +16,7 @@ use crate::domain::notice::Notice;
 use crate::domain::secret::Secret;
 use crate::ports::{ApprovalStore, Clock, JobRecord, JobStore, Notifier, WorkQueue};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
+use std::time::Duration;
 
 /// Where links point and what signs them.
 pub struct Links<'a> {
@@ -289,7 +290,13 @@ where
             .buffered(APPLY_CONCURRENCY)
             .try_collect()
             .await?;
-        self.store.mark_applied(&approval.id).await?;
+        // Applied once a job it names exists and moved. None yet: its batch
+        // page is still being admitted, and the sweep comes back (for a
+        // day; after that nothing more will come).
+        let stale = self.clock.now() > approval.requested_at.plus(Duration::from_secs(86_400));
+        if moved.iter().any(Option::is_some) || stale {
+            self.store.mark_applied(&approval.id).await?;
+        }
         // The first job, or the first that was admitted.
         moved.into_iter().flatten().next().ok_or_else(|| {
             AppError::Store(crate::ports::StoreError::Corrupt(format!(
@@ -422,12 +429,18 @@ where
         // moved (a chunk of hundreds, a timeout), oldest first.
         for approval in self.store.unapplied_approvals(100).await? {
             if let Some(decided) = &approval.decided {
-                if decided.by == EXPIRY_ACTOR {
-                    self.expire_jobs(&approval).await?;
+                let settled = if decided.by == EXPIRY_ACTOR {
+                    self.expire_jobs(&approval).await
                 } else {
-                    self.apply(&approval, decided, "recovery").await?;
+                    self.apply(&approval, decided, "recovery").await.map(|_| ())
+                };
+                // One that cannot be settled yet never holds up the others.
+                match settled {
+                    Ok(()) => acted += 1,
+                    Err(e) => {
+                        tracing::warn!(approval_id = %approval.id, error = %e, "decision not applied yet; the next sweep tries again")
+                    }
                 }
-                acted += 1;
             }
         }
         // Decisions made before requests were marked applied.
