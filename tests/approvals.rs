@@ -76,6 +76,7 @@ async fn rig_with(name: &str, webhook_failures: usize, policy: &str) -> Rig {
         followups: Default::default(),
         bulk_create: tollgate::ports::MAX_BULK_CREATE,
         intake: Default::default(),
+        retry_cap: tollgate::domain::backoff::DEFAULT_RETRY_CAP,
     })
     .await
     .unwrap();

@@ -68,6 +68,7 @@ async fn a_failing_site_holds_risky_writes_lets_comments_through_and_recovers() 
         followups: Default::default(),
         bulk_create: tollgate::ports::MAX_BULK_CREATE,
         intake: Default::default(),
+        retry_cap: tollgate::domain::backoff::DEFAULT_RETRY_CAP,
     })
     .await
     .unwrap();

@@ -56,6 +56,7 @@ async fn rig(name: &str, limits: Limits, workers: usize) -> Rig {
         // its own tests.
         bulk_create: 1,
         intake: Default::default(),
+        retry_cap: tollgate::domain::backoff::DEFAULT_RETRY_CAP,
     })
     .await
     .unwrap();

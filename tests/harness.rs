@@ -471,6 +471,7 @@ impl InProcess {
             followups: Default::default(),
             bulk_create: tollgate::ports::MAX_BULK_CREATE,
             intake,
+            retry_cap: tollgate::domain::backoff::DEFAULT_RETRY_CAP,
         })
         .await
         .expect("serve starts");

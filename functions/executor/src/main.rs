@@ -44,6 +44,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let config = ExecutorConfig {
         worker: std::env::var("AWS_LAMBDA_LOG_STREAM_NAME").unwrap_or_else(|_| "executor".into()),
         call_timeout: settings.jira_timeout,
+        retry: tollgate::domain::backoff::RetryPolicy {
+            cap: settings.retry_cap,
+            ..Default::default()
+        },
         ..ExecutorConfig::default()
     };
     let recorder = StatsRecorder::default();

@@ -23,6 +23,8 @@ pub mod vars {
     /// MaximumConcurrency).
     pub const BULK_CONCURRENCY: &str = "TOLLGATE_BULK_CONCURRENCY";
     pub const JIRA_TIMEOUT_SECS: &str = "TOLLGATE_JIRA_TIMEOUT_SECS";
+    /// The longest wait between two runs of a failing job (default 30).
+    pub const RETRY_CAP_SECS: &str = "TOLLGATE_RETRY_CAP_SECS";
     pub const RETENTION_DAYS: &str = "TOLLGATE_RETENTION_DAYS";
     /// The approval policy, as TOML text.
     pub const POLICY: &str = "TOLLGATE_POLICY";
@@ -53,6 +55,7 @@ pub struct LambdaSettings {
     /// Executor instances the bulk queue adds at most.
     pub bulk_concurrency: usize,
     pub jira_timeout: Duration,
+    pub retry_cap: Duration,
     pub retention: Duration,
     pub policy: Policy,
     pub public_url: String,
@@ -161,6 +164,14 @@ impl LambdaSettings {
             max_concurrency: number(&lookup, vars::MAX_CONCURRENCY, 10)? as usize,
             bulk_concurrency: number(&lookup, vars::BULK_CONCURRENCY, 0)? as usize,
             jira_timeout: Duration::from_secs(number(&lookup, vars::JIRA_TIMEOUT_SECS, 20)?),
+            retry_cap: Duration::from_secs(
+                number(
+                    &lookup,
+                    vars::RETRY_CAP_SECS,
+                    crate::domain::backoff::DEFAULT_RETRY_CAP.as_secs(),
+                )?
+                .max(1),
+            ),
             retention: Duration::from_secs(number(&lookup, vars::RETENTION_DAYS, 90)? * 24 * 3600),
             policy: policy(&lookup)?,
             public_url: lookup(vars::PUBLIC_URL)

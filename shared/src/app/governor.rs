@@ -9,7 +9,9 @@
 //! a worker.
 
 use crate::domain::degraded::HealthRules;
-use crate::domain::governor::{CallKind, LocalView, Permit, SiteGovernor, Tunables};
+use crate::domain::governor::{
+    Answer, CallKind, LocalView, Permit, SiteGovernor, Tunables,
+};
 use crate::domain::ratelimit::RateLimitSignal;
 use crate::domain::time::Timestamp;
 use crate::ports::{Clock, GovernorStore, TrackerError};
@@ -234,6 +236,9 @@ impl<'a, S: GovernorStore, C: Clock> Governor<'a, S, C> {
         let now = self.clock.now();
         match result {
             Ok(signal) => {
+                if let Some(v) = self.lock().as_mut() {
+                    v.local.record(call, Answer::Accepted, now);
+                }
                 // Writes only while degraded or to end a run of failures:
                 // a healthy site's successes never touch the shared row.
                 let tracked = self.lock().as_ref().is_some_and(|v| {
@@ -273,12 +278,20 @@ impl<'a, S: GovernorStore, C: Clock> Governor<'a, S, C> {
                 }
             }
             Err(TrackerError::Throttled { signal, .. }) => {
-                self.lock()
+                let answer = Answer::Throttled {
+                    unexplained: signal.reason.is_none(),
+                };
+                let evidence = self
+                    .lock()
                     .as_mut()
-                    .map(|v| v.local.observe_quota(signal, now));
+                    .map(|v| {
+                        v.local.observe_quota(signal, now);
+                        v.local.record(call, answer, now)
+                    })
+                    .unwrap_or_default();
                 let tunables = self.config.tunables;
                 self.update(now, |g| {
-                    g.on_throttle(call, signal, now, &tunables);
+                    g.on_throttle(call, signal, &evidence, now, &tunables);
                 })
                 .await;
             }

@@ -5,6 +5,10 @@ use super::ratelimit::RateLimitSignal;
 use super::time::Timestamp;
 use std::time::Duration;
 
+/// The longest single wait between two runs of a failing job, unless
+/// configured otherwise.
+pub const DEFAULT_RETRY_CAP: Duration = Duration::from_secs(30);
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryPolicy {
     /// First delay after a transient failure.
@@ -22,7 +26,7 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
             base: Duration::from_secs(1),
-            cap: Duration::from_secs(300),
+            cap: DEFAULT_RETRY_CAP,
             max_attempts: 8,
             max_throttles: 200,
         }
@@ -30,18 +34,20 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// Exponential backoff with ±30 % jitter: `base · 2^(attempt-1)`, capped.
+    /// Capped exponential backoff with full jitter: anywhere in
+    /// `[0, min(cap, base · 2^(attempt-1))]` (at least 100 ms), so jobs that
+    /// failed together do not come back together.
     pub fn transient_delay(&self, attempt: u32, unit_random: f64) -> Duration {
         let exp = self
             .base
             .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
-        jitter(exp.min(self.cap), unit_random)
+        full_jitter(exp.min(self.cap), unit_random, Duration::from_millis(100))
     }
 
     /// A throttled job comes back no sooner than Jira asked (Retry-After or
     /// reset), plus up to 20 % so that workers released together do not
-    /// arrive together. With no hint, back off as Atlassian recommends:
-    /// from 2 s, doubling per consecutive throttle.
+    /// arrive together. With no hint, full jitter over a ceiling doubling
+    /// from 2 s per consecutive throttle, capped.
     pub fn throttle_delay(
         &self,
         signal: &RateLimitSignal,
@@ -54,15 +60,15 @@ impl RetryPolicy {
             Some(hint) => hint.mul_f64(1.0 + 0.2 * u) + Duration::from_millis((u * 250.0) as u64),
             None => {
                 let exp = Duration::from_secs(2).saturating_mul(1u32 << consecutive.min(16));
-                jitter(exp.min(self.cap), u)
+                full_jitter(exp.min(self.cap), u, Duration::from_millis(250))
             }
         }
     }
 }
 
-/// Scales by a factor in [0.7, 1.3).
-fn jitter(d: Duration, unit_random: f64) -> Duration {
-    d.mul_f64(0.7 + 0.6 * unit_random.clamp(0.0, 1.0))
+/// Uniform in `[floor, ceiling]`.
+fn full_jitter(ceiling: Duration, unit_random: f64, floor: Duration) -> Duration {
+    ceiling.mul_f64(unit_random.clamp(0.0, 1.0)).max(floor.min(ceiling))
 }
 
 /// Longest wait between two looks for an entity's issue.
@@ -102,18 +108,23 @@ mod tests {
     }
 
     #[test]
-    fn transient_delays_double_and_stop_at_the_cap() {
+    fn transient_delays_are_fully_jittered_under_a_doubling_ceiling_capped_at_thirty_seconds() {
         let p = RetryPolicy::default();
-        assert_eq!(p.transient_delay(1, 0.5), Duration::from_secs(1));
-        assert_eq!(p.transient_delay(3, 0.5), Duration::from_secs(4));
-        assert_eq!(p.transient_delay(30, 0.5), Duration::from_secs(300));
-    }
-
-    #[test]
-    fn jitter_stays_within_thirty_percent() {
-        let p = RetryPolicy::default();
-        assert_eq!(p.transient_delay(2, 0.0), Duration::from_millis(1400));
-        assert!(p.transient_delay(2, 0.999) < Duration::from_millis(2600));
+        assert_eq!(p.transient_delay(1, 0.999), Duration::from_millis(999));
+        assert_eq!(p.transient_delay(3, 0.5), Duration::from_secs(2));
+        assert_eq!(p.transient_delay(3, 0.999), Duration::from_millis(3996));
+        assert_eq!(p.transient_delay(30, 0.999), Duration::from_millis(29_970));
+        assert_eq!(p.transient_delay(30, 1.0), Duration::from_secs(30));
+        assert_eq!(
+            p.transient_delay(4, 0.0),
+            Duration::from_millis(100),
+            "never a hot loop"
+        );
+        let capped = RetryPolicy {
+            cap: Duration::from_secs(5),
+            ..RetryPolicy::default()
+        };
+        assert_eq!(capped.transient_delay(10, 1.0), Duration::from_secs(5));
     }
 
     #[test]
@@ -133,16 +144,25 @@ mod tests {
     }
 
     #[test]
-    fn a_throttle_without_hints_backs_off_from_two_seconds() {
+    fn a_throttle_without_hints_backs_off_under_a_ceiling_doubling_from_two_seconds() {
         let p = RetryPolicy::default();
         let none = RateLimitSignal::default();
         assert_eq!(
-            p.throttle_delay(&none, Timestamp(0), 0, 0.5),
+            p.throttle_delay(&none, Timestamp(0), 0, 1.0),
             Duration::from_secs(2)
         );
         assert_eq!(
             p.throttle_delay(&none, Timestamp(0), 2, 0.5),
-            Duration::from_secs(8)
+            Duration::from_secs(4)
+        );
+        assert_eq!(
+            p.throttle_delay(&none, Timestamp(0), 9, 1.0),
+            Duration::from_secs(30),
+            "capped"
+        );
+        assert_eq!(
+            p.throttle_delay(&none, Timestamp(0), 0, 0.0),
+            Duration::from_millis(250)
         );
     }
 }

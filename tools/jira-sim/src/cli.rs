@@ -9,6 +9,15 @@ pub struct LimitArgs {
     /// 100/s GET/POST, 50/s PUT/DELETE, per-issue writes); other flags adjust.
     #[arg(long)]
     pub atlassian_limits: bool,
+    /// Atlassian's documented limits with every burst rate and per-issue
+    /// write count times this (0.2 = a site five times stricter than
+    /// documented); implies --atlassian-limits.
+    #[arg(long)]
+    pub limits_multiple: Option<f64>,
+    /// A burst rate of its own for one route, as `"METHOD /template=RATE"`
+    /// (`"POST /rest/api/3/issue/{key}/comment=5"`); repeatable.
+    #[arg(long, value_parser = parse_route_rate)]
+    pub burst_route: Vec<(String, f64)>,
     /// Points per window (0 = no quota).
     #[arg(long)]
     pub quota_points: Option<u64>,
@@ -50,11 +59,30 @@ pub struct LimitArgs {
     /// Fraction of connections dropped after the work is done.
     #[arg(long, default_value_t = 0.0)]
     pub fault_drop: f64,
+    /// Fraction of connections dropped before any work is done.
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_drop_before: f64,
+}
+
+fn parse_route_rate(s: &str) -> Result<(String, f64), String> {
+    let (route, rate) = s
+        .rsplit_once('=')
+        .ok_or_else(|| format!("expected \"METHOD /template=RATE\", got {s:?}"))?;
+    let rate: f64 = rate
+        .trim()
+        .parse()
+        .map_err(|_| format!("the rate in {s:?} is not a number"))?;
+    if !rate.is_finite() || rate < 0.0 {
+        return Err(format!("the rate in {s:?} must be 0 or more"));
+    }
+    Ok((route.trim().to_string(), rate))
 }
 
 impl LimitArgs {
     pub fn to_limits(&self) -> Limits {
-        let mut l = if self.atlassian_limits {
+        let mut l = if let Some(m) = self.limits_multiple {
+            Limits::atlassian_times(m, m)
+        } else if self.atlassian_limits {
             Limits::atlassian()
         } else {
             Limits::default()
@@ -71,6 +99,7 @@ impl LimitArgs {
         if let Some(b) = self.burst_put_delete {
             l.burst_put_delete = b;
         }
+        l.burst_routes.extend(self.burst_route.iter().cloned());
         l.per_issue |= self.per_issue;
         l.reset_without_seconds = self.reset_without_seconds;
         l.beta_headers = self.beta_headers;
@@ -82,6 +111,7 @@ impl LimitArgs {
             slow: self.fault_slow,
             slow_ms: self.slow_ms,
             drop: self.fault_drop,
+            drop_before: self.fault_drop_before,
             routes: Vec::new(),
         };
         l

@@ -230,7 +230,13 @@ async fn govern(State(sim): State<Shared>, req: Request, next: Next) -> Response
         .limiter()
         .admit(&limits, &method, &endpoint, issue.as_deref());
     let (slow, drop) = match verdict {
-        Verdict::Allow { slow, drop } => (slow, drop),
+        Verdict::Allow {
+            drop_before: true, ..
+        } => {
+            // The connection breaks on the way in: nothing was done.
+            return broken_response(Response::new(axum::body::Body::empty()));
+        }
+        Verdict::Allow { slow, drop, .. } => (slow, drop),
         Verdict::Refuse(r) => {
             let body = match r.status {
                 429 if r.headers.is_empty() => {
@@ -314,16 +320,22 @@ async fn govern(State(sim): State<Shared>, req: Request, next: Next) -> Response
     if drop {
         // Headers go out, then the body fails: the client sees the
         // connection break after the work was done.
-        let (parts, _) = response.into_parts();
-        let broken = futures_util::stream::once(async {
-            Err::<axum::body::Bytes, std::io::Error>(std::io::Error::new(
-                std::io::ErrorKind::ConnectionReset,
-                "dropped by jira-sim",
-            ))
-        });
-        return Response::from_parts(parts, axum::body::Body::from_stream(broken));
+        return broken_response(response);
     }
     response
+}
+
+/// `response`'s head with a body that fails: to the client, a connection
+/// broken mid-answer.
+fn broken_response(response: Response) -> Response {
+    let (parts, _) = response.into_parts();
+    let broken = futures_util::stream::once(async {
+        Err::<axum::body::Bytes, std::io::Error>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "dropped by jira-sim",
+        ))
+    });
+    Response::from_parts(parts, axum::body::Body::from_stream(broken))
 }
 
 fn append_headers(resp: &mut Response, headers: Vec<(String, String)>) {

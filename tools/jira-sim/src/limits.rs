@@ -6,7 +6,10 @@
 //!   1 + 1 per object returned. Once spent, everything is refused until the
 //!   window resets (windows are aligned to multiples of `window_seconds`
 //!   since the Unix epoch, as Jira's reset at the top of the UTC hour).
-//! * Burst buckets per endpoint and method: GET/POST and PUT/DELETE rates.
+//! * Burst buckets per endpoint and method: GET/POST and PUT/DELETE rates,
+//!   or a rate of its own for a route (`burst_routes`) — a real site's
+//!   limits differ per endpoint and from the documented ones
+//!   ([`Limits::atlassian_times`] scales them).
 //! * Per-issue writes: at most `short_writes` per `short_seconds` and
 //!   `long_writes` per `long_seconds` to one issue.
 //! * Faults by rate: a gateway 429 with no headers, 503 with Retry-After,
@@ -32,6 +35,9 @@ pub struct Limits {
     pub burst_get_post: f64,
     /// Requests per second per endpoint for PUT and DELETE; 0 = off.
     pub burst_put_delete: f64,
+    /// A rate of its own for a route (`"POST /rest/api/3/issue/{key}/comment"`,
+    /// method and endpoint template), overriding the two above; 0 = off.
+    pub burst_routes: BTreeMap<String, f64>,
     pub per_issue: bool,
     pub short_writes: usize,
     pub short_seconds: f64,
@@ -63,6 +69,8 @@ pub struct Faults {
     pub slow_ms: u64,
     /// Fraction whose connection is dropped after the work is done.
     pub drop: f64,
+    /// Fraction whose connection is dropped before any work is done.
+    pub drop_before: f64,
     /// Faults on chosen routes (the first that matches applies).
     pub routes: Vec<RouteFault>,
 }
@@ -114,6 +122,7 @@ impl Default for Limits {
             window_seconds: 3600.0,
             burst_get_post: 0.0,
             burst_put_delete: 0.0,
+            burst_routes: BTreeMap::new(),
             per_issue: false,
             short_writes: 20,
             short_seconds: 2.0,
@@ -139,6 +148,50 @@ impl Limits {
             ..Limits::default()
         }
     }
+
+    /// Atlassian's documented limits with the burst rates scaled by `burst`
+    /// and the per-issue write counts by `per_issue` (windows unchanged,
+    /// at least one write each): the site nobody documented.
+    pub fn atlassian_times(burst: f64, per_issue: f64) -> Self {
+        let base = Limits::atlassian();
+        let writes = |n: usize| ((n as f64 * per_issue).round() as usize).max(1);
+        Limits {
+            burst_get_post: base.burst_get_post * burst,
+            burst_put_delete: base.burst_put_delete * burst,
+            short_writes: writes(base.short_writes),
+            long_writes: writes(base.long_writes),
+            ..base
+        }
+    }
+
+    /// The burst rate of `method endpoint`: its own, else its method's.
+    pub fn burst_rate(&self, method: &str, endpoint: &str) -> f64 {
+        if let Some(rate) = self.burst_routes.get(&format!("{method} {endpoint}")) {
+            return *rate;
+        }
+        match method {
+            "GET" | "POST" => self.burst_get_post,
+            _ => self.burst_put_delete,
+        }
+    }
+
+    /// Every rate (burst and per-issue counts) times `factor`: the same
+    /// site on a worse or better hour.
+    pub fn scaled(&self, factor: f64) -> Self {
+        let writes = |n: usize| ((n as f64 * factor).round() as usize).max(1);
+        Limits {
+            burst_get_post: self.burst_get_post * factor,
+            burst_put_delete: self.burst_put_delete * factor,
+            burst_routes: self
+                .burst_routes
+                .iter()
+                .map(|(k, v)| (k.clone(), v * factor))
+                .collect(),
+            short_writes: writes(self.short_writes),
+            long_writes: writes(self.long_writes),
+            ..self.clone()
+        }
+    }
 }
 
 pub const REASON_QUOTA: &str = "jira-quota-global-based";
@@ -147,7 +200,12 @@ pub const REASON_ISSUE: &str = "jira-per-issue-on-write";
 
 /// What the limiter decided for one request.
 pub enum Verdict {
-    Allow { slow: bool, drop: bool },
+    /// `drop_before`: the connection breaks before any work is done.
+    Allow {
+        slow: bool,
+        drop: bool,
+        drop_before: bool,
+    },
     Refuse(Refusal),
 }
 
@@ -259,6 +317,13 @@ impl LimiterState {
         }
         let slow = fastrand::f64() < f.slow;
         let drop = fastrand::f64() < f.drop;
+        if fastrand::f64() < f.drop_before {
+            return Verdict::Allow {
+                slow,
+                drop: false,
+                drop_before: true,
+            };
+        }
 
         if let Some((remaining, reset_in, reset_at)) = self.quota_view(limits)
             && remaining == 0
@@ -283,10 +348,7 @@ impl LimiterState {
             });
         }
 
-        let rate = match method {
-            "GET" | "POST" => limits.burst_get_post,
-            _ => limits.burst_put_delete,
-        };
+        let rate = limits.burst_rate(method, endpoint);
         if rate > 0.0 {
             let now = Instant::now();
             let b = self
@@ -296,6 +358,7 @@ impl LimiterState {
                     tokens: rate,
                     at: now,
                 });
+            // A changed rate applies at once: the bucket holds one second of it.
             b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * rate).min(rate);
             b.at = now;
             if b.tokens < 1.0 {
@@ -368,7 +431,11 @@ impl LimiterState {
         if is_write {
             self.charge(limits, 1);
         }
-        Verdict::Allow { slow, drop }
+        Verdict::Allow {
+            slow,
+            drop,
+            drop_before: false,
+        }
     }
 
     /// Spends points (reads are charged after the objects are counted).

@@ -32,6 +32,9 @@ pub struct FileConfig {
     /// The Jira client's timeout: a call whose answer was lost may still
     /// land until its start plus this.
     pub jira_timeout_secs: Option<u64>,
+    /// The longest wait between two runs of a job that keeps failing
+    /// (full jitter under a ceiling doubling from 1 s); default 30.
+    pub retry_cap_secs: Option<u64>,
     /// The approval policy file (TOML).
     pub policy: Option<PathBuf>,
     /// Where approvers reach this server (links in notifications).
@@ -97,6 +100,8 @@ pub struct ServeConfig {
     /// Most issues created in one bulk call; 1 creates one at a time.
     pub bulk_create: usize,
     pub intake: IntakeSettings,
+    /// The longest wait between two runs of a failing job.
+    pub retry_cap: Duration,
 }
 
 /// Who approves what, how links are signed, where approvers are told.
@@ -294,6 +299,12 @@ pub fn resolve(o: Overrides, file: FileConfig) -> anyhow::Result<ServeConfig> {
         .or(file.lease_ttl_secs)
         .unwrap_or(visibility)
         .max(1);
+    let retry_cap = file
+        .retry_cap_secs
+        .unwrap_or(tollgate::domain::backoff::DEFAULT_RETRY_CAP.as_secs());
+    if !(1..=3600).contains(&retry_cap) {
+        bail!("retry_cap_secs must be between 1 and 3600 (got {retry_cap})");
+    }
     let jira_timeout = o.jira_timeout_secs.or(file.jira_timeout_secs).unwrap_or(30);
     if !(1..=300).contains(&jira_timeout) {
         bail!("jira_timeout_secs must be between 1 and 300 (got {jira_timeout})");
@@ -341,6 +352,7 @@ pub fn resolve(o: Overrides, file: FileConfig) -> anyhow::Result<ServeConfig> {
         visibility_timeout: Duration::from_secs(visibility),
         lease_ttl: Duration::from_secs(lease),
         jira_timeout: Duration::from_secs(jira_timeout),
+        retry_cap: Duration::from_secs(retry_cap),
         sim_latency: Duration::from_millis(o.sim_latency_ms),
         approvals,
         followups: FollowUpPolicy {

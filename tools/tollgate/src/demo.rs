@@ -175,6 +175,7 @@ async fn run_in(dir: &std::path::Path, opts: DemoOptions) -> anyhow::Result<Demo
         followups: Default::default(),
         bulk_create: tollgate::ports::MAX_BULK_CREATE,
         intake: Default::default(),
+        retry_cap: tollgate::domain::backoff::DEFAULT_RETRY_CAP,
     };
     let running = stack::start(config).await?;
     let base = format!("http://{}", running.addr);

@@ -5,7 +5,7 @@
 use crate::config::{JiraTarget, ServeConfig};
 use crate::http::{AppState, router};
 use crate::worker::{
-    WorkerSettings, run_approvals, run_followups, run_stats, run_sweeper, run_worker,
+    WorkerSettings, run_approvals, run_followups, run_stats, run_sweeper, run_workers,
 };
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -19,6 +19,7 @@ use tollgate::adapters::sqlite::SqliteDb;
 use tollgate::adapters::webhook_notifier::{Notifiers, WebhookNotifier};
 use tollgate::app::execute::ExecutorConfig;
 use tollgate::app::governor::GovernorConfig;
+use tollgate::domain::backoff::RetryPolicy;
 use tollgate::app::stats::StatsRecorder;
 use tollgate::domain::approval::derive_link_key;
 use tollgate::domain::secret::Secret;
@@ -151,8 +152,8 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         }
     });
     let recorder = Arc::new(StatsRecorder::default());
-    for i in 0..config.workers {
-        let settings = WorkerSettings {
+    let workers = (0..config.workers)
+        .map(|i| WorkerSettings {
             visibility: config.visibility_timeout,
             executor: ExecutorConfig {
                 worker: format!("worker-{i}"),
@@ -161,19 +162,24 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
                 bulk_create: config.bulk_create,
                 // A receive on SQLite is cheap: resume within seconds.
                 paused_poll: Duration::from_secs(5),
+                retry: RetryPolicy {
+                    cap: config.retry_cap,
+                    ..RetryPolicy::default()
+                },
                 ..ExecutorConfig::default()
             },
-            governor: GovernorConfig::new(url.clone(), config.workers),
-        };
-        tasks.spawn(run_worker(
-            db.clone(),
-            tracker.clone(),
-            recorder.clone(),
-            settings,
-            wake.clone(),
-            stop_rx.clone(),
-        ));
-    }
+        })
+        .collect();
+    // One process, one view of the site: its workers share it.
+    tasks.spawn(run_workers(
+        db.clone(),
+        tracker.clone(),
+        recorder.clone(),
+        workers,
+        GovernorConfig::new(url.clone(), 1),
+        wake.clone(),
+        stop_rx.clone(),
+    ));
     let notifiers = Arc::new(notifiers);
     tasks.spawn(run_approvals(
         state.clone(),

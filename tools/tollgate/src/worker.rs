@@ -12,7 +12,7 @@ use tollgate::adapters::webhook_notifier::Notifiers;
 use tollgate::app::execute::{Disposition, Executor, ExecutorConfig};
 use tollgate::app::followup::FollowUps;
 use tollgate::app::governor::announce_health;
-use tollgate::app::governor::{Governor, GovernorConfig};
+use tollgate::app::governor::{Governor, GovernorConfig, Pace};
 use tollgate::app::ingest::resend_unenqueued;
 use tollgate::app::stats::{Metered, StatsRecorder};
 use tollgate::domain::followup::FollowUpPolicy;
@@ -23,31 +23,55 @@ use tollgate::ports::{Clock, SystemClock, Tracker, WorkQueue};
 pub struct WorkerSettings {
     pub visibility: Duration,
     pub executor: ExecutorConfig,
-    /// This worker's view of the site's shared governor.
-    pub governor: GovernorConfig,
 }
 
 const IDLE_POLL: Duration = Duration::from_millis(200);
 
-pub async fn run_worker<T: Tracker>(
+/// The pool: `workers` receive loops on one task, sharing one view of the
+/// site's governor — so what one worker sees of Jira's answers (the
+/// accepted rate a throttle is judged by) is what the process sent, not a
+/// sliver of it.
+pub async fn run_workers<T: Tracker>(
     db: SqliteDb,
     tracker: Arc<T>,
     recorder: Arc<StatsRecorder>,
-    settings: WorkerSettings,
+    workers: Vec<WorkerSettings>,
+    governor: GovernorConfig,
     wake: Arc<Notify>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
-    let governor = Governor::new(&db, &SystemClock, settings.governor);
+    let governor = Governor::new(&db, &SystemClock, governor);
     let metered = Metered {
         inner: &governor,
         recorder: recorder.as_ref(),
     };
+    let loops = workers.into_iter().map(|settings| {
+        run_worker(
+            &db,
+            tracker.as_ref(),
+            &metered,
+            settings,
+            wake.clone(),
+            stop.clone(),
+        )
+    });
+    futures_util::future::join_all(loops).await;
+}
+
+async fn run_worker<T: Tracker, P: Pace>(
+    db: &SqliteDb,
+    tracker: &T,
+    governor: &P,
+    settings: WorkerSettings,
+    wake: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+) {
     let executor = Executor {
-        store: &db,
-        tracker: tracker.as_ref(),
+        store: db,
+        tracker,
         clock: &SystemClock,
         config: &settings.executor,
-        governor: &metered,
+        governor,
         deadline: None,
     };
     while !*stop.borrow() {

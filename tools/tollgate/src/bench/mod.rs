@@ -641,6 +641,7 @@ pub(crate) async fn start_stack(
         followups: Default::default(),
         bulk_create: tollgate::ports::MAX_BULK_CREATE,
         intake: Default::default(),
+        retry_cap: tollgate::domain::backoff::DEFAULT_RETRY_CAP,
     })
     .await?;
     Ok((running, secret, dir))

@@ -1,0 +1,200 @@
+//! What one worker saw of Jira's answers lately: the evidence the learning
+//! rules read when a throttle arrives. Kept per worker (no store writes on
+//! success); a worker's counts stand for the site through its share of the
+//! pace, since every worker paces at the same share.
+
+use super::CallKind;
+use crate::domain::time::Timestamp;
+use std::collections::{BTreeMap, VecDeque};
+
+/// The accepted rate is measured over this window.
+pub const RATE_WINDOW_MS: i64 = 1000;
+/// Unexplained 429s are told from noise over this window.
+pub const NOISE_WINDOW_MS: i64 = 5000;
+/// Writes to one issue are remembered this long (Jira's longer per-issue
+/// window is 30 s).
+pub const WRITES_WINDOW_MS: i64 = 60_000;
+/// Issues remembered at once; the least recently written go first.
+const MAX_ISSUES: usize = 256;
+
+/// How Jira answered one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    Accepted,
+    /// A 429; `unexplained` when it named no reason.
+    Throttled {
+        unexplained: bool,
+    },
+}
+
+/// What a throttle is judged by.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Evidence {
+    /// Calls of the throttled endpoint Jira accepted over the last second,
+    /// for the whole site. None when too few calls were seen to say.
+    pub accepted_per_s: Option<f64>,
+    /// Writes to the throttled issue Jira accepted lately: how many, and
+    /// the milliseconds from the first of them to now.
+    pub issue_writes: Option<(u32, i64)>,
+    /// Over the noise window: unexplained 429s (this one included) and all
+    /// answers.
+    pub unexplained: (u32, u32),
+}
+
+#[derive(Debug, Default)]
+pub struct History {
+    /// Per endpoint: (when, accepted) over the rate window.
+    calls: BTreeMap<String, VecDeque<(Timestamp, bool)>>,
+    /// Every answer: (when, unexplained 429) over the noise window.
+    answers: VecDeque<(Timestamp, bool)>,
+    /// Per issue: accepted writes over the writes window.
+    writes: BTreeMap<String, VecDeque<Timestamp>>,
+}
+
+fn trim<T>(q: &mut VecDeque<T>, at: impl Fn(&T) -> Timestamp, now: Timestamp, window: i64) {
+    while q.front().is_some_and(|e| now.0 - at(e).0 >= window) {
+        q.pop_front();
+    }
+}
+
+impl History {
+    pub fn record(&mut self, call: &CallKind, answer: Answer, now: Timestamp) {
+        let accepted = answer == Answer::Accepted;
+        let calls = self.calls.entry(call.endpoint.clone()).or_default();
+        calls.push_back((now, accepted));
+        trim(calls, |e| e.0, now, RATE_WINDOW_MS);
+        self.answers
+            .push_back((now, answer == Answer::Throttled { unexplained: true }));
+        trim(&mut self.answers, |e| e.0, now, NOISE_WINDOW_MS);
+        if let (true, true, Some(issue)) = (accepted, call.write, &call.issue) {
+            let q = self.writes.entry(issue.clone()).or_default();
+            q.push_back(now);
+            trim(q, |t| *t, now, WRITES_WINDOW_MS);
+            if self.writes.len() > MAX_ISSUES {
+                let stalest = self
+                    .writes
+                    .iter()
+                    .min_by_key(|(_, q)| q.back().copied().unwrap_or_default())
+                    .map(|(k, _)| k.clone());
+                if let Some(k) = stalest {
+                    self.writes.remove(&k);
+                }
+            }
+        }
+    }
+
+    /// The evidence for a throttle of `call` just recorded. `share` is this
+    /// worker's fraction of the site's pace.
+    pub fn evidence(&self, call: &CallKind, now: Timestamp, share: f64) -> Evidence {
+        let recent = |at: Timestamp, window: i64| now.0 - at.0 < window;
+        let accepted_per_s = self.calls.get(&call.endpoint).and_then(|q| {
+            let seen = q.iter().filter(|(at, _)| recent(*at, RATE_WINDOW_MS));
+            let (mut all, mut ok) = (0u32, 0u32);
+            for (_, accepted) in seen {
+                all += 1;
+                ok += u32::from(*accepted);
+            }
+            // Three answers are the least that say anything; none accepted
+            // says the measure missed (the bucket refills), not "zero".
+            (all >= 3 && ok > 0).then(|| ok as f64 * 1000.0 / RATE_WINDOW_MS as f64 / share)
+        });
+        let issue_writes = call
+            .issue
+            .as_ref()
+            .and_then(|i| self.writes.get(i))
+            .and_then(|q| {
+                let live: Vec<_> = q.iter().filter(|t| recent(**t, WRITES_WINDOW_MS)).collect();
+                let first = live.first()?;
+                Some((live.len() as u32, now.0 - first.0))
+            });
+        let (mut bare, mut all) = (0u32, 0u32);
+        for (at, unexplained) in &self.answers {
+            if recent(*at, NOISE_WINDOW_MS) {
+                all += 1;
+                bare += u32::from(*unexplained);
+            }
+        }
+        Evidence {
+            accepted_per_s,
+            issue_writes,
+            unexplained: (bare, all),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(endpoint: &str, issue: Option<&str>) -> CallKind {
+        CallKind {
+            endpoint: endpoint.into(),
+            write: true,
+            issue: issue.map(String::from),
+            bulk: false,
+        }
+    }
+
+    #[test]
+    fn the_accepted_rate_counts_the_last_second_for_the_whole_site() {
+        let mut h = History::default();
+        let c = call("POST /i", None);
+        for ms in (0..2000).step_by(100) {
+            h.record(&c, Answer::Accepted, Timestamp(ms));
+        }
+        h.record(
+            &c,
+            Answer::Throttled { unexplained: false },
+            Timestamp(2000),
+        );
+        // 1100..=1900 accepted: 9 calls in the last second, one worker of four.
+        let e = h.evidence(&c, Timestamp(2000), 0.25);
+        assert_eq!(e.accepted_per_s, Some(36.0));
+    }
+
+    #[test]
+    fn too_few_answers_measure_nothing() {
+        let mut h = History::default();
+        let c = call("POST /i", None);
+        h.record(&c, Answer::Accepted, Timestamp(0));
+        h.record(&c, Answer::Throttled { unexplained: false }, Timestamp(10));
+        assert_eq!(h.evidence(&c, Timestamp(10), 1.0).accepted_per_s, None);
+    }
+
+    #[test]
+    fn writes_to_an_issue_are_counted_from_the_first_still_remembered() {
+        let mut h = History::default();
+        let c = call("PUT /issue/{key}", Some("OPS-1"));
+        for ms in [0, 500, 1000, 1500] {
+            h.record(&c, Answer::Accepted, Timestamp(ms));
+        }
+        h.record(
+            &c,
+            Answer::Throttled { unexplained: false },
+            Timestamp(1600),
+        );
+        assert_eq!(
+            h.evidence(&c, Timestamp(1600), 1.0).issue_writes,
+            Some((4, 1600))
+        );
+        let other = call("PUT /issue/{key}", Some("OPS-2"));
+        assert_eq!(h.evidence(&other, Timestamp(1600), 1.0).issue_writes, None);
+    }
+
+    #[test]
+    fn unexplained_429s_are_counted_against_every_answer_of_the_window() {
+        let mut h = History::default();
+        let c = call("GET /x", None);
+        for ms in 0..10 {
+            h.record(&c, Answer::Accepted, Timestamp(ms * 10));
+        }
+        h.record(&c, Answer::Throttled { unexplained: true }, Timestamp(200));
+        assert_eq!(h.evidence(&c, Timestamp(200), 1.0).unexplained, (1, 11));
+        h.record(&c, Answer::Throttled { unexplained: true }, Timestamp(6000));
+        assert_eq!(
+            h.evidence(&c, Timestamp(6000), 1.0).unexplained,
+            (1, 1),
+            "older answers left the window"
+        );
+    }
+}

@@ -1,0 +1,268 @@
+//! Learning an endpoint's burst limit from Jira's answers.
+//!
+//! Rules:
+//! * a new endpoint starts at a prior (80 % of the documented rate) in slow
+//!   start: ×1.3 per second while its pace is what holds the work back;
+//! * a burst 429 brings the pace down to what Jira actually accepted: the
+//!   calls of that endpoint accepted over the last second (the site's, from
+//!   this worker's count and share), less a margin (`beta`). The first
+//!   throttle of an episode also steps down at once (slow start halves: the
+//!   bucket hid the overload); further throttles in the episode lower it
+//!   again at most every `decrease_spacing_ms` as the measure fills with
+//!   answers from after the limit was hit — so within about a second the
+//!   pace is Jira's rate, however far off the prior or the old limit was;
+//! * the accepted rate is remembered as the endpoint's ceiling, and the pace
+//!   probes upward along a cubic curve (as TCP CUBIC does): back to the
+//!   ceiling in `cbrt((1 - beta) / cubic)` seconds, flat near it, then
+//!   faster and faster beyond it — so a limit that was raised is found
+//!   again within seconds, while a limit that did not move costs one 429
+//!   per probe, every ten seconds or so;
+//! * growth happens only while the pace holds work back (an idle endpoint
+//!   learned nothing) and never more than ×1.3 per second.
+
+use super::{EndpointPace, Evidence, SiteGovernor, Tunables};
+use crate::domain::time::Timestamp;
+
+/// Throttles further apart than this start a new episode.
+const EPISODE_MS: i64 = 1000;
+/// At most this growth per second, whatever the curve says.
+const MAX_GROWTH_PER_S: f64 = 0.3;
+
+impl EndpointPace {
+    /// The cubic probe's pace `elapsed_ms` after the last decrease.
+    fn cubic(&self, ceiling: f64, elapsed_ms: i64, t: &Tunables) -> f64 {
+        let k = ((1.0 - t.beta) / t.cubic).cbrt();
+        let tau = elapsed_ms as f64 / 1000.0 - k;
+        ceiling * (1.0 + t.cubic * tau * tau * tau)
+    }
+}
+
+impl SiteGovernor {
+    /// Grows the pace of the endpoints `limited` says were held back by
+    /// their pace lately, never for one that was idle or paused (it learned
+    /// nothing about the limit then). Returns whether anything changed
+    /// (worth a write).
+    pub fn grow(&mut self, now: Timestamp, t: &Tunables, limited: impl Fn(&str) -> bool) -> bool {
+        let mut changed = false;
+        for (endpoint, p) in self.endpoints.iter_mut() {
+            let since = now.0 - p.changed_at.0;
+            if !limited(endpoint) {
+                continue;
+            }
+            let next = if p.slow_start {
+                if since < 1000 {
+                    continue;
+                }
+                p.last_good = p.rate;
+                p.rate * t.slow_start_factor
+            } else if let Some(ceiling) = p.ceiling {
+                if since < t.grow_every_ms {
+                    continue;
+                }
+                let cap = p.rate * (1.0 + MAX_GROWTH_PER_S * (since.min(1000) as f64 / 1000.0));
+                p.cubic(ceiling, now.0 - p.epoch.0, t).min(cap)
+            } else {
+                if since < 1000 {
+                    continue;
+                }
+                p.rate * (1.0 + t.increase)
+            };
+            let next = next.min(t.max_rate);
+            if next > p.rate {
+                p.rate = next;
+                p.changed_at = now;
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    /// A burst 429 on `endpoint` (see the module's rules).
+    pub(super) fn on_burst(
+        &mut self,
+        endpoint: &str,
+        evidence: &Evidence,
+        now: Timestamp,
+        t: &Tunables,
+    ) {
+        self.track(endpoint, now, t);
+        let Some(p) = self.endpoints.get_mut(endpoint) else {
+            return;
+        };
+        p.changed_at = now;
+        let since = now.0 - p.decreased_at.0;
+        if since < t.decrease_spacing_ms {
+            // The other workers' 429s from the same overload: the same news.
+            return;
+        }
+        let new_episode = since >= EPISODE_MS;
+        let before = p.rate;
+        let measured = evidence.accepted_per_s;
+        let step = match (new_episode, p.slow_start) {
+            (true, true) => before * 0.5,
+            (true, false) => before * t.beta,
+            (false, _) => before,
+        };
+        let rate = match measured {
+            Some(accepted) => step.min(accepted * t.beta),
+            None => step,
+        }
+        .clamp(t.min_rate, before);
+        let ceiling = match (measured, p.ceiling) {
+            (Some(a), Some(c)) if !new_episode => a.min(c),
+            (Some(a), _) => a,
+            (None, Some(c)) if !new_episode => c,
+            (None, _) => before,
+        };
+        p.rate = rate;
+        p.ceiling = Some(ceiling.max(rate));
+        p.slow_start = false;
+        p.decreased_at = now;
+        p.epoch = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{burst, pace, t};
+    use super::*;
+
+    fn measured(rate: f64) -> Evidence {
+        Evidence {
+            accepted_per_s: Some(rate),
+            ..Evidence::default()
+        }
+    }
+
+    #[test]
+    fn a_first_throttle_brings_the_pace_to_what_jira_accepted() {
+        let mut g = SiteGovernor::default();
+        g.endpoints.insert("POST /i".into(), pace(80.0, true, 0));
+        // Slow start at 80/s on a site that takes 20/s: the bucket let a
+        // second's worth through, then refused.
+        g.on_burst("POST /i", &measured(26.0), Timestamp(5_000), &t());
+        let p = &g.endpoints["POST /i"];
+        assert!((p.rate - 26.0 * t().beta).abs() < 1e-9, "{p:?}");
+        assert_eq!(p.ceiling, Some(26.0));
+        // 300 ms later the second is mostly refusals: 20/s accepted.
+        g.on_burst("POST /i", &measured(20.0), Timestamp(5_300), &t());
+        let p = &g.endpoints["POST /i"];
+        assert!((p.rate - 20.0 * t().beta).abs() < 1e-9, "{p:?}");
+        assert_eq!(
+            p.ceiling,
+            Some(20.0),
+            "the ceiling follows the measure down"
+        );
+    }
+
+    #[test]
+    fn throttles_closer_than_the_spacing_count_once() {
+        let mut g = SiteGovernor::default();
+        g.endpoints
+            .insert("POST /i".into(), pace(100.0, false, -5000));
+        g.on_burst("POST /i", &measured(95.0), Timestamp(0), &t());
+        let after_first = g.endpoints["POST /i"].rate;
+        for ms in [10, 50, 150] {
+            g.on_burst("POST /i", &measured(10.0), Timestamp(ms), &t());
+        }
+        assert_eq!(g.endpoints["POST /i"].rate, after_first);
+        g.on_burst("POST /i", &measured(60.0), Timestamp(400), &t());
+        assert!((g.endpoints["POST /i"].rate - 54.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn without_a_measure_a_new_episode_steps_down_by_beta() {
+        let mut g = SiteGovernor::default();
+        g.endpoints
+            .insert("POST /i".into(), pace(100.0, false, -5000));
+        g.on_burst("POST /i", &Evidence::default(), Timestamp(0), &t());
+        assert!((g.endpoints["POST /i"].rate - 100.0 * t().beta).abs() < 1e-9);
+        g.on_burst("POST /i", &Evidence::default(), Timestamp(500), &t());
+        assert!(
+            (g.endpoints["POST /i"].rate - 100.0 * t().beta).abs() < 1e-9,
+            "no compounding within an episode without a measure"
+        );
+    }
+
+    #[test]
+    fn the_probe_returns_to_the_ceiling_then_looks_beyond_it() {
+        let tn = t();
+        let mut g = SiteGovernor::default();
+        g.endpoints.insert("e".into(), pace(40.0, false, -5000));
+        g.on_burst("e", &measured(20.0), Timestamp(0), &tn);
+        let k_ms = (((1.0 - tn.beta) / tn.cubic).cbrt() * 1000.0) as i64;
+        let mut at = 0;
+        let mut rates = Vec::new();
+        while at < k_ms + 8_000 {
+            at += 500;
+            g.grow(Timestamp(at), &tn, |_| true);
+            rates.push((at, g.endpoints["e"].rate));
+        }
+        let rate_at = |ms: i64| rates.iter().find(|(a, _)| *a >= ms).map(|r| r.1).unwrap();
+        assert!(rate_at(k_ms / 2) > 18.0 && rate_at(k_ms / 2) < 20.0);
+        assert!(
+            (rate_at(k_ms) - 20.0).abs() < 0.2,
+            "back at the ceiling after K"
+        );
+        assert!(rate_at(k_ms + 2_000) < 20.5, "flat near the ceiling");
+        assert!(rate_at(k_ms + 8_000) > 22.0, "then beyond it");
+        assert!(
+            rates.windows(2).all(|w| w[1].1 >= w[0].1),
+            "growth never lowers the pace"
+        );
+    }
+
+    #[test]
+    fn a_raised_limit_is_found_again_within_seconds() {
+        let tn = t();
+        let mut g = SiteGovernor::default();
+        g.endpoints.insert("e".into(), pace(40.0, false, -5000));
+        g.on_burst("e", &measured(10.0), Timestamp(0), &tn);
+        let mut at = 0;
+        while g.endpoints["e"].rate < 20.0 {
+            at += 500;
+            g.grow(Timestamp(at), &tn, |_| true);
+            assert!(at < 20_000, "{:?}", g.endpoints["e"]);
+        }
+    }
+
+    #[test]
+    fn after_slow_start_without_a_ceiling_the_pace_grows_two_percent_a_second() {
+        let mut g = SiteGovernor::default();
+        g.endpoints.insert("e".into(), pace(50.0, false, 0));
+        assert!(!g.grow(Timestamp(999), &t(), |_| true));
+        assert!(g.grow(Timestamp(2500), &t(), |_| true));
+        assert!((g.endpoints["e"].rate - 51.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn slow_start_grows_thirty_percent_a_second_until_the_first_throttle() {
+        let mut g = SiteGovernor::default();
+        g.endpoints.insert("POST /i".into(), pace(20.0, true, 0));
+        let f = t().slow_start_factor;
+        for (ms, steps) in [(1000, 1), (2000, 2), (3000, 3)] {
+            assert!(g.grow(Timestamp(ms), &t(), |_| true));
+            assert!((g.endpoints["POST /i"].rate - 20.0 * f.powi(steps)).abs() < 1e-9);
+        }
+        g.on_throttle(
+            &burst("POST /i"),
+            &super::super::tests::throttle_burst(),
+            &Evidence::default(),
+            Timestamp(3100),
+            &t(),
+        );
+        let p = &g.endpoints["POST /i"];
+        assert!(!p.slow_start);
+        assert!((p.rate - 20.0 * f.powi(3) * 0.5).abs() < 1e-9, "{p:?}");
+    }
+
+    #[test]
+    fn an_endpoint_not_held_back_by_its_pace_does_not_grow() {
+        let mut g = SiteGovernor::default();
+        g.track("idle", Timestamp(0), &t());
+        g.track("busy", Timestamp(0), &t());
+        assert!(g.grow(Timestamp(60_000), &t(), |e| e == "busy"));
+        assert_eq!(g.pace("idle", &t()), t().initial_rate);
+        assert!(g.pace("busy", &t()) > t().initial_rate);
+    }
+}
