@@ -55,7 +55,7 @@ enum Command {
     /// Drive the same workload through tollgate and baseline clients against
     /// jira-sim limit profiles, side by side.
     Bench {
-        /// Profiles to run (default: quota, burst, hot-issue, shifting).
+        /// Profiles to run (default: every one but smoke, chaos and nightly-sync).
         #[arg(long = "profile", value_enum)]
         profiles: Vec<tollgate_cli::bench::Profile>,
         /// Clients to run (default: all).
@@ -494,12 +494,7 @@ async fn main() -> anyhow::Result<()> {
             telemetry::init(cli.log_format, "error");
             let opts = BenchOptions {
                 profiles: if profiles.is_empty() {
-                    vec![
-                        Profile::Quota,
-                        Profile::Burst,
-                        Profile::HotIssue,
-                        Profile::Shifting,
-                    ]
+                    Profile::DEFAULT.to_vec()
                 } else {
                     profiles
                 },

@@ -7,7 +7,12 @@
 //!   forum advice;
 //! * `atlassian-backoff` — Atlassian's published per-request algorithm:
 //!   Retry-After as the minimum, else doubling from 2 s, jitter ×0.7–1.3,
-//!   4 retries, then the event is dropped; no state shared between requests.
+//!   4 retries, then the event is dropped; no state shared between requests;
+//! * `aws-adaptive` — the AWS SDKs' `adaptive` retry mode: a client-side
+//!   token bucket, off until the first throttle, whose rate follows CUBIC
+//!   (×0.7 on a throttle, cubic growth back towards the rate before it,
+//!   never above twice the measured send rate); 3 attempts per call with
+//!   exponential backoff and full jitter (base 1 s, cap 20 s), 20 concurrent.
 //!
 //! None deduplicates: a redelivered event is sent again.
 
@@ -28,13 +33,15 @@ pub enum Baseline {
     Naive,
     Fixed3,
     AtlassianBackoff,
+    AwsAdaptive,
 }
 
 impl Baseline {
-    pub const ALL: [Baseline; 3] = [
+    pub const ALL: [Baseline; 4] = [
         Baseline::Naive,
         Baseline::Fixed3,
         Baseline::AtlassianBackoff,
+        Baseline::AwsAdaptive,
     ];
 
     pub fn name(self) -> &'static str {
@@ -42,6 +49,7 @@ impl Baseline {
             Baseline::Naive => "naive",
             Baseline::Fixed3 => "fixed3",
             Baseline::AtlassianBackoff => "atlassian-backoff",
+            Baseline::AwsAdaptive => "aws-adaptive",
         }
     }
 
@@ -68,7 +76,117 @@ impl Baseline {
                 let jittered = backoff.mul_f64(0.7 + 0.6 * fastrand::f64());
                 Some(retry_after.map_or(jittered, |ra| ra.max(jittered)))
             }
+            // The SDK ignores Retry-After; its bucket does the pacing.
+            Baseline::AwsAdaptive => (retry < 3).then(|| {
+                let ceiling = Duration::from_secs(1) * (1 << (retry - 1));
+                ceiling.min(Duration::from_secs(20)).mul_f64(fastrand::f64())
+            }),
         }
+    }
+}
+
+/// The AWS SDKs' client-side rate limiter (`adaptive` retry mode), as
+/// their public source describes it.
+pub struct AdaptiveBucket {
+    state: std::sync::Mutex<Adaptive>,
+}
+
+struct Adaptive {
+    enabled: bool,
+    fill_rate: f64,
+    capacity: f64,
+    tokens: f64,
+    last_refill: Instant,
+    last_max_rate: f64,
+    last_throttle: Instant,
+    /// Measured send rate (smoothed), and its one-second count.
+    measured: f64,
+    bucket_start: Instant,
+    count: f64,
+}
+
+const ADAPTIVE_BETA: f64 = 0.7;
+const ADAPTIVE_C: f64 = 0.4;
+const ADAPTIVE_SMOOTH: f64 = 0.8;
+
+impl AdaptiveBucket {
+    pub fn new() -> Self {
+        let now = Instant::now();
+        AdaptiveBucket {
+            state: std::sync::Mutex::new(Adaptive {
+                enabled: false,
+                fill_rate: 0.5,
+                capacity: 1.0,
+                tokens: 1.0,
+                last_refill: now,
+                last_max_rate: 0.0,
+                last_throttle: now,
+                measured: 0.0,
+                bucket_start: now,
+                count: 0.0,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Adaptive> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits for a token (once throttling was seen).
+    pub async fn acquire(&self) {
+        loop {
+            let wait = {
+                let mut s = self.lock();
+                if !s.enabled {
+                    return;
+                }
+                let now = Instant::now();
+                s.tokens = (s.tokens + now.duration_since(s.last_refill).as_secs_f64() * s.fill_rate)
+                    .min(s.capacity);
+                s.last_refill = now;
+                if s.tokens >= 1.0 {
+                    s.tokens -= 1.0;
+                    return;
+                }
+                Duration::from_secs_f64((1.0 - s.tokens) / s.fill_rate)
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// After each answer: measure, then decrease on a throttle or grow.
+    pub fn update(&self, throttled: bool) {
+        let mut s = self.lock();
+        let now = Instant::now();
+        s.count += 1.0;
+        let elapsed = now.duration_since(s.bucket_start).as_secs_f64();
+        if elapsed >= 0.5 {
+            let rate = s.count / elapsed;
+            s.measured = rate * ADAPTIVE_SMOOTH + s.measured * (1.0 - ADAPTIVE_SMOOTH);
+            s.count = 0.0;
+            s.bucket_start = now;
+        }
+        let calculated = if throttled {
+            let rate = if s.enabled { s.fill_rate.min(s.measured.max(0.5)) } else { s.measured.max(0.5) };
+            s.last_max_rate = rate;
+            s.last_throttle = now;
+            s.enabled = true;
+            rate * ADAPTIVE_BETA
+        } else {
+            let k = (s.last_max_rate * (1.0 - ADAPTIVE_BETA) / ADAPTIVE_C).cbrt();
+            let t = now.duration_since(s.last_throttle).as_secs_f64();
+            ADAPTIVE_C * (t - k).powi(3) + s.last_max_rate
+        };
+        let rate = calculated.min(2.0 * s.measured).max(0.5);
+        s.fill_rate = rate;
+        s.capacity = rate.max(1.0);
+        s.tokens = s.tokens.min(s.capacity);
+    }
+}
+
+impl Default for AdaptiveBucket {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -85,19 +203,25 @@ pub async fn run(
     bar: indicatif::ProgressBar,
 ) -> BaselineResult {
     let start = Instant::now();
+    let bucket = Arc::new(AdaptiveBucket::new());
     let queue = Arc::new(Mutex::new(deliveries.into_iter()));
     let outcomes = Arc::new(Mutex::new(Vec::new()));
 
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..baseline.concurrency() {
-        let (queue, outcomes, jira, bar) =
-            (queue.clone(), outcomes.clone(), jira.clone(), bar.clone());
+        let (queue, outcomes, jira, bar, bucket) = (
+            queue.clone(),
+            outcomes.clone(),
+            jira.clone(),
+            bar.clone(),
+            bucket.clone(),
+        );
         tasks.spawn(async move {
             loop {
                 let Some((event, interactive)) = queue.lock().await.next() else {
                     break;
                 };
-                let ok = deliver(baseline, &jira, &event).await;
+                let ok = deliver(baseline, &jira, &bucket, &event).await;
                 outcomes
                     .lock()
                     .await
@@ -113,7 +237,12 @@ pub async fn run(
 
 /// One event's calls, each retried as the baseline does. True when all
 /// landed.
-async fn deliver(baseline: Baseline, jira: &JiraClient, event: &Value) -> bool {
+async fn deliver(
+    baseline: Baseline,
+    jira: &JiraClient,
+    bucket: &AdaptiveBucket,
+    event: &Value,
+) -> bool {
     let Ok(e) = validate_event(event) else {
         return false;
     };
@@ -125,6 +254,9 @@ async fn deliver(baseline: Baseline, jira: &JiraClient, event: &Value) -> bool {
     for step in &steps {
         let mut retry = 0;
         loop {
+            if baseline == Baseline::AwsAdaptive {
+                bucket.acquire().await;
+            }
             let result = match step {
                 Step::CreateIssue { fields, .. } => jira.create_issue(fields, &[]).await.map(|a| {
                     target = Some(a.value);
@@ -134,11 +266,21 @@ async fn deliver(baseline: Baseline, jira: &JiraClient, event: &Value) -> bool {
                     None => return false,
                 },
                 Step::Comment { text } => match &target {
-                    Some(k) => jira.add_comment(k, text, "baseline").await.map(|_| ()),
+                    Some(k) => jira
+                        .add_comment(k, text, &format!("baseline-{}", e.external_id))
+                        .await
+                        .map(|_| ()),
+                    None => return false,
+                },
+                Step::Transition { name } => match &target {
+                    Some(k) => jira.transition(k, name).await.map(|_| ()),
                     None => return false,
                 },
                 _ => return false,
             };
+            if baseline == Baseline::AwsAdaptive {
+                bucket.update(matches!(result, Err(TrackerError::Throttled { .. })));
+            }
             let retry_after = match result {
                 Ok(()) => break,
                 Err(TrackerError::Throttled { signal, .. })

@@ -2,6 +2,10 @@
 //! knowledge of every limit, no wasted request — could make the calls a
 //! workload needs under a limit profile. Computed by stepping a model of
 //! the limits in 1 ms ticks; the benchmark reports goodput against it.
+//!
+//! The calls are the cheapest plan the limits allow: creates in bulk (50 a
+//! call), one call per edit, comment and transition — so no client can
+//! beat it and goodput never exceeds 1.
 
 use jira_sim::limits::Limits;
 use std::collections::{BTreeMap, VecDeque};
@@ -21,13 +25,9 @@ pub struct Shift {
     pub limits: Limits,
 }
 
-/// Seconds from `start_unix` until the last needed call could be admitted.
-pub fn ideal_makespan(
-    needs: &[Need],
-    limits: &Limits,
-    start_unix: f64,
-    shift: Option<&Shift>,
-) -> f64 {
+/// Seconds from `start_unix` until the last needed call could be admitted,
+/// the limits changing as `shifts` (in order of `at`) say.
+pub fn ideal_makespan(needs: &[Need], limits: &Limits, start_unix: f64, shifts: &[Shift]) -> f64 {
     let dt = 0.001;
     let mut left: Vec<usize> = needs.iter().map(|n| n.count).collect();
     let mut tokens: BTreeMap<String, f64> = BTreeMap::new();
@@ -37,10 +37,11 @@ pub fn ideal_makespan(
     let mut t = 0.0f64;
     let mut last = 0.0f64;
     while left.iter().any(|&n| n > 0) && t < 36_000.0 {
-        let l = match shift {
-            Some(s) if t >= s.at => &s.limits,
-            _ => limits,
-        };
+        let l = shifts
+            .iter()
+            .rev()
+            .find(|s| t >= s.at)
+            .map_or(limits, |s| &s.limits);
         let now = start_unix + t;
         let w = l.window_seconds.max(0.001);
         let index = (now / w).floor() as i64;
@@ -49,11 +50,7 @@ pub fn ideal_makespan(
             spent = 0;
         }
         for (i, need) in needs.iter().enumerate() {
-            let rate = if matches!(need.method, "GET" | "POST") {
-                l.burst_get_post
-            } else {
-                l.burst_put_delete
-            };
+            let rate = l.burst_rate(need.method, need.endpoint);
             let key = format!("{} {}", need.method, need.endpoint);
             let tok = tokens
                 .entry(key)
@@ -83,9 +80,16 @@ pub fn ideal_makespan(
                 }
                 last = t;
             }
-            if rate > 0.0 {
-                *tok = (*tok + rate * dt).min(rate);
-            }
+        }
+        // Each bucket refills once a tick, however many needs share it.
+        for (key, tok) in tokens.iter_mut() {
+            let (method, endpoint) = key.split_once(' ').unwrap_or((key.as_str(), ""));
+            let rate = l.burst_rate(method, endpoint);
+            *tok = if rate > 0.0 {
+                (*tok + rate * dt).min(rate)
+            } else {
+                f64::INFINITY
+            };
         }
         t += dt;
     }
@@ -111,8 +115,44 @@ mod tests {
             burst_get_post: 100.0,
             ..Limits::default()
         };
-        let t = ideal_makespan(&need(1100), &l, 0.0, None);
+        let t = ideal_makespan(&need(1100), &l, 0.0, &[]);
         assert!((t - 10.0).abs() < 0.05, "{t}");
+    }
+
+    #[test]
+    fn a_route_with_a_rate_of_its_own_is_held_to_it_and_a_change_applies_at_once() {
+        let mut l = Limits {
+            burst_get_post: 100.0,
+            ..Limits::default()
+        };
+        l.burst_routes.insert("POST /rest/api/3/issue".into(), 10.0);
+        // 10 from the bucket, then 10/s: 90 more take 9 s.
+        let t = ideal_makespan(&need(100), &l, 0.0, &[]);
+        assert!((t - 9.0).abs() < 0.05, "{t}");
+        let halved = Shift {
+            at: 4.0,
+            limits: l.scaled(0.5),
+        };
+        // 10 + 40 by 4 s, then 5/s for the remaining 50.
+        let t = ideal_makespan(&need(100), &l, 0.0, &[halved]);
+        assert!((t - 14.0).abs() < 0.1, "{t}");
+    }
+
+    #[test]
+    fn needs_sharing_a_bucket_share_its_rate() {
+        let l = Limits {
+            burst_get_post: 10.0,
+            ..Limits::default()
+        };
+        let on = |issue: &str| Need {
+            method: "POST",
+            endpoint: "/rest/api/3/issue/{key}/comment",
+            issue: Some(issue.into()),
+            count: 50,
+        };
+        // 100 comments over two issues, one bucket of 10/s: 10 at once, 9 s more.
+        let t = ideal_makespan(&[on("OPS-1"), on("OPS-2")], &l, 0.0, &[]);
+        assert!((t - 9.0).abs() < 0.05, "{t}");
     }
 
     #[test]
@@ -123,7 +163,7 @@ mod tests {
             ..Limits::default()
         };
         // Starting 4 s into a window: 100 now, 100 at 6 s, the last 50 at 16 s.
-        let t = ideal_makespan(&need(250), &l, 4.0, None);
+        let t = ideal_makespan(&need(250), &l, 4.0, &[]);
         assert!((t - 16.0).abs() < 0.01, "{t}");
     }
 
@@ -139,7 +179,7 @@ mod tests {
             issue: Some("OPS-1".into()),
             count: 120,
         }];
-        let t = ideal_makespan(&needs, &l, 0.0, None);
+        let t = ideal_makespan(&needs, &l, 0.0, &[]);
         // 100 within the first 30 s (20 per 2 s), the rest after the first leave.
         assert!(t > 30.0 && t < 33.0, "{t}");
     }

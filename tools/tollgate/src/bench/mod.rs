@@ -10,12 +10,16 @@
 pub mod baseline;
 pub mod ideal;
 pub mod nightly;
+pub mod profiles;
+
+pub use profiles::Profile;
 
 use crate::config::{JiraTarget, ServeConfig};
 use crate::stack;
 use anyhow::Context;
 use baseline::Baseline;
-use ideal::{Need, Shift, ideal_makespan};
+use ideal::ideal_makespan;
+use profiles::spec;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use jira_sim::limits::Limits;
 use serde::Serialize;
@@ -32,54 +36,21 @@ use tollgate::domain::signature;
 use tollgate::ports::{JobStore, Tracker};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Profile {
-    /// Work needing about three times the points quota of a scaled hour.
-    Quota,
-    /// Many workers against the per-second burst buckets.
-    Burst,
-    /// Over a hundred updates to one issue (per-issue write limits).
-    HotIssue,
-    /// The quota halves mid-run.
-    Shifting,
-    /// A few seconds of everything, for CI.
-    Smoke,
-    /// A CMDB night: 10,000 events as batches (creates, updates of new and
-    /// existing issues, 5 % invalid) against a one-call-per-event client.
-    NightlySync,
-    /// 2,000 events under every limit at once plus faults: gateway 429s,
-    /// 503s, 500s, slow answers, connections dropped after Jira acted.
-    /// (Killing the process mid-run is the chaos test's part: tests/chaos.rs.)
-    Chaos,
-}
-
-impl Profile {
-    fn name(self) -> &'static str {
-        match self {
-            Profile::Quota => "quota",
-            Profile::Burst => "burst",
-            Profile::HotIssue => "hot-issue",
-            Profile::Shifting => "shifting",
-            Profile::Smoke => "smoke",
-            Profile::NightlySync => "nightly-sync",
-            Profile::Chaos => "chaos",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Client {
     Tollgate,
     Naive,
     Fixed3,
     AtlassianBackoff,
+    AwsAdaptive,
 }
 
 impl Client {
-    pub const ALL: [Client; 4] = [
+    pub const ALL: [Client; 5] = [
         Client::Tollgate,
         Client::Naive,
         Client::Fixed3,
         Client::AtlassianBackoff,
+        Client::AwsAdaptive,
     ];
 
     fn name(self) -> &'static str {
@@ -88,6 +59,7 @@ impl Client {
             Client::Naive => Baseline::Naive.name(),
             Client::Fixed3 => Baseline::Fixed3.name(),
             Client::AtlassianBackoff => Baseline::AtlassianBackoff.name(),
+            Client::AwsAdaptive => Baseline::AwsAdaptive.name(),
         }
     }
 }
@@ -100,183 +72,6 @@ pub struct BenchOptions {
     /// Simulated Jira latency per call.
     pub latency: Duration,
     pub progress: bool,
-}
-
-/// One event of a workload.
-#[derive(Clone)]
-struct BenchEvent {
-    body: Value,
-    deliveries: usize,
-    interactive: bool,
-}
-
-struct Spec {
-    limits: Limits,
-    events: Vec<BenchEvent>,
-    needs: Vec<Need>,
-    shift: Option<Shift>,
-    /// Issues created before the run (hot-issue's target).
-    setup_issues: usize,
-}
-
-fn create(i: usize, interactive: bool) -> Value {
-    json!({
-        "sourceSystem": "bench", "externalId": format!("ev-{i:05}"), "desiredOperation": "create",
-        "projectKey": "OPS", "issueType": "Task", "summary": format!("Bench event {i}"),
-        "priority": if interactive { "interactive" } else { "bulk" }
-    })
-}
-
-/// Creates; one in ten interactive, one in ten delivered twice.
-fn creates(n: usize) -> Vec<BenchEvent> {
-    (0..n)
-        .map(|i| BenchEvent {
-            body: create(i, i % 10 == 5),
-            deliveries: if i % 10 == 3 { 2 } else { 1 },
-            interactive: i % 10 == 5,
-        })
-        .collect()
-}
-
-fn create_needs(n: usize) -> Vec<Need> {
-    vec![Need {
-        method: "POST",
-        endpoint: "/rest/api/3/issue",
-        issue: None,
-        count: n,
-    }]
-}
-
-/// The workload of a single-event profile (nightly-sync has its own module).
-fn spec(profile: Profile) -> Option<Spec> {
-    Some(match profile {
-        Profile::NightlySync => return None,
-        Profile::Chaos => {
-            let limits = Limits {
-                quota_points: 500,
-                window_seconds: 10.0,
-                burst_get_post: 100.0,
-                burst_put_delete: 50.0,
-                per_issue: true,
-                faults: jira_sim::limits::Faults {
-                    gateway_429: 0.02,
-                    error_503: 0.02,
-                    error_500: 0.01,
-                    slow: 0.01,
-                    slow_ms: 1500,
-                    drop: 0.02,
-                    ..Default::default()
-                },
-                ..Limits::default()
-            };
-            Spec {
-                limits,
-                events: creates(2000),
-                needs: create_needs(2000),
-                shift: None,
-                setup_issues: 0,
-            }
-        }
-        Profile::Quota => {
-            let limits = Limits {
-                quota_points: 500,
-                window_seconds: 10.0,
-                burst_get_post: 100.0,
-                burst_put_delete: 50.0,
-                ..Limits::default()
-            };
-            Spec {
-                limits,
-                events: creates(1440),
-                needs: create_needs(1440),
-                shift: None,
-                setup_issues: 0,
-            }
-        }
-        Profile::Burst => {
-            let limits = Limits {
-                burst_get_post: 100.0,
-                burst_put_delete: 50.0,
-                ..Limits::default()
-            };
-            Spec {
-                limits,
-                events: creates(1200),
-                needs: create_needs(1200),
-                shift: None,
-                setup_issues: 0,
-            }
-        }
-        Profile::HotIssue => {
-            let limits = Limits {
-                per_issue: true,
-                burst_get_post: 100.0,
-                burst_put_delete: 50.0,
-                ..Limits::default()
-            };
-            let events = (0..110)
-                .map(|i| BenchEvent {
-                    body: json!({"sourceSystem": "bench", "externalId": format!("upd-{i:04}"), "desiredOperation": "update",
-                                 "issueKey": "OPS-1", "fields": {"customfield_10100": i}, "priority": if i % 10 == 5 { "interactive" } else { "bulk" }}),
-                    deliveries: 1,
-                    interactive: i % 10 == 5,
-                })
-                .collect();
-            let needs = vec![Need {
-                method: "PUT",
-                endpoint: "/rest/api/3/issue/{key}",
-                issue: Some("OPS-1".into()),
-                count: 110,
-            }];
-            Spec {
-                limits,
-                events,
-                needs,
-                shift: None,
-                setup_issues: 1,
-            }
-        }
-        Profile::Shifting => {
-            let limits = Limits {
-                quota_points: 600,
-                window_seconds: 10.0,
-                burst_get_post: 100.0,
-                burst_put_delete: 50.0,
-                ..Limits::default()
-            };
-            let shifted = Limits {
-                quota_points: 300,
-                ..limits.clone()
-            };
-            Spec {
-                limits,
-                events: creates(1400),
-                needs: create_needs(1400),
-                shift: Some(Shift {
-                    at: 12.0,
-                    limits: shifted,
-                }),
-                setup_issues: 0,
-            }
-        }
-        Profile::Smoke => {
-            let limits = Limits {
-                quota_points: 60,
-                window_seconds: 3.0,
-                burst_get_post: 40.0,
-                burst_put_delete: 20.0,
-                per_issue: true,
-                ..Limits::default()
-            };
-            Spec {
-                limits,
-                events: creates(80),
-                needs: create_needs(80),
-                shift: None,
-                setup_issues: 0,
-            }
-        }
-    })
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -299,7 +94,8 @@ pub struct RunResult {
     pub duplicates: u64,
     pub lost: usize,
     pub p95_interactive_s: Option<f64>,
-    /// Shifting profile: seconds from the change until the last 429.
+    /// Profiles whose limits change: the longest time from a change until
+    /// two seconds passed without a 429.
     pub settle_s: Option<f64>,
     pub window_s: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -400,32 +196,40 @@ async fn run_one(
     let (setup_throttled, setup_points) = sim.counters();
     let setup_requests = sim.report()["totals"]["requests"].as_u64().unwrap_or(0);
     let start_unix = unix_now();
-    let ideal = ideal_makespan(&spec.needs, &spec.limits, start_unix, spec.shift.as_ref());
+    // A perfect client still waits one answer for its last call.
+    let ideal = ideal_makespan(&spec.needs, &spec.limits, start_unix, &spec.shifts)
+        + opts.latency.as_secs_f64();
 
-    // Samples 429s over time (for the settle time of the shifting profile),
-    // and applies the shift.
-    let last_throttle = Arc::new(std::sync::Mutex::new(None::<f64>));
+    // Samples 429s over time (for the settle time after a change of
+    // limits), and applies the changes.
+    let throttle_times = Arc::new(std::sync::Mutex::new(Vec::<f64>::new()));
     let sampler = {
         let sim = sim.clone();
-        let last_throttle = last_throttle.clone();
-        let shift = spec.shift.as_ref().map(|s| (s.at, s.limits.clone()));
+        let throttle_times = throttle_times.clone();
+        let shifts: Vec<(f64, Limits)> = spec
+            .shifts
+            .iter()
+            .map(|s| (s.at, s.limits.clone()))
+            .collect();
         tokio::spawn(async move {
             let started = Instant::now();
             let mut seen = sim.counters().0;
-            let mut shifted = false;
+            let mut applied = 0;
             loop {
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 let t = started.elapsed().as_secs_f64();
-                if let Some((at, limits)) = &shift
-                    && !shifted
+                if let Some((at, limits)) = shifts.get(applied)
                     && t >= *at
                 {
                     sim.set_limits(limits.clone());
-                    shifted = true;
+                    applied += 1;
                 }
                 let (throttled, _) = sim.counters();
                 if throttled > seen {
-                    *last_throttle.lock().unwrap_or_else(|p| p.into_inner()) = Some(t);
+                    throttle_times
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(t);
                     seen = throttled;
                 }
             }
@@ -450,6 +254,7 @@ async fn run_one(
             let baseline = match other {
                 Client::Naive => Baseline::Naive,
                 Client::Fixed3 => Baseline::Fixed3,
+                Client::AwsAdaptive => Baseline::AwsAdaptive,
                 _ => Baseline::AtlassianBackoff,
             };
             bar.set_length(delivered as u64);
@@ -482,7 +287,10 @@ async fn run_one(
     };
     let _ = started;
     sampler.abort();
-    let last_throttle = *last_throttle.lock().unwrap_or_else(|p| p.into_inner());
+    let throttle_times = throttle_times
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     let report = sim.report();
     sim_task.abort();
     let totals = &report["totals"];
@@ -490,10 +298,8 @@ async fn run_one(
     let (throttled_now, points_now) = sim.counters();
     let throttled = throttled_now - setup_throttled;
     let points = points_now - setup_points;
-    let settle_s = spec
-        .shift
-        .as_ref()
-        .map(|s| last_throttle.map_or(0.0, |t| (t - s.at).max(0.0)));
+    let changes: Vec<f64> = spec.shifts.iter().map(|s| s.at).collect();
+    let settle_s = (!changes.is_empty()).then(|| settle_time(&changes, &throttle_times));
     Ok(RunResult {
         profile: profile.name().into(),
         client: client.name().into(),
@@ -519,6 +325,24 @@ async fn run_one(
         window_s: spec.limits.window_seconds,
         nightly: None,
     })
+}
+
+/// For each change of limits (seconds into the run), the time until the
+/// first two seconds without a 429 began; the longest of them.
+fn settle_time(changes: &[f64], throttles: &[f64]) -> f64 {
+    changes
+        .iter()
+        .map(|&at| {
+            let mut quiet_from = at;
+            for &t in throttles.iter().filter(|&&t| t >= at) {
+                if t - quiet_from >= 2.0 {
+                    break;
+                }
+                quiet_from = t;
+            }
+            quiet_from - at
+        })
+        .fold(0.0, f64::max)
 }
 
 /// Sends every delivery to a real tollgate stack and waits for every job.
@@ -714,7 +538,7 @@ pub fn markdown(results: &[RunResult]) -> String {
                     .map_or("-".into(), |v| format!("{v:.2}")),
             ));
             if let Some(s) = r.settle_s {
-                out.push_str(&format!(" {s:.1} (window {:.0} s) |", r.window_s));
+                out.push_str(&format!(" {s:.1} |"));
             }
             out.push('\n');
         }

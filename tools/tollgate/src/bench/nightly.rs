@@ -230,7 +230,7 @@ async fn run_one(
             count: EXISTING,
         },
     ];
-    let ideal = ideal_makespan(&needs, &limits, unix_now(), None);
+    let ideal = ideal_makespan(&needs, &limits, unix_now(), &[]);
     bar.set_length(night.events.len() as u64);
     let started = Instant::now();
     let invalid_reported = match client {
