@@ -9,9 +9,7 @@
 //! a worker.
 
 use crate::domain::degraded::HealthRules;
-use crate::domain::governor::{
-    Answer, CallKind, LocalView, Permit, SiteGovernor, Tunables,
-};
+use crate::domain::governor::{Answer, CallKind, LocalView, Permit, SiteGovernor, Tunables};
 use crate::domain::ratelimit::RateLimitSignal;
 use crate::domain::time::Timestamp;
 use crate::ports::{Clock, GovernorStore, TrackerError};

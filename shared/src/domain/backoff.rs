@@ -68,7 +68,9 @@ impl RetryPolicy {
 
 /// Uniform in `[floor, ceiling]`.
 fn full_jitter(ceiling: Duration, unit_random: f64, floor: Duration) -> Duration {
-    ceiling.mul_f64(unit_random.clamp(0.0, 1.0)).max(floor.min(ceiling))
+    ceiling
+        .mul_f64(unit_random.clamp(0.0, 1.0))
+        .max(floor.min(ceiling))
 }
 
 /// Longest wait between two looks for an entity's issue.

@@ -19,9 +19,9 @@ use tollgate::adapters::sqlite::SqliteDb;
 use tollgate::adapters::webhook_notifier::{Notifiers, WebhookNotifier};
 use tollgate::app::execute::ExecutorConfig;
 use tollgate::app::governor::GovernorConfig;
-use tollgate::domain::backoff::RetryPolicy;
 use tollgate::app::stats::StatsRecorder;
 use tollgate::domain::approval::derive_link_key;
+use tollgate::domain::backoff::RetryPolicy;
 use tollgate::domain::secret::Secret;
 
 pub struct Running {

@@ -33,6 +33,11 @@ pub struct Evidence {
     /// Calls of the throttled endpoint Jira accepted over the last second,
     /// for the whole site. None when too few calls were seen to say.
     pub accepted_per_s: Option<f64>,
+    /// The same since the first 429 of that second, once a quarter second
+    /// has passed: a bucket that refused once is empty, so what it accepts
+    /// after is its refill rate — the limit itself, free of the burst its
+    /// capacity let through before.
+    pub accepted_since_throttle: Option<f64>,
     /// Writes to the throttled issue Jira accepted lately: how many, and
     /// the milliseconds from the first of them to now.
     pub issue_writes: Option<(u32, i64)>,
@@ -83,6 +88,16 @@ impl History {
         }
     }
 
+    /// Accepted writes to `issue` within the last `window_ms`, oldest first.
+    pub fn writes_within(&self, issue: &str, now: Timestamp, window_ms: i64) -> Vec<Timestamp> {
+        self.writes.get(issue).map_or_else(Vec::new, |q| {
+            q.iter()
+                .filter(|t| now.0 - t.0 < window_ms)
+                .copied()
+                .collect()
+        })
+    }
+
     /// The evidence for a throttle of `call` just recorded. `share` is this
     /// worker's fraction of the site's pace.
     pub fn evidence(&self, call: &CallKind, now: Timestamp, share: f64) -> Evidence {
@@ -97,6 +112,21 @@ impl History {
             // Three answers are the least that say anything; none accepted
             // says the measure missed (the bucket refills), not "zero".
             (all >= 3 && ok > 0).then(|| ok as f64 * 1000.0 / RATE_WINDOW_MS as f64 / share)
+        });
+        let accepted_since_throttle = self.calls.get(&call.endpoint).and_then(|q| {
+            let first = q
+                .iter()
+                .position(|(at, accepted)| !accepted && recent(*at, RATE_WINDOW_MS))?;
+            let since = q[first].0;
+            let elapsed = now.0 - since.0;
+            let after = q.iter().skip(first + 1);
+            let (mut all, mut ok) = (0u32, 0u32);
+            for (_, accepted) in after {
+                all += 1;
+                ok += u32::from(*accepted);
+            }
+            (elapsed >= 250 && all >= 3 && ok > 0)
+                .then(|| ok as f64 * 1000.0 / elapsed as f64 / share)
         });
         let issue_writes = call
             .issue
@@ -116,6 +146,7 @@ impl History {
         }
         Evidence {
             accepted_per_s,
+            accepted_since_throttle,
             issue_writes,
             unexplained: (bare, all),
         }
@@ -150,6 +181,32 @@ mod tests {
         // 1100..=1900 accepted: 9 calls in the last second, one worker of four.
         let e = h.evidence(&c, Timestamp(2000), 0.25);
         assert_eq!(e.accepted_per_s, Some(36.0));
+    }
+
+    #[test]
+    fn after_a_429_the_accepted_rate_is_the_buckets_refill() {
+        let mut h = History::default();
+        let c = call("POST /i", None);
+        // 40/s for half a second (the bucket's burst), then a 429, then 4
+        // of every 10 calls accepted: a bucket refilling at 16/s.
+        for ms in (0..500).step_by(25) {
+            h.record(&c, Answer::Accepted, Timestamp(ms));
+        }
+        h.record(&c, Answer::Throttled { unexplained: false }, Timestamp(500));
+        for (i, ms) in (525..=1000).step_by(25).enumerate() {
+            let answer = if i % 5 < 2 {
+                Answer::Accepted
+            } else {
+                Answer::Throttled { unexplained: false }
+            };
+            h.record(&c, answer, Timestamp(ms));
+        }
+        let e = h.evidence(&c, Timestamp(1000), 1.0);
+        assert_eq!(e.accepted_since_throttle, Some(16.0));
+        assert!(
+            e.accepted_per_s.unwrap() > 25.0,
+            "the window still holds the burst"
+        );
     }
 
     #[test]

@@ -9,7 +9,12 @@
 //!   a record of writes it starts at 100 ms and doubles per fresh overflow;
 //! * writes to a hot issue then go one slot at a time, so the workers
 //!   waiting on it do not return together; a minute after the last 429
-//!   the issue is ordinary again.
+//!   the issue is ordinary again;
+//! * the limit learned (`writes` within `span + Retry-After`) is the site's,
+//!   the same for every issue: a worker holds its next write to any issue
+//!   it wrote that often lately, so other issues do not each pay a 429 to
+//!   learn it. Windows of about the same length are one limit (the stricter
+//!   estimate wins); one not confirmed for ten minutes is forgotten.
 
 use super::{Evidence, SiteGovernor};
 use crate::domain::time::Timestamp;
@@ -30,6 +35,22 @@ pub struct IssueHold {
     pub hot_until: Timestamp,
 }
 
+/// A per-issue write limit learned from a 429: at most `writes` within
+/// `window_ms`, for every issue of the site.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IssueWindow {
+    pub writes: u32,
+    pub window_ms: i64,
+    /// The last 429 that taught or confirmed it.
+    pub seen_at: Timestamp,
+}
+
+/// A learned window lives this long without a 429 confirming it.
+const WINDOW_MEMORY_MS: i64 = 600_000;
+/// At most this many windows per site (Jira documents two).
+const MAX_WINDOWS: usize = 3;
+
 const MIN_SPACING_MS: i64 = 50;
 const MAX_SPACING_MS: i64 = 30_000;
 
@@ -43,7 +64,6 @@ impl SiteGovernor {
         now: Timestamp,
     ) {
         let until = now.plus(wait);
-        let hold = self.issues.entry(issue.to_string()).or_default();
         let learned = evidence
             .issue_writes
             .filter(|(writes, _)| *writes >= 2)
@@ -51,6 +71,10 @@ impl SiteGovernor {
                 ((span + wait.as_millis() as i64) / i64::from(writes))
                     .clamp(MIN_SPACING_MS, MAX_SPACING_MS)
             });
+        if let Some((writes, span)) = evidence.issue_writes.filter(|(w, _)| *w >= 2) {
+            self.learn_issue_window(writes, span + wait.as_millis() as i64, now);
+        }
+        let hold = self.issues.entry(issue.to_string()).or_default();
         // Several workers' 429s for one overflow are one signal.
         let fresh = until > hold.until.plus(Duration::from_millis(500));
         hold.spacing_ms = match learned {
@@ -64,6 +88,37 @@ impl SiteGovernor {
         hold.until = hold.until.max(until);
         hold.next_slot = hold.next_slot.max(hold.until);
         hold.hot_until = now.plus(Duration::from_secs(60));
+    }
+
+    fn learn_issue_window(&mut self, writes: u32, window_ms: i64, now: Timestamp) {
+        let new = IssueWindow {
+            writes,
+            window_ms: window_ms.max(1),
+            seen_at: now,
+        };
+        let rate = |w: &IssueWindow| f64::from(w.writes) / w.window_ms as f64;
+        let same = self.issue_windows.iter_mut().find(|w| {
+            let (a, b) = (
+                w.window_ms.min(new.window_ms),
+                w.window_ms.max(new.window_ms),
+            );
+            b < a * 3
+        });
+        match same {
+            Some(w) if rate(&new) < rate(w) => *w = new,
+            Some(w) => w.seen_at = now,
+            None => {
+                self.issue_windows.push(new);
+                self.issue_windows.sort_by_key(|w| w.window_ms);
+                self.issue_windows.truncate(MAX_WINDOWS);
+            }
+        }
+    }
+
+    /// Forgets learned windows nothing confirmed for a while: limits change.
+    pub(super) fn prune_issue_windows(&mut self, now: Timestamp) {
+        self.issue_windows
+            .retain(|w| now.0 - w.seen_at.0 < WINDOW_MEMORY_MS);
     }
 
     /// Hands out the next write slot of a hot issue if it falls within
@@ -190,6 +245,65 @@ mod tests {
             &t(),
         );
         assert_eq!(g.issues["OPS-1"].spacing_ms, 1500);
+    }
+
+    #[test]
+    fn a_limit_learned_on_one_issue_holds_writes_to_another_before_any_429() {
+        let mut g = SiteGovernor::default();
+        let evidence = Evidence {
+            issue_writes: Some((4, 400)),
+            ..Evidence::default()
+        };
+        g.on_throttle(
+            &call("PUT /issue/{key}"),
+            &per_issue(2),
+            &evidence,
+            Timestamp(400),
+            &t(),
+        );
+        assert_eq!(g.issue_windows.len(), 1);
+        assert_eq!(
+            (g.issue_windows[0].writes, g.issue_windows[0].window_ms),
+            (4, 2400)
+        );
+        let mut view = LocalView::new(g, Timestamp(400), 1, t());
+        let other = CallKind {
+            issue: Some("OPS-2".into()),
+            ..call("PUT /issue/{key}")
+        };
+        for ms in [1000, 1100, 1200, 1300] {
+            assert_eq!(view.permit(&other, Timestamp(ms)), Permit::Go);
+            view.record(
+                &other,
+                crate::domain::governor::Answer::Accepted,
+                Timestamp(ms),
+            );
+        }
+        match view.permit(&other, Timestamp(1400)) {
+            Permit::Wait { wait, .. } => assert_eq!(wait, Duration::from_millis(2000)),
+            Permit::Go => panic!("a fifth write within the learned window went"),
+        }
+        assert_eq!(view.permit(&other, Timestamp(3400)), Permit::Go);
+    }
+
+    #[test]
+    fn windows_of_about_one_length_are_one_limit_and_the_stricter_wins() {
+        let mut g = SiteGovernor::default();
+        g.learn_issue_window(4, 2400, Timestamp(0));
+        g.learn_issue_window(3, 2100, Timestamp(10));
+        g.learn_issue_window(20, 30_000, Timestamp(20));
+        let windows: Vec<_> = g
+            .issue_windows
+            .iter()
+            .map(|w| (w.writes, w.window_ms))
+            .collect();
+        assert_eq!(windows, [(3, 2100), (20, 30_000)]);
+        g.prune_issue_windows(Timestamp(600_015));
+        assert_eq!(
+            g.issue_windows.len(),
+            1,
+            "the unconfirmed short window is forgotten"
+        );
     }
 
     #[test]

@@ -9,8 +9,10 @@
 //!   throttle of an episode also steps down at once (slow start halves: the
 //!   bucket hid the overload); further throttles in the episode lower it
 //!   again at most every `decrease_spacing_ms` as the measure fills with
-//!   answers from after the limit was hit — so within about a second the
-//!   pace is Jira's rate, however far off the prior or the old limit was;
+//!   answers from after the limit was hit — or, a quarter second after the
+//!   first 429, by the rate accepted since it (an empty bucket accepts its
+//!   refill rate) — so within about a second the pace is Jira's rate,
+//!   however far off the prior or the old limit was;
 //! * the accepted rate is remembered as the endpoint's ceiling, and the pace
 //!   probes upward along a cubic curve (as TCP CUBIC does): back to the
 //!   ceiling in `cbrt((1 - beta) / cubic)` seconds, flat near it, then
@@ -97,7 +99,10 @@ impl SiteGovernor {
         }
         let new_episode = since >= EPISODE_MS;
         let before = p.rate;
-        let measured = evidence.accepted_per_s;
+        let measured = match (evidence.accepted_since_throttle, evidence.accepted_per_s) {
+            (Some(since), Some(window)) => Some(since.min(window)),
+            (since, window) => since.or(window),
+        };
         let step = match (new_episode, p.slow_start) {
             (true, true) => before * 0.5,
             (true, false) => before * t.beta,

@@ -34,7 +34,7 @@ pub mod noise;
 pub mod quota;
 
 pub use history::{Answer, Evidence, History};
-pub use issues::IssueHold;
+pub use issues::{IssueHold, IssueWindow};
 pub use quota::QuotaEstimate;
 
 use super::degraded::SiteHealth;
@@ -145,6 +145,8 @@ pub struct SiteGovernor {
     pub endpoints: BTreeMap<String, EndpointPace>,
     /// Issues Jira throttled for writes (see [`issues`]).
     pub issues: BTreeMap<String, IssueHold>,
+    /// Per-issue write limits learned from 429s, the same for every issue.
+    pub issue_windows: Vec<IssueWindow>,
     /// Consecutive unexplained throttles, for their backoff.
     pub unexplained: u32,
     /// Degraded mode (see [`super::degraded`]).
@@ -256,6 +258,7 @@ impl SiteGovernor {
     pub fn prune(&mut self, now: Timestamp) {
         self.issues
             .retain(|_, h| h.hot_until > now || h.until > now);
+        self.prune_issue_windows(now);
         if self.paused_until <= now {
             self.pause_reason = None;
         }
@@ -281,6 +284,22 @@ impl LocalView {
         self.limited_at
             .get(endpoint)
             .is_some_and(|at| now.0 - at.0 <= 1000)
+    }
+
+    /// How long until one more write to `issue` fits every learned window,
+    /// by this worker's record of its writes.
+    fn issue_window_wait(&self, issue: &str, now: Timestamp) -> Option<Duration> {
+        self.shared
+            .issue_windows
+            .iter()
+            .filter_map(|w| {
+                let window = w.window_ms.min(history::WRITES_WINDOW_MS);
+                let recent = self.history.writes_within(issue, now, window);
+                let over = recent.len().checked_sub(w.writes as usize)?;
+                let free = Timestamp(recent[over].0 + window);
+                (free > now).then(|| now.until(free))
+            })
+            .max()
     }
 
     /// Remembers Jira's answer to `call`; returns the evidence a throttle
@@ -315,6 +334,14 @@ impl LocalView {
             return Permit::Wait {
                 wait,
                 reason: format!("writes to {issue} held by Jira"),
+            };
+        }
+        if let (true, Some(issue)) = (call.write, &call.issue)
+            && let Some(wait) = self.issue_window_wait(issue, now)
+        {
+            return Permit::Wait {
+                wait,
+                reason: format!("writes to {issue} at the site's learned per-issue limit"),
             };
         }
         if let Some(q) = &self.quota

@@ -79,7 +79,9 @@ impl Baseline {
             // The SDK ignores Retry-After; its bucket does the pacing.
             Baseline::AwsAdaptive => (retry < 3).then(|| {
                 let ceiling = Duration::from_secs(1) * (1 << (retry - 1));
-                ceiling.min(Duration::from_secs(20)).mul_f64(fastrand::f64())
+                ceiling
+                    .min(Duration::from_secs(20))
+                    .mul_f64(fastrand::f64())
             }),
         }
     }
@@ -141,7 +143,8 @@ impl AdaptiveBucket {
                     return;
                 }
                 let now = Instant::now();
-                s.tokens = (s.tokens + now.duration_since(s.last_refill).as_secs_f64() * s.fill_rate)
+                s.tokens = (s.tokens
+                    + now.duration_since(s.last_refill).as_secs_f64() * s.fill_rate)
                     .min(s.capacity);
                 s.last_refill = now;
                 if s.tokens >= 1.0 {
@@ -167,7 +170,11 @@ impl AdaptiveBucket {
             s.bucket_start = now;
         }
         let calculated = if throttled {
-            let rate = if s.enabled { s.fill_rate.min(s.measured.max(0.5)) } else { s.measured.max(0.5) };
+            let rate = if s.enabled {
+                s.fill_rate.min(s.measured.max(0.5))
+            } else {
+                s.measured.max(0.5)
+            };
             s.last_max_rate = rate;
             s.last_throttle = now;
             s.enabled = true;

@@ -421,7 +421,10 @@ mod tests {
 
     #[test]
     fn every_profile_holds_writes_that_cannot_be_bulked() {
-        for p in Profile::DEFAULT.into_iter().chain([Profile::Smoke, Profile::Chaos]) {
+        for p in Profile::DEFAULT
+            .into_iter()
+            .chain([Profile::Smoke, Profile::Chaos])
+        {
             let s = spec(p).expect("a single-event profile");
             assert!(
                 s.needs.iter().any(|n| n.issue.is_some()),
@@ -441,9 +444,17 @@ mod tests {
             targets: 3,
         });
         assert_eq!(events.len(), 120 + 10 + 4 + 3, "one transition per issue");
-        let bulk: usize = needs.iter().filter(|n| n.issue.is_none()).map(|n| n.count).sum();
+        let bulk: usize = needs
+            .iter()
+            .filter(|n| n.issue.is_none())
+            .map(|n| n.count)
+            .sum();
         assert_eq!(bulk, 3);
-        let single: usize = needs.iter().filter(|n| n.issue.is_some()).map(|n| n.count).sum();
+        let single: usize = needs
+            .iter()
+            .filter(|n| n.issue.is_some())
+            .map(|n| n.count)
+            .sum();
         assert_eq!(single, 10 + 4 + 3);
     }
 }
