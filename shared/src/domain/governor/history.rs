@@ -46,10 +46,22 @@ pub struct Evidence {
     pub unexplained: (u32, u32),
 }
 
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    start: Timestamp,
+    last: Timestamp,
+    accepted: u32,
+    refused: u32,
+}
+
 #[derive(Debug, Default)]
 pub struct History {
     /// Per endpoint: (when, accepted) over the rate window.
     calls: BTreeMap<String, VecDeque<(Timestamp, bool)>>,
+    /// Per endpoint: the run of calls since it was last idle for a second
+    /// (its bucket full at the start): when it began, calls accepted, and
+    /// whether any was refused.
+    runs: BTreeMap<String, Run>,
     /// Every answer: (when, unexplained 429) over the noise window.
     answers: VecDeque<(Timestamp, bool)>,
     /// Per issue: accepted writes over the writes window.
@@ -65,6 +77,26 @@ fn trim<T>(q: &mut VecDeque<T>, at: impl Fn(&T) -> Timestamp, now: Timestamp, wi
 impl History {
     pub fn record(&mut self, call: &CallKind, answer: Answer, now: Timestamp) {
         let accepted = answer == Answer::Accepted;
+        let run = self.runs.entry(call.endpoint.clone()).or_insert(Run {
+            start: now,
+            last: now,
+            accepted: 0,
+            refused: 0,
+        });
+        if now.0 - run.last.0 >= RATE_WINDOW_MS {
+            *run = Run {
+                start: now,
+                last: now,
+                accepted: 0,
+                refused: 0,
+            };
+        }
+        run.last = now;
+        if accepted {
+            run.accepted += 1;
+        } else {
+            run.refused += 1;
+        }
         let calls = self.calls.entry(call.endpoint.clone()).or_default();
         calls.push_back((now, accepted));
         trim(calls, |e| e.0, now, RATE_WINDOW_MS);
@@ -113,6 +145,17 @@ impl History {
             // says the measure missed (the bucket refills), not "zero".
             (all >= 3 && ok > 0).then(|| ok as f64 * 1000.0 / RATE_WINDOW_MS as f64 / share)
         });
+        // The first 429 of a run that began with a full bucket: Jira let
+        // through its second of burst plus its rate since, so the rate is
+        // what was accepted over one second more than the run lasted —
+        // Atlassian's buckets hold one second of their rate. Later in the
+        // run the window's count says more.
+        let first_of_run = self.runs.get(&call.endpoint).and_then(|r| {
+            let lasted = now.0 - r.start.0;
+            (r.refused == 1 && r.accepted >= 3 && lasted <= RATE_WINDOW_MS)
+                .then(|| f64::from(r.accepted) * 1000.0 / (RATE_WINDOW_MS + lasted) as f64 / share)
+        });
+        let accepted_per_s = first_of_run.or(accepted_per_s);
         let accepted_since_throttle = self.calls.get(&call.endpoint).and_then(|q| {
             let first = q
                 .iter()
@@ -207,6 +250,37 @@ mod tests {
             e.accepted_per_s.unwrap() > 25.0,
             "the window still holds the burst"
         );
+    }
+
+    #[test]
+    fn the_first_429_of_a_fresh_run_discounts_the_buckets_second_of_burst() {
+        let mut h = History::default();
+        let c = call("POST /i", None);
+        // 80/s against a 20/s bucket holding 20: 26 accepted in 330 ms.
+        for i in 0..26 {
+            h.record(&c, Answer::Accepted, Timestamp(5_000 + i * 12));
+        }
+        h.record(
+            &c,
+            Answer::Throttled { unexplained: false },
+            Timestamp(5_330),
+        );
+        let rate = h
+            .evidence(&c, Timestamp(5_330), 1.0)
+            .accepted_per_s
+            .unwrap();
+        assert!((rate - 26.0 / 1.33).abs() < 0.01, "{rate}");
+        // A later 429 in the same run reads the window.
+        h.record(
+            &c,
+            Answer::Throttled { unexplained: false },
+            Timestamp(5_400),
+        );
+        let rate = h
+            .evidence(&c, Timestamp(5_400), 1.0)
+            .accepted_per_s
+            .unwrap();
+        assert_eq!(rate, 26.0);
     }
 
     #[test]

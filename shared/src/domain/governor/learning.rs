@@ -19,6 +19,9 @@
 //!   faster and faster beyond it — so a limit that was raised is found
 //!   again within seconds, while a limit that did not move costs one 429
 //!   per probe, every ten seconds or so;
+//! * a site that proved stricter than documented is so everywhere: a new
+//!   endpoint starts from the fraction of its documented rate the last
+//!   learned limit was of its own (`prior_scale`), still in slow start;
 //! * growth happens only while the pace holds work back (an idle endpoint
 //!   learned nothing) and never more than ×1.3 per second.
 
@@ -121,6 +124,11 @@ impl SiteGovernor {
         };
         p.rate = rate;
         p.ceiling = Some(ceiling.max(rate));
+        // The prior is 80 % of the documented rate.
+        let documented = t.initial_for(endpoint) / 0.8;
+        if measured.is_some() && documented > 0.0 {
+            self.prior_scale = Some(ceiling / documented);
+        }
         p.slow_start = false;
         p.decreased_at = now;
         p.epoch = now;
@@ -158,6 +166,21 @@ mod tests {
             Some(20.0),
             "the ceiling follows the measure down"
         );
+    }
+
+    #[test]
+    fn a_new_endpoint_of_a_strict_site_starts_from_the_same_fraction_of_its_documented_rate() {
+        let mut g = SiteGovernor::default();
+        g.track("POST /comment", Timestamp(0), &t());
+        // POST documented at 100/s; Jira took 20.
+        g.on_burst("POST /comment", &measured(20.0), Timestamp(500), &t());
+        g.track("PUT /issue", Timestamp(600), &t());
+        let put = &g.endpoints["PUT /issue"];
+        assert!(
+            (put.rate - t().initial_rate_put * 0.2).abs() < 1e-9,
+            "{put:?}"
+        );
+        assert!(put.slow_start, "it still looks for its own limit");
     }
 
     #[test]

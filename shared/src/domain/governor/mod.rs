@@ -149,6 +149,10 @@ pub struct SiteGovernor {
     pub issue_windows: Vec<IssueWindow>,
     /// Consecutive unexplained throttles, for their backoff.
     pub unexplained: u32,
+    /// The last learned burst limit as a fraction of the documented one: a
+    /// new endpoint of a site that proved stricter than documented starts
+    /// from the same fraction of its documented rate (see [`learning`]).
+    pub prior_scale: Option<f64>,
     /// Degraded mode (see [`super::degraded`]).
     pub health: SiteHealth,
 }
@@ -202,12 +206,22 @@ impl SiteGovernor {
     pub fn pace(&self, endpoint: &str, t: &Tunables) -> f64 {
         self.endpoints
             .get(endpoint)
-            .map_or_else(|| t.initial_for(endpoint), |p| p.rate)
+            .map_or_else(|| self.initial(endpoint, t), |p| p.rate)
     }
 
-    /// Starts pacing an endpoint at the initial rate, in slow start.
+    /// A new endpoint's pace: the prior, scaled down when the site has
+    /// proved stricter than documented.
+    pub fn initial(&self, endpoint: &str, t: &Tunables) -> f64 {
+        let scale = self.prior_scale.map_or(1.0, |s| s.clamp(0.01, 1.0));
+        (t.initial_for(endpoint) * scale).max(t.min_rate)
+    }
+
+    /// Starts pacing an endpoint at its initial rate, in slow start.
     pub fn track(&mut self, endpoint: &str, now: Timestamp, t: &Tunables) {
-        let rate = t.initial_for(endpoint);
+        if self.endpoints.contains_key(endpoint) {
+            return;
+        }
+        let rate = self.initial(endpoint, t);
         self.endpoints
             .entry(endpoint.to_string())
             .or_insert(EndpointPace {
@@ -440,6 +454,8 @@ pub(crate) mod tests {
         let mut g = SiteGovernor::default();
         g.endpoints
             .insert("POST /i".into(), pace(100.0, false, -5000));
+        g.endpoints
+            .insert("PUT /i".into(), pace(40.0, false, -5000));
         let evidence = Evidence {
             accepted_per_s: Some(95.0),
             ..Evidence::default()
@@ -452,11 +468,7 @@ pub(crate) mod tests {
             &t(),
         );
         assert!((g.pace("POST /i", &t()) - 85.5).abs() < 1e-9);
-        assert_eq!(
-            g.pace("PUT /i", &t()),
-            t().initial_rate_put,
-            "other endpoints untouched"
-        );
+        assert_eq!(g.pace("PUT /i", &t()), 40.0, "other endpoints untouched");
         assert_eq!(g.paused_until, Timestamp::default(), "no site pause");
     }
 

@@ -49,18 +49,37 @@ pub fn ideal_makespan(needs: &[Need], limits: &Limits, start_unix: f64, shifts: 
             window = index;
             spent = 0;
         }
-        for (i, need) in needs.iter().enumerate() {
-            let rate = l.burst_rate(need.method, need.endpoint);
-            let key = format!("{} {}", need.method, need.endpoint);
-            let tok = tokens
-                .entry(key)
-                .or_insert(if rate > 0.0 { rate } else { f64::INFINITY });
-            while left[i] > 0 {
-                if l.quota_points > 0 && spent >= l.quota_points {
-                    break;
+        // One call at a time, round the needs, the issue with the most
+        // writes left first: draining one issue while others wait would
+        // leave the last writes queued on a few issues' windows.
+        let mut order: Vec<usize> = (0..needs.len()).filter(|&i| left[i] > 0).collect();
+        let mut by_issue: BTreeMap<&str, usize> = BTreeMap::new();
+        for (i, n) in needs.iter().enumerate() {
+            if let Some(issue) = &n.issue {
+                *by_issue.entry(issue).or_default() += left[i];
+            }
+        }
+        let on_issue = |i: usize| {
+            needs[i]
+                .issue
+                .as_deref()
+                .map_or(0, |issue| by_issue.get(issue).copied().unwrap_or(0))
+        };
+        order.sort_by_key(|&i| std::cmp::Reverse(on_issue(i)));
+        let mut progress = true;
+        while progress {
+            progress = false;
+            for &i in &order {
+                let need = &needs[i];
+                if left[i] == 0 || (l.quota_points > 0 && spent >= l.quota_points) {
+                    continue;
                 }
+                let rate = l.burst_rate(need.method, need.endpoint);
+                let tok = tokens
+                    .entry(format!("{} {}", need.method, need.endpoint))
+                    .or_insert(if rate > 0.0 { rate } else { f64::INFINITY });
                 if rate > 0.0 && *tok < 1.0 {
-                    break;
+                    continue;
                 }
                 if let (true, Some(issue)) = (l.per_issue, &need.issue) {
                     let q = issue_writes.entry(issue.clone()).or_default();
@@ -69,7 +88,7 @@ pub fn ideal_makespan(needs: &[Need], limits: &Limits, start_unix: f64, shifts: 
                     }
                     let short = q.iter().filter(|&&s| t - s <= l.short_seconds).count();
                     if short >= l.short_writes || q.len() >= l.long_writes {
-                        break;
+                        continue;
                     }
                     q.push_back(t);
                 }
@@ -79,6 +98,7 @@ pub fn ideal_makespan(needs: &[Need], limits: &Limits, start_unix: f64, shifts: 
                     *tok -= 1.0;
                 }
                 last = t;
+                progress = true;
             }
         }
         // Each bucket refills once a tick, however many needs share it.
