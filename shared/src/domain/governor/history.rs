@@ -28,7 +28,7 @@ pub enum Answer {
 }
 
 /// What a throttle is judged by.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Evidence {
     /// Calls of the throttled endpoint Jira accepted over the last second,
     /// for the whole site. None when too few calls were seen to say.
@@ -38,9 +38,9 @@ pub struct Evidence {
     /// after is its refill rate — the limit itself, free of the burst its
     /// capacity let through before.
     pub accepted_since_throttle: Option<f64>,
-    /// Writes to the throttled issue Jira accepted lately: how many, and
-    /// the milliseconds from the first of them to now.
-    pub issue_writes: Option<(u32, i64)>,
+    /// Writes to the throttled issue Jira accepted lately: their ages in ms
+    /// before now, oldest first.
+    pub issue_writes: Vec<i64>,
     /// Over the noise window: unexplained 429s (this one included) and all
     /// answers.
     pub unexplained: (u32, u32),
@@ -174,12 +174,13 @@ impl History {
         let issue_writes = call
             .issue
             .as_ref()
-            .and_then(|i| self.writes.get(i))
-            .and_then(|q| {
-                let live: Vec<_> = q.iter().filter(|t| recent(**t, WRITES_WINDOW_MS)).collect();
-                let first = live.first()?;
-                Some((live.len() as u32, now.0 - first.0))
-            });
+            .map(|i| {
+                self.writes_within(i, now, WRITES_WINDOW_MS)
+                    .iter()
+                    .map(|t| now.0 - t.0)
+                    .collect()
+            })
+            .unwrap_or_default();
         let (mut bare, mut all) = (0u32, 0u32);
         for (at, unexplained) in &self.answers {
             if recent(*at, NOISE_WINDOW_MS) {
@@ -306,10 +307,14 @@ mod tests {
         );
         assert_eq!(
             h.evidence(&c, Timestamp(1600), 1.0).issue_writes,
-            Some((4, 1600))
+            [1600, 1100, 600, 100]
         );
         let other = call("PUT /issue/{key}", Some("OPS-2"));
-        assert_eq!(h.evidence(&other, Timestamp(1600), 1.0).issue_writes, None);
+        assert!(
+            h.evidence(&other, Timestamp(1600), 1.0)
+                .issue_writes
+                .is_empty()
+        );
     }
 
     #[test]

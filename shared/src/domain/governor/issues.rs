@@ -54,6 +54,26 @@ const MAX_WINDOWS: usize = 3;
 const MIN_SPACING_MS: i64 = 50;
 const MAX_SPACING_MS: i64 = 30_000;
 
+/// The sliding window a per-issue 429 reveals, from the ages (ms before
+/// now, oldest first) of the writes to that issue Jira took lately: if the
+/// window held the writes from the `j`-th on, it is `age_j + wait` long and
+/// holds `n - j` of them. Each `j` explains the 429; the true one allows
+/// the most writes per second — newer starts count writes that came faster
+/// than the limit (which is why it was hit), older ones count writes that
+/// had already left it.
+fn window_of(ages: &[i64], wait: Duration) -> Option<(u32, i64)> {
+    let wait = wait.as_millis() as i64;
+    (0..ages.len())
+        .filter_map(|j| {
+            let writes = u32::try_from(ages.len() - j).ok()?;
+            (writes >= 2).then_some((writes, ages[j] + wait))
+        })
+        .max_by(|a, b| {
+            let rate = |(n, w): &(u32, i64)| f64::from(*n) / (*w).max(1) as f64;
+            rate(a).total_cmp(&rate(b))
+        })
+}
+
 impl SiteGovernor {
     /// A per-issue 429 on `issue`, which asked to wait `wait`.
     pub(super) fn on_per_issue(
@@ -64,15 +84,12 @@ impl SiteGovernor {
         now: Timestamp,
     ) {
         let until = now.plus(wait);
-        let learned = evidence
-            .issue_writes
-            .filter(|(writes, _)| *writes >= 2)
-            .map(|(writes, span)| {
-                ((span + wait.as_millis() as i64) / i64::from(writes))
-                    .clamp(MIN_SPACING_MS, MAX_SPACING_MS)
-            });
-        if let Some((writes, span)) = evidence.issue_writes.filter(|(w, _)| *w >= 2) {
-            self.learn_issue_window(writes, span + wait.as_millis() as i64, now);
+        let window = window_of(&evidence.issue_writes, wait);
+        let learned = window.map(|(writes, window_ms)| {
+            (window_ms / i64::from(writes)).clamp(MIN_SPACING_MS, MAX_SPACING_MS)
+        });
+        if let Some((writes, window_ms)) = window {
+            self.learn_issue_window(writes, window_ms, now);
         }
         let hold = self.issues.entry(issue.to_string()).or_default();
         // Several workers' 429s for one overflow are one signal.
@@ -209,7 +226,7 @@ mod tests {
         // documented 20): four went through within 400 ms, the fifth was
         // refused with Retry-After 2.
         let evidence = Evidence {
-            issue_writes: Some((4, 400)),
+            issue_writes: vec![400, 300, 200, 100],
             ..Evidence::default()
         };
         g.on_throttle(
@@ -225,7 +242,7 @@ mod tests {
         );
         // The longer window fills later: 20 writes over 12 s, wait 18 s.
         let longer = Evidence {
-            issue_writes: Some((20, 12_000)),
+            issue_writes: (0..20).map(|i| 12_000 - i * 600).collect(),
             ..Evidence::default()
         };
         g.on_throttle(
@@ -251,7 +268,7 @@ mod tests {
     fn a_limit_learned_on_one_issue_holds_writes_to_another_before_any_429() {
         let mut g = SiteGovernor::default();
         let evidence = Evidence {
-            issue_writes: Some((4, 400)),
+            issue_writes: vec![400, 300, 200, 100],
             ..Evidence::default()
         };
         g.on_throttle(
@@ -284,6 +301,15 @@ mod tests {
             Permit::Go => panic!("a fifth write within the learned window went"),
         }
         assert_eq!(view.permit(&other, Timestamp(3400)), Permit::Go);
+    }
+
+    #[test]
+    fn the_window_is_the_one_that_allows_the_most_writes_per_second() {
+        // Writes every 2 s, then four within 1.5 s; the fifth refused with
+        // Retry-After 1: Jira's window is 4 writes per 2 s (ceil'd: 2.6 s).
+        let ages = [8_000, 6_000, 4_000, 1_600, 1_100, 600, 100];
+        assert_eq!(window_of(&ages, Duration::from_secs(1)), Some((4, 2_600)));
+        assert_eq!(window_of(&[100], Duration::from_secs(1)), None);
     }
 
     #[test]

@@ -14,8 +14,9 @@
 //!   refill rate) — so within about a second the pace is Jira's rate,
 //!   however far off the prior or the old limit was;
 //! * the accepted rate is remembered as the endpoint's ceiling, and the pace
-//!   probes upward along a cubic curve (as TCP CUBIC does): back to the
-//!   ceiling in `cbrt((1 - beta) / cubic)` seconds, flat near it, then
+//!   probes upward along a cubic curve (as TCP CUBIC does): up to a plateau
+//!   just under the ceiling (`plateau`, 97 %: a pace exactly at a bucket's
+//!   rate drains it on timing noise alone) in a few seconds, flat there, then
 //!   faster and faster beyond it — so a limit that was raised is found
 //!   again within seconds, while a limit that did not move costs one 429
 //!   per probe, every ten seconds or so;
@@ -35,10 +36,13 @@ const MAX_GROWTH_PER_S: f64 = 0.3;
 
 impl EndpointPace {
     /// The cubic probe's pace `elapsed_ms` after the last decrease.
+    /// From `beta · ceiling` at the decrease to the plateau
+    /// (`plateau · ceiling`) at K, flat there, then beyond.
     fn cubic(&self, ceiling: f64, elapsed_ms: i64, t: &Tunables) -> f64 {
-        let k = ((1.0 - t.beta) / t.cubic).cbrt();
+        let plateau = t.plateau.max(t.beta);
+        let k = ((1.0 - t.beta / plateau) / t.cubic).cbrt();
         let tau = elapsed_ms as f64 / 1000.0 - k;
-        ceiling * (1.0 + t.cubic * tau * tau * tau)
+        ceiling * plateau * (1.0 + t.cubic * tau * tau * tau)
     }
 }
 
@@ -213,27 +217,28 @@ mod tests {
     }
 
     #[test]
-    fn the_probe_returns_to_the_ceiling_then_looks_beyond_it() {
+    fn the_probe_returns_to_a_plateau_under_the_ceiling_then_looks_beyond_it() {
         let tn = t();
         let mut g = SiteGovernor::default();
         g.endpoints.insert("e".into(), pace(40.0, false, -5000));
         g.on_burst("e", &measured(20.0), Timestamp(0), &tn);
-        let k_ms = (((1.0 - tn.beta) / tn.cubic).cbrt() * 1000.0) as i64;
+        let k_ms = (((1.0 - tn.beta / tn.plateau) / tn.cubic).cbrt() * 1000.0) as i64;
         let mut at = 0;
         let mut rates = Vec::new();
-        while at < k_ms + 8_000 {
+        while at < k_ms + 10_000 {
             at += 500;
             g.grow(Timestamp(at), &tn, |_| true);
             rates.push((at, g.endpoints["e"].rate));
         }
         let rate_at = |ms: i64| rates.iter().find(|(a, _)| *a >= ms).map(|r| r.1).unwrap();
         assert!(rate_at(k_ms / 2) > 18.0 && rate_at(k_ms / 2) < 20.0);
+        let plateau = 20.0 * tn.plateau;
         assert!(
-            (rate_at(k_ms) - 20.0).abs() < 0.2,
-            "back at the ceiling after K"
+            (rate_at(k_ms) - plateau).abs() < 0.2,
+            "at the plateau after K"
         );
-        assert!(rate_at(k_ms + 2_000) < 20.5, "flat near the ceiling");
-        assert!(rate_at(k_ms + 8_000) > 22.0, "then beyond it");
+        assert!(rate_at(k_ms + 2_000) < 20.0, "flat under the ceiling");
+        assert!(rate_at(k_ms + 9_000) > 21.0, "then beyond it");
         assert!(
             rates.windows(2).all(|w| w[1].1 >= w[0].1),
             "growth never lowers the pace"

@@ -73,8 +73,10 @@ pub struct Tunables {
     pub increase: f64,
     /// The pace after a burst 429, as a fraction of the accepted rate.
     pub beta: f64,
-    /// The cubic probe's constant: back at the ceiling after
-    /// `cbrt((1 - beta) / cubic)` seconds.
+    /// Where the probe levels off, as a fraction of the ceiling.
+    pub plateau: f64,
+    /// The cubic probe's constant: at the plateau after
+    /// `cbrt((1 - beta / plateau) / cubic)` seconds.
     pub cubic: f64,
     /// The probe's step, ms.
     pub grow_every_ms: i64,
@@ -101,6 +103,7 @@ impl Default for Tunables {
             slow_start_factor: 1.3,
             increase: 0.02,
             beta: 0.9,
+            plateau: 0.97,
             cubic: 0.001,
             grow_every_ms: 500,
             decrease_spacing_ms: 200,
