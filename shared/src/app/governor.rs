@@ -287,6 +287,14 @@ impl<'a, S: GovernorStore, C: Clock> Governor<'a, S, C> {
                         v.local.record(call, answer, now)
                     })
                     .unwrap_or_default();
+                tracing::debug!(
+                    site = %self.config.site,
+                    endpoint = %call.endpoint,
+                    reason = signal.reason.as_ref().map_or("none", |r| r.as_str()),
+                    accepted_per_s = evidence.accepted_per_s.unwrap_or(0.0),
+                    accepted_since_throttle = evidence.accepted_since_throttle.unwrap_or(0.0),
+                    "throttled by Jira"
+                );
                 let tunables = self.config.tunables;
                 self.update(now, |g| {
                     g.on_throttle(call, signal, &evidence, now, &tunables);

@@ -120,6 +120,17 @@ impl History {
         }
     }
 
+    /// Calls of `endpoint` answered over the last second, per second.
+    pub fn sent_per_s(&self, endpoint: &str, now: Timestamp) -> f64 {
+        self.calls.get(endpoint).map_or(0.0, |q| {
+            q.iter()
+                .filter(|(at, _)| now.0 - at.0 < RATE_WINDOW_MS)
+                .count() as f64
+                * 1000.0
+                / RATE_WINDOW_MS as f64
+        })
+    }
+
     /// Accepted writes to `issue` within the last `window_ms`, oldest first.
     pub fn writes_within(&self, issue: &str, now: Timestamp, window_ms: i64) -> Vec<Timestamp> {
         self.writes.get(issue).map_or_else(Vec::new, |q| {

@@ -128,14 +128,21 @@ impl SiteGovernor {
         };
         p.rate = rate;
         p.ceiling = Some(ceiling.max(rate));
-        // The prior is 80 % of the documented rate.
-        let documented = t.initial_for(endpoint) / 0.8;
-        if measured.is_some() && documented > 0.0 {
-            self.prior_scale = Some(ceiling / documented);
-        }
         p.slow_start = false;
         p.decreased_at = now;
         p.epoch = now;
+        // The prior is 80 % of the documented rate.
+        let documented = t.initial_for(endpoint) / 0.8;
+        if measured.is_some() && documented > 0.0 {
+            let scale = (ceiling / documented).clamp(0.01, 1.0);
+            self.prior_scale = Some(scale);
+            // Paces that are still untested priors take the news too.
+            for (other, q) in self.endpoints.iter_mut() {
+                if q.slow_start && q.ceiling.is_none() && other != endpoint {
+                    q.rate = q.rate.min((t.initial_for(other) * scale).max(t.min_rate));
+                }
+            }
+        }
     }
 }
 

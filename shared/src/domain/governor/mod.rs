@@ -296,11 +296,18 @@ impl LocalView {
         }
     }
 
-    /// Whether this worker was held back by the pace of `endpoint` lately.
+    /// Whether the pace of `endpoint` is what holds work back: this worker
+    /// waited for it lately, and the site sent at least half of it over the
+    /// last second. (A few calls bunched after a hold also wait for the
+    /// pace; growing on them would inflate a pace nobody tested.)
     pub fn recently_limited(&self, endpoint: &str, now: Timestamp) -> bool {
-        self.limited_at
+        let waited = self
+            .limited_at
             .get(endpoint)
-            .is_some_and(|at| now.0 - at.0 <= 1000)
+            .is_some_and(|at| now.0 - at.0 <= 1000);
+        waited
+            && self.history.sent_per_s(endpoint, now) / self.share
+                >= 0.5 * self.shared.pace(endpoint, &self.tunables)
     }
 
     /// How long until one more write to `issue` fits every learned window,
