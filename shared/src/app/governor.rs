@@ -129,6 +129,7 @@ impl<'a, S: GovernorStore, C: Clock> Governor<'a, S, C> {
     /// Waits (briefly) until the call may go, or says how long it is held.
     pub async fn permit(&self, call: &CallKind) -> Result<(), TrackerError> {
         let mut settled = false;
+        let mut slotted = false;
         loop {
             let now = self.clock.now();
             self.refresh(now).await;
@@ -179,7 +180,7 @@ impl<'a, S: GovernorStore, C: Clock> Governor<'a, S, C> {
                 self.update(now, |g| g.track(&call.endpoint, now, &tunables))
                     .await;
             }
-            if let (true, Some(issue)) = (call.write, &call.issue) {
+            if let (false, true, Some(issue)) = (slotted, call.write, &call.issue) {
                 let hot = self
                     .lock()
                     .as_ref()
@@ -197,8 +198,11 @@ impl<'a, S: GovernorStore, C: Clock> Governor<'a, S, C> {
                     let slot = *slot.lock().unwrap_or_else(|p| p.into_inner());
                     match slot {
                         Some(at) => {
+                            // The issue's turn; the endpoint's pace still
+                            // applies (hot issues are many on a strict site).
                             tokio::time::sleep(now.until(at)).await;
-                            return Ok(());
+                            slotted = true;
+                            continue;
                         }
                         None => {
                             let wait = self
@@ -216,6 +220,7 @@ impl<'a, S: GovernorStore, C: Clock> Governor<'a, S, C> {
                 }
             }
             let permit = match self.lock().as_mut() {
+                Some(v) if slotted => v.local.permit_in_slot(call, now),
                 Some(v) => v.local.permit(call, now),
                 None => Permit::Go,
             };

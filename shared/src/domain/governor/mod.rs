@@ -335,6 +335,16 @@ impl LocalView {
 
     /// Decides one call. A `Go` takes a token from this worker's bucket.
     pub fn permit(&mut self, call: &CallKind, now: Timestamp) -> Permit {
+        self.permit_with(call, now, true)
+    }
+
+    /// As [`LocalView::permit`] for a write that already holds its hot
+    /// issue's slot: only the site and the endpoint's pace decide.
+    pub fn permit_in_slot(&mut self, call: &CallKind, now: Timestamp) -> Permit {
+        self.permit_with(call, now, false)
+    }
+
+    fn permit_with(&mut self, call: &CallKind, now: Timestamp, issue_rules: bool) -> Permit {
         let s = &self.shared;
         if s.paused_until > now {
             let why = s
@@ -352,7 +362,7 @@ impl LocalView {
                 reason: "points quota down to the interactive reserve".into(),
             };
         }
-        if let (true, Some(issue)) = (call.write, &call.issue)
+        if let (true, true, Some(issue)) = (issue_rules, call.write, &call.issue)
             && let Some(wait) = s.issue_wait(issue, now)
         {
             return Permit::Wait {
@@ -360,7 +370,7 @@ impl LocalView {
                 reason: format!("writes to {issue} held by Jira"),
             };
         }
-        if let (true, Some(issue)) = (call.write, &call.issue)
+        if let (true, true, Some(issue)) = (issue_rules, call.write, &call.issue)
             && let Some(wait) = self.issue_window_wait(issue, now)
         {
             return Permit::Wait {
