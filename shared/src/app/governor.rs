@@ -10,7 +10,7 @@
 
 use crate::domain::degraded::HealthRules;
 use crate::domain::governor::{Answer, CallKind, LocalView, Permit, SiteGovernor, Tunables};
-use crate::domain::ratelimit::RateLimitSignal;
+use crate::domain::ratelimit::{LimitReason, RateLimitSignal};
 use crate::domain::time::Timestamp;
 use crate::ports::{Clock, GovernorStore, TrackerError};
 use std::future::Future;
@@ -281,15 +281,19 @@ impl<'a, S: GovernorStore, C: Clock> Governor<'a, S, C> {
                 }
             }
             Err(TrackerError::Throttled { signal, .. }) => {
-                let answer = Answer::Throttled {
-                    unexplained: signal.reason.is_none(),
+                let answer = match signal.reason {
+                    Some(LimitReason::PerIssueWrite) => Answer::IssueThrottled,
+                    ref reason => Answer::Throttled {
+                        unexplained: reason.is_none(),
+                    },
                 };
                 let evidence = self
                     .lock()
                     .as_mut()
                     .map(|v| {
                         v.local.observe_quota(signal, now);
-                        v.local.record(call, answer, now)
+                        v.local.record(call, answer, now);
+                        v.local.evidence(call, now)
                     })
                     .unwrap_or_default();
                 tracing::debug!(

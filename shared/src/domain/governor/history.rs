@@ -21,7 +21,11 @@ const MAX_ISSUES: usize = 256;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Answer {
     Accepted,
-    /// A 429; `unexplained` when it named no reason.
+    /// A 429 for writing one issue too often: the endpoint's bucket let it
+    /// through (it counts towards the endpoint's accepted rate), the issue
+    /// did not take it.
+    IssueThrottled,
+    /// Any other 429; `unexplained` when it named no reason.
     Throttled {
         unexplained: bool,
     },
@@ -76,7 +80,8 @@ fn trim<T>(q: &mut VecDeque<T>, at: impl Fn(&T) -> Timestamp, now: Timestamp, wi
 
 impl History {
     pub fn record(&mut self, call: &CallKind, answer: Answer, now: Timestamp) {
-        let accepted = answer == Answer::Accepted;
+        // Through the endpoint's bucket, that is.
+        let accepted = matches!(answer, Answer::Accepted | Answer::IssueThrottled);
         let run = self.runs.entry(call.endpoint.clone()).or_insert(Run {
             start: now,
             last: now,
@@ -103,7 +108,7 @@ impl History {
         self.answers
             .push_back((now, answer == Answer::Throttled { unexplained: true }));
         trim(&mut self.answers, |e| e.0, now, NOISE_WINDOW_MS);
-        if let (true, true, Some(issue)) = (accepted, call.write, &call.issue) {
+        if let (Answer::Accepted, true, Some(issue)) = (answer, call.write, &call.issue) {
             let q = self.writes.entry(issue.clone()).or_default();
             q.push_back(now);
             trim(q, |t| *t, now, WRITES_WINDOW_MS);
@@ -302,6 +307,21 @@ mod tests {
         h.record(&c, Answer::Accepted, Timestamp(0));
         h.record(&c, Answer::Throttled { unexplained: false }, Timestamp(10));
         assert_eq!(h.evidence(&c, Timestamp(10), 1.0).accepted_per_s, None);
+    }
+
+    #[test]
+    fn a_per_issue_429_passed_the_endpoints_bucket_but_is_no_write() {
+        let mut h = History::default();
+        let c = call("POST /i/{key}/comment", Some("OPS-1"));
+        for ms in [0, 100, 200] {
+            h.record(&c, Answer::Accepted, Timestamp(ms));
+        }
+        h.record(&c, Answer::IssueThrottled, Timestamp(300));
+        h.record(&c, Answer::Throttled { unexplained: false }, Timestamp(400));
+        let e = h.evidence(&c, Timestamp(400), 1.0);
+        assert_eq!(e.issue_writes, [400, 300, 200]);
+        // The run: 4 through the bucket, then its first refusal.
+        assert_eq!(e.accepted_per_s, Some(4.0 * 1000.0 / 1400.0));
     }
 
     #[test]

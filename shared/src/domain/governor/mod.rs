@@ -326,10 +326,13 @@ impl LocalView {
             .max()
     }
 
-    /// Remembers Jira's answer to `call`; returns the evidence a throttle
-    /// is judged by.
-    pub fn record(&mut self, call: &CallKind, answer: Answer, now: Timestamp) -> Evidence {
+    /// Remembers Jira's answer to `call`.
+    pub fn record(&mut self, call: &CallKind, answer: Answer, now: Timestamp) {
         self.history.record(call, answer, now);
+    }
+
+    /// What a throttle of `call` just recorded is judged by.
+    pub fn evidence(&self, call: &CallKind, now: Timestamp) -> Evidence {
         self.history.evidence(call, now, self.share)
     }
 
@@ -555,7 +558,8 @@ pub(crate) mod tests {
                 if ms > first_429.unwrap_or(0) + 2_000 {
                     refused_late += 1;
                 }
-                let evidence = view.record(&c, Answer::Throttled { unexplained: false }, now);
+                view.record(&c, Answer::Throttled { unexplained: false }, now);
+                let evidence = view.evidence(&c, now);
                 view.shared
                     .on_throttle(&c, &throttle_burst(), &evidence, now, &tn);
             }
