@@ -23,6 +23,9 @@
 //! * a site that proved stricter than documented is so everywhere: a new
 //!   endpoint starts from the fraction of its documented rate the last
 //!   learned limit was of its own (`prior_scale`), still in slow start;
+//! * each episode that finds the ceiling where it was halves the probe's
+//!   speed (down to an eighth): a limit confirmed is probed every half
+//!   minute or so, one that moved is probed at full speed again;
 //! * growth happens only while the pace holds work back (an idle endpoint
 //!   learned nothing) and never more than ×1.3 per second.
 
@@ -31,6 +34,10 @@ use crate::domain::time::Timestamp;
 
 /// Throttles further apart than this start a new episode.
 const EPISODE_MS: i64 = 1000;
+/// A ceiling found again within this fraction confirms it.
+const CONFIRM_WITHIN: f64 = 0.15;
+/// Confirmations slow the probe down to 1 / 2^this of its speed.
+const MAX_CONFIRMED: u32 = 3;
 /// At most this growth per second, whatever the curve says.
 const MAX_GROWTH_PER_S: f64 = 0.3;
 
@@ -40,9 +47,10 @@ impl EndpointPace {
     /// (`plateau · ceiling`) at K, flat there, then beyond.
     fn cubic(&self, ceiling: f64, elapsed_ms: i64, t: &Tunables) -> f64 {
         let plateau = t.plateau.max(t.beta);
-        let k = ((1.0 - t.beta / plateau) / t.cubic).cbrt();
+        let c = t.cubic / f64::from(1u32 << self.confirmed.min(MAX_CONFIRMED));
+        let k = ((1.0 - t.beta / plateau) / c).cbrt();
         let tau = elapsed_ms as f64 / 1000.0 - k;
-        ceiling * plateau * (1.0 + t.cubic * tau * tau * tau)
+        ceiling * plateau * (1.0 + c * tau * tau * tau)
     }
 }
 
@@ -120,6 +128,12 @@ impl SiteGovernor {
             None => step,
         }
         .clamp(t.min_rate, before);
+        if new_episode {
+            p.confirmed = match (measured, p.ceiling) {
+                (Some(a), Some(c)) if (a / c - 1.0).abs() <= CONFIRM_WITHIN => p.confirmed + 1,
+                _ => 0,
+            };
+        }
         let ceiling = match (measured, p.ceiling) {
             (Some(a), Some(c)) if !new_episode => a.min(c),
             (Some(a), _) => a,
@@ -250,6 +264,36 @@ mod tests {
             rates.windows(2).all(|w| w[1].1 >= w[0].1),
             "growth never lowers the pace"
         );
+    }
+
+    #[test]
+    fn a_ceiling_found_again_slows_the_next_probe() {
+        let tn = t();
+        let probe = |confirmations: u32| {
+            let mut g = SiteGovernor::default();
+            g.endpoints.insert("e".into(), pace(20.0, false, -5000));
+            let mut at = 0;
+            for _ in 0..=confirmations {
+                at += 5_000;
+                g.on_burst("e", &measured(20.0), Timestamp(at), &tn);
+            }
+            assert_eq!(g.endpoints["e"].confirmed, confirmations);
+            let start = at;
+            while g.endpoints["e"].rate < 20.0 {
+                at += 500;
+                g.grow(Timestamp(at), &tn, |_| true);
+            }
+            at - start
+        };
+        let (fresh, confirmed) = (probe(0), probe(3));
+        assert!(confirmed > fresh * 3 / 2, "{fresh} ms then {confirmed} ms");
+        // A ceiling that moved resets it.
+        let mut g = SiteGovernor::default();
+        g.endpoints.insert("e".into(), pace(20.0, false, -5000));
+        g.on_burst("e", &measured(20.0), Timestamp(0), &tn);
+        g.on_burst("e", &measured(20.0), Timestamp(5_000), &tn);
+        g.on_burst("e", &measured(10.0), Timestamp(10_000), &tn);
+        assert_eq!(g.endpoints["e"].confirmed, 0);
     }
 
     #[test]

@@ -134,6 +134,10 @@ pub struct EndpointPace {
     /// When the probe started (the last decrease).
     #[serde(default)]
     pub epoch: Timestamp,
+    /// Episodes in a row that found the ceiling where it was: each halves
+    /// the probe's speed (to an eighth).
+    #[serde(default)]
+    pub confirmed: u32,
 }
 
 /// The shared state of one site.
@@ -235,6 +239,7 @@ impl SiteGovernor {
                 decreased_at: Timestamp(i64::MIN / 2),
                 ceiling: None,
                 epoch: now,
+                confirmed: 0,
             });
     }
 
@@ -469,6 +474,7 @@ pub(crate) mod tests {
             decreased_at: Timestamp(-10_000),
             ceiling: None,
             epoch: Timestamp(changed_at),
+            confirmed: 0,
         }
     }
 
