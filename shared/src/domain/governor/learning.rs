@@ -14,18 +14,19 @@
 //!   refill rate) — so within about a second the pace is Jira's rate,
 //!   however far off the prior or the old limit was;
 //! * the accepted rate is remembered as the endpoint's ceiling, and the pace
-//!   probes upward along a cubic curve (as TCP CUBIC does): up to a plateau
-//!   just under the ceiling (`plateau`, 97 %: a pace exactly at a bucket's
-//!   rate drains it on timing noise alone) in a few seconds, flat there, then
-//!   faster and faster beyond it — so a limit that was raised is found
-//!   again within seconds, while a limit that did not move costs one 429
-//!   per probe, every ten seconds or so;
+//!   probes upward as TCP CUBIC does: up to a plateau just under the
+//!   ceiling (`plateau`, 97 %: a pace exactly at a bucket's rate drains it
+//!   on timing noise alone) over `approach_s`, easing in; flat there for a
+//!   hold; then ×`probe_growth` a second beyond it — so a limit that was
+//!   raised is found again within seconds, while a limit that did not move
+//!   costs a 429 per probe; a 429 just past the ceiling goes back under
+//!   the ceiling, not just under the probe;
 //! * a site that proved stricter than documented is so everywhere: a new
 //!   endpoint starts from the fraction of its documented rate the last
 //!   learned limit was of its own (`prior_scale`), still in slow start;
-//! * each episode that finds the ceiling where it was halves the probe's
-//!   speed (down to an eighth): a limit confirmed is probed every half
-//!   minute or so, one that moved is probed at full speed again;
+//! * each episode that finds the ceiling where it was doubles the hold
+//!   (from none, then `hold_s`, up to 8 × `hold_s`): a limit confirmed is
+//!   probed every half minute or so, one that moved at once again;
 //! * growth happens only while the pace holds work back (an idle endpoint
 //!   learned nothing) and never more than ×1.3 per second.
 
@@ -36,21 +37,36 @@ use crate::domain::time::Timestamp;
 const EPISODE_MS: i64 = 1000;
 /// A ceiling found again within this fraction confirms it.
 const CONFIRM_WITHIN: f64 = 0.15;
-/// Confirmations slow the probe down to 1 / 2^this of its speed.
-const MAX_CONFIRMED: u32 = 3;
+/// Confirmations lengthen the probe's hold up to 2^(this - 1) times.
+const MAX_CONFIRMED: u32 = 4;
+/// A 429 up to this far past the ceiling is the ceiling found again.
+const PROBE_PAST: f64 = 1.6;
 /// At most this growth per second, whatever the curve says.
 const MAX_GROWTH_PER_S: f64 = 0.3;
 
 impl EndpointPace {
     /// The cubic probe's pace `elapsed_ms` after the last decrease.
-    /// From `beta · ceiling` at the decrease to the plateau
-    /// (`plateau · ceiling`) at K, flat there, then beyond.
-    fn cubic(&self, ceiling: f64, elapsed_ms: i64, t: &Tunables) -> f64 {
-        let plateau = t.plateau.max(t.beta);
-        let c = t.cubic / f64::from(1u32 << self.confirmed.min(MAX_CONFIRMED));
-        let k = ((1.0 - t.beta / plateau) / c).cbrt();
-        let tau = elapsed_ms as f64 / 1000.0 - k;
-        ceiling * plateau * (1.0 + c * tau * tau * tau)
+    /// The probe's pace `elapsed_ms` after the last decrease: from
+    /// `beta · ceiling` up to the plateau (`plateau · ceiling`) over
+    /// `approach_s`, easing in as TCP CUBIC's concave part does; flat there
+    /// for the hold; then growing `probe_growth` per second.
+    fn probe(&self, ceiling: f64, elapsed_ms: i64, t: &Tunables) -> f64 {
+        let plateau = ceiling * t.plateau.max(t.beta);
+        let start = ceiling * t.beta;
+        let approach = t.approach_s.max(0.001);
+        let hold = match self.confirmed {
+            0 => 0.0,
+            n => t.hold_s * f64::from(1u32 << (n - 1).min(MAX_CONFIRMED - 1)),
+        };
+        let tau = elapsed_ms as f64 / 1000.0;
+        if tau < approach {
+            let left = 1.0 - tau / approach;
+            plateau - (plateau - start) * left * left * left
+        } else if tau < approach + hold {
+            plateau
+        } else {
+            plateau * t.probe_growth.powf(tau - approach - hold)
+        }
     }
 }
 
@@ -77,7 +93,7 @@ impl SiteGovernor {
                     continue;
                 }
                 let cap = p.rate * (1.0 + MAX_GROWTH_PER_S * (since.min(1000) as f64 / 1000.0));
-                p.cubic(ceiling, now.0 - p.epoch.0, t).min(cap)
+                p.probe(ceiling, now.0 - p.epoch.0, t).min(cap)
             } else {
                 if since < 1000 {
                     continue;
@@ -123,19 +139,32 @@ impl SiteGovernor {
             (true, false) => before * t.beta,
             (false, _) => before,
         };
-        let rate = match measured {
+        // A probe that went a little past the ceiling found it again: back
+        // under the ceiling, not just under the probe.
+        let probing_just_past = new_episode
+            && p.ceiling
+                .is_some_and(|c| before > c && before <= c * PROBE_PAST);
+        let mut rate = match measured {
             Some(accepted) => step.min(accepted * t.beta),
             None => step,
+        };
+        if let (true, Some(c)) = (probing_just_past, p.ceiling) {
+            rate = rate.min(c * t.beta);
         }
-        .clamp(t.min_rate, before);
+        let rate = rate.clamp(t.min_rate, before);
         if new_episode {
-            p.confirmed = match (measured, p.ceiling) {
-                (Some(a), Some(c)) if (a / c - 1.0).abs() <= CONFIRM_WITHIN => p.confirmed + 1,
+            // The last episode's ceiling against the one before: an
+            // episode's first measure still holds the bucket's burst.
+            p.confirmed = match (p.ceiling, p.last_ceiling) {
+                (Some(c), Some(last)) if (c / last - 1.0).abs() <= CONFIRM_WITHIN => {
+                    p.confirmed + 1
+                }
                 _ => 0,
             };
+            p.last_ceiling = p.ceiling;
         }
         let ceiling = match (measured, p.ceiling) {
-            (Some(a), Some(c)) if !new_episode => a.min(c),
+            (Some(a), Some(c)) if !new_episode || probing_just_past => a.min(c),
             (Some(a), _) => a,
             (None, Some(c)) if !new_episode => c,
             (None, _) => before,
@@ -243,7 +272,7 @@ mod tests {
         let mut g = SiteGovernor::default();
         g.endpoints.insert("e".into(), pace(40.0, false, -5000));
         g.on_burst("e", &measured(20.0), Timestamp(0), &tn);
-        let k_ms = (((1.0 - tn.beta / tn.plateau) / tn.cubic).cbrt() * 1000.0) as i64;
+        let k_ms = (tn.approach_s * 1000.0) as i64;
         let mut at = 0;
         let mut rates = Vec::new();
         while at < k_ms + 10_000 {
@@ -258,8 +287,8 @@ mod tests {
             (rate_at(k_ms) - plateau).abs() < 0.2,
             "at the plateau after K"
         );
-        assert!(rate_at(k_ms + 2_000) < 20.0, "flat under the ceiling");
-        assert!(rate_at(k_ms + 9_000) > 21.0, "then beyond it");
+        assert!(rate_at(k_ms) < 20.0, "under the ceiling");
+        assert!(rate_at(k_ms + 3_000) > 21.0, "then beyond it");
         assert!(
             rates.windows(2).all(|w| w[1].1 >= w[0].1),
             "growth never lowers the pace"
@@ -273,7 +302,7 @@ mod tests {
             let mut g = SiteGovernor::default();
             g.endpoints.insert("e".into(), pace(20.0, false, -5000));
             let mut at = 0;
-            for _ in 0..=confirmations {
+            for _ in 0..=confirmations + 1 {
                 at += 5_000;
                 g.on_burst("e", &measured(20.0), Timestamp(at), &tn);
             }
@@ -293,6 +322,7 @@ mod tests {
         g.on_burst("e", &measured(20.0), Timestamp(0), &tn);
         g.on_burst("e", &measured(20.0), Timestamp(5_000), &tn);
         g.on_burst("e", &measured(10.0), Timestamp(10_000), &tn);
+        g.on_burst("e", &measured(10.0), Timestamp(15_000), &tn);
         assert_eq!(g.endpoints["e"].confirmed, 0);
     }
 

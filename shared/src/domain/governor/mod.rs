@@ -11,8 +11,8 @@
 //!
 //! One rule per concern, each module stating its own:
 //! * [`learning`] — burst limits: the pace comes down to what Jira accepted
-//!   within about a second of the first 429, then probes up along a cubic
-//!   curve;
+//!   within about a second of the first 429, then probes up as TCP CUBIC
+//!   does;
 //! * [`issues`] — per-issue write limits: holds, and spacing learned from
 //!   the first 429;
 //! * [`quota`] — the points quota: site pauses, and the reserve that keeps
@@ -75,9 +75,13 @@ pub struct Tunables {
     pub beta: f64,
     /// Where the probe levels off, as a fraction of the ceiling.
     pub plateau: f64,
-    /// The cubic probe's constant: at the plateau after
-    /// `cbrt((1 - beta / plateau) / cubic)` seconds.
-    pub cubic: f64,
+    /// Seconds from a decrease to the plateau.
+    pub approach_s: f64,
+    /// Seconds at the plateau once a ceiling is confirmed (doubling with
+    /// each confirmation).
+    pub hold_s: f64,
+    /// Growth per second past the hold.
+    pub probe_growth: f64,
     /// The probe's step, ms.
     pub grow_every_ms: i64,
     /// Burst 429s closer than this are one signal, ms.
@@ -104,7 +108,9 @@ impl Default for Tunables {
             increase: 0.02,
             beta: 0.9,
             plateau: 0.97,
-            cubic: 0.001,
+            approach_s: 2.0,
+            hold_s: 2.0,
+            probe_growth: 1.2,
             grow_every_ms: 500,
             decrease_spacing_ms: 200,
             noise_min: 3,
@@ -134,10 +140,13 @@ pub struct EndpointPace {
     /// When the probe started (the last decrease).
     #[serde(default)]
     pub epoch: Timestamp,
-    /// Episodes in a row that found the ceiling where it was: each halves
-    /// the probe's speed (to an eighth).
+    /// Episodes in a row that found the ceiling where it was: each doubles
+    /// the probe's hold.
     #[serde(default)]
     pub confirmed: u32,
+    /// The ceiling the episode before the last one ended with.
+    #[serde(default)]
+    pub last_ceiling: Option<f64>,
 }
 
 /// The shared state of one site.
@@ -240,6 +249,7 @@ impl SiteGovernor {
                 ceiling: None,
                 epoch: now,
                 confirmed: 0,
+                last_ceiling: None,
             });
     }
 
@@ -475,6 +485,7 @@ pub(crate) mod tests {
             ceiling: None,
             epoch: Timestamp(changed_at),
             confirmed: 0,
+            last_ceiling: None,
         }
     }
 
@@ -560,6 +571,11 @@ pub(crate) mod tests {
                 view.record(&c, Answer::Accepted, now);
             } else {
                 refused += 1;
+                eprintln!(
+                    "DBG429 {ms} pace {:.1} {:?}",
+                    view.shared.pace(&c.endpoint, &tn),
+                    view.shared.endpoints[&c.endpoint].confirmed
+                );
                 first_429.get_or_insert(ms);
                 if ms > first_429.unwrap_or(0) + 2_000 {
                     refused_late += 1;
