@@ -225,7 +225,10 @@ impl<'a, S: GovernorStore, C: Clock> Governor<'a, S, C> {
                 None => Permit::Go,
             };
             match permit {
-                Permit::Go => return Ok(()),
+                Permit::Go => {
+                    tracing::trace!(endpoint = %call.endpoint, "call permitted");
+                    return Ok(());
+                }
                 Permit::Wait { wait, .. } if wait <= self.config.max_inline_wait => {
                     tokio::time::sleep(wait).await
                 }
