@@ -46,8 +46,8 @@ impl RetryPolicy {
 
     /// A throttled job comes back no sooner than Jira asked (Retry-After or
     /// reset), plus up to 20 % so that workers released together do not
-    /// arrive together. With no hint, full jitter over a ceiling doubling
-    /// from 2 s per consecutive throttle, capped.
+    /// arrive together. With no hint (a bare 429, mostly noise), 250 ms plus
+    /// full jitter over a ceiling doubling from 500 ms, capped.
     pub fn throttle_delay(
         &self,
         signal: &RateLimitSignal,
@@ -59,8 +59,10 @@ impl RetryPolicy {
         match signal.wait_hint(now) {
             Some(hint) => hint.mul_f64(1.0 + 0.2 * u) + Duration::from_millis((u * 250.0) as u64),
             None => {
-                let exp = Duration::from_secs(2).saturating_mul(1u32 << consecutive.min(16));
-                full_jitter(exp.min(self.cap), u, Duration::from_millis(250))
+                // The site's pause (sustained unexplained 429s) does the
+                // backing off; this only spreads the retries.
+                let exp = Duration::from_millis(500).saturating_mul(1u32 << consecutive.min(16));
+                Duration::from_millis(250) + full_jitter(exp.min(self.cap), u, Duration::ZERO)
             }
         }
     }
@@ -146,20 +148,20 @@ mod tests {
     }
 
     #[test]
-    fn a_throttle_without_hints_backs_off_under_a_ceiling_doubling_from_two_seconds() {
+    fn a_bare_throttle_retries_soon_under_a_ceiling_doubling_from_half_a_second() {
         let p = RetryPolicy::default();
         let none = RateLimitSignal::default();
         assert_eq!(
             p.throttle_delay(&none, Timestamp(0), 0, 1.0),
-            Duration::from_secs(2)
+            Duration::from_millis(750)
         );
         assert_eq!(
             p.throttle_delay(&none, Timestamp(0), 2, 0.5),
-            Duration::from_secs(4)
+            Duration::from_millis(1250)
         );
         assert_eq!(
             p.throttle_delay(&none, Timestamp(0), 9, 1.0),
-            Duration::from_secs(30),
+            Duration::from_millis(30_250),
             "capped"
         );
         assert_eq!(

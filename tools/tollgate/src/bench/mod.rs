@@ -165,9 +165,11 @@ async fn run_one(
     bar: ProgressBar,
 ) -> anyhow::Result<RunResult> {
     let spec = spec(profile).context("nightly-sync runs through bench::nightly")?;
+    // The issues the workload targets are created with every limit off;
+    // the profile's limits apply from the run's start.
     let sim_config = jira_sim::SimConfig {
         latency: opts.latency,
-        limits: spec.limits.clone(),
+        limits: Limits::default(),
         ..Default::default()
     };
     let (addr, sim, sim_task) = jira_sim::spawn(sim_config, "127.0.0.1:0".parse()?).await?;
@@ -187,6 +189,7 @@ async fn run_one(
             .await
             .map_err(|e| anyhow::anyhow!("setup: {e}"))?;
     }
+    sim.set_limits(spec.limits.clone());
     // Start every client at the same phase of the quota window.
     if spec.limits.quota_points > 0 {
         let w = spec.limits.window_seconds;
@@ -425,6 +428,22 @@ async fn run_tollgate(
             }
         } else {
             lost += 1;
+        }
+    }
+    if std::env::var_os("TOLLGATE_BENCH_TRAILS").is_some() {
+        // The slowest jobs' audit trails, for finding where time went.
+        let mut slow = Vec::new();
+        for id in &ids {
+            if let Some(job) = running.db.job(id).await? {
+                slow.push((job.updated_at.0 - job.created_at.0, id.clone()));
+            }
+        }
+        slow.sort_by_key(|(ms, _)| std::cmp::Reverse(*ms));
+        for (ms, id) in slow.iter().take(3) {
+            eprintln!("job {id}: {ms} ms");
+            for e in running.db.audit_trail(id).await? {
+                eprintln!("  {} {:?} {}", e.at, e.stage, e.outcome);
+            }
         }
     }
     running.shutdown().await;
