@@ -476,3 +476,126 @@ impl LimiterState {
         h
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allowed(v: &Verdict) -> bool {
+        matches!(
+            v,
+            Verdict::Allow {
+                drop_before: false,
+                ..
+            }
+        )
+    }
+
+    /// Requests let through back to back (no time for a refill to matter).
+    fn burst(state: &mut LimiterState, limits: &Limits, method: &str, endpoint: &str) -> usize {
+        (0..1000)
+            .take_while(|_| allowed(&state.admit(limits, method, endpoint, None)))
+            .count()
+    }
+
+    #[test]
+    fn a_route_with_a_rate_of_its_own_is_held_to_it() {
+        let mut limits = Limits::atlassian_times(0.5, 1.0);
+        limits.quota_points = 0;
+        limits
+            .burst_routes
+            .insert("POST /rest/api/3/issue/{key}/comment".into(), 10.0);
+        let mut s = LimiterState::default();
+        assert_eq!(
+            burst(&mut s, &limits, "POST", "/rest/api/3/issue/{key}/comment"),
+            10
+        );
+        assert_eq!(burst(&mut s, &limits, "POST", "/rest/api/3/issue"), 50);
+        assert_eq!(burst(&mut s, &limits, "PUT", "/rest/api/3/issue/{key}"), 25);
+        assert_eq!(s.throttled[REASON_BURST], 3);
+    }
+
+    #[test]
+    fn limits_as_a_multiple_of_the_documented_ones_scale_burst_and_per_issue_counts() {
+        let l = Limits::atlassian_times(0.2, 0.2);
+        assert_eq!((l.burst_get_post, l.burst_put_delete), (20.0, 10.0));
+        assert_eq!((l.short_writes, l.long_writes), (4, 20));
+        assert_eq!(
+            (l.short_seconds, l.long_seconds),
+            (2.0, 30.0),
+            "windows unchanged"
+        );
+        let doubled = l.scaled(2.0);
+        assert_eq!((doubled.burst_get_post, doubled.short_writes), (40.0, 8));
+        assert_eq!(
+            Limits::atlassian_times(0.01, 0.01).short_writes,
+            1,
+            "at least one"
+        );
+    }
+
+    #[test]
+    fn a_limit_halved_while_running_applies_at_once_and_a_restore_too() {
+        let limits = Limits {
+            burst_get_post: 20.0,
+            ..Limits::default()
+        };
+        let mut s = LimiterState::default();
+        assert_eq!(burst(&mut s, &limits, "POST", "/x"), 20);
+        let halved = limits.scaled(0.5);
+        std::thread::sleep(Duration::from_millis(1100));
+        // The bucket refilled at the old rate but holds at most a second
+        // of the new one.
+        assert_eq!(burst(&mut s, &halved, "POST", "/x"), 10);
+        std::thread::sleep(Duration::from_millis(1100));
+        assert_eq!(burst(&mut s, &limits, "POST", "/x"), 20);
+    }
+
+    #[test]
+    fn a_connection_dropped_before_the_work_spends_nothing() {
+        let limits = Limits {
+            quota_points: 100,
+            per_issue: true,
+            faults: Faults {
+                drop_before: 1.0,
+                ..Faults::default()
+            },
+            ..Limits::default()
+        };
+        let mut s = LimiterState::default();
+        for _ in 0..5 {
+            let v = s.admit(
+                &limits,
+                "POST",
+                "/rest/api/3/issue/{key}/comment",
+                Some("OPS-1"),
+            );
+            assert!(matches!(
+                v,
+                Verdict::Allow {
+                    drop_before: true,
+                    ..
+                }
+            ));
+        }
+        assert_eq!(s.points_total, 0);
+        assert!(s.writes_per_issue.is_empty());
+    }
+
+    #[test]
+    fn bare_429s_come_at_their_rate_whatever_the_load() {
+        let limits = Limits {
+            faults: Faults {
+                gateway_429_every: 20,
+                ..Faults::default()
+            },
+            ..Limits::default()
+        };
+        let mut s = LimiterState::default();
+        let refused = (0..200)
+            .filter(|_| !allowed(&s.admit(&limits, "GET", "/x", None)))
+            .count();
+        assert_eq!(refused, 10);
+        assert_eq!(s.throttled["gateway"], 10);
+    }
+}
