@@ -238,16 +238,17 @@ async fn a_per_issue_throttle_holds_writes_to_that_issue_only() {
 async fn sustained_unexplained_429s_back_off_the_site_and_every_job_lands_once() {
     let limits = Limits {
         faults: Faults {
-            gateway_429: 0.35,
+            // Every other request: far more than noise.
+            gateway_429_every: 2,
             ..Faults::default()
         },
         ..Limits::default()
     };
     let r = rig("gateway", limits, 4).await;
-    let ids = r.send_all(&creates(15, "interactive")).await;
+    let ids = r.send_all(&creates(20, "interactive")).await;
     let jobs = r.all_succeed(&ids).await;
     let report = r.report();
-    assert_eq!(report["totals"]["issues"], 15);
+    assert_eq!(report["totals"]["issues"], 20);
     assert_eq!(report["totals"]["duplicateIssues"], 0);
     assert!(report["throttledByReason"]["gateway"].as_u64().unwrap_or(0) > 0);
     let outcomes = outcomes(&jobs);
