@@ -567,7 +567,12 @@ pub fn markdown(results: &[RunResult]) -> String {
 
 /// The targets of the pacing profiles, met or not, from one run.
 pub fn summary(results: &[RunResult]) -> String {
-    let strict = ["undocumented-burst", "comment-storm", "burst-shift", "hot-issue"];
+    let strict = [
+        "undocumented-burst",
+        "comment-storm",
+        "burst-shift",
+        "hot-issue",
+    ];
     let rough = ["noise", "faults"];
     let mut out = String::from(
         "\n## Targets\n\n\
@@ -576,7 +581,10 @@ pub fn summary(results: &[RunResult]) -> String {
     );
     let mark = |ok: bool| if ok { "" } else { " ✗" };
     for p in strict.iter().chain(&rough) {
-        let Some(t) = results.iter().find(|r| r.profile == *p && r.client == "tollgate") else {
+        let Some(t) = results
+            .iter()
+            .find(|r| r.profile == *p && r.client == "tollgate")
+        else {
             continue;
         };
         let is_strict = strict.contains(p);
