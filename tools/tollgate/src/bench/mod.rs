@@ -373,21 +373,33 @@ async fn run_tollgate(
             let mut ids = Vec::new();
             for (event, _) in chunk {
                 let body = serde_json::to_vec(&event)?;
-                let t = crate::signing::signing_time(&body);
-                let resp = http
-                    .post(&base)
-                    .header("Content-Type", "application/json")
-                    .header(signature::HEADER, signature::sign(&secret, t, &body))
-                    .body(body)
-                    .send()
-                    .await?;
-                let answer: Value = resp.json().await?;
-                ids.push(
-                    answer["jobId"]
-                        .as_str()
-                        .map(str::to_string)
-                        .context("no jobId")?,
-                );
+                // As webhook senders do: a failed delivery is sent again
+                // (the same body; tollgate deduplicates it).
+                let mut tries = 0;
+                let id = loop {
+                    tries += 1;
+                    let t = crate::signing::signing_time(&body);
+                    let sent = http
+                        .post(&base)
+                        .header("Content-Type", "application/json")
+                        .header(signature::HEADER, signature::sign(&secret, t, &body))
+                        .body(body.clone())
+                        .send()
+                        .await;
+                    let answer = match sent {
+                        Ok(resp) => resp.json::<Value>().await.ok(),
+                        Err(_) => None,
+                    };
+                    match answer.as_ref().and_then(|a| a["jobId"].as_str()) {
+                        Some(id) => break id.to_string(),
+                        None if tries < 5 => {
+                            eprintln!("bench: delivery {tries} not accepted ({answer:?}); sending again");
+                            tokio::time::sleep(Duration::from_millis(200 * tries)).await;
+                        }
+                        None => anyhow::bail!("a delivery was refused five times: {answer:?}"),
+                    }
+                };
+                ids.push(id);
             }
             anyhow::Ok(ids)
         });
