@@ -393,7 +393,9 @@ async fn run_tollgate(
                     match answer.as_ref().and_then(|a| a["jobId"].as_str()) {
                         Some(id) => break id.to_string(),
                         None if tries < 5 => {
-                            eprintln!("bench: delivery {tries} not accepted ({answer:?}); sending again");
+                            eprintln!(
+                                "bench: delivery {tries} not accepted ({answer:?}); sending again"
+                            );
                             tokio::time::sleep(Duration::from_millis(200 * tries)).await;
                         }
                         None => anyhow::bail!("a delivery was refused five times: {answer:?}"),
