@@ -14,6 +14,7 @@ pub mod governor;
 pub mod ingest;
 pub mod intake;
 pub mod jobs;
+pub mod operations;
 pub mod stats;
 
 use crate::ports::StoreError;

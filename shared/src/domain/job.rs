@@ -28,6 +28,9 @@ pub enum JobState {
     Merged,
     /// Its changes are in Jira, put there by the carrier's run.
     Superseded,
+    /// An operator ended it before it ran (or while it waited); nothing of
+    /// it went to Jira after that.
+    Cancelled,
 }
 
 /// What happened to a job.
@@ -51,8 +54,12 @@ pub enum JobEvent {
     Merge,
     /// The carrier put the merged changes in Jira.
     Supersede,
-    /// An operator or the re-run schedule puts exhausted work back.
+    /// An operator or the re-run schedule puts exhausted (or, by an
+    /// operator, failed) work back.
     Requeue,
+    /// An operator ends work that waits: queued, waiting, for approval, or
+    /// riding in a carrier that was cancelled.
+    Cancel,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -63,7 +70,7 @@ pub struct IllegalTransition {
 }
 
 impl JobState {
-    pub const ALL: [JobState; 13] = [
+    pub const ALL: [JobState; 14] = [
         JobState::Received,
         JobState::Rejected,
         JobState::PendingApproval,
@@ -77,6 +84,7 @@ impl JobState {
         JobState::Succeeded,
         JobState::Merged,
         JobState::Superseded,
+        JobState::Cancelled,
     ];
 
     /// States a worker acts on (the others wait for a person, or are over).
@@ -110,7 +118,8 @@ impl JobState {
             (S::Queued | S::Waiting, E::Exhaust) => S::Exhausted,
             (S::Running, E::Fail) => S::Failed,
             (S::Running, E::Succeed) => S::Succeeded,
-            (S::Exhausted, E::Requeue) => S::Queued,
+            (S::Exhausted | S::Failed, E::Requeue) => S::Queued,
+            (S::Queued | S::Waiting | S::PendingApproval | S::Merged, E::Cancel) => S::Cancelled,
             (from, event) => return Err(IllegalTransition { from, event }),
         };
         Ok(next)
@@ -127,6 +136,7 @@ impl JobState {
                 | JobState::Succeeded
                 | JobState::Superseded
                 | JobState::Exhausted
+                | JobState::Cancelled
         )
     }
 
@@ -145,6 +155,7 @@ impl JobState {
             JobState::Succeeded => "SUCCEEDED",
             JobState::Merged => "MERGED",
             JobState::Superseded => "SUPERSEDED",
+            JobState::Cancelled => "CANCELLED",
         }
     }
 
@@ -191,7 +202,7 @@ mod tests {
     }
 
     #[test]
-    fn terminal_states_accept_no_event_except_requeue_of_exhausted_work() {
+    fn terminal_states_accept_no_event_except_an_operators_requeue_of_exhausted_or_failed_work() {
         let all_events = [
             E::Accept,
             E::Reject,
@@ -207,13 +218,28 @@ mod tests {
             E::Merge,
             E::Supersede,
             E::Requeue,
+            E::Cancel,
         ];
         for state in S::ALL.into_iter().filter(|s| s.is_terminal()) {
             for event in all_events {
-                let allowed = state == S::Exhausted && event == E::Requeue;
+                let allowed =
+                    matches!(state, S::Exhausted | S::Failed) && event == E::Requeue;
                 assert_eq!(state.apply(event).is_ok(), allowed, "{state} {event:?}");
             }
         }
+    }
+
+    #[test]
+    fn only_work_that_has_not_started_a_call_can_be_cancelled() {
+        for from in [S::Queued, S::Waiting, S::PendingApproval, S::Merged] {
+            assert_eq!(from.apply(E::Cancel), Ok(S::Cancelled), "{from}");
+        }
+        assert!(
+            S::Running.apply(E::Cancel).is_err(),
+            "a running job's call may be in Jira already"
+        );
+        assert!(S::Cancelled.is_terminal());
+        assert!(S::Cancelled.apply(E::Requeue).is_err(), "cancelled is final");
     }
 
     #[test]

@@ -275,6 +275,14 @@ where
                     self.audit(Stage::Outcome, why).state(JobState::Failed),
                 ))
             }
+            JobState::Cancelled => {
+                let why = format!("carried by job {}, which was cancelled", carrier.id);
+                merged.last_error = Some(why.clone());
+                Some((
+                    JobEvent::Cancel,
+                    self.audit(Stage::Outcome, why).state(JobState::Cancelled),
+                ))
+            }
             _ => None,
         }
     }

@@ -398,13 +398,18 @@ where
                 LookedUp::Settled(d) => return Ok(Prepared::Settled(d)),
             },
             Resolution::WaitForCreator => {
-                let entry = self.audit(
-                    Stage::Lease,
-                    "waiting for the job that creates this entity's issue",
+                // Recorded once (and shown as the job's last word while it
+                // waits), not at every look.
+                let reason = format!(
+                    "waiting for this entity's issue to be created, until {}",
+                    job.created_at.plus(self.config.target_wait).to_rfc3339()
                 );
+                let entry = (job.last_error.as_deref() != Some(reason.as_str()))
+                    .then(|| self.audit(Stage::Lease, reason.clone()));
+                job.last_error = Some(reason);
                 let waited = job.created_at.until(self.clock.now());
                 let wait = creator_wait(waited, short_wait() * 2);
-                let d = self.defer(job, held, wait, entry).await?;
+                let d = self.defer_noting(job, held, wait, entry).await?;
                 return Ok(Prepared::Settled(d));
             }
         };

@@ -201,16 +201,28 @@ where
         wait: Duration,
         entry: AuditEntry,
     ) -> Result<super::Disposition, AppError> {
+        self.defer_noting(job, held, wait, Some(entry)).await
+    }
+
+    /// `defer`, with an audit entry only when there is something new to
+    /// say (a wait already recorded is not recorded again at each look).
+    pub(super) async fn defer_noting(
+        &self,
+        job: &mut JobRecord,
+        held: &Held,
+        wait: Duration,
+        entry: Option<AuditEntry>,
+    ) -> Result<super::Disposition, AppError> {
         // The wait lives in the record: any message for the job that comes
         // sooner (a duplicate, a recycled one) goes back for the rest of it.
         job.not_before = Some(self.clock.now().plus(wait));
         if !self
-            .transition(
+            .transition_noting(
                 job,
                 held,
                 JobState::Running,
                 JobEvent::Defer,
-                entry.state(JobState::Waiting),
+                entry.map(|e| e.state(JobState::Waiting)),
             )
             .await?
         {
@@ -232,13 +244,25 @@ where
         event: JobEvent,
         entry: AuditEntry,
     ) -> Result<bool, AppError> {
+        self.transition_noting(job, held, from, event, Some(entry))
+            .await
+    }
+
+    pub(super) async fn transition_noting(
+        &self,
+        job: &mut JobRecord,
+        held: &Held,
+        from: JobState,
+        event: JobEvent,
+        entry: Option<AuditEntry>,
+    ) -> Result<bool, AppError> {
         let to = from.apply(event)?;
         let before = job.state;
         job.state = to;
         job.updated_at = self.clock.now();
         let written = self
             .store
-            .update_fenced(job, from, Some(&entry), Some(&held.fence))
+            .update_fenced(job, from, entry.as_ref(), Some(&held.fence))
             .await?;
         if !written {
             job.state = before;
