@@ -522,13 +522,19 @@ async fn an_undecided_request_expires_its_job_and_a_late_decision_changes_nothin
             base_url: "http://x",
         },
     };
-    assert_eq!(approvals.sweep(&NoNotifier).await.unwrap(), 1, "notified");
-    clock.advance(Duration::from_secs(29 * 60));
     assert_eq!(
         approvals.sweep(&NoNotifier).await.unwrap(),
         0,
-        "not due yet"
+        "no notifier: nothing sent"
     );
+    let approval = db.approval_for_job(&job_id).await.unwrap().unwrap();
+    assert!(!approval.notified, "left for a notifier configured later");
+    let sent = Recorded::default();
+    assert_eq!(approvals.sweep(&sent).await.unwrap(), 1, "sent once one is");
+    assert_eq!(sent.0.lock().unwrap().len(), 1);
+    clock.advance(Duration::from_secs(29 * 60));
+    assert_eq!(approvals.sweep(&sent).await.unwrap(), 0, "not due yet");
+    assert_eq!(sent.0.lock().unwrap().len(), 1, "sent once");
     assert_eq!(
         db.job(&job_id).await.unwrap().unwrap().state,
         JobState::PendingApproval
@@ -682,4 +688,18 @@ async fn markup_in_an_event_is_shown_as_text_on_the_approval_page() {
         "{}",
         page.html
     );
+}
+
+/// A notifier that keeps what it was asked to send.
+#[derive(Default)]
+struct Recorded(std::sync::Mutex<Vec<tollgate::domain::notice::Notice>>);
+
+impl tollgate::ports::Notifier for Recorded {
+    async fn notify(
+        &self,
+        notice: &tollgate::domain::notice::Notice,
+    ) -> Result<(), tollgate::ports::NotifyError> {
+        self.0.lock().unwrap().push(notice.clone());
+        Ok(())
+    }
 }

@@ -230,6 +230,9 @@ impl<S: BatchStore> BatchStore for Faulty<S> {
     async fn open_batch(&self, b: &BatchRecord) -> Result<BatchRecord, StoreError> {
         self.inner.open_batch(b).await
     }
+    async fn recent_batches(&self, limit: usize) -> Result<Vec<BatchId>, StoreError> {
+        self.inner.recent_batches(limit).await
+    }
     async fn store_post(
         &self,
         a: &AdmissionRecord,

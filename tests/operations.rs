@@ -182,7 +182,11 @@ where
     };
     assert_eq!(job.state, JobState::Cancelled);
     assert_eq!(drive(store, &jira, &queued).await, JobState::Cancelled);
-    assert_eq!(sim.report()["totals"]["requests"], 0, "nothing reached Jira");
+    assert_eq!(
+        sim.report()["totals"]["requests"],
+        0,
+        "nothing reached Jira"
+    );
     let trail = store.audit_trail(&queued).await.unwrap();
     let last = trail.last().unwrap();
     assert_eq!(last.actor, "bob");

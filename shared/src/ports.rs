@@ -258,6 +258,12 @@ pub trait BatchStore: Send + Sync {
         b: &BatchRecord,
     ) -> impl Future<Output = Result<BatchRecord, StoreError>> + Send;
 
+    /// The newest batches' ids, newest first (`tollgate batches list`).
+    fn recent_batches(
+        &self,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<BatchId>, StoreError>> + Send;
+
     /// The record, with its first [`crate::domain::batch::MAX_LISTED_REJECTED`]
     /// rejected items by index and the number of all of them.
     fn batch(
@@ -769,6 +775,13 @@ pub struct NotifyError(pub String);
 /// exhausted work.
 pub trait Notifier: Send + Sync {
     fn notify(&self, notice: &Notice) -> impl Future<Output = Result<(), NotifyError>> + Send;
+
+    /// Whether notices go anywhere. Approval requests are marked sent only
+    /// through a notifier that is: those that waited while none was
+    /// configured are sent once one is.
+    fn configured(&self) -> bool {
+        true
+    }
 }
 
 /// No channel configured: approvers find requests with `tollgate approvals
@@ -779,6 +792,10 @@ pub struct NoNotifier;
 impl Notifier for NoNotifier {
     async fn notify(&self, _: &Notice) -> Result<(), NotifyError> {
         Ok(())
+    }
+
+    fn configured(&self) -> bool {
+        false
     }
 }
 

@@ -88,4 +88,8 @@ impl Notifier for Notifiers {
         }
         Ok(())
     }
+
+    fn configured(&self) -> bool {
+        self.slack.is_some() || self.webhook.is_some()
+    }
 }

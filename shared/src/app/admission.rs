@@ -263,6 +263,17 @@ fn missing(what: String) -> AppError {
 
 /// What one chunk will change, for its approvers: where it sits in the
 /// batch, how many of each operation, and the first items in words.
+/// The chunk (counted from 1) a batch chunk's request is for, read back
+/// from its first line of intent: operators approve `--batch B --chunk N`.
+pub fn chunk_of(
+    approval: &crate::domain::approval::ApprovalRecord,
+    batch: &BatchId,
+) -> Option<u32> {
+    let first = approval.intent.first()?;
+    let rest = first.strip_prefix(&format!("batch {batch}, chunk "))?;
+    rest.split_once(" of ")?.0.parse().ok()
+}
+
 fn chunk_intent(batch: &BatchId, page: u32, of: u32, part: &[(u32, &Event, JobId)]) -> Vec<String> {
     const SHOWN: usize = 20;
     let first = part.first().map_or(0, |p| p.0);

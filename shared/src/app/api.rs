@@ -6,6 +6,7 @@ use super::batches::{BatchOutcome, BatchView};
 use super::ingest::IngestOutcome;
 use super::intake::IntakeOutcome;
 use crate::domain::audit::AuditEntry;
+use crate::domain::job::JobState;
 use crate::domain::sender_auth::AuthError;
 use crate::domain::signature::SignatureError;
 use crate::domain::stats::{CallStats, operation_name};
@@ -85,10 +86,20 @@ fn unauthorized_message(e: &SignatureError) -> &'static str {
     }
 }
 
-pub fn job_answer(job: &JobRecord, audit: &[AuditEntry]) -> HttpAnswer {
+/// A job as `GET /v1/jobs/{id}` answers: with what it waits for and until
+/// when while it waits, and the approval request while it waits for one.
+pub fn job_answer(
+    job: &JobRecord,
+    audit: &[AuditEntry],
+    approval: Option<&crate::domain::approval::ApprovalId>,
+) -> HttpAnswer {
+    let waiting = job.state == JobState::Waiting;
     HttpAnswer::new(
         200,
         json!({
+            "waitingFor": if waiting { job.last_error.as_deref() } else { None },
+            "notBefore": if waiting { job.not_before.map(|t| t.to_rfc3339()) } else { None },
+            "approvalId": approval,
             "jobId": job.id,
             "state": job.state,
             "operation": job.kind,
@@ -322,6 +333,47 @@ pub fn unauthorized(e: &SignatureError) -> HttpAnswer {
 
 pub fn not_found(what: &str) -> HttpAnswer {
     HttpAnswer::error(404, "not_found", format!("no such {what}"))
+}
+
+/// `POST /v1/jobs/{id}/retry` (and `tollgate jobs retry --output json`).
+pub fn retry_answer(outcome: &crate::app::operations::Retried) -> HttpAnswer {
+    use crate::app::operations::Retried;
+    match outcome {
+        Retried::Queued(job) => HttpAnswer::new(
+            200,
+            json!({"jobId": job.id, "state": job.state, "retried": true}),
+        ),
+        Retried::NotRetryable(state) => HttpAnswer::error(
+            409,
+            "not_retryable",
+            format!("the job is {state}: only FAILED and EXHAUSTED jobs run again"),
+        ),
+        Retried::NotFound => not_found("job"),
+    }
+}
+
+/// `POST /v1/jobs/{id}/cancel` (and `tollgate jobs cancel --output json`).
+pub fn cancel_answer(outcome: &crate::app::operations::Cancelled) -> HttpAnswer {
+    use crate::app::operations::Cancelled;
+    match outcome {
+        Cancelled::Cancelled {
+            job,
+            merged,
+            closed_approval,
+        } => HttpAnswer::new(
+            200,
+            json!({"jobId": job.id, "state": job.state, "reason": job.last_error,
+                   "mergedCancelled": merged, "closedApprovalId": closed_approval}),
+        ),
+        Cancelled::NotCancellable(state) => HttpAnswer::error(
+            409,
+            "not_cancellable",
+            format!(
+                "the job is {state}: only QUEUED, WAITING and PENDING_APPROVAL jobs can be cancelled"
+            ),
+        ),
+        Cancelled::NotFound => not_found("job"),
+    }
 }
 
 #[cfg(test)]

@@ -418,8 +418,7 @@ where
                 if approval.status(now) == ApprovalStatus::Expired {
                     self.expire(&approval).await?;
                     acted += 1;
-                } else if !approval.notified {
-                    self.notify(&approval, notifier).await?;
+                } else if !approval.notified && self.notify(&approval, notifier).await? {
                     acted += 1;
                 }
             }
@@ -496,6 +495,10 @@ where
         approval: &ApprovalRecord,
         notifier: &N,
     ) -> Result<bool, AppError> {
+        if !notifier.configured() {
+            // Left unsent: it goes out when a notifier is configured.
+            return Ok(false);
+        }
         let notice = Notice::ApprovalRequested(self.notice(approval));
         if let Err(e) = notifier.notify(&notice).await {
             tracing::warn!(approval_id = %approval.id, error = %e, "approval notification failed; the sweep retries it");
@@ -504,4 +507,35 @@ where
         self.store.mark_notified(&approval.id).await?;
         Ok(true)
     }
+}
+
+/// The open requests of a batch (one chunk's when `chunk` is given, counted
+/// from 1), oldest first: an operator decides a batch or a chunk at once.
+pub async fn open_batch_requests<S: JobStore + ApprovalStore>(
+    store: &S,
+    batch: &crate::domain::ids::BatchId,
+    chunk: Option<u32>,
+) -> Result<Vec<ApprovalRecord>, AppError> {
+    let mut found = Vec::new();
+    let mut after: Option<ApprovalRecord> = None;
+    for _ in 0..OPEN_PAGES {
+        let page = store.open_approvals_after(after.as_ref(), 100).await?;
+        let Some(last) = page.last().cloned() else {
+            break;
+        };
+        for approval in page {
+            let of_batch = match chunk {
+                Some(n) => super::admission::chunk_of(&approval, batch) == Some(n),
+                None => store
+                    .job(&approval.job_id)
+                    .await?
+                    .is_some_and(|j| j.batch.as_ref() == Some(batch)),
+            };
+            if of_batch {
+                found.push(approval);
+            }
+        }
+        after = Some(last);
+    }
+    Ok(found)
 }

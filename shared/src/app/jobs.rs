@@ -3,9 +3,13 @@
 use super::AppError;
 use super::api::{HttpAnswer, job_answer, not_found};
 use crate::domain::ids::JobId;
-use crate::ports::JobStore;
+use crate::domain::job::JobState;
+use crate::ports::{ApprovalStore, JobStore};
 
-pub async fn get_job<S: JobStore>(store: &S, raw_id: &str) -> Result<HttpAnswer, AppError> {
+pub async fn get_job<S: JobStore + ApprovalStore>(
+    store: &S,
+    raw_id: &str,
+) -> Result<HttpAnswer, AppError> {
     let Some(id) = JobId::parse(raw_id) else {
         return Ok(not_found("job"));
     };
@@ -13,5 +17,10 @@ pub async fn get_job<S: JobStore>(store: &S, raw_id: &str) -> Result<HttpAnswer,
         return Ok(not_found("job"));
     };
     let audit = store.audit_trail(&id).await?;
-    Ok(job_answer(&job, &audit))
+    let approval = if job.state == JobState::PendingApproval {
+        store.approval_for_job(&id).await?.map(|a| a.id)
+    } else {
+        None
+    };
+    Ok(job_answer(&job, &audit, approval.as_ref()))
 }

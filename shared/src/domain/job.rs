@@ -222,8 +222,7 @@ mod tests {
         ];
         for state in S::ALL.into_iter().filter(|s| s.is_terminal()) {
             for event in all_events {
-                let allowed =
-                    matches!(state, S::Exhausted | S::Failed) && event == E::Requeue;
+                let allowed = matches!(state, S::Exhausted | S::Failed) && event == E::Requeue;
                 assert_eq!(state.apply(event).is_ok(), allowed, "{state} {event:?}");
             }
         }
@@ -239,7 +238,10 @@ mod tests {
             "a running job's call may be in Jira already"
         );
         assert!(S::Cancelled.is_terminal());
-        assert!(S::Cancelled.apply(E::Requeue).is_err(), "cancelled is final");
+        assert!(
+            S::Cancelled.apply(E::Requeue).is_err(),
+            "cancelled is final"
+        );
     }
 
     #[test]

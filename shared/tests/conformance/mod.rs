@@ -1052,6 +1052,10 @@ pub async fn batches_keep_their_pause_and_list_their_jobs<S: JobStore + BatchSto
     assert!(back.paused, "a re-post does not un-pause");
     assert!(store.set_batch_paused(&id, false).await.unwrap());
     assert!(!store.batch(&id).await.unwrap().unwrap().paused);
+    assert!(
+        store.recent_batches(50).await.unwrap().contains(&id),
+        "listed for operators"
+    );
 
     let mut a = job(&format!("batch-a-{id}"), &format!("batch-a-{id}"));
     a.batch = Some(id.clone());

@@ -183,6 +183,33 @@ pub fn or_secret_file(value: Option<String>, var: &str) -> anyhow::Result<Option
     secret_from_file(&format!("{var}_FILE"), |v| std::env::var(v).ok())
 }
 
+/// A secret from its environment variable, else from the file
+/// `<VAR>_FILE` names.
+pub fn env_secret(var: &str) -> anyhow::Result<Option<String>> {
+    or_secret_file(std::env::var(var).ok().filter(|v| !v.is_empty()), var)
+}
+
+/// The notifiers `serve` would use, from the environment (operator
+/// commands that send: `tollgate approvals resend`). `signing` signs the
+/// notify webhook's deliveries, as serve's first link key does.
+pub fn notifiers_from_env(
+    signing: Option<Secret>,
+) -> anyhow::Result<tollgate::adapters::webhook_notifier::Notifiers> {
+    use tollgate::adapters::slack::SlackNotifier;
+    use tollgate::adapters::webhook_notifier::{Notifiers, WebhookNotifier};
+    let timeout = Duration::from_secs(10);
+    Ok(Notifiers {
+        slack: match env_secret("TOLLGATE_SLACK_WEBHOOK_URL")? {
+            Some(url) => Some(SlackNotifier::new(Secret::new(url), timeout)?),
+            None => None,
+        },
+        webhook: match env_secret("TOLLGATE_NOTIFY_WEBHOOK_URL")? {
+            Some(url) => Some(WebhookNotifier::new(Secret::new(url), signing, timeout)?),
+            None => None,
+        },
+    })
+}
+
 fn secret_from_file(
     file_var: &str,
     env: impl Fn(&str) -> Option<String>,

@@ -2,7 +2,7 @@
 //!
 //! | item          | pk           | sk                      | attributes |
 //! |---------------|--------------|-------------------------|------------|
-//! | batch         | `BATCH#<id>` | `BATCH`                 | `record` (JSON: source, creation), `paused`, and the counts `received`, `accepted`, `duplicates` as numbers added by `ADD` |
+//! | batch         | `BATCH#<id>` | `BATCH`                 | `record` (JSON: source, creation), `paused`, and the counts `received`, `accepted`, `duplicates` as numbers added by `ADD`; in `gsi1` under `BATCHES` by creation time |
 //! | post          | `BATCH#<id>` | `POST#<post>`           | `record` (the admission record, JSON), `nextPage`, `pages`, `updatedAt`; in `gsi1` under `ADMISSIONS#OPEN` while unfinished |
 //! | page          | `BATCH#<id>` | `PAGE#<post>#<n>`       | `page` (JSON: the items as received), written once with its post |
 //! | rejected item | `BATCH#<id>` | `REJ#<index>`           | `rejectionId`: one per index, so a re-posted bad item is listed once |
@@ -21,6 +21,8 @@ use crate::domain::batch::{MAX_LISTED_REJECTED, RejectedItem};
 use aws_sdk_dynamodb::types::Select;
 
 const OPEN_ADMISSIONS: &str = "ADMISSIONS#OPEN";
+/// Every batch, by creation time (the operators' list).
+const ALL_BATCHES: &str = "BATCHES";
 
 fn post_sk(post: &PostId) -> String {
     format!("POST#{post}")
@@ -110,6 +112,11 @@ impl BatchStore for DynamoStore {
             ("record".into(), s(json)),
             ("paused".into(), AttributeValue::Bool(b.paused)),
             (TTL_ATTRIBUTE.into(), n(self.batch_ttl(b.created_at))),
+            ("gsi1pk".into(), s(ALL_BATCHES)),
+            (
+                "gsi1sk".into(),
+                s(format!("{}#{}", sort_time(b.created_at.0), b.id)),
+            ),
         ]);
         let r = self
             .client
@@ -123,6 +130,31 @@ impl BatchStore for DynamoStore {
         self.batch(&b.id)
             .await?
             .ok_or_else(|| corrupt("a batch item vanished after its put"))
+    }
+
+    async fn recent_batches(&self, limit: usize) -> Result<Vec<BatchId>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(GSI_BY_STATE)
+            .key_condition_expression("gsi1pk = :all")
+            .expression_attribute_values(":all", s(ALL_BATCHES))
+            .scan_index_forward(false)
+            .limit(limit.clamp(1, 1000) as i32)
+            .send()
+            .await
+            .map_err(backend)?;
+        out.items
+            .unwrap_or_default()
+            .iter()
+            .map(|key| {
+                let pk = get_s(key, "pk")?;
+                pk.strip_prefix("BATCH#")
+                    .map(|id| BatchId::from_stored(id.to_string()))
+                    .ok_or_else(|| corrupt("a batch index entry that is not a batch"))
+            })
+            .collect()
     }
 
     async fn batch(&self, id: &BatchId) -> Result<Option<BatchRecord>, StoreError> {

@@ -52,6 +52,17 @@ impl BatchStore for SqliteDb {
             .ok_or_else(|| corrupt("a batch row vanished after its insert"))
     }
 
+    async fn recent_batches(&self, limit: usize) -> Result<Vec<BatchId>, StoreError> {
+        let ids: Vec<String> = self
+            .with(move |c| {
+                let mut st =
+                    c.prepare_cached("SELECT id FROM batches ORDER BY rowid DESC LIMIT ?1")?;
+                st.query_map([limit as i64], |r| r.get(0))?.collect()
+            })
+            .await?;
+        Ok(ids.into_iter().map(BatchId::from_stored).collect())
+    }
+
     async fn batch(&self, id: &BatchId) -> Result<Option<BatchRecord>, StoreError> {
         let id = id.clone();
         let row: Option<StoredBatch> = self

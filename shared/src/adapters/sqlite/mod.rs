@@ -307,6 +307,24 @@ impl SqliteDb {
         })
     }
 
+    /// Opens an existing tollgate database for reading only (operator
+    /// commands that only look): nothing in the file changes, not even
+    /// its schema; another program's file is refused.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        refuse_foreign(path)?;
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(backend)?;
+        conn.busy_timeout(Duration::from_secs(30))
+            .map_err(backend)?;
+        Ok(SqliteDb {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
     async fn with<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -407,6 +425,31 @@ mod tests {
             other => panic!("{:?}", other.map(|_| ())),
         }
         assert_eq!(std::fs::read(&path).unwrap(), before, "not a byte changed");
+    }
+
+    #[test]
+    fn a_read_only_open_reads_without_writing_and_refuses_a_foreign_file() {
+        let path = scratch("read-only");
+        drop(SqliteDb::open(&path).unwrap());
+        let ro = SqliteDb::open_read_only(&path).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        assert!(rt.block_on(ro.state_counts()).unwrap().is_empty());
+        let refused = rt.block_on(ro.with(|c| c.execute("DELETE FROM jobs", [])));
+        assert!(refused.is_err(), "a read-only handle cannot write");
+        let foreign = scratch("read-only-foreign");
+        Connection::open(&foreign)
+            .unwrap()
+            .execute_batch("CREATE TABLE notes (id INTEGER PRIMARY KEY);")
+            .unwrap();
+        let before = std::fs::read(&foreign).unwrap();
+        assert!(matches!(
+            SqliteDb::open_read_only(&foreign),
+            Err(StoreError::Foreign(_))
+        ));
+        assert_eq!(std::fs::read(&foreign).unwrap(), before);
     }
 
     #[test]

@@ -1,0 +1,304 @@
+//! `tollgate approvals` (list, show, resend) and `tollgate approve|deny`
+//! (one request, or every open request of a batch or of one chunk).
+
+use super::{Global, operator_name, print_json};
+use anyhow::Context;
+use tollgate::adapters::sqlite::SqliteDb;
+use tollgate::app::approvals::{Approvals, DecideOutcome, Links, open_batch_requests, past_tense};
+use tollgate::domain::approval::{ApprovalId, ApprovalRecord, ApprovalStatus, Decision};
+use tollgate::domain::ids::BatchId;
+use tollgate::domain::secret::Secret;
+use tollgate::ports::{ApprovalStore, Clock, JobStore, SystemClock};
+use tollgate_cli::config;
+
+#[derive(clap::Subcommand)]
+pub enum ApprovalsCommand {
+    /// Requests not decided yet, oldest first.
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// One request: what it changes, its jobs and their states, its links
+    /// (when TOLLGATE_APPROVAL_KEY or TOLLGATE_WEBHOOK_SECRET is set).
+    Show { approval_id: String },
+    /// Send a waiting request to its approvers again (Slack or the notify
+    /// webhook from the environment, as `serve` is configured).
+    Resend { approval_id: String },
+}
+
+#[derive(clap::Args)]
+pub struct DecideArgs {
+    /// The approval id (`tollgate approvals list`).
+    #[arg(required_unless_present = "batch", conflicts_with = "batch")]
+    approval_id: Option<String>,
+    /// Every open request of this batch instead.
+    #[arg(long)]
+    batch: Option<String>,
+    /// Only this chunk of the batch (counted from 1, as its request says).
+    #[arg(long, requires = "batch")]
+    chunk: Option<u32>,
+    /// Who decides, for the audit trail.
+    #[arg(long = "as", value_name = "NAME")]
+    who: String,
+}
+
+pub async fn run(command: ApprovalsCommand, g: &Global) -> anyhow::Result<()> {
+    match command {
+        ApprovalsCommand::List { limit } => list(g, limit).await,
+        ApprovalsCommand::Show { approval_id } => show(g, &approval_id).await,
+        ApprovalsCommand::Resend { approval_id } => resend(g, &approval_id).await,
+    }
+}
+
+fn approval_id(raw: &str) -> anyhow::Result<ApprovalId> {
+    ApprovalId::parse(raw).with_context(|| format!("{raw:?} is not an approval id"))
+}
+
+/// Link keys and base URL from the environment and tollgate.toml, as
+/// `serve` has them; none when no key is configured.
+struct LinkSettings {
+    keys: Vec<Secret>,
+    base_url: String,
+}
+
+fn link_settings(g: &Global) -> anyhow::Result<LinkSettings> {
+    let file = config::FileConfig::load(g.config.as_deref())?;
+    let keys = match config::env_secret("TOLLGATE_APPROVAL_KEY")? {
+        Some(k) => tollgate::domain::secret::secret_list(&k),
+        None => config::env_secret("TOLLGATE_WEBHOOK_SECRET")?
+            .map(|s| {
+                tollgate::domain::secret::secret_list(&s)
+                    .first()
+                    .map(tollgate::domain::approval::derive_link_key)
+                    .into_iter()
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    let base_url = std::env::var("TOLLGATE_PUBLIC_URL")
+        .ok()
+        .or(file.public_url)
+        .unwrap_or_else(|| format!("http://{}", config::DEFAULT_LISTEN));
+    Ok(LinkSettings { keys, base_url })
+}
+
+fn approvals<'a>(
+    db: &'a SqliteDb,
+    links: &'a LinkSettings,
+) -> Approvals<'a, SqliteDb, SqliteDb, SystemClock> {
+    Approvals {
+        store: db,
+        queue: db,
+        clock: &SystemClock,
+        links: Links {
+            keys: &links.keys,
+            base_url: &links.base_url,
+        },
+    }
+}
+
+fn status(a: &ApprovalRecord) -> &'static str {
+    match a.status(SystemClock.now()) {
+        ApprovalStatus::Pending => "pending",
+        ApprovalStatus::Expired => "expired",
+        ApprovalStatus::Decided(Decision::Approve) => "approved",
+        ApprovalStatus::Decided(Decision::Deny) => "denied",
+    }
+}
+
+fn summary(a: &ApprovalRecord) -> serde_json::Value {
+    serde_json::json!({
+        "approvalId": a.id, "status": status(a), "jobId": a.job_id,
+        "jobs": 1 + a.also.len(), "rule": a.rule, "intent": a.intent,
+        "requestedBy": a.requested_by, "approvers": a.approvers,
+        "requestedAt": a.requested_at.to_rfc3339(), "expiresAt": a.expires_at.to_rfc3339(),
+        "notified": a.notified,
+        "decided": a.decided.as_ref().map(|d| serde_json::json!({
+            "decision": d.decision.as_str(), "by": d.by, "at": d.at.to_rfc3339()})),
+    })
+}
+
+async fn list(g: &Global, limit: usize) -> anyhow::Result<()> {
+    let db = g.read_db()?;
+    let open = db.open_approvals(limit).await?;
+    if g.json() {
+        let all: Vec<_> = open.iter().map(summary).collect();
+        return print_json(&serde_json::json!({ "approvals": all }));
+    }
+    if open.is_empty() {
+        println!("no approval requests found waiting");
+        return Ok(());
+    }
+    println!(
+        "{:<36}  {:<8} {:<20} {:>5}  {:<14} {:<9} RULE",
+        "APPROVAL", "STATUS", "EXPIRES", "JOBS", "ASKED BY", "NOTIFIED"
+    );
+    for a in open {
+        println!(
+            "{}  {:<8} {:<20} {:>5}  {:<14} {:<9} {}\n    {}",
+            a.id,
+            status(&a),
+            a.expires_at.to_rfc3339(),
+            1 + a.also.len(),
+            a.requested_by,
+            if a.notified { "yes" } else { "not yet" },
+            a.rule,
+            a.intent.first().map(String::as_str).unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
+async fn show(g: &Global, raw: &str) -> anyhow::Result<()> {
+    let db = g.read_db()?;
+    let id = approval_id(raw)?;
+    let a = db
+        .approval(&id)
+        .await?
+        .with_context(|| format!("no approval request {raw}"))?;
+    let mut jobs = Vec::new();
+    for job in a.jobs() {
+        let state = db.job(job).await?.map(|j| j.state.as_str().to_string());
+        jobs.push(serde_json::json!({"jobId": job, "state": state.unwrap_or_else(|| "not admitted yet".into())}));
+    }
+    let settings = link_settings(g)?;
+    let notice = approvals(&db, &settings).notice(&a);
+    let mut out = summary(&a);
+    out["jobs"] = serde_json::Value::Array(jobs.clone());
+    out["links"] = serde_json::to_value(&notice.approvers)?;
+    if g.json() {
+        return print_json(&out);
+    }
+    println!("approval   {}", a.id);
+    println!("status     {}", status(&a));
+    println!("rule       {}", a.rule);
+    println!("asked by   {}", a.requested_by);
+    println!("requested  {}", a.requested_at.to_rfc3339());
+    println!("expires    {}", a.expires_at.to_rfc3339());
+    println!("approvers  {}", a.approvers.join(", "));
+    println!("notified   {}", if a.notified { "yes" } else { "not yet" });
+    if let Some(d) = &a.decided {
+        println!(
+            "decided    {} by {} at {}",
+            past_tense(d.decision),
+            d.by,
+            d.at.to_rfc3339()
+        );
+    }
+    println!("\nintent");
+    for line in &a.intent {
+        println!("  {line}");
+    }
+    println!("\n{:<36}  STATE", "JOB");
+    for j in &jobs {
+        println!(
+            "{:<36}  {}",
+            j["jobId"].as_str().unwrap_or(""),
+            j["state"].as_str().unwrap_or("")
+        );
+    }
+    if notice.approvers.is_empty() {
+        println!(
+            "\nlinks: none (set TOLLGATE_APPROVAL_KEY, or TOLLGATE_WEBHOOK_SECRET, as serve has it)"
+        );
+    } else {
+        println!("\nlinks");
+        for l in &notice.approvers {
+            println!(
+                "  {}\n    approve: {}\n    deny:    {}",
+                l.approver, l.approve_url, l.deny_url
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn resend(g: &Global, raw: &str) -> anyhow::Result<()> {
+    let db = g.write_db()?;
+    let id = approval_id(raw)?;
+    let a = db
+        .approval(&id)
+        .await?
+        .with_context(|| format!("no approval request {raw}"))?;
+    anyhow::ensure!(
+        a.status(SystemClock.now()) == ApprovalStatus::Pending,
+        "approval request {raw} is {}: nothing to ask",
+        status(&a)
+    );
+    let settings = link_settings(g)?;
+    anyhow::ensure!(
+        !settings.keys.is_empty(),
+        "no approval key: set TOLLGATE_APPROVAL_KEY (or TOLLGATE_WEBHOOK_SECRET) as serve has it, so the links are valid"
+    );
+    let notifiers = config::notifiers_from_env(settings.keys.first().cloned())?;
+    anyhow::ensure!(
+        tollgate::ports::Notifier::configured(&notifiers),
+        "no notifier configured: set TOLLGATE_SLACK_WEBHOOK_URL or TOLLGATE_NOTIFY_WEBHOOK_URL"
+    );
+    if approvals(&db, &settings).notify(&a, &notifiers).await? {
+        println!("approval request {id} sent to {}", a.approvers.join(", "));
+        Ok(())
+    } else {
+        anyhow::bail!("sending failed (see the warning above)")
+    }
+}
+
+/// `tollgate approve|deny`.
+pub async fn decide(args: DecideArgs, decision: Decision, g: &Global) -> anyhow::Result<()> {
+    let who = operator_name(&args.who)?;
+    let db = g.write_db()?;
+    let none = LinkSettings {
+        keys: Vec::new(),
+        base_url: String::new(),
+    };
+    let approvals = approvals(&db, &none);
+    let ids: Vec<ApprovalId> = match (&args.approval_id, &args.batch) {
+        (Some(raw), _) => vec![approval_id(raw)?],
+        (None, Some(raw)) => {
+            let batch =
+                BatchId::parse(raw).with_context(|| format!("{raw:?} is not a batch id"))?;
+            let found = open_batch_requests(&db, &batch, args.chunk).await?;
+            anyhow::ensure!(
+                !found.is_empty(),
+                "no open approval requests for batch {batch}{}",
+                args.chunk.map_or(String::new(), |c| format!(" chunk {c}"))
+            );
+            found.into_iter().map(|a| a.id).collect()
+        }
+        (None, None) => anyhow::bail!("give an approval id or --batch"),
+    };
+    let mut refused = 0;
+    let mut results = Vec::new();
+    for id in &ids {
+        match approvals.decide_as(id, decision, who, "cli").await? {
+            DecideOutcome::Decided { job, .. } => {
+                let covered = db.approval(id).await?.map_or(1, |a| 1 + a.also.len());
+                if !g.json() {
+                    println!(
+                        "{} {id}: {covered} job(s); job {} is now {}",
+                        past_tense(decision),
+                        job.id,
+                        job.state
+                    );
+                }
+                results.push(serde_json::json!({"approvalId": id, "decided": decision.as_str(), "jobs": covered}));
+            }
+            DecideOutcome::Refused(r) => {
+                refused += 1;
+                if !g.json() {
+                    eprintln!("{id}: {}", r.message());
+                }
+                results.push(serde_json::json!({"approvalId": id, "refused": r.message()}));
+            }
+        }
+    }
+    if g.json() {
+        print_json(&serde_json::json!({ "results": results }))?;
+    }
+    anyhow::ensure!(
+        refused == 0,
+        "{refused} of {} request(s) were not decided",
+        ids.len()
+    );
+    Ok(())
+}

@@ -1,0 +1,223 @@
+//! `tollgate jobs`: list, show, retry, cancel.
+
+use super::{Global, operator_name, print_json};
+use anyhow::Context;
+use tollgate::adapters::sqlite::SqliteDb;
+use tollgate::app::api::{cancel_answer, retry_answer};
+use tollgate::app::jobs::get_job;
+use tollgate::app::operations::{Cancelled, Operations, Retried};
+use tollgate::domain::ids::JobId;
+use tollgate::domain::job::JobState;
+use tollgate::ports::{JobStore, SystemClock};
+
+#[derive(clap::Subcommand)]
+pub enum JobsCommand {
+    /// The newest jobs, optionally in one state.
+    List {
+        /// QUEUED, WAITING, PENDING_APPROVAL, EXHAUSTED, FAILED, CANCELLED, … (any case).
+        #[arg(long, value_parser = parse_state)]
+        state: Option<JobState>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// One job with its audit trail.
+    Show { job_id: String },
+    /// Run a FAILED or EXHAUSTED job again: a fresh attempt under the same
+    /// job, budgets reset, recorded with your name.
+    Retry {
+        job_id: String,
+        /// Who re-runs it, for the audit trail.
+        #[arg(long = "as", value_name = "NAME")]
+        who: String,
+    },
+    /// End QUEUED, WAITING or PENDING_APPROVAL work (CANCELLED; its
+    /// approval request closed), recorded with your name and reason.
+    Cancel {
+        job_id: String,
+        #[arg(long = "as", value_name = "NAME")]
+        who: String,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+/// `--state` takes a state name in any case, and names them all when wrong.
+fn parse_state(s: &str) -> Result<JobState, String> {
+    JobState::parse(s).ok_or_else(|| {
+        let valid: Vec<&str> = JobState::ALL.iter().map(|st| st.as_str()).collect();
+        format!("unknown state {s:?}; one of {}", valid.join(", "))
+    })
+}
+
+fn job_id(raw: &str) -> anyhow::Result<JobId> {
+    JobId::parse(raw).with_context(|| format!("{raw:?} is not a job id"))
+}
+
+pub async fn run(command: JobsCommand, g: &Global) -> anyhow::Result<()> {
+    match command {
+        JobsCommand::List { state, limit } => list(g, state, limit).await,
+        JobsCommand::Show { job_id } => {
+            let db = g.read_db()?;
+            let answer = get_job(&db, &job_id).await?;
+            anyhow::ensure!(answer.status == 200, "no job {job_id}");
+            if g.json() {
+                return print_json(&answer.body);
+            }
+            print!("{}", show_table(&answer.body));
+            Ok(())
+        }
+        JobsCommand::Retry { job_id: raw, who } => {
+            let who = operator_name(&who)?;
+            let db = g.write_db()?;
+            let outcome = ops(&db).retry(&job_id(&raw)?, who).await?;
+            if g.json() {
+                return print_json(&retry_answer(&outcome).body);
+            }
+            match outcome {
+                Retried::Queued(job) => {
+                    println!("job {} is {} again (re-run by {who})", job.id, job.state);
+                    Ok(())
+                }
+                Retried::NotRetryable(state) => {
+                    anyhow::bail!("job {raw} is {state}: only FAILED and EXHAUSTED jobs run again")
+                }
+                Retried::NotFound => anyhow::bail!("no job {raw}"),
+            }
+        }
+        JobsCommand::Cancel {
+            job_id: raw,
+            who,
+            reason,
+        } => {
+            let who = operator_name(&who)?;
+            anyhow::ensure!(!reason.trim().is_empty(), "--reason needs some words");
+            let db = g.write_db()?;
+            let outcome = ops(&db).cancel(&job_id(&raw)?, who, reason.trim()).await?;
+            if g.json() {
+                return print_json(&cancel_answer(&outcome).body);
+            }
+            match outcome {
+                Cancelled::Cancelled {
+                    job,
+                    merged,
+                    closed_approval,
+                } => {
+                    println!("job {} is CANCELLED (by {who}: {})", job.id, reason.trim());
+                    if !merged.is_empty() {
+                        println!(
+                            "  {} merged job(s) rode in it and are cancelled too",
+                            merged.len()
+                        );
+                    }
+                    if let Some(a) = closed_approval {
+                        println!("  approval request {a} is closed");
+                    }
+                    Ok(())
+                }
+                Cancelled::NotCancellable(state) => anyhow::bail!(
+                    "job {raw} is {state}: only QUEUED, WAITING and PENDING_APPROVAL jobs can be cancelled"
+                ),
+                Cancelled::NotFound => anyhow::bail!("no job {raw}"),
+            }
+        }
+    }
+}
+
+fn ops(db: &SqliteDb) -> Operations<'_, SqliteDb, SqliteDb, SystemClock> {
+    Operations {
+        store: db,
+        queue: db,
+        clock: &SystemClock,
+    }
+}
+
+async fn list(g: &Global, state: Option<JobState>, limit: usize) -> anyhow::Result<()> {
+    let db = g.read_db()?;
+    let jobs = db.list(state, limit).await?;
+    if g.json() {
+        let rows: Vec<serde_json::Value> = jobs
+            .iter()
+            .map(|j| {
+                serde_json::json!({
+                    "jobId": j.id, "state": j.state, "operation": j.kind.as_str(),
+                    "sourceSystem": j.source_system.as_str(), "externalId": j.external_id.as_str(),
+                    "issueKey": j.issue_key.as_ref().map(|k| k.as_str()),
+                    "updatedAt": j.updated_at.to_rfc3339(), "lastError": j.last_error,
+                })
+            })
+            .collect();
+        return print_json(&serde_json::json!({ "jobs": rows }));
+    }
+    if jobs.is_empty() {
+        println!(
+            "no jobs found{}",
+            state.map_or(String::new(), |s| format!(" in state {s}"))
+        );
+        return Ok(());
+    }
+    println!(
+        "{:<36}  {:<20} {:<16} {:<10} {:<14} {:<24} ISSUE",
+        "JOB", "UPDATED", "STATE", "KIND", "SOURCE", "EXTERNAL ID"
+    );
+    for job in jobs {
+        println!(
+            "{}  {:<20} {:<16} {:<10} {:<14} {:<24} {}",
+            job.id,
+            job.updated_at.to_rfc3339(),
+            job.state.as_str(),
+            job.kind.as_str(),
+            job.source_system.as_str(),
+            job.external_id.as_str(),
+            job.issue_key.as_ref().map(|k| k.as_str()).unwrap_or("-")
+        );
+    }
+    Ok(())
+}
+
+/// A job for people: its fields, then its trail one line per entry.
+fn show_table(job: &serde_json::Value) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let field = |k: &str| match &job[k] {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(s.clone()),
+        v => Some(v.to_string()),
+    };
+    for (label, key) in [
+        ("job", "jobId"),
+        ("state", "state"),
+        ("operation", "operation"),
+        ("source", "sourceSystem"),
+        ("external id", "externalId"),
+        ("issue", "issueKey"),
+        ("waiting for", "waitingFor"),
+        ("not before", "notBefore"),
+        ("approval", "approvalId"),
+        ("merged into", "mergedInto"),
+        ("batch", "batchId"),
+        ("last error", "lastError"),
+        ("created", "createdAt"),
+        ("updated", "updatedAt"),
+    ] {
+        if let Some(v) = field(key) {
+            let _ = writeln!(out, "{label:<12} {v}");
+        }
+    }
+    if let Some(trail) = job["audit"].as_array() {
+        let _ = writeln!(out, "\n{:<25} {:<12} {:<18} OUTCOME", "AT", "STAGE", "BY");
+        for e in trail {
+            let _ = writeln!(
+                out,
+                "{:<25} {:<12} {:<18} {}{}",
+                e["at"].as_str().unwrap_or(""),
+                e["stage"].as_str().unwrap_or(""),
+                e["actor"].as_str().unwrap_or(""),
+                e["outcome"].as_str().unwrap_or(""),
+                e["state"]
+                    .as_str()
+                    .map_or(String::new(), |s| format!(" → {s}"))
+            );
+        }
+    }
+    out
+}
