@@ -51,6 +51,7 @@ async fn rig_with(name: &str, webhook_failures: usize, policy: &str) -> Rig {
     let (slack_url, slack) = inbox(0).await;
     let policy = Policy::parse(policy).unwrap();
     let running = stack::start(ServeConfig {
+        operator_tokens: Vec::new(),
         listen: "127.0.0.1:0".parse().unwrap(),
         db: dir.path("t.db"),
         jira: JiraTarget::Site {

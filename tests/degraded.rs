@@ -46,6 +46,7 @@ async fn a_failing_site_holds_risky_writes_lets_comments_through_and_recovers() 
     let site = format!("http://{addr}");
     let (hook, notices) = inbox(0).await;
     let running: Running = stack::start(ServeConfig {
+        operator_tokens: Vec::new(),
         listen: "127.0.0.1:0".parse().unwrap(),
         db: dir.path("t.db"),
         jira: JiraTarget::Site {

@@ -35,6 +35,7 @@ async fn rig(name: &str, limits: Limits, workers: usize) -> Rig {
         .unwrap();
     let site = format!("http://{addr}");
     let running = stack::start(ServeConfig {
+        operator_tokens: Vec::new(),
         listen: "127.0.0.1:0".parse().unwrap(),
         db: dir.path("t.db"),
         jira: JiraTarget::Site {

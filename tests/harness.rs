@@ -449,6 +449,7 @@ impl InProcess {
             .await
             .expect("jira-sim starts");
         let running = tollgate_cli::stack::start(tollgate_cli::config::ServeConfig {
+            operator_tokens: vec![tollgate::domain::secret::Secret::new("test-operator-token")],
             listen: "127.0.0.1:0".parse().expect("address"),
             db: dir.path("t.db"),
             jira: tollgate_cli::config::JiraTarget::Site {

@@ -17,6 +17,7 @@ const APPROVAL_KEY: &str = "CANARY_approval_key_0c9e";
 const SLACK_PATH: &str = "T000/B000/CANARYslackpath31";
 const NOTIFY_PATH: &str = "CANARY_notify_path_aa04";
 const SENDER: &str = "CANARY_sender_token_e6d2";
+const OPERATOR: &str = "CANARY_operator_token_9d31";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_run_at_trace_level_logs_no_secret() {
@@ -60,6 +61,7 @@ async fn a_full_run_at_trace_level_logs_no_secret() {
             format!("http://127.0.0.1:9/{NOTIFY_PATH}"),
         )
         .env("TOLLGATE_SOURCE_ALERTMANAGER_SECRETS", SENDER)
+        .env("TOLLGATE_OPERATOR_TOKEN", OPERATOR)
         .env("RUST_LOG", "trace")
         .stdout(Stdio::from(out.try_clone().unwrap()))
         .stderr(Stdio::from(out));
@@ -127,6 +129,15 @@ async fn a_full_run_at_trace_level_logs_no_secret() {
             .await
             .unwrap();
     }
+    // The operator routes, with the token and with a wrong one.
+    for token in [OPERATOR, "wrong"] {
+        api.http
+            .get(format!("{url}/v1/approval-requests"))
+            .header("Authorization", format!("Bearer {token}"))
+            .send()
+            .await
+            .unwrap();
+    }
     for id in [&created.body["jobId"], &failed.body["jobId"]] {
         api.wait_terminal(id.as_str().unwrap(), Duration::from_secs(30))
             .await
@@ -148,7 +159,31 @@ async fn a_full_run_at_trace_level_logs_no_secret() {
         text.lines().count()
     );
     assert!(text.contains("approval"), "the gated path ran");
+    // One access-log line per request, by route template (never a path
+    // with a token in it), and no Debug rendering in tollgate's own lines.
+    let access: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("\"target\":\"tollgate::access\""))
+        .collect();
+    assert!(access.len() >= 10, "{} access lines", access.len());
+    assert!(
+        access
+            .iter()
+            .any(|l| l.contains("/v1/approval-requests") && l.contains("\"status\":401")),
+        "the refused operator request is logged"
+    );
+    assert!(access.iter().all(|l| l.contains("request_id")));
+    let debug_rendered = text
+        .lines()
+        .filter(|l| l.contains("\"target\":\"tollgate"))
+        .find(|l| l.contains("Some(") || l.contains("None,") || l.contains("{ "));
+    assert!(
+        debug_rendered.is_none(),
+        "a Debug rendering was logged: {}",
+        debug_rendered.unwrap_or_default()
+    );
     for canary in [
+        OPERATOR,
         WEBHOOK,
         JIRA_TOKEN,
         APPROVAL_KEY,

@@ -767,6 +767,28 @@ pub trait GovernorStore: Send + Sync {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
+/// Counts an operator's dashboard needs (`GET /metrics`), read at scrape
+/// time from the store itself, so they agree with the operator commands.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Census {
+    pub jobs: Vec<(JobState, u64)>,
+    /// Messages in the work queue, visible or in flight.
+    pub queued_messages: u64,
+    /// Age of the oldest message, in seconds (0 when none).
+    pub oldest_message_age_s: f64,
+    pub approvals_waiting: u64,
+    /// Rejections neither re-submitted nor discarded.
+    pub rejections_open: u64,
+}
+
+/// Whole-store counts (the single-machine store keeps them cheap to read).
+pub trait CensusStore: Send + Sync {
+    fn census(&self) -> impl Future<Output = Result<Census, StoreError>> + Send;
+
+    /// The store answers at all (`GET /readyz`).
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("notification failed: {0}")]
 pub struct NotifyError(pub String);

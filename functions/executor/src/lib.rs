@@ -64,6 +64,21 @@ pub enum RecordOutcome {
     Failed(String),
 }
 
+/// For log lines: words, not Rust's Debug rendering.
+impl std::fmt::Display for RecordOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RecordOutcome::Done(Some(state)) => write!(f, "done ({state})"),
+            RecordOutcome::Done(None) => f.write_str("done"),
+            RecordOutcome::Deferred(d) => write!(f, "back in {:.1} s", d.as_secs_f64()),
+            RecordOutcome::Recycled(d) => {
+                write!(f, "continued on a new message in {:.1} s", d.as_secs_f64())
+            }
+            RecordOutcome::Failed(e) => write!(f, "failed: {e}"),
+        }
+    }
+}
+
 /// Translates the SQS event; records without an id, receipt or body cannot
 /// be acted on and are reported as failures by id where there is one.
 pub fn records(queue: &SqsQueue, event: &SqsEvent) -> (Vec<Record>, Vec<String>) {
@@ -155,7 +170,7 @@ where
         } else {
             defer(queue, &record.receipt, Duration::ZERO).await
         };
-        tracing::info!(message_id = %record.message_id, ?outcome, "record processed");
+        tracing::info!(message_id = %record.message_id, outcome = %outcome, "record processed");
         counts.records += 1;
         match &outcome {
             RecordOutcome::Done(state) => {
@@ -293,7 +308,7 @@ where
                 RecordOutcome::Failed(e.to_string())
             }
         };
-        tracing::info!(message_id = %record.message_id, ?outcome, "admission record processed");
+        tracing::info!(message_id = %record.message_id, outcome = %outcome, "admission record processed");
         outcomes.push((record.message_id.clone(), outcome));
     }
     outcomes

@@ -77,7 +77,7 @@ where
                         Ok(true) => done += 1,
                         Ok(false) => {}
                         Err(e) => {
-                            tracing::warn!(job_id = %job.id, ?step, error = %e, "follow-up failed; the next sweep retries it")
+                            tracing::warn!(job_id = %job.id, step = %step, error = %e, "follow-up failed; the next sweep retries it")
                         }
                     }
                 }

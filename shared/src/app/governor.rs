@@ -358,7 +358,7 @@ impl<'a, S: GovernorStore, C: Clock> Governor<'a, S, C> {
                 .await
             {
                 Ok(true) => {
-                    tracing::debug!(site = %self.config.site, paces = ?shared.endpoints.iter().map(|(k, p)| (k.as_str(), p.rate as u32, p.slow_start)).collect::<Vec<_>>(), paused_until = shared.paused_until.0, "governor updated");
+                    tracing::debug!(site = %self.config.site, paces = %shared.endpoints.iter().map(|(k, p)| format!("{k}={:.1}/s", p.rate)).collect::<Vec<_>>().join(", "), paused_until = shared.paused_until.0, "governor updated");
                     if let Some(v) = self.lock().as_mut() {
                         v.local.shared = shared;
                         v.local.fetched_at = now;

@@ -14,7 +14,9 @@ pub mod governor;
 pub mod ingest;
 pub mod intake;
 pub mod jobs;
+pub mod metrics;
 pub mod operations;
+pub mod operator_api;
 pub mod stats;
 
 use crate::ports::StoreError;

@@ -53,6 +53,18 @@ pub enum FollowUp {
     Compensate,
 }
 
+/// For log lines and audit entries: words.
+impl std::fmt::Display for FollowUp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FollowUp::Notify => f.write_str("notify"),
+            FollowUp::Ticket => f.write_str("ticket"),
+            FollowUp::Rerun { nth } => write!(f, "re-run {nth}"),
+            FollowUp::Compensate => f.write_str("compensate"),
+        }
+    }
+}
+
 /// What a job needs, from the facts the planner reads.
 pub struct Ended<'a> {
     pub state: JobState,

@@ -20,6 +20,7 @@ pub mod limits;
 pub mod mapping;
 pub mod nesting;
 pub mod notice;
+pub mod operator_auth;
 pub mod plan;
 pub mod policy;
 pub mod presets;

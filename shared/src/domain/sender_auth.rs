@@ -161,13 +161,13 @@ fn body_mac(secret: &Secret, body: &[u8]) -> HmacSha256 {
 }
 
 /// `Bearer abc` → `abc` (the scheme name is case-insensitive).
-fn strip_scheme<'h>(header: &'h str, scheme: &str) -> Option<&'h str> {
+pub(crate) fn strip_scheme<'h>(header: &'h str, scheme: &str) -> Option<&'h str> {
     let (name, rest) = header.trim().split_once(' ')?;
     name.eq_ignore_ascii_case(scheme).then(|| rest.trim())
 }
 
 /// Equal bytes, in time that depends only on the lengths.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

@@ -102,6 +102,9 @@ pub struct ServeConfig {
     pub intake: IntakeSettings,
     /// The longest wait between two runs of a failing job.
     pub retry_cap: Duration,
+    /// Bearer tokens of the operator routes (several while one rotates
+    /// out); none turns them off.
+    pub operator_tokens: Vec<Secret>,
 }
 
 /// Who approves what, how links are signed, where approvers are told.
@@ -159,6 +162,8 @@ pub struct Overrides {
     pub exhausted_project: Option<String>,
     /// The senders document (TOML).
     pub sources: Option<PathBuf>,
+    /// `TOLLGATE_OPERATOR_TOKEN`, comma-separated.
+    pub operator_token: Option<String>,
 }
 
 /// The address to listen on: an IP and port, or a host name and port
@@ -368,6 +373,11 @@ pub fn resolve(o: Overrides, file: FileConfig) -> anyhow::Result<ServeConfig> {
             .unwrap_or(DEFAULT_LISTEN),
     )?;
     Ok(ServeConfig {
+        operator_tokens: o
+            .operator_token
+            .as_deref()
+            .map(secret_list)
+            .unwrap_or_default(),
         listen,
         db: o
             .db
@@ -431,6 +441,7 @@ mod tests {
             notify_webhook_url: None,
             exhausted_project: None,
             sources: None,
+            operator_token: None,
         }
     }
 

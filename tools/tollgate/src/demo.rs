@@ -159,6 +159,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
 async fn run_in(dir: &std::path::Path, opts: DemoOptions) -> anyhow::Result<DemoSummary> {
     let secret = Secret::new(format!("demo-{}", fastrand::u64(..)));
     let config = ServeConfig {
+        operator_tokens: Vec::new(),
         listen: "127.0.0.1:0".parse()?,
         db: PathBuf::from(dir).join("demo.db"),
         jira: JiraTarget::InProcessSim,

@@ -40,6 +40,12 @@ pub struct AppState {
     pub approvals_wake: Arc<Notify>,
     /// Senders posting their own payloads, and their secrets.
     pub intake: IntakeSettings,
+    /// Where approval requests and exhausted work are announced.
+    pub notifiers: Arc<tollgate::adapters::webhook_notifier::Notifiers>,
+    /// Bearer tokens of the operator routes; none turns them off.
+    pub operator_tokens: Vec<Secret>,
+    /// The Jira site's governor row (readiness, metrics).
+    pub site: String,
 }
 
 impl AppState {
@@ -62,14 +68,17 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/jobs/{job_id}", get(get_job_route))
         .route("/v1/stats", get(get_stats))
         .route("/v1/sources/{name}", post(post_source))
-        .route("/v1/batches", post(post_batch))
+        .route(
+            "/v1/batches",
+            post(post_batch).get(crate::operator_routes::batches),
+        )
         .route("/v1/batches/{batch_id}", get(get_batch))
         .route("/v1/batches/{batch_id}/{action}", post(control_batch))
         .route(
             "/v1/approvals/{token}",
             get(view_approval).post(decide_approval),
         )
-        .route("/healthz", get(|| async { "ok" }))
+        .merge(crate::operator_routes::routes())
         // The contract's error body on every status, 404 and 405 included.
         .fallback(|| async { answer(not_found("route")) })
         .method_not_allowed_fallback(|method: axum::http::Method| async move {
@@ -79,15 +88,16 @@ pub fn router(state: Arc<AppState>) -> Router {
                 format!("{method} is not allowed here"),
             ))
         })
+        .layer(axum::middleware::from_fn(crate::access_log::log))
         .with_state(state)
 }
 
-fn answer(a: HttpAnswer) -> Response {
+pub(crate) fn answer(a: HttpAnswer) -> Response {
     let status = StatusCode::from_u16(a.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (status, axum::Json(a.body)).into_response()
 }
 
-fn internal(e: impl std::fmt::Display) -> Response {
+pub(crate) fn internal(e: impl std::fmt::Display) -> Response {
     tracing::error!(error = %e, "request failed");
     answer(HttpAnswer::error(
         503,

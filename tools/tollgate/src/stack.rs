@@ -24,6 +24,9 @@ use tollgate::domain::approval::derive_link_key;
 use tollgate::domain::backoff::RetryPolicy;
 use tollgate::domain::secret::Secret;
 
+/// The governor's name for the in-process simulator (`serve --sim`).
+pub const SIM_SITE: &str = "in-process jira-sim";
+
 pub struct Running {
     pub addr: SocketAddr,
     /// The base of approval links.
@@ -92,6 +95,17 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         }
     };
     let tracker = Arc::new(JiraClient::new(&url, auth, config.jira_timeout)?);
+    // The governor's row: the site's URL, or one name for every run of the
+    // in-process simulator (its port changes at each start; its rows must
+    // not pile up in `tollgate sites`).
+    let site = if sim.is_some() {
+        tracing::warn!(
+            "--sim: the simulated Jira keeps its issues in memory only; they are gone when serve stops (the database keeps tollgate's jobs, and their issue keys then name nothing)"
+        );
+        SIM_SITE.to_string()
+    } else {
+        url.clone()
+    };
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -128,6 +142,14 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
             None => None,
         },
     };
+    let notifiers = Arc::new(notifiers);
+    if !tollgate::ports::Notifier::configured(notifiers.as_ref())
+        && !config.approvals.policy.approvers.is_empty()
+    {
+        tracing::warn!(
+            "no notifier configured (TOLLGATE_SLACK_WEBHOOK_URL, TOLLGATE_NOTIFY_WEBHOOK_URL): approval requests wait unsent — `tollgate approvals list` shows them, and they are sent once a notifier is configured"
+        );
+    }
     let state = Arc::new(AppState {
         db: db.clone(),
         secrets: config.webhook_secrets.clone(),
@@ -137,6 +159,9 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         public_url: public_url.clone(),
         approvals_wake: approvals_wake.clone(),
         intake: config.intake.clone(),
+        notifiers: notifiers.clone(),
+        operator_tokens: config.operator_tokens.clone(),
+        site: site.clone(),
     });
     let mut http_stop = stop_rx.clone();
     let http_state = state.clone();
@@ -176,11 +201,10 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         tracker.clone(),
         recorder.clone(),
         workers,
-        GovernorConfig::new(url.clone(), 1),
+        GovernorConfig::new(site.clone(), 1),
         wake.clone(),
         stop_rx.clone(),
     ));
-    let notifiers = Arc::new(notifiers);
     tasks.spawn(run_approvals(
         state.clone(),
         notifiers.clone(),
@@ -190,7 +214,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     tasks.spawn(run_followups(
         state.clone(),
         notifiers,
-        url.clone(),
+        site.clone(),
         config.followups.clone(),
         stop_rx.clone(),
     ));

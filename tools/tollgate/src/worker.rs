@@ -106,7 +106,10 @@ async fn run_worker<T: Tracker, P: Pace>(
                     }
                 }
             };
-            tracing::debug!(job_id = %d.job_id, ?outcome, "ran");
+            match &outcome {
+                Ok(disposition) => tracing::debug!(job_id = %d.job_id, %disposition, "ran"),
+                Err(e) => tracing::debug!(job_id = %d.job_id, error = %e, "ran"),
+            }
             let settled = match outcome {
                 Ok(Disposition::Done) => db.delete(&d.receipt).await,
                 Ok(Disposition::RetryAfter(wait)) => db.change_visibility(&d.receipt, wait).await,

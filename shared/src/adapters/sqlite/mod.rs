@@ -12,6 +12,7 @@
 
 mod approvals;
 mod batches;
+mod census;
 mod counters;
 mod governor;
 mod jobs;

@@ -133,6 +133,16 @@ pub enum Disposition {
     RetryAfter(Duration),
 }
 
+/// For log lines: words, not Rust's Debug rendering.
+impl std::fmt::Display for Disposition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Disposition::Done => f.write_str("done"),
+            Disposition::RetryAfter(d) => write!(f, "back in {:.1} s", d.as_secs_f64()),
+        }
+    }
+}
+
 /// What one run did, for metrics: the message's disposition, the job's
 /// state after it, and whether Jira throttled it this time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

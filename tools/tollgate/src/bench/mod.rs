@@ -482,6 +482,7 @@ pub(crate) async fn start_stack(
     std::fs::create_dir_all(&dir)?;
     let secret = Secret::new(format!("bench-{}", fastrand::u64(..)));
     let running = stack::start(ServeConfig {
+        operator_tokens: Vec::new(),
         listen: "127.0.0.1:0".parse()?,
         db: dir.join(format!("{name}.db")),
         jira: JiraTarget::Site {

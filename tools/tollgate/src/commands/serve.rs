@@ -131,6 +131,7 @@ pub async fn run(a: ServeArgs, g: &Global) -> anyhow::Result<()> {
             )?,
             exhausted_project: a.exhausted_project,
             sources: a.sources,
+            operator_token: config::env_secret("TOLLGATE_OPERATOR_TOKEN")?,
         },
         file,
     )?;

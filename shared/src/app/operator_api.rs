@@ -1,0 +1,347 @@
+//! The operator routes' use cases, HTTP-shaped (status and JSON body) so
+//! every entrypoint answers alike: jobs retry and cancel, approval requests
+//! list/show/resend/decide, batches list, rejections list/resubmit. Callers
+//! check the operator token first ([`crate::domain::operator_auth`]); the
+//! operator names themself in the body (`as`), for the audit trail.
+
+use super::AppError;
+use super::api::{
+    HttpAnswer, batch_view_answer, cancel_answer, ingest_answer, not_found, retry_answer,
+};
+use super::approvals::{Approvals, DecideOutcome, Links, past_tense};
+use super::batches::view_batch;
+use super::ingest::{Ingest, Resubmission};
+use super::operations::Operations;
+use crate::domain::approval::{ApprovalId, ApprovalRecord, ApprovalStatus, Decision};
+use crate::domain::ids::JobId;
+use crate::domain::operator_auth::OperatorAccess;
+use crate::domain::policy::Policy;
+use crate::domain::rejection::{Rejection, RejectionId};
+use crate::domain::source::Sources;
+use crate::ports::{Clock, IngestStore, Notifier, WorkQueue};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// What the operator routes need besides the stores.
+pub struct OperatorApi<'a, S, Q, C, N> {
+    pub store: &'a S,
+    pub queue: &'a Q,
+    pub clock: &'a C,
+    pub links: Links<'a>,
+    pub notifier: &'a N,
+    /// The approval policy re-submitted events are admitted under.
+    pub policy: &'a Policy,
+    pub sources: Option<&'a Sources>,
+}
+
+/// The answer to a request whose token was not accepted.
+pub fn access_refusal(access: OperatorAccess) -> Option<HttpAnswer> {
+    match access {
+        OperatorAccess::Allowed => None,
+        OperatorAccess::Off => Some(HttpAnswer::error(
+            401,
+            "operator_routes_off",
+            "operator routes are off: set TOLLGATE_OPERATOR_TOKEN",
+        )),
+        OperatorAccess::Missing => Some(HttpAnswer::error(
+            401,
+            "unauthorized",
+            "send Authorization: Bearer <operator token>",
+        )),
+        OperatorAccess::Refused => Some(HttpAnswer::error(
+            401,
+            "unauthorized",
+            "the operator token is not valid",
+        )),
+    }
+}
+
+/// The body of an operator's action: who, and why where it matters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Action {
+    #[serde(rename = "as")]
+    who: Option<String>,
+    reason: Option<String>,
+    /// A corrected body for a re-submission.
+    body: Option<Value>,
+}
+
+fn bad_request(message: impl Into<String>) -> HttpAnswer {
+    HttpAnswer::error(400, "invalid_request", message)
+}
+
+/// Parses the action body; `needs_reason` for a cancel.
+fn action(
+    raw: &[u8],
+    needs_reason: bool,
+) -> Result<(String, Option<String>, Option<Value>), HttpAnswer> {
+    let a: Action = if raw.iter().all(u8::is_ascii_whitespace) {
+        Action {
+            who: None,
+            reason: None,
+            body: None,
+        }
+    } else {
+        serde_json::from_slice(raw)
+            .map_err(|e| bad_request(format!("the body is not a valid action: {e}")))?
+    };
+    let who = a
+        .who
+        .map(|w| w.trim().to_string())
+        .filter(|w| !w.is_empty() && !w.starts_with("tollgate:"))
+        .ok_or_else(|| bad_request("as: name the operator (not starting with \"tollgate:\")"))?;
+    let reason = a
+        .reason
+        .map(|r| r.trim().to_string())
+        .filter(|r| !r.is_empty());
+    if needs_reason && reason.is_none() {
+        return Err(bad_request("reason: say why"));
+    }
+    Ok((who, reason, a.body))
+}
+
+fn approval_json(a: &ApprovalRecord, now: crate::domain::time::Timestamp) -> Value {
+    let status = match a.status(now) {
+        ApprovalStatus::Pending => "pending",
+        ApprovalStatus::Expired => "expired",
+        ApprovalStatus::Decided(Decision::Approve) => "approved",
+        ApprovalStatus::Decided(Decision::Deny) => "denied",
+    };
+    json!({
+        "approvalId": a.id, "status": status, "jobId": a.job_id,
+        "jobCount": 1 + a.also.len(), "rule": a.rule, "intent": a.intent,
+        "requestedBy": a.requested_by, "approvers": a.approvers,
+        "requestedAt": a.requested_at.to_rfc3339(), "expiresAt": a.expires_at.to_rfc3339(),
+        "notified": a.notified,
+        "decided": a.decided.as_ref().map(|d| json!({
+            "decision": d.decision.as_str(), "by": d.by, "at": d.at.to_rfc3339()})),
+    })
+}
+
+pub fn rejection_json(r: &Rejection) -> Value {
+    json!({
+        "rejectionId": r.id, "receivedAt": r.received_at.to_rfc3339(),
+        "sourceSystem": r.source_system, "origin": r.origin,
+        "status": r.status(), "errors": r.errors,
+        "resubmittedAs": r.resubmitted_as,
+        "discarded": r.discarded.as_ref().map(|d| json!({
+            "by": d.by, "reason": d.reason, "at": d.at.to_rfc3339()})),
+    })
+}
+
+impl<S, Q, C, N> OperatorApi<'_, S, Q, C, N>
+where
+    S: IngestStore,
+    Q: WorkQueue,
+    C: Clock,
+    N: Notifier,
+{
+    fn operations(&self) -> Operations<'_, S, Q, C> {
+        Operations {
+            store: self.store,
+            queue: self.queue,
+            clock: self.clock,
+        }
+    }
+
+    fn approvals(&self) -> Approvals<'_, S, Q, C> {
+        Approvals {
+            store: self.store,
+            queue: self.queue,
+            clock: self.clock,
+            links: Links {
+                keys: self.links.keys,
+                base_url: self.links.base_url,
+            },
+        }
+    }
+
+    /// `POST /v1/jobs/{id}/retry`, body `{"as": NAME}`.
+    pub async fn retry(&self, job_id: &str, body: &[u8]) -> Result<HttpAnswer, AppError> {
+        let (who, _, _) = match action(body, false) {
+            Ok(a) => a,
+            Err(refusal) => return Ok(refusal),
+        };
+        let Some(id) = JobId::parse(job_id) else {
+            return Ok(not_found("job"));
+        };
+        Ok(retry_answer(&self.operations().retry(&id, &who).await?))
+    }
+
+    /// `POST /v1/jobs/{id}/cancel`, body `{"as": NAME, "reason": TEXT}`.
+    pub async fn cancel(&self, job_id: &str, body: &[u8]) -> Result<HttpAnswer, AppError> {
+        let (who, reason, _) = match action(body, true) {
+            Ok(a) => a,
+            Err(refusal) => return Ok(refusal),
+        };
+        let Some(id) = JobId::parse(job_id) else {
+            return Ok(not_found("job"));
+        };
+        let reason = reason.unwrap_or_default();
+        Ok(cancel_answer(
+            &self.operations().cancel(&id, &who, &reason).await?,
+        ))
+    }
+
+    /// `GET /v1/approval-requests`: the undecided ones, oldest first.
+    pub async fn approval_requests(&self, limit: usize) -> Result<HttpAnswer, AppError> {
+        let now = self.clock.now();
+        let open = self.store.open_approvals(limit).await?;
+        let all: Vec<Value> = open.iter().map(|a| approval_json(a, now)).collect();
+        Ok(HttpAnswer::new(200, json!({ "approvals": all })))
+    }
+
+    /// `GET /v1/approval-requests/{id}`: the request, its jobs and their
+    /// states, and each approver's links.
+    pub async fn approval_request(&self, raw: &str) -> Result<HttpAnswer, AppError> {
+        let Some(a) = self.approval(raw).await? else {
+            return Ok(not_found("approval request"));
+        };
+        let mut jobs = Vec::new();
+        for id in a.jobs() {
+            let state = self.store.job(id).await?.map(|j| j.state);
+            jobs.push(json!({"jobId": id, "state": state}));
+        }
+        let mut body = approval_json(&a, self.clock.now());
+        body["jobs"] = Value::Array(jobs);
+        body["links"] =
+            serde_json::to_value(self.approvals().notice(&a).approvers).unwrap_or(Value::Null);
+        Ok(HttpAnswer::new(200, body))
+    }
+
+    async fn approval(&self, raw: &str) -> Result<Option<ApprovalRecord>, AppError> {
+        let Some(id) = ApprovalId::parse(raw) else {
+            return Ok(None);
+        };
+        Ok(self.store.approval(&id).await?)
+    }
+
+    /// `POST /v1/approval-requests/{id}/resend`: to its approvers again.
+    pub async fn resend(&self, raw: &str) -> Result<HttpAnswer, AppError> {
+        let Some(a) = self.approval(raw).await? else {
+            return Ok(not_found("approval request"));
+        };
+        if a.status(self.clock.now()) != ApprovalStatus::Pending {
+            return Ok(HttpAnswer::error(
+                409,
+                "not_pending",
+                "the request is decided or expired: nothing to ask",
+            ));
+        }
+        if !self.notifier.configured() {
+            return Ok(HttpAnswer::error(
+                409,
+                "no_notifier",
+                "no notifier is configured (Slack or the notify webhook)",
+            ));
+        }
+        if self.approvals().notify(&a, self.notifier).await? {
+            Ok(HttpAnswer::new(
+                200,
+                json!({"approvalId": a.id, "sentTo": a.approvers}),
+            ))
+        } else {
+            Ok(HttpAnswer::error(
+                502,
+                "notify_failed",
+                "the notifier refused it; the sweep tries again",
+            ))
+        }
+    }
+
+    /// `POST /v1/approval-requests/{id}/approve|deny`, body `{"as": NAME}`:
+    /// an operator's decision, decide-once as the links are.
+    pub async fn decide(
+        &self,
+        raw: &str,
+        decision: Decision,
+        body: &[u8],
+    ) -> Result<HttpAnswer, AppError> {
+        let (who, _, _) = match action(body, false) {
+            Ok(a) => a,
+            Err(refusal) => return Ok(refusal),
+        };
+        let Some(id) = ApprovalId::parse(raw) else {
+            return Ok(not_found("approval request"));
+        };
+        match self
+            .approvals()
+            .decide_as(&id, decision, &who, "api")
+            .await?
+        {
+            DecideOutcome::Decided { job, .. } => Ok(HttpAnswer::new(
+                200,
+                json!({"approvalId": id, "decision": past_tense(decision), "by": who,
+                       "jobId": job.id, "state": job.state}),
+            )),
+            DecideOutcome::Refused(r) => Ok(HttpAnswer::error(r.status(), "refused", r.message())),
+        }
+    }
+
+    /// `GET /v1/batches`: the newest batches with their progress.
+    pub async fn batches(&self, limit: usize) -> Result<HttpAnswer, AppError> {
+        let mut all = Vec::new();
+        for id in self.store.recent_batches(limit).await? {
+            if let Some(v) = view_batch(self.store, self.clock, &id).await? {
+                all.push(batch_view_answer(&v).body);
+            }
+        }
+        Ok(HttpAnswer::new(200, json!({ "batches": all })))
+    }
+
+    /// `GET /v1/rejections`: the manual queue, newest first.
+    pub async fn rejections(&self, limit: usize) -> Result<HttpAnswer, AppError> {
+        let found = self.store.rejections(limit).await?;
+        let all: Vec<Value> = found.iter().map(rejection_json).collect();
+        Ok(HttpAnswer::new(200, json!({ "rejections": all })))
+    }
+
+    /// `POST /v1/rejections/{id}/resubmit`, body `{"as": NAME, "body":
+    /// CORRECTED?}`: as received, or corrected; validated before anything
+    /// is admitted.
+    pub async fn resubmit(&self, raw: &str, body: &[u8]) -> Result<HttpAnswer, AppError> {
+        let (who, _, corrected) = match action(body, false) {
+            Ok(a) => a,
+            Err(refusal) => return Ok(refusal),
+        };
+        let Some(id) = RejectionId::parse(raw) else {
+            return Ok(not_found("rejection"));
+        };
+        let corrected = corrected.map(|v| serde_json::to_vec(&v).unwrap_or_default());
+        let ingest = Ingest {
+            store: self.store,
+            queue: self.queue,
+            clock: self.clock,
+            secrets: &[],
+            policy: self.policy,
+        };
+        let outcome = ingest
+            .resubmit(&id, corrected.as_deref(), self.sources)
+            .await?;
+        tracing::info!(rejection_id = %id, by = %who, "rejection re-submitted by an operator");
+        Ok(match outcome {
+            Resubmission::Done(o) => ingest_answer(&o),
+            Resubmission::StillInvalid(errors) => HttpAnswer::new(
+                422,
+                json!({"error": "invalid_event", "message": "still invalid", "errors": errors}),
+            ),
+            Resubmission::AlreadyResubmitted(job) => HttpAnswer::error(
+                409,
+                "already_resubmitted",
+                format!("already re-submitted as job {job}"),
+            ),
+            Resubmission::Discarded(d) => HttpAnswer::error(
+                409,
+                "discarded",
+                format!("discarded by {}: {}", d.by, d.reason),
+            ),
+            Resubmission::NeedsSender(source) => HttpAnswer::error(
+                409,
+                "needs_sender",
+                format!("this rejection came from sender {source:?}, which is not configured"),
+            ),
+            Resubmission::NotFound => not_found("rejection"),
+        })
+    }
+}
