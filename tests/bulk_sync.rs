@@ -447,3 +447,47 @@ async fn a_batch_over_the_threshold_waits_for_approval_chunk_by_chunk() {
     );
     r.running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_past_the_mass_creation_guard_waits_on_one_request_per_chunk_and_an_operator_approves_it_whole()
+ {
+    use tollgate::domain::policy::Policy;
+    use tollgate::ports::ApprovalStore;
+    let policy = Policy::parse(
+        "approvers = [\"lead@example.com\"]\nmass_create = { max = 5, window_minutes = 10 }",
+    )
+    .unwrap();
+    let r =
+        InProcess::with_policy("mass-batch", 2, Duration::ZERO, Limits::default(), policy).await;
+    let events: Vec<Value> = (0..60)
+        .map(|i| create(&format!("m-{i}"), "ASSET"))
+        .collect();
+    let answer = r
+        .post_batch(&json!({"batchId": "nightly", "sourceSystem": "cmdb", "events": events}))
+        .await;
+    assert_eq!(answer["waitingForApproval"], 55, "{answer}");
+    let opened = answer["approvalRequestsOpened"].as_u64().unwrap();
+    let open = r.running.db.open_approvals(100).await.unwrap();
+    assert_eq!(open.len() as u64, opened, "{answer}");
+    assert!(
+        (1..=2).contains(&open.len()),
+        "one request per chunk, not one per item: {}",
+        open.len()
+    );
+    assert_eq!(
+        open.iter().map(|a| a.jobs().count()).sum::<usize>(),
+        55,
+        "the requests cover every held item"
+    );
+    let (_, held) = r.batch("nightly", None).await;
+    assert_eq!(held["counts"]["PENDING_APPROVAL"], 55, "{held}");
+
+    // The operator approves the batch at once from the CLI.
+    let (ok, out) = r.cli(&["approve", "--batch", "nightly", "--as", "ops-lead"]);
+    assert!(ok, "{out}");
+    let done = r.wait_batch_done("nightly").await;
+    assert_eq!(done["counts"]["SUCCEEDED"], 60, "{done}");
+    assert_eq!(r.sim.report()["totals"]["issues"], 60);
+    assert_eq!(r.sim.report()["totals"]["duplicateIssues"], 0);
+    r.running.shutdown().await;
+}

@@ -27,7 +27,7 @@ use tollgate::app::ingest::Ingest;
 use tollgate::domain::approval::Decision;
 use tollgate::domain::ids::JobId;
 use tollgate::domain::signature;
-use tollgate::ports::{ApprovalStore, JobStore, NoNotifier, SystemClock};
+use tollgate::ports::{ApprovalStore, JobStore, SystemClock};
 use tollgate_executor::Budget;
 
 fn repo_root() -> PathBuf {
@@ -295,7 +295,7 @@ async fn the_functions_run_against_the_resources_the_stack_created() {
                 base_url: &ingest_settings.public_url,
             },
         },
-        notifier: &NoNotifier,
+        notifier: &tollgate_e2e::Delivered,
     };
     let post = |event: Value| {
         let body = event.to_string();

@@ -22,7 +22,7 @@ use tollgate::domain::policy::Policy;
 use tollgate::domain::secret::Secret;
 use tollgate::domain::signature;
 use tollgate::ports::Clock;
-use tollgate::ports::{ApprovalStore, JobStore, NoNotifier, SystemClock};
+use tollgate::ports::{ApprovalStore, JobStore, SystemClock};
 
 #[tokio::test]
 async fn the_sweep_notifies_every_open_request_not_only_the_oldest_hundred() {
@@ -135,7 +135,7 @@ async fn the_sweep_finds_a_lost_message_behind_a_hundred_denied_jobs() {
         None,
         &links,
         &followups(&aws, &policy),
-        &NoNotifier,
+        &tollgate_e2e::Delivered,
         &site,
     )
     .await
@@ -348,7 +348,7 @@ async fn forty_chunks(items: usize) {
             policy: &policy,
         },
         approvals: approvals(&aws, &keys),
-        notifier: &NoNotifier,
+        notifier: &tollgate_e2e::Delivered,
     };
     let started = Instant::now();
     let deadline = Some(SystemClock.now().plus(Duration::from_secs(10)));
@@ -523,7 +523,7 @@ async fn work_whose_message_reached_the_dead_letter_queue_is_sent_again_then_giv
             Some(&dead_letters),
             &approvals(&aws, &keys),
             &followups(&aws, &followup_policy),
-            &NoNotifier,
+            &tollgate_e2e::Delivered,
             &site,
         )
         .await

@@ -28,7 +28,7 @@ use tollgate::domain::rejection::RejectionId;
 use tollgate::domain::secret::Secret;
 use tollgate::domain::signature;
 use tollgate::domain::time::Timestamp;
-use tollgate::ports::{ApprovalStore, JobStore, NoNotifier, SystemClock, WorkQueue};
+use tollgate::ports::{ApprovalStore, JobStore, SystemClock, WorkQueue};
 use tollgate::ports::{Clock, JobRecord, RejectionStore};
 use tollgate_executor::Invocation;
 
@@ -499,7 +499,7 @@ async fn the_scheduled_sweep_sends_a_job_whose_message_a_crash_lost() {
         None,
         &approvals(&aws, &keys),
         &followups(&aws, &policy),
-        &NoNotifier,
+        &tollgate_e2e::Delivered,
         &site,
     )
     .await
@@ -515,7 +515,7 @@ async fn the_scheduled_sweep_sends_a_job_whose_message_a_crash_lost() {
         None,
         &approvals(&aws, &keys),
         &followups(&aws, &policy),
-        &NoNotifier,
+        &tollgate_e2e::Delivered,
         &site,
     )
     .await
@@ -615,7 +615,7 @@ async fn the_ingest_function_takes_a_senders_payload_and_a_batch_as_serve_does()
             policy: &policy,
         },
         approvals: approvals(&aws, &keys),
-        notifier: &NoNotifier,
+        notifier: &tollgate_e2e::Delivered,
     };
     let payload = serde_json::to_vec(&json!({"version": "4", "status": "firing", "alerts": [
         {"status": "firing", "labels": {"alertname": "Disk", "instance": "db-1"}, "annotations": {},

@@ -64,7 +64,12 @@ fn normalize(path: &str) -> String {
 /// The routes `serve` registers, read from its router.
 fn served() -> BTreeSet<(String, String)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let text = std::fs::read_to_string(root.join("tools/tollgate/src/http.rs")).unwrap();
+    let text = [
+        "tools/tollgate/src/http.rs",
+        "tools/tollgate/src/operator_routes.rs",
+    ]
+    .map(|f| std::fs::read_to_string(root.join(f)).unwrap())
+    .join("\n");
     let mut routes = BTreeSet::new();
     let calls: Vec<&str> = text.split(".route(").skip(1).collect();
     for call in calls {

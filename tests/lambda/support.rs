@@ -25,7 +25,7 @@ use tollgate::domain::secret::Secret;
 use tollgate::domain::signature;
 use tollgate::domain::time::Timestamp;
 use tollgate::ports::Clock;
-use tollgate::ports::{JobStore, NoNotifier, SystemClock};
+use tollgate::ports::{JobStore, SystemClock};
 use tollgate_executor::Budget;
 
 pub const SECRET: &str = "whsec_lambda";
@@ -180,7 +180,7 @@ pub async fn call_ingest_with(aws: &Aws, req: lambda_http::Request, policy: &Pol
             policy,
         },
         approvals: approvals(aws, &keys),
-        notifier: &NoNotifier,
+        notifier: &tollgate_e2e::Delivered,
     };
     let resp = tollgate_ingest::handle(&app, req, None).await;
     let status = resp.status().as_u16();
@@ -445,7 +445,7 @@ pub async fn ingest_at(
     clock: &Ago,
     queue: &SqsQueue,
 ) -> Answer {
-    ingest_notifying(aws, req, policy, clock, queue, &NoNotifier).await
+    ingest_notifying(aws, req, policy, clock, queue, &tollgate_e2e::Delivered).await
 }
 
 pub async fn ingest_notifying<N: tollgate::ports::Notifier>(

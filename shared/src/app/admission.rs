@@ -8,13 +8,15 @@
 //! few hundred items takes about a second on DynamoDB.
 
 use super::AppError;
-use super::ingest::{Ingest, IngestOutcome, describe};
+use super::ingest::{Ingest, IngestOutcome, PageItem, describe};
 use crate::domain::admission::{AdmissionRecord, BatchPage, PostId, Tally};
 use crate::domain::approval::{ApprovalId, ApprovalRecord};
 use crate::domain::batch::{RejectedItem, item_errors, read_item_text};
 use crate::domain::event::{Event, Priority};
 use crate::domain::idempotency::{DedupId, Fingerprint, IdempotencyKey, LinkId};
 use crate::domain::ids::{BatchId, JobId};
+use crate::domain::job::JobState;
+use crate::domain::policy::{MassCreate, PolicyDecision};
 use crate::domain::rejection::Rejection;
 use crate::domain::time::Timestamp;
 use crate::ports::{Clock, IngestStore, StoreError, WorkQueue};
@@ -79,6 +81,8 @@ where
                 total.received += tally.received;
                 total.accepted += tally.accepted;
                 total.duplicates += tally.duplicates;
+                total.held += tally.held;
+                total.requests += tally.requests;
                 tracing::info!(%batch, %post, page = page.number + 1, of = admission.pages, accepted = tally.accepted, duplicates = tally.duplicates, "batch page admitted");
             }
         }
@@ -152,30 +156,63 @@ where
         self.store
             .note_rejected(&admission.batch, &rejected)
             .await?;
+        // Which items are new to tollgate (a redelivered item is the
+        // earlier job: it opens nothing and is not counted again).
+        let mut fresh = Vec::with_capacity(valid.len());
+        for (_, event, payload, id) in &valid {
+            let dedup = DedupId::of(
+                event.operation.kind(),
+                &IdempotencyKey::of(event),
+                &Fingerprint::of(payload),
+            );
+            fresh.push(match self.store.job_by_dedup(&dedup).await? {
+                Some(existing) => &existing == id,
+                None => true,
+            });
+        }
         let chunk = match admission.gated {
-            true => self.chunk_request(admission, page, &valid, now).await?,
+            true => {
+                self.chunk_request(admission, page, &valid, &fresh, now)
+                    .await?
+            }
             false => None,
         };
+        let decided = self.decide_page(&valid, &fresh, now).await?;
+        let (held, opened) = self
+            .rule_requests(admission, page, &valid, &fresh, &decided, now)
+            .await?;
         // One entity's items in order (its create before its update, as
         // posted); different entities a few at a time.
-        let mut entities: Vec<(LinkId, Vec<ValidItem>)> = Vec::new();
-        for (_, event, payload, id) in valid {
+        let mut entities: Vec<(LinkId, Vec<(ValidItem, PolicyDecision)>)> = Vec::new();
+        for ((_, event, payload, id), decision) in valid.into_iter().zip(decided) {
             let link = LinkId::of(&event.source_system, &event.external_id);
+            let item = ((event, payload, id), decision);
             match entities.iter_mut().find(|(l, _)| *l == link) {
-                Some((_, items)) => items.push((event, payload, id)),
-                None => entities.push((link, vec![(event, payload, id)])),
+                Some((_, items)) => items.push(item),
+                None => entities.push((link, vec![item])),
             }
         }
         let per_entity: Vec<Vec<(JobId, IngestOutcome)>> = stream::iter(entities)
             .map(|(_, items)| {
-                let chunk = chunk.as_ref();
+                let (chunk, held) = (chunk.as_ref(), &held);
                 let batch = &admission.batch;
                 async move {
                     let mut outcomes = Vec::with_capacity(items.len());
-                    for (event, payload, id) in items {
+                    for ((event, payload, id), decided) in items {
                         let own = id.clone();
+                        let waits_on = match &decided {
+                            PolicyDecision::Run { .. } => chunk,
+                            PolicyDecision::NeedsApproval { rule, .. } => {
+                                held.iter().find(|(r, _)| r == rule).map(|(_, a)| a)
+                            }
+                        };
+                        let item = PageItem {
+                            id,
+                            decided,
+                            waits_on,
+                        };
                         let o = self
-                            .admit(event, payload, now, Some(batch), Some(id), chunk)
+                            .admit(event, payload, now, Some(batch), Some(item))
                             .await?;
                         outcomes.push((own, o));
                     }
@@ -199,11 +236,120 @@ where
                     job_id,
                     ..
                 } if job_id != own => tally.duplicates += 1,
-                IngestOutcome::Accepted { .. } => tally.accepted += 1,
+                IngestOutcome::Accepted { state, .. } => {
+                    tally.accepted += 1;
+                    if *state == JobState::PendingApproval {
+                        tally.held += 1;
+                    }
+                }
                 _ => {}
             }
         }
+        tally.requests = u32::from(chunk.is_some()) + opened;
         Ok(tally)
+    }
+
+    /// Decides the page's items as a whole: the mass-creation guard counts
+    /// the creates admitted before the page plus the page's own new ones
+    /// before each item, as if they came one by one.
+    async fn decide_page(
+        &self,
+        valid: &[(u32, Event, Value, JobId)],
+        fresh: &[bool],
+        now: Timestamp,
+    ) -> Result<Vec<PolicyDecision>, AppError> {
+        let mut counted: Option<u64> = None;
+        let mut decided = Vec::with_capacity(valid.len());
+        for ((_, event, _, _), new) in valid.iter().zip(fresh) {
+            let creates = event.operation.kind().creates();
+            let recent = match (&self.policy.mass_create, creates) {
+                (Some(m), true) => match counted {
+                    Some(n) => n,
+                    None => {
+                        let key = MassCreate::counter_key(&event.source_system);
+                        let n = self.store.count(&key, m.window_index(now)).await?;
+                        counted = Some(n);
+                        n
+                    }
+                },
+                _ => 0,
+            };
+            decided.push(self.policy.decide(event, recent));
+            if creates && *new {
+                counted = counted.map(|n| n + 1);
+            }
+        }
+        Ok(decided)
+    }
+
+    /// One request per rule that holds items of the page (the rule's
+    /// approvers and expiry), naming those of its items that are new;
+    /// created once (derived ids). Returns each rule's request.
+    async fn rule_requests(
+        &self,
+        admission: &AdmissionRecord,
+        page: &BatchPage,
+        valid: &[(u32, Event, Value, JobId)],
+        fresh: &[bool],
+        decided: &[PolicyDecision],
+        now: Timestamp,
+    ) -> Result<(Vec<(String, ApprovalId)>, u32), AppError> {
+        let mut groups: Vec<(&str, &[String], Duration, Vec<(u32, &Event, JobId)>)> = Vec::new();
+        for (((index, event, _, id), new), decision) in valid.iter().zip(fresh).zip(decided) {
+            let PolicyDecision::NeedsApproval {
+                rule,
+                approvers,
+                expiry,
+            } = decision
+            else {
+                continue;
+            };
+            let at = match groups.iter().position(|g| g.0 == rule) {
+                Some(at) => at,
+                None => {
+                    groups.push((rule, approvers, *expiry, Vec::new()));
+                    groups.len() - 1
+                }
+            };
+            if *new {
+                groups[at].3.push((*index, event, id.clone()));
+            }
+        }
+        let source = self.batch_source(&admission.batch).await?;
+        let mut out = Vec::with_capacity(groups.len());
+        let mut opened = 0;
+        for (rule, approvers, expiry, items) in groups {
+            let id = admission.post.rule_approval_id(page.number, rule);
+            if let Some(first) = items.first() {
+                let approval = ApprovalRecord {
+                    id: id.clone(),
+                    job_id: first.2.clone(),
+                    also: items[1..].iter().map(|n| n.2.clone()).collect(),
+                    rule: format!("{rule} (its items in this chunk, one request)"),
+                    intent: chunk_intent(&admission.batch, page.number, admission.pages, &items),
+                    requested_by: source.clone(),
+                    approvers: approvers.to_vec(),
+                    requested_at: now,
+                    expires_at: now.plus(expiry),
+                    decided: None,
+                    notified: false,
+                };
+                self.store.create_approval(&approval).await?;
+                opened += 1;
+                tracing::info!(batch = %admission.batch, chunk = page.number + 1, items = items.len(), approval_id = %id, rule, "batch items wait for approval together");
+            }
+            out.push((rule.to_string(), id));
+        }
+        Ok((out, opened))
+    }
+
+    async fn batch_source(&self, batch: &BatchId) -> Result<String, AppError> {
+        Ok(self
+            .store
+            .batch(batch)
+            .await?
+            .map(|b| b.source_system.to_string())
+            .unwrap_or_default())
     }
 
     /// The page's approval request, created once: it names the jobs of the
@@ -215,20 +361,15 @@ where
         admission: &AdmissionRecord,
         page: &BatchPage,
         valid: &[(u32, Event, Value, JobId)],
+        fresh: &[bool],
         now: Timestamp,
     ) -> Result<Option<ApprovalId>, AppError> {
-        let mut new: Vec<(u32, &Event, JobId)> = Vec::new();
-        for (index, event, payload, id) in valid {
-            let dedup = DedupId::of(
-                event.operation.kind(),
-                &IdempotencyKey::of(event),
-                &Fingerprint::of(payload),
-            );
-            match self.store.job_by_dedup(&dedup).await? {
-                Some(existing) if &existing != id => {}
-                _ => new.push((*index, event, id.clone())),
-            }
-        }
+        let new: Vec<(u32, &Event, JobId)> = valid
+            .iter()
+            .zip(fresh)
+            .filter(|(_, new)| **new)
+            .map(|((index, event, _, id), _)| (*index, event, id.clone()))
+            .collect();
         let Some(first) = new.first() else {
             return Ok(None);
         };
@@ -239,12 +380,7 @@ where
             also: new[1..].iter().map(|n| n.2.clone()).collect(),
             rule: format!("batch_approval (over {over} items)"),
             intent: chunk_intent(&admission.batch, page.number, admission.pages, &new),
-            requested_by: self
-                .store
-                .batch(&admission.batch)
-                .await?
-                .map(|b| b.source_system.to_string())
-                .unwrap_or_default(),
+            requested_by: self.batch_source(&admission.batch).await?,
             approvers: self.policy.approvers.clone(),
             requested_at: now,
             expires_at: now.plus(Duration::from_secs(self.policy.expiry_minutes * 60)),

@@ -36,10 +36,15 @@ pub fn ingest_answer(outcome: &IngestOutcome) -> HttpAnswer {
             state,
             key,
             duplicate,
-        } => HttpAnswer::new(
-            202,
-            json!({ "jobId": job_id, "state": state, "idempotencyKey": key, "duplicate": duplicate }),
-        ),
+        } => {
+            let waiting = *state == JobState::PendingApproval;
+            HttpAnswer::new(
+                202,
+                json!({ "jobId": job_id, "state": state, "idempotencyKey": key, "duplicate": duplicate,
+                        "waitingForApproval": waiting,
+                        "approvalRequestsOpened": u32::from(waiting && !duplicate) }),
+            )
+        }
         IngestOutcome::Invalid { errors, rejection } => HttpAnswer::new(
             400,
             json!({
@@ -161,6 +166,8 @@ pub fn batch_answer(outcome: &BatchOutcome) -> HttpAnswer {
                     "accepted": tally.accepted,
                     "duplicates": tally.duplicates,
                     "pending": pending,
+                    "waitingForApproval": tally.held,
+                    "approvalRequestsOpened": tally.requests,
                     "rejected": rejected,
                     "paused": batch.paused,
                     "admission": {

@@ -185,6 +185,7 @@ where
                 received: request.items.len() as u32,
                 accepted: 0,
                 duplicates: valid as u32,
+                ..Tally::default()
             }
         };
         let batch = self.store.batch(&request.id).await?.unwrap_or(record);

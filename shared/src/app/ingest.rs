@@ -90,6 +90,16 @@ pub struct Ingest<'a, S, Q, C> {
     pub policy: &'a Policy,
 }
 
+/// A batch page's item as its page decided it.
+pub(crate) struct PageItem<'a> {
+    /// Derived from the item's place in its post.
+    pub id: JobId,
+    pub decided: PolicyDecision,
+    /// The page's request it waits on: the chunk's (batch approval) or
+    /// the one its rule's items share; none when it runs at once.
+    pub waits_on: Option<&'a ApprovalId>,
+}
+
 impl<S, Q, C> Ingest<'_, S, Q, C>
 where
     S: IngestStore,
@@ -188,7 +198,7 @@ where
                 });
             }
         };
-        let outcome = self.admit(event, payload, now, None, None, None).await?;
+        let outcome = self.admit(event, payload, now, None, None).await?;
         if let (
             Some(id),
             IngestOutcome::Accepted {
@@ -291,7 +301,7 @@ where
                     Ok(parsed) => parsed,
                     Err(errors) => return Ok(Resubmission::StillInvalid(errors.0)),
                 };
-                self.admit(event, payload, now, None, None, None).await?
+                self.admit(event, payload, now, None, None).await?
             }
             Origin::BatchItem {
                 batch,
@@ -323,8 +333,7 @@ where
                         "rejection {id} names batch {batch:?}"
                     )))
                 })?;
-                self.admit(event, payload, now, Some(&batch), None, None)
-                    .await?
+                self.admit(event, payload, now, Some(&batch), None).await?
             }
             Origin::Sender { source, path } => {
                 let Some(sender) = sources.and_then(|s| s.get(source)) else {
@@ -392,7 +401,7 @@ where
             .map_err(|e| AppError::Store(crate::ports::StoreError::Corrupt(e.to_string())))?;
         match parse_event(&body) {
             Ok((event, payload)) => {
-                self.admit(event, payload, self.clock.now(), None, None, None)
+                self.admit(event, payload, self.clock.now(), None, None)
                     .await
             }
             Err(errors) => Ok(IngestOutcome::Invalid {
@@ -402,18 +411,17 @@ where
         }
     }
 
-    /// Admits one valid event (of `batch`, when it came in one), as job `id`
-    /// when given (a batch item's is derived from its place). In a batch
-    /// chunk that waits for approval, the job waits with the chunk's
-    /// request (unless its own rule asks apart).
+    /// Admits one valid event (of `batch`, when it came in one). A batch
+    /// page's item comes decided by its page (`item`): its job id derived
+    /// from its place, and the page's request it waits on, if any — a page
+    /// never opens one request per item.
     pub(crate) async fn admit(
         &self,
         event: Event,
         payload: serde_json::Value,
         now: Timestamp,
         batch: Option<&BatchId>,
-        id: Option<JobId>,
-        chunk: Option<&ApprovalId>,
+        item: Option<PageItem<'_>>,
     ) -> Result<IngestOutcome, AppError> {
         let kind = event.operation.kind();
         let key = IdempotencyKey::of(&event);
@@ -428,24 +436,29 @@ where
                 m.window_index(now),
             )
         });
-        let recent = match &guard {
-            Some((key, window)) => self.store.count(key, *window).await?,
-            None => 0,
+        // A page's item was decided by its page (which read the count).
+        let recent = match (&guard, &item) {
+            (Some((key, window)), None) => self.store.count(key, *window).await?,
+            _ => 0,
         };
-        let decision = self.policy.decide(&event, recent);
-        let job_id = id.unwrap_or_else(JobId::generate);
-        let gated = chunk.filter(|_| matches!(decision, PolicyDecision::Run { .. }));
+        let (job_id, decision, gated) = match item {
+            Some(i) => (i.id, i.decided, i.waits_on),
+            None => (JobId::generate(), self.policy.decide(&event, recent), None),
+        };
         let state = match (&decision, gated) {
             (PolicyDecision::Run { .. }, None) => JobState::Received.apply(JobEvent::Accept)?,
             _ => JobState::Received.apply(JobEvent::RequireApproval)?,
         };
-        let approval = match &decision {
-            PolicyDecision::Run { .. } => None,
-            PolicyDecision::NeedsApproval {
-                rule,
-                approvers,
-                expiry,
-            } => Some(ApprovalRecord {
+        let approval = match (&decision, gated) {
+            (PolicyDecision::Run { .. }, _) | (_, Some(_)) => None,
+            (
+                PolicyDecision::NeedsApproval {
+                    rule,
+                    approvers,
+                    expiry,
+                },
+                None,
+            ) => Some(ApprovalRecord {
                 id: ApprovalId::generate(),
                 job_id: job_id.clone(),
                 also: Vec::new(),
@@ -486,15 +499,19 @@ where
             not_before: None,
         };
         let last = match (&decision, &approval) {
-            (PolicyDecision::Run { rule }, _) if gated.is_some() => AuditEntry::new(
-                now,
-                Stage::Approval,
-                "ingest",
-                format!(
-                    "valid ({rule}); waits for approval of its batch chunk ({})",
-                    gated.map(ApprovalId::as_str).unwrap_or_default()
-                ),
-            ),
+            (PolicyDecision::Run { rule } | PolicyDecision::NeedsApproval { rule, .. }, None)
+                if gated.is_some() =>
+            {
+                AuditEntry::new(
+                    now,
+                    Stage::Approval,
+                    "ingest",
+                    format!(
+                        "valid ({rule}); waits for approval of its batch chunk ({})",
+                        gated.map(ApprovalId::as_str).unwrap_or_default()
+                    ),
+                )
+            }
             (PolicyDecision::NeedsApproval { rule, .. }, Some(a)) => AuditEntry::new(
                 now,
                 Stage::Approval,

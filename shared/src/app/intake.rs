@@ -155,7 +155,7 @@ where
                     Ok(event) => {
                         let outcome = self
                             .ingest
-                            .admit(event, event_json.clone(), now, None, None, None)
+                            .admit(event, event_json.clone(), now, None, None)
                             .await?;
                         match outcome {
                             IngestOutcome::Conflict { .. } => {
@@ -343,7 +343,7 @@ where
     {
         match m.event {
             Ok(json) => match validate_event(&json) {
-                Ok(event) => match ingest.admit(event, json, now, None, None, None).await? {
+                Ok(event) => match ingest.admit(event, json, now, None, None).await? {
                     IngestOutcome::Conflict { .. } => errors.push(FieldError::new(
                         m.path,
                         "this key was already accepted with a different payload, and a create happens once",

@@ -70,12 +70,17 @@ impl PostId {
     /// The id of the approval request of page `page`: created once, however
     /// often the page is admitted.
     pub fn approval_id(&self, page: u32) -> ApprovalId {
-        let digest = self.digest(b"approval", page);
-        let mut b = [0u8; 16];
-        b.copy_from_slice(&digest[..16]);
-        b[6] = 0x80 | (b[6] & 0x0f);
-        b[8] = 0x80 | (b[8] & 0x3f);
-        ApprovalId::from_uuid(uuid::Uuid::from_bytes(b))
+        derived_approval(self.digest(b"approval", page))
+    }
+
+    /// The request a page's items that a policy rule holds wait on
+    /// together (one per rule and page, however many items it holds):
+    /// derived like the chunk's, so admitting the page again makes none
+    /// twice.
+    pub fn rule_approval_id(&self, page: u32, rule: &str) -> ApprovalId {
+        let mut what = b"rule-approval\x1f".to_vec();
+        what.extend_from_slice(rule.as_bytes());
+        derived_approval(self.digest(&what, page))
     }
 
     fn digest(&self, what: &[u8], n: u32) -> [u8; 32] {
@@ -87,6 +92,15 @@ impl PostId {
         h.update(n.to_be_bytes());
         h.finalize().into()
     }
+}
+
+/// An approval id from a digest: a version-8 (custom) UUID.
+fn derived_approval(digest: [u8; 32]) -> ApprovalId {
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&digest[..16]);
+    b[6] = 0x80 | (b[6] & 0x0f);
+    b[8] = 0x80 | (b[8] & 0x3f);
+    ApprovalId::from_uuid(uuid::Uuid::from_bytes(b))
 }
 
 impl std::fmt::Display for PostId {
@@ -140,6 +154,11 @@ pub struct Tally {
     pub received: u32,
     pub accepted: u32,
     pub duplicates: u32,
+    /// New items that wait for a person (answered, not stored: the batch
+    /// view counts them from its jobs).
+    pub held: u32,
+    /// Approval requests these pages opened (answered, not stored).
+    pub requests: u32,
 }
 
 /// Cuts a request's items into pages: consecutive items, at most

@@ -1145,6 +1145,7 @@ pub async fn batch_posts_advance_once_per_page<S: BatchStore>(store: &S) {
         received: 2,
         accepted: 1,
         duplicates: 1,
+        ..Tally::default()
     };
     assert!(
         store

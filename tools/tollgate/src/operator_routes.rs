@@ -5,7 +5,7 @@
 use crate::http::{AppState, answer, internal};
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -33,15 +33,31 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/metrics", get(metrics))
 }
 
-#[derive(serde::Deserialize)]
-pub struct Limit {
-    limit: Option<usize>,
-}
-
-impl Limit {
-    fn get(&self) -> usize {
-        self.limit.unwrap_or(50).clamp(1, 500)
+/// `?limit=N` (1–500, default 50), read by hand so a malformed query gets
+/// the contract's JSON 400 rather than the framework's plain-text one.
+fn limit(query: Option<&str>) -> Result<usize, Response> {
+    let mut limit = 50;
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if name != "limit" {
+            continue;
+        }
+        limit = match value.parse::<usize>() {
+            Ok(n) if (1..=500).contains(&n) => n,
+            _ => {
+                return Err(answer(HttpAnswer::new(
+                    400,
+                    serde_json::json!({"error": "invalid_request", "message": "limit: a whole number from 1 to 500",
+                        "errors": [{"field": "limit", "message": "a whole number from 1 to 500"}]}),
+                )));
+            }
+        };
     }
+    Ok(limit)
 }
 
 impl AppState {
@@ -109,13 +125,17 @@ async fn cancel(
 
 async fn approval_requests(
     State(state): State<Arc<AppState>>,
-    Query(limit): Query<Limit>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
+    let limit = match limit(query.as_deref()) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
     operator!(
         state,
         headers,
-        state.operator_api().approval_requests(limit.get())
+        state.operator_api().approval_requests(limit)
     )
 }
 
@@ -154,10 +174,14 @@ async fn approval_action(
 
 async fn rejections(
     State(state): State<Arc<AppState>>,
-    Query(limit): Query<Limit>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    operator!(state, headers, state.operator_api().rejections(limit.get()))
+    let limit = match limit(query.as_deref()) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    operator!(state, headers, state.operator_api().rejections(limit))
 }
 
 async fn resubmit(
@@ -172,10 +196,14 @@ async fn resubmit(
 /// `GET /v1/batches` shares its path with `POST /v1/batches` (http.rs).
 pub async fn batches(
     State(state): State<Arc<AppState>>,
-    Query(limit): Query<Limit>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    operator!(state, headers, state.operator_api().batches(limit.get()))
+    let limit = match limit(query.as_deref()) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    operator!(state, headers, state.operator_api().batches(limit))
 }
 
 /// The process is up.
