@@ -27,6 +27,10 @@ use std::time::Duration;
 /// An item ready for admission: its event, payload and derived job id.
 type ValidItem = (Event, Value, JobId);
 
+/// A rule's share of a page: its name, approvers and expiry, and the new
+/// items it holds (index, event, job id).
+type RuleGroup<'a> = (&'a str, &'a [String], Duration, Vec<(u32, &'a Event, JobId)>);
+
 /// Entities of one page admitted at once.
 const CONCURRENCY: usize = 16;
 
@@ -294,7 +298,7 @@ where
         decided: &[PolicyDecision],
         now: Timestamp,
     ) -> Result<(Vec<(String, ApprovalId)>, u32), AppError> {
-        let mut groups: Vec<(&str, &[String], Duration, Vec<(u32, &Event, JobId)>)> = Vec::new();
+        let mut groups: Vec<RuleGroup<'_>> = Vec::new();
         for (((index, event, _, id), new), decision) in valid.iter().zip(fresh).zip(decided) {
             let PolicyDecision::NeedsApproval {
                 rule,
