@@ -509,7 +509,11 @@ async fn an_invalid_event_is_kept_for_an_operator_and_a_corrected_resubmission_r
 
     let (ok, listed) = tollgate_cli(&["rejected", "list"], &db);
     assert!(ok, "{listed}");
-    assert_eq!(listed.lines().count(), 2, "a header and one rejection: {listed}");
+    assert_eq!(
+        listed.lines().count(),
+        2,
+        "a header and one rejection: {listed}"
+    );
     assert!(listed.starts_with("REJECTION"), "{listed}");
     assert!(
         listed.contains(&rejection) && listed.contains("projectKey"),

@@ -29,7 +29,12 @@ type ValidItem = (Event, Value, JobId);
 
 /// A rule's share of a page: its name, approvers and expiry, and the new
 /// items it holds (index, event, job id).
-type RuleGroup<'a> = (&'a str, &'a [String], Duration, Vec<(u32, &'a Event, JobId)>);
+type RuleGroup<'a> = (
+    &'a str,
+    &'a [String],
+    Duration,
+    Vec<(u32, &'a Event, JobId)>,
+);
 
 /// Entities of one page admitted at once.
 const CONCURRENCY: usize = 16;

@@ -35,7 +35,7 @@ pub fn routes() -> Router<Arc<AppState>> {
 
 /// `?limit=N` (1–500, default 50), read by hand so a malformed query gets
 /// the contract's JSON 400 rather than the framework's plain-text one.
-fn limit(query: Option<&str>) -> Result<usize, Response> {
+fn limit(query: Option<&str>) -> Result<usize, HttpAnswer> {
     let mut limit = 50;
     for pair in query
         .unwrap_or_default()
@@ -49,11 +49,11 @@ fn limit(query: Option<&str>) -> Result<usize, Response> {
         limit = match value.parse::<usize>() {
             Ok(n) if (1..=500).contains(&n) => n,
             _ => {
-                return Err(answer(HttpAnswer::new(
+                return Err(HttpAnswer::new(
                     400,
                     serde_json::json!({"error": "invalid_request", "message": "limit: a whole number from 1 to 500",
                         "errors": [{"field": "limit", "message": "a whole number from 1 to 500"}]}),
-                )));
+                ));
             }
         };
     }
@@ -130,7 +130,7 @@ async fn approval_requests(
 ) -> Response {
     let limit = match limit(query.as_deref()) {
         Ok(n) => n,
-        Err(r) => return r,
+        Err(r) => return answer(r),
     };
     operator!(
         state,
@@ -179,7 +179,7 @@ async fn rejections(
 ) -> Response {
     let limit = match limit(query.as_deref()) {
         Ok(n) => n,
-        Err(r) => return r,
+        Err(r) => return answer(r),
     };
     operator!(state, headers, state.operator_api().rejections(limit))
 }
@@ -201,7 +201,7 @@ pub async fn batches(
 ) -> Response {
     let limit = match limit(query.as_deref()) {
         Ok(n) => n,
-        Err(r) => return r,
+        Err(r) => return answer(r),
     };
     operator!(state, headers, state.operator_api().batches(limit))
 }
