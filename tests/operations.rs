@@ -246,6 +246,11 @@ async fn a_follow_up_with_no_issue_records_its_wait_once_and_fails_with_the_reas
         .filter(|e| e.outcome.starts_with("waiting for this entity's issue"))
         .count();
     assert_eq!(waits, 1, "one entry for the whole wait: {trail:#?}");
+    let leases = trail.iter().filter(|e| e.outcome == "leased").count();
+    assert!(
+        leases <= 2,
+        "its looks are not recorded one by one: {trail:#?}"
+    );
     let job = store.job(&id).await.unwrap().unwrap();
     assert!(
         job.last_error

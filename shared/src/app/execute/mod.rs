@@ -220,6 +220,9 @@ enum LookedUp {
 /// A call's point, in the thousandths jobs count in.
 const POINT: u64 = 1000;
 
+/// What a job waiting for its entity's issue says it waits for.
+const WAITING_FOR_ISSUE: &str = "waiting for this entity's issue to be created";
+
 fn short_wait() -> Duration {
     Duration::from_millis(500 + fastrand::u64(0..1000))
 }
@@ -376,8 +379,15 @@ where
     async fn prepare(&self, job: &mut JobRecord, held: &Held) -> Result<Prepared, AppError> {
         let from = job.state;
         job.not_before = None;
-        let entry = self
-            .audit(
+        // Another look of a job waiting for its entity's issue is not news:
+        // its wait was recorded once.
+        let looking_again = from == JobState::Waiting
+            && job
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.starts_with(WAITING_FOR_ISSUE));
+        let entry = (!looking_again).then(|| {
+            self.audit(
                 Stage::Lease,
                 if from == JobState::Running {
                     "resumed"
@@ -385,9 +395,10 @@ where
                     "leased"
                 },
             )
-            .state(JobState::Running);
+            .state(JobState::Running)
+        });
         if !self
-            .transition(job, held, from, JobEvent::Lease, entry)
+            .transition_noting(job, held, from, JobEvent::Lease, entry)
             .await?
         {
             return Ok(Prepared::Settled(Disposition::RetryAfter(short_wait())));
@@ -411,7 +422,7 @@ where
                 // Recorded once (and shown as the job's last word while it
                 // waits), not at every look.
                 let reason = format!(
-                    "waiting for this entity's issue to be created, until {}",
+                    "{WAITING_FOR_ISSUE}, until {}",
                     job.created_at.plus(self.config.target_wait).to_rfc3339()
                 );
                 let entry = (job.last_error.as_deref() != Some(reason.as_str()))

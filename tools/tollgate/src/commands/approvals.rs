@@ -130,12 +130,12 @@ async fn list(g: &Global, limit: usize) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{:<36}  {:<8} {:<20} {:>5}  {:<14} {:<9} RULE",
+        "{:<36}  {:<8} {:<24} {:>5}  {:<14} {:<9} RULE",
         "APPROVAL", "STATUS", "EXPIRES", "JOBS", "ASKED BY", "NOTIFIED"
     );
     for a in open {
         println!(
-            "{}  {:<8} {:<20} {:>5}  {:<14} {:<9} {}\n    {}",
+            "{}  {:<8} {:<24} {:>5}  {:<14} {:<9} {}\n    {}",
             a.id,
             status(&a),
             a.expires_at.to_rfc3339(),
@@ -143,7 +143,7 @@ async fn list(g: &Global, limit: usize) -> anyhow::Result<()> {
             a.requested_by,
             if a.notified { "yes" } else { "not yet" },
             a.rule,
-            a.intent.first().map(String::as_str).unwrap_or("")
+            a.intent.join(" ")
         );
     }
     Ok(())

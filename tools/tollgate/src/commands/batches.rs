@@ -81,7 +81,7 @@ async fn list(g: &Global, limit: usize) -> anyhow::Result<()> {
 
 fn header() -> String {
     format!(
-        "{:<36} {:<20} {:<14} {:<8} {:>8} {:>8} {:>9} {:>8} {:>8}\n",
+        "{:<36} {:<24} {:<14} {:<8} {:>8} {:>8} {:>9} {:>8} {:>8}\n",
         "BATCH", "CREATED", "SOURCE", "STATUS", "ITEMS", "DONE", "REMAINING", "POINTS", "ETA"
     )
 }
@@ -97,7 +97,7 @@ fn row(v: &BatchView) -> String {
         "running"
     };
     format!(
-        "{:<36} {:<20} {:<14} {:<8} {:>8} {:>8} {:>9} {:>8.1} {:>8}",
+        "{:<36} {:<24} {:<14} {:<8} {:>8} {:>8} {:>9} {:>8.1} {:>8}",
         b.id.as_str(),
         b.created_at.to_rfc3339(),
         b.source_system.as_str(),

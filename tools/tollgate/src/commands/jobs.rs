@@ -156,12 +156,12 @@ async fn list(g: &Global, state: Option<JobState>, limit: usize) -> anyhow::Resu
         return Ok(());
     }
     println!(
-        "{:<36}  {:<20} {:<16} {:<10} {:<14} {:<24} ISSUE",
+        "{:<36}  {:<24} {:<16} {:<10} {:<14} {:<24} ISSUE",
         "JOB", "UPDATED", "STATE", "KIND", "SOURCE", "EXTERNAL ID"
     );
     for job in jobs {
         println!(
-            "{}  {:<20} {:<16} {:<10} {:<14} {:<24} {}",
+            "{}  {:<24} {:<16} {:<10} {:<14} {:<24} {}",
             job.id,
             job.updated_at.to_rfc3339(),
             job.state.as_str(),
@@ -199,6 +199,9 @@ fn show_table(job: &serde_json::Value) -> String {
         ("created", "createdAt"),
         ("updated", "updatedAt"),
     ] {
+        if key == "lastError" && job["lastError"] == job["waitingFor"] {
+            continue;
+        }
         if let Some(v) = field(key) {
             let _ = writeln!(out, "{label:<12} {v}");
         }
