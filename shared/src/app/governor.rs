@@ -308,10 +308,19 @@ impl<'a, S: GovernorStore, C: Clock> Governor<'a, S, C> {
                     "throttled by Jira"
                 );
                 let tunables = self.config.tunables;
+                let paused = |v: &Option<View>| -> Option<(Timestamp, Option<String>)> {
+                    let v = v.as_ref()?;
+                    (v.local.shared.paused_until > now)
+                        .then(|| (v.local.shared.paused_until, v.local.shared.pause_reason.clone()))
+                };
+                let was_paused = paused(&self.lock()).is_some();
                 self.update(now, |g| {
                     g.on_throttle(call, signal, &evidence, now, &tunables);
                 })
                 .await;
+                if !was_paused && let Some((until, why)) = paused(&self.lock()) {
+                    tracing::warn!(site = %self.config.site, until = %until.to_rfc3339(), reason = why.as_deref().unwrap_or("throttled"), "site paused: every call waits");
+                }
             }
             Err(TrackerError::Transient { .. }) => {
                 let rules = self.config.health;

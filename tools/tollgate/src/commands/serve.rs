@@ -7,7 +7,7 @@ use tollgate_cli::stack;
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
-    /// Address for the HTTP API: host:port (default 127.0.0.1:8787).
+    /// Address for the HTTP API: host:port [default: 127.0.0.1:8787].
     #[arg(long)]
     listen: Option<String>,
     /// The Jira site, e.g. https://your-domain.atlassian.net.
@@ -19,16 +19,18 @@ pub struct ServeArgs {
     /// Simulated Jira latency per call (with --sim), milliseconds.
     #[arg(long, default_value_t = 0)]
     sim_latency_ms: u64,
-    /// Concurrent workers executing jobs.
+    /// Concurrent workers executing jobs [default: 4].
     #[arg(long, env = "TOLLGATE_WORKERS")]
     workers: Option<usize>,
-    /// Seconds a received message stays invisible (extended while its job runs).
+    /// Seconds a received message stays invisible, extended while its job
+    /// runs [default: 30].
     #[arg(long)]
     visibility_timeout_secs: Option<u64>,
-    /// Seconds a worker's lease on an entity lasts without renewal.
+    /// Seconds a worker's lease on an entity lasts without renewal
+    /// [default: the visibility timeout].
     #[arg(long)]
     lease_ttl_secs: Option<u64>,
-    /// Seconds before a Jira call is given up (default 30). A call whose
+    /// Seconds before a Jira call is given up [default: 30]. A call whose
     /// answer was lost may still land until then: keep it no lower than
     /// the site's own request timeout.
     #[arg(long, env = "TOLLGATE_JIRA_TIMEOUT_SECS")]
