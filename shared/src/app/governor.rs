@@ -310,8 +310,12 @@ impl<'a, S: GovernorStore, C: Clock> Governor<'a, S, C> {
                 let tunables = self.config.tunables;
                 let paused = |v: &Option<View>| -> Option<(Timestamp, Option<String>)> {
                     let v = v.as_ref()?;
-                    (v.local.shared.paused_until > now)
-                        .then(|| (v.local.shared.paused_until, v.local.shared.pause_reason.clone()))
+                    (v.local.shared.paused_until > now).then(|| {
+                        (
+                            v.local.shared.paused_until,
+                            v.local.shared.pause_reason.clone(),
+                        )
+                    })
                 };
                 let was_paused = paused(&self.lock()).is_some();
                 self.update(now, |g| {
