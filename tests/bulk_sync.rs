@@ -489,5 +489,13 @@ async fn a_batch_past_the_mass_creation_guard_waits_on_one_request_per_chunk_and
     assert_eq!(done["counts"]["SUCCEEDED"], 60, "{done}");
     assert_eq!(r.sim.report()["totals"]["issues"], 60);
     assert_eq!(r.sim.report()["totals"]["duplicateIssues"], 0);
+    // Watching a finished batch shows where it ended and returns.
+    let (ok, watched) = r.cli(&["batches", "watch", "nightly"]);
+    assert!(
+        ok && watched.contains("nightly") && watched.contains("done"),
+        "{watched}"
+    );
+    let (ok, listed) = r.cli(&["batches", "list"]);
+    assert!(ok && listed.starts_with("BATCH"), "{listed}");
     r.running.shutdown().await;
 }
