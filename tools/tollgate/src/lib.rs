@@ -2,6 +2,7 @@
 //! benchmark run the very stack that `serve` runs.
 
 pub mod access_log;
+pub mod aws_stack;
 pub mod bench;
 pub mod config;
 pub mod demo;

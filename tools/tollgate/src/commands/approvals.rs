@@ -1,14 +1,14 @@
 //! `tollgate approvals` (list, show, resend) and `tollgate approve|deny`
 //! (one request, or every open request of a batch or of one chunk).
 
+use super::backend::{Access, on_backend};
 use super::{Global, operator_name, print_json};
 use anyhow::Context;
-use tollgate::adapters::sqlite::SqliteDb;
 use tollgate::app::approvals::{Approvals, DecideOutcome, Links, open_batch_requests, past_tense};
 use tollgate::domain::approval::{ApprovalId, ApprovalRecord, ApprovalStatus, Decision};
 use tollgate::domain::ids::BatchId;
 use tollgate::domain::secret::Secret;
-use tollgate::ports::{ApprovalStore, Clock, JobStore, SystemClock};
+use tollgate::ports::{ApprovalStore, Clock, IngestStore, SystemClock, WorkQueue};
 use tollgate_cli::config;
 
 #[derive(clap::Subcommand)]
@@ -43,11 +43,16 @@ pub struct DecideArgs {
 }
 
 pub async fn run(command: ApprovalsCommand, g: &Global) -> anyhow::Result<()> {
-    match command {
-        ApprovalsCommand::List { limit } => list(g, limit).await,
-        ApprovalsCommand::Show { approval_id } => show(g, &approval_id).await,
-        ApprovalsCommand::Resend { approval_id } => resend(g, &approval_id).await,
-    }
+    let access = match command {
+        ApprovalsCommand::Resend { .. } => Access::Write,
+        _ => Access::Read,
+    };
+    let backend = g.backend(access).await?;
+    on_backend!(backend, |store, queue| match &command {
+        ApprovalsCommand::List { limit } => list(store, g, *limit).await,
+        ApprovalsCommand::Show { approval_id } => show(store, queue, g, approval_id).await,
+        ApprovalsCommand::Resend { approval_id } => resend(store, queue, g, approval_id).await,
+    })
 }
 
 fn approval_id(raw: &str) -> anyhow::Result<ApprovalId> {
@@ -82,13 +87,14 @@ fn link_settings(g: &Global) -> anyhow::Result<LinkSettings> {
     Ok(LinkSettings { keys, base_url })
 }
 
-fn approvals<'a>(
-    db: &'a SqliteDb,
+fn approvals<'a, S, Q>(
+    store: &'a S,
+    queue: &'a Q,
     links: &'a LinkSettings,
-) -> Approvals<'a, SqliteDb, SqliteDb, SystemClock> {
+) -> Approvals<'a, S, Q, SystemClock> {
     Approvals {
-        store: db,
-        queue: db,
+        store,
+        queue,
         clock: &SystemClock,
         links: Links {
             keys: &links.keys,
@@ -118,9 +124,8 @@ fn summary(a: &ApprovalRecord) -> serde_json::Value {
     })
 }
 
-async fn list(g: &Global, limit: usize) -> anyhow::Result<()> {
-    let db = g.read_db()?;
-    let open = db.open_approvals(limit).await?;
+async fn list<S: ApprovalStore>(store: &S, g: &Global, limit: usize) -> anyhow::Result<()> {
+    let open = store.open_approvals(limit).await?;
     if g.json() {
         let all: Vec<_> = open.iter().map(summary).collect();
         return print_json(&serde_json::json!({ "approvals": all }));
@@ -149,20 +154,24 @@ async fn list(g: &Global, limit: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn show(g: &Global, raw: &str) -> anyhow::Result<()> {
-    let db = g.read_db()?;
+async fn show<S: IngestStore, Q: WorkQueue>(
+    store: &S,
+    queue: &Q,
+    g: &Global,
+    raw: &str,
+) -> anyhow::Result<()> {
     let id = approval_id(raw)?;
-    let a = db
+    let a = store
         .approval(&id)
         .await?
         .with_context(|| format!("no approval request {raw}"))?;
     let mut jobs = Vec::new();
     for job in a.jobs() {
-        let state = db.job(job).await?.map(|j| j.state.as_str().to_string());
+        let state = store.job(job).await?.map(|j| j.state.as_str().to_string());
         jobs.push(serde_json::json!({"jobId": job, "state": state.unwrap_or_else(|| "not admitted yet".into())}));
     }
     let settings = link_settings(g)?;
-    let notice = approvals(&db, &settings).notice(&a);
+    let notice = approvals(store, queue, &settings).notice(&a);
     let mut out = summary(&a);
     out["jobs"] = serde_json::Value::Array(jobs.clone());
     out["links"] = serde_json::to_value(&notice.approvers)?;
@@ -213,10 +222,14 @@ async fn show(g: &Global, raw: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn resend(g: &Global, raw: &str) -> anyhow::Result<()> {
-    let db = g.write_db()?;
+async fn resend<S: IngestStore, Q: WorkQueue>(
+    store: &S,
+    queue: &Q,
+    g: &Global,
+    raw: &str,
+) -> anyhow::Result<()> {
     let id = approval_id(raw)?;
-    let a = db
+    let a = store
         .approval(&id)
         .await?
         .with_context(|| format!("no approval request {raw}"))?;
@@ -235,7 +248,10 @@ async fn resend(g: &Global, raw: &str) -> anyhow::Result<()> {
         tollgate::ports::Notifier::configured(&notifiers),
         "no notifier configured: set TOLLGATE_SLACK_WEBHOOK_URL or TOLLGATE_NOTIFY_WEBHOOK_URL"
     );
-    if approvals(&db, &settings).notify(&a, &notifiers).await? {
+    if approvals(store, queue, &settings)
+        .notify(&a, &notifiers)
+        .await?
+    {
         println!("approval request {id} sent to {}", a.approvers.join(", "));
         Ok(())
     } else {
@@ -245,19 +261,32 @@ async fn resend(g: &Global, raw: &str) -> anyhow::Result<()> {
 
 /// `tollgate approve|deny`.
 pub async fn decide(args: DecideArgs, decision: Decision, g: &Global) -> anyhow::Result<()> {
+    let backend = g.backend(Access::Write).await?;
+    on_backend!(backend, |store, queue| decide_on(
+        &args, decision, store, queue, g
+    )
+    .await)
+}
+
+async fn decide_on<S: IngestStore, Q: WorkQueue>(
+    args: &DecideArgs,
+    decision: Decision,
+    store: &S,
+    queue: &Q,
+    g: &Global,
+) -> anyhow::Result<()> {
     let who = operator_name(&args.who)?;
-    let db = g.write_db()?;
     let none = LinkSettings {
         keys: Vec::new(),
         base_url: String::new(),
     };
-    let approvals = approvals(&db, &none);
+    let approvals = approvals(store, queue, &none);
     let ids: Vec<ApprovalId> = match (&args.approval_id, &args.batch) {
         (Some(raw), _) => vec![approval_id(raw)?],
         (None, Some(raw)) => {
             let batch =
                 BatchId::parse(raw).with_context(|| format!("{raw:?} is not a batch id"))?;
-            let found = open_batch_requests(&db, &batch, args.chunk).await?;
+            let found = open_batch_requests(store, &batch, args.chunk).await?;
             anyhow::ensure!(
                 !found.is_empty(),
                 "no open approval requests for batch {batch}{}",
@@ -272,7 +301,7 @@ pub async fn decide(args: DecideArgs, decision: Decision, g: &Global) -> anyhow:
     for id in &ids {
         match approvals.decide_as(id, decision, who, "cli").await? {
             DecideOutcome::Decided { job, .. } => {
-                let covered = db.approval(id).await?.map_or(1, |a| 1 + a.also.len());
+                let covered = store.approval(id).await?.map_or(1, |a| 1 + a.also.len());
                 if !g.json() {
                     println!(
                         "{} {id}: {covered} job(s); job {} is now {}",

@@ -1,5 +1,6 @@
 //! `tollgate batches`: list, show, watch, pause, resume.
 
+use super::backend::{Access, on_backend};
 use super::{Global, print_json};
 use anyhow::Context;
 use std::time::Duration;
@@ -35,17 +36,32 @@ fn batch_id(raw: &str) -> anyhow::Result<BatchId> {
 }
 
 pub async fn run(command: BatchesCommand, g: &Global) -> anyhow::Result<()> {
+    let access = match command {
+        BatchesCommand::Pause { .. } | BatchesCommand::Resume { .. } => Access::Write,
+        _ => Access::Read,
+    };
+    let backend = g.backend(access).await?;
+    on_backend!(backend, |store, _queue| run_on(command, store, g).await)
+}
+
+async fn run_on<S: BatchStore>(
+    command: BatchesCommand,
+    store: &S,
+    g: &Global,
+) -> anyhow::Result<()> {
     let (raw, paused) = match &command {
-        BatchesCommand::List { limit } => return list(g, *limit).await,
-        BatchesCommand::Watch { batch_id, every } => return watch(g, batch_id, *every).await,
+        BatchesCommand::List { limit } => return list(store, g, *limit).await,
+        BatchesCommand::Watch { batch_id, every } => {
+            return watch(store, g, batch_id, *every).await;
+        }
         BatchesCommand::Show { batch_id } => (batch_id, None),
         BatchesCommand::Pause { batch_id } => (batch_id, Some(true)),
         BatchesCommand::Resume { batch_id } => (batch_id, Some(false)),
     };
     let id = batch_id(raw)?;
     let view = match paused {
-        None => view_batch(&g.read_db()?, &SystemClock, &id).await?,
-        Some(p) => set_paused(&g.write_db()?, &SystemClock, &id, p).await?,
+        None => view_batch(store, &SystemClock, &id).await?,
+        Some(p) => set_paused(store, &SystemClock, &id, p).await?,
     };
     let view = view.with_context(|| format!("no batch {id}"))?;
     if g.json() {
@@ -56,11 +72,10 @@ pub async fn run(command: BatchesCommand, g: &Global) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn list(g: &Global, limit: usize) -> anyhow::Result<()> {
-    let db = g.read_db()?;
+async fn list<S: BatchStore>(store: &S, g: &Global, limit: usize) -> anyhow::Result<()> {
     let mut views = Vec::new();
-    for id in db.recent_batches(limit).await? {
-        if let Some(v) = view_batch(&db, &SystemClock, &id).await? {
+    for id in store.recent_batches(limit).await? {
+        if let Some(v) = view_batch(store, &SystemClock, &id).await? {
             views.push(v);
         }
     }
@@ -110,9 +125,8 @@ fn row(v: &BatchView) -> String {
     )
 }
 
-async fn watch(g: &Global, raw: &str, every: u64) -> anyhow::Result<()> {
+async fn watch<S: BatchStore>(store: &S, g: &Global, raw: &str, every: u64) -> anyhow::Result<()> {
     let id = batch_id(raw)?;
-    let db = g.read_db()?;
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -123,7 +137,7 @@ async fn watch(g: &Global, raw: &str, every: u64) -> anyhow::Result<()> {
     );
     bar.set_prefix(id.to_string());
     loop {
-        let v = view_batch(&db, &SystemClock, &id)
+        let v = view_batch(store, &SystemClock, &id)
             .await?
             .with_context(|| format!("no batch {id}"))?;
         let p = &v.progress;

@@ -1,14 +1,14 @@
 //! `tollgate jobs`: list, show, retry, cancel.
 
+use super::backend::{Access, on_backend};
 use super::{Global, operator_name, print_json};
 use anyhow::Context;
-use tollgate::adapters::sqlite::SqliteDb;
 use tollgate::app::api::{cancel_answer, retry_answer};
 use tollgate::app::jobs::get_job;
 use tollgate::app::operations::{Cancelled, Operations, Retried};
 use tollgate::domain::ids::JobId;
 use tollgate::domain::job::JobState;
-use tollgate::ports::{JobStore, SystemClock};
+use tollgate::ports::{IngestStore, JobStore, SystemClock, WorkQueue};
 
 #[derive(clap::Subcommand)]
 pub enum JobsCommand {
@@ -54,11 +54,30 @@ fn job_id(raw: &str) -> anyhow::Result<JobId> {
 }
 
 pub async fn run(command: JobsCommand, g: &Global) -> anyhow::Result<()> {
+    let access = match command {
+        JobsCommand::List { .. } | JobsCommand::Show { .. } => Access::Read,
+        _ => Access::Write,
+    };
+    let backend = g.backend(access).await?;
+    on_backend!(backend, |store, queue| run_on(command, store, queue, g)
+        .await)
+}
+
+async fn run_on<S: IngestStore, Q: WorkQueue>(
+    command: JobsCommand,
+    store: &S,
+    queue: &Q,
+    g: &Global,
+) -> anyhow::Result<()> {
+    let ops = Operations {
+        store,
+        queue,
+        clock: &SystemClock,
+    };
     match command {
-        JobsCommand::List { state, limit } => list(g, state, limit).await,
+        JobsCommand::List { state, limit } => list(store, g, state, limit).await,
         JobsCommand::Show { job_id } => {
-            let db = g.read_db()?;
-            let answer = get_job(&db, &job_id).await?;
+            let answer = get_job(store, &job_id).await?;
             anyhow::ensure!(answer.status == 200, "no job {job_id}");
             if g.json() {
                 return print_json(&answer.body);
@@ -68,8 +87,7 @@ pub async fn run(command: JobsCommand, g: &Global) -> anyhow::Result<()> {
         }
         JobsCommand::Retry { job_id: raw, who } => {
             let who = operator_name(&who)?;
-            let db = g.write_db()?;
-            let outcome = ops(&db).retry(&job_id(&raw)?, who).await?;
+            let outcome = ops.retry(&job_id(&raw)?, who).await?;
             if g.json() {
                 return print_json(&retry_answer(&outcome).body);
             }
@@ -91,8 +109,7 @@ pub async fn run(command: JobsCommand, g: &Global) -> anyhow::Result<()> {
         } => {
             let who = operator_name(&who)?;
             anyhow::ensure!(!reason.trim().is_empty(), "--reason needs some words");
-            let db = g.write_db()?;
-            let outcome = ops(&db).cancel(&job_id(&raw)?, who, reason.trim()).await?;
+            let outcome = ops.cancel(&job_id(&raw)?, who, reason.trim()).await?;
             if g.json() {
                 return print_json(&cancel_answer(&outcome).body);
             }
@@ -123,17 +140,13 @@ pub async fn run(command: JobsCommand, g: &Global) -> anyhow::Result<()> {
     }
 }
 
-fn ops(db: &SqliteDb) -> Operations<'_, SqliteDb, SqliteDb, SystemClock> {
-    Operations {
-        store: db,
-        queue: db,
-        clock: &SystemClock,
-    }
-}
-
-async fn list(g: &Global, state: Option<JobState>, limit: usize) -> anyhow::Result<()> {
-    let db = g.read_db()?;
-    let jobs = db.list(state, limit).await?;
+async fn list<S: JobStore>(
+    store: &S,
+    g: &Global,
+    state: Option<JobState>,
+    limit: usize,
+) -> anyhow::Result<()> {
+    let jobs = store.list(state, limit).await?;
     if g.json() {
         let rows: Vec<serde_json::Value> = jobs
             .iter()

@@ -3,6 +3,7 @@
 //! is done by the shared use cases over the same ports `serve` uses.
 
 pub mod approvals;
+pub mod backend;
 pub mod batches;
 pub mod bench;
 pub mod completions;
@@ -47,6 +48,22 @@ pub struct Global {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// Act on a deployed stack (its CloudFormation outputs name the table
+    /// and queues) instead of a SQLite file.
+    #[arg(long, global = true, env = "TOLLGATE_STACK")]
+    pub stack: Option<String>,
+    /// A deployed stack's DynamoDB table, given directly (with --queue-url).
+    #[arg(long, global = true)]
+    pub table: Option<String>,
+    /// A deployed stack's work queue URL.
+    #[arg(long, global = true)]
+    pub queue_url: Option<String>,
+    /// A deployed stack's bulk queue URL [default: the work queue].
+    #[arg(long, global = true)]
+    pub bulk_queue_url: Option<String>,
+    /// The Jira site whose governor row `sites` reads on a stack.
+    #[arg(long, global = true)]
+    pub site: Option<String>,
 }
 
 impl Global {

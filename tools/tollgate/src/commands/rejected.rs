@@ -2,12 +2,13 @@
 //! with their reasons; list, show, resubmit (as received or corrected),
 //! discard.
 
+use super::backend::{Access, on_backend};
 use super::{Global, operator_name, print_json};
 use anyhow::Context;
 use std::path::PathBuf;
 use tollgate::app::ingest::{Discard, Ingest, IngestOutcome, Resubmission};
 use tollgate::domain::rejection::{Rejection, RejectionId};
-use tollgate::ports::{RejectionStore, SystemClock};
+use tollgate::ports::{IngestStore, SystemClock, WorkQueue};
 use tollgate_cli::config;
 
 #[derive(clap::Subcommand)]
@@ -62,13 +63,27 @@ fn rejection_json(r: &Rejection) -> serde_json::Value {
 }
 
 pub async fn run(command: RejectedCommand, g: &Global) -> anyhow::Result<()> {
+    let access = match command {
+        RejectedCommand::List { .. } | RejectedCommand::Show { .. } => Access::Read,
+        _ => Access::Write,
+    };
+    let backend = g.backend(access).await?;
+    on_backend!(backend, |store, queue| run_on(command, store, queue, g)
+        .await)
+}
+
+async fn run_on<S: IngestStore, Q: WorkQueue>(
+    command: RejectedCommand,
+    store: &S,
+    queue: &Q,
+    g: &Global,
+) -> anyhow::Result<()> {
     let parse = |raw: &str| {
         RejectionId::parse(raw).with_context(|| format!("{raw:?} is not a rejection id"))
     };
     match command {
         RejectedCommand::List { limit } => {
-            let db = g.read_db()?;
-            let found = db.rejections(limit).await?;
+            let found = store.rejections(limit).await?;
             if g.json() {
                 let all: Vec<_> = found.iter().map(rejection_json).collect();
                 return print_json(&serde_json::json!({ "rejections": all }));
@@ -104,8 +119,7 @@ pub async fn run(command: RejectedCommand, g: &Global) -> anyhow::Result<()> {
             }
         }
         RejectedCommand::Show { rejection_id } => {
-            let db = g.read_db()?;
-            let r = db
+            let r = store
                 .rejection(&parse(&rejection_id)?)
                 .await?
                 .with_context(|| format!("no rejection {rejection_id}"))?;
@@ -117,10 +131,9 @@ pub async fn run(command: RejectedCommand, g: &Global) -> anyhow::Result<()> {
             reason,
         } => {
             let by = operator_name(&by)?.to_string();
-            let db = g.write_db()?;
             let ingest = Ingest {
-                store: &db,
-                queue: &db,
+                store,
+                queue,
                 clock: &SystemClock,
                 secrets: &[],
                 policy: &Default::default(),
@@ -153,10 +166,9 @@ pub async fn run(command: RejectedCommand, g: &Global) -> anyhow::Result<()> {
             let body = file
                 .map(|f| std::fs::read(&f).with_context(|| format!("cannot read {}", f.display())))
                 .transpose()?;
-            let db = g.write_db()?;
             let ingest = Ingest {
-                store: &db,
-                queue: &db,
+                store,
+                queue,
                 clock: &SystemClock,
                 secrets: &[],
                 policy: &policy,

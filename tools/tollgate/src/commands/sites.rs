@@ -1,6 +1,7 @@
 //! `tollgate sites`: each Jira site's pause, paces, degraded mode and its
 //! trail; `clear` ends degraded mode.
 
+use super::backend::{Access, on_backend};
 use super::{Global, operator_name, print_json};
 use tollgate::domain::governor::SiteGovernor;
 use tollgate::ports::{Clock, SystemClock};
@@ -44,8 +45,7 @@ fn sites_json(sites: &[(String, SiteGovernor)]) -> serde_json::Value {
 pub async fn run(command: Option<SitesCommand>, g: &Global) -> anyhow::Result<()> {
     match command.unwrap_or(SitesCommand::List) {
         SitesCommand::List => {
-            let db = g.read_db()?;
-            let sites = db.sites().await?;
+            let sites = g.backend(Access::Read).await?.sites().await?;
             if g.json() {
                 return print_json(&sites_json(&sites));
             }
@@ -82,8 +82,12 @@ pub async fn run(command: Option<SitesCommand>, g: &Global) -> anyhow::Result<()
         }
         SitesCommand::Clear { site, who } => {
             let who = operator_name(&who)?;
-            let db = g.write_db()?;
-            if tollgate::app::governor::clear_degraded(&db, &site, who, SystemClock.now()).await? {
+            let backend = g.backend(Access::Write).await?;
+            let cleared = on_backend!(backend, |store, _queue| {
+                tollgate::app::governor::clear_degraded(store, &site, who, SystemClock.now())
+                    .await?
+            });
+            if cleared {
                 println!("{site}: degraded mode cleared by {who}");
             } else {
                 anyhow::bail!("{site} is not degraded (see tollgate sites)");

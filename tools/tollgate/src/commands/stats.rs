@@ -1,5 +1,6 @@
 //! `tollgate stats`: the hotspot figures.
 
+use super::backend::{Access, on_backend};
 use super::{Global, print_json};
 use tollgate::ports::SystemClock;
 
@@ -14,9 +15,11 @@ pub struct StatsArgs {
 }
 
 pub async fn run(a: StatsArgs, g: &Global) -> anyhow::Result<()> {
-    let db = g.read_db()?;
     let hours = a.hours.clamp(1, tollgate::app::stats::MAX_STATS_HOURS);
-    let stats = tollgate::app::stats::read_stats(&db, &SystemClock, hours).await?;
+    let backend = g.backend(Access::Read).await?;
+    let stats = on_backend!(backend, |store, _queue| {
+        tollgate::app::stats::read_stats(store, &SystemClock, hours).await?
+    });
     if a.json || g.json() {
         return print_json(&tollgate::app::api::stats_answer(&stats, hours).body);
     }
