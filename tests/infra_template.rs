@@ -470,3 +470,179 @@ async fn the_functions_run_against_the_resources_the_stack_created() {
         "gsi2 answers"
     );
 }
+
+/// The built `tollgate` binary against the emulator, with `--stack`.
+fn tollgate_on_stack(stack: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new(tollgate_e2e::bin("tollgate"))
+        .args(["--stack", stack])
+        .args(args)
+        .env("AWS_ENDPOINT_URL", moto::endpoint())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env_remove("TOLLGATE_DB")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_commands_work_on_a_deployed_stack_through_its_outputs() {
+    use tollgate::app::ingest::IngestOutcome;
+    use tollgate::domain::job::JobState;
+    use tollgate::domain::secret::Secret;
+    use tollgate::ports::{Clock, GovernorStore};
+    let site = "https://ops-test.atlassian.net";
+    let stack = moto::unique("ops");
+    let report = deploy(&stack, site, "lead@example.com");
+    let settings = settings(&report, "IngestFunction");
+    let config = moto::sdk_config().await;
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), &settings.table);
+    let queue = SqsQueue::new(
+        aws_sdk_sqs::Client::new(&config),
+        &settings.queue_url,
+        &settings.bulk_queue_url,
+    );
+    let secret = [Secret::new("s")];
+    let ingest = Ingest {
+        store: &store,
+        queue: &queue,
+        clock: &SystemClock,
+        secrets: &secret,
+        policy: &settings.policy,
+    };
+    let send = |event: Value| {
+        let body = event.to_string();
+        let sig = signature::sign(
+            &secret[0],
+            tollgate_e2e::signing_time(body.as_bytes()),
+            body.as_bytes(),
+        );
+        (body, sig)
+    };
+    let mut admit = async |event: Value| {
+        let (body, sig) = send(event);
+        ingest.handle(body.as_bytes(), Some(&sig)).await.unwrap()
+    };
+    // A job that failed, one that waits for a person, and a rejection.
+    let IngestOutcome::Accepted { job_id: failed, .. } = admit(json!({"sourceSystem": "itsm",
+        "externalId": "CHG-7", "desiredOperation": "create", "projectKey": "NOPE",
+        "issueType": "Task", "summary": "no such project"}))
+    .await
+    else {
+        panic!("create accepted")
+    };
+    let mut job = store.job(&failed).await.unwrap().unwrap();
+    job.state = JobState::Failed;
+    job.last_error = Some("Jira refused: project NOPE does not exist".into());
+    assert!(store.update(&job, JobState::Queued, None).await.unwrap());
+    let IngestOutcome::Accepted {
+        job_id: gated,
+        state,
+        ..
+    } = admit(json!({"sourceSystem": "itsm",
+        "externalId": "CHG-8", "desiredOperation": "transition", "issueKey": "OPS-1",
+        "transition": "Done"}))
+    .await
+    else {
+        panic!("transition accepted")
+    };
+    assert_eq!(state, JobState::PendingApproval);
+    let IngestOutcome::Invalid { rejection, .. } = admit(json!({"sourceSystem": "itsm",
+        "externalId": "CHG-9", "desiredOperation": "create", "issueType": "Task",
+        "summary": "no project"}))
+    .await
+    else {
+        panic!("refused as invalid")
+    };
+    // The site went into degraded mode.
+    let (mut g, version) = store.load_governor(site).await.unwrap();
+    let rules = Default::default();
+    for i in 0..10 {
+        g.health.on_failure(
+            tollgate::domain::time::Timestamp(SystemClock.now().0 + i),
+            &rules,
+        );
+    }
+    assert!(g.health.is_degraded());
+    assert!(store.save_governor(site, &g, version).await.unwrap());
+
+    let (ok, listed) = tollgate_on_stack(&stack, &["jobs", "list"]);
+    assert!(ok, "{listed}");
+    assert!(
+        listed.contains(&failed.to_string()) && listed.contains("FAILED"),
+        "{listed}"
+    );
+    assert!(listed.contains("PENDING_APPROVAL"), "{listed}");
+
+    let (ok, out) = tollgate_on_stack(
+        &stack,
+        &["jobs", "retry", &failed.to_string(), "--as", "ops"],
+    );
+    assert!(ok, "{out}");
+    assert_eq!(
+        store.job(&failed).await.unwrap().unwrap().state,
+        JobState::Queued
+    );
+
+    let approval = store.approval_for_job(&gated).await.unwrap().unwrap();
+    let (ok, shown) = tollgate_on_stack(&stack, &["approvals", "show", approval.id.as_str()]);
+    assert!(ok, "{shown}");
+    assert!(
+        shown.contains("transition") && shown.contains(&gated.to_string()),
+        "{shown}"
+    );
+    let (ok, out) = tollgate_on_stack(&stack, &["approve", approval.id.as_str(), "--as", "ops"]);
+    assert!(ok, "{out}");
+    assert_eq!(
+        store.job(&gated).await.unwrap().unwrap().state,
+        JobState::Queued
+    );
+
+    let fixed = std::env::temp_dir().join(format!("{stack}-fixed.json"));
+    std::fs::write(
+        &fixed,
+        json!({"sourceSystem": "itsm", "externalId": "CHG-9", "desiredOperation": "create",
+               "projectKey": "OPS", "issueType": "Task", "summary": "no project"})
+        .to_string(),
+    )
+    .unwrap();
+    let (ok, out) = tollgate_on_stack(
+        &stack,
+        &[
+            "rejected",
+            "resubmit",
+            rejection.as_str(),
+            "--file",
+            fixed.to_str().unwrap(),
+        ],
+    );
+    assert!(ok && out.contains("re-submitted: job"), "{out}");
+
+    let (ok, sites) = tollgate_on_stack(&stack, &["sites"]);
+    assert!(ok && sites.contains("DEGRADED"), "{sites}");
+    let (ok, out) = tollgate_on_stack(&stack, &["sites", "clear", site, "--as", "ops"]);
+    assert!(ok, "{out}");
+    assert!(
+        !store
+            .load_governor(site)
+            .await
+            .unwrap()
+            .0
+            .health
+            .is_degraded()
+    );
+
+    let (ok, stats) = tollgate_on_stack(&stack, &["stats", "--output", "json"]);
+    assert!(ok && stats.contains("\"requests\""), "{stats}");
+    let (ok, missing) = tollgate_on_stack("no-such-stack", &["jobs", "list"]);
+    assert!(!ok && missing.contains("no-such-stack"), "{missing}");
+}
