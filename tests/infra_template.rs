@@ -528,7 +528,7 @@ async fn operator_commands_work_on_a_deployed_stack_through_its_outputs() {
         );
         (body, sig)
     };
-    let mut admit = async |event: Value| {
+    let admit = async |event: Value| {
         let (body, sig) = send(event);
         ingest.handle(body.as_bytes(), Some(&sig)).await.unwrap()
     };
