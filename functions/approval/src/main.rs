@@ -4,6 +4,7 @@
 use lambda_http::{run, service_fn};
 use std::time::Instant;
 use tollgate::adapters::lambda_env::{init_logging, wire};
+use tollgate::adapters::lambda_init::fail_init;
 use tollgate::app::approvals::{Approvals, Links};
 use tollgate::ports::SystemClock;
 
@@ -11,14 +12,24 @@ use tollgate::ports::SystemClock;
 async fn main() -> Result<(), lambda_http::Error> {
     let started = Instant::now();
     init_logging();
-    let w = wire().await?;
-    let link_keys = w.secrets.link_keys();
-    if link_keys.is_empty() {
-        return Err(anyhow::anyhow!(
-            "no approval link key (or webhook secret to derive one) configured"
-        )
-        .into());
-    }
+    let ready = async {
+        let w = wire().await?;
+        let link_keys = w.secrets.link_keys();
+        if link_keys.is_empty() {
+            anyhow::bail!(
+                "no approval link key (or webhook secret to derive one) in the secret: set approvalKeys or webhookSecrets"
+            );
+        }
+        Ok::<_, anyhow::Error>((w, link_keys))
+    };
+    let (w, link_keys) = match ready.await {
+        Ok(r) => r,
+        Err(e) => {
+            return Err(fail_init("the approval function", format!("{e:#}"))
+                .await
+                .into());
+        }
+    };
     let approvals = Approvals {
         store: &w.store,
         queue: &w.queue,

@@ -506,18 +506,28 @@ mod tests {
     }
 
     #[test]
-    fn a_deadline_that_is_not_in_the_future_is_no_deadline() {
+    fn a_relative_or_past_deadline_falls_back_to_something_sane() {
         let now = Timestamp(1_800_000_000_000);
+        let timeout = Duration::from_secs(60);
         assert_eq!(
-            invocation_deadline(1_800_000_010_000, now),
-            Some(Timestamp(1_800_000_010_000))
+            invocation_deadline(1_800_000_010_000, now, timeout),
+            Timestamp(1_800_000_010_000)
         );
         assert_eq!(
-            invocation_deadline(600_000, now),
-            None,
-            "relative, as emulators send"
+            invocation_deadline(600_000, now, timeout),
+            Timestamp(1_800_000_600_000),
+            "relative, as cargo lambda watch sends: counted from now"
         );
-        assert_eq!(invocation_deadline(0, now), None);
+        assert_eq!(
+            invocation_deadline(0, now, timeout),
+            Timestamp(1_800_000_060_000),
+            "none: the function's timeout"
+        );
+        assert_eq!(
+            invocation_deadline(1_700_000_000_000, now, timeout),
+            Timestamp(1_800_000_060_000),
+            "already past: the function's timeout"
+        );
     }
 
     #[test]

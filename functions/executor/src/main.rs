@@ -9,6 +9,7 @@ use serde_json::Value;
 use std::time::{Duration, Instant};
 use tollgate::adapters::jira::JiraClient;
 use tollgate::adapters::lambda_env::{init_logging, vars, wire};
+use tollgate::adapters::lambda_init::fail_init;
 use tollgate::app::approvals::{Approvals, Links};
 use tollgate::app::execute::{Executor, ExecutorConfig};
 use tollgate::app::followup::FollowUps;
@@ -24,16 +25,26 @@ use tollgate_executor::{Budget, Invocation};
 async fn main() -> Result<(), lambda_runtime::Error> {
     let started = Instant::now();
     init_logging();
-    let w = wire().await?;
+    let ready = async {
+        let w = wire().await?;
+        let jira_url = w.settings.jira_url.clone().with_context(|| {
+            format!(
+                "{} is required by the executor (the Jira site's URL)",
+                vars::JIRA_URL
+            )
+        })?;
+        let auth = w.secrets.jira.clone().context(
+            "no Jira credentials: set jiraEmail + jiraApiToken (or jiraBearerToken) in the secret",
+        )?;
+        let tracker = JiraClient::new(&jira_url, auth, w.settings.jira_timeout)?;
+        let notifier = w.secrets.notifiers()?;
+        Ok::<_, anyhow::Error>((w, jira_url, tracker, notifier))
+    };
+    let (w, jira_url, tracker, notifier) = match ready.await {
+        Ok(r) => r,
+        Err(e) => return Err(fail_init("the executor", format!("{e:#}")).await.into()),
+    };
     let (settings, store, queue) = (&w.settings, &w.store, &w.queue);
-    let jira_url = settings
-        .jira_url
-        .clone()
-        .with_context(|| format!("{} is required by the executor", vars::JIRA_URL))?;
-    let auth = w.secrets.jira.clone().context(
-        "no Jira credentials: set jiraEmail + jiraApiToken (or jiraBearerToken) in the secret",
-    )?;
-    let tracker = JiraClient::new(&jira_url, auth, settings.jira_timeout)?;
     let governor = Governor::new(
         store,
         &SystemClock,
@@ -69,7 +80,6 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     tracing::info!(init_ms = started.elapsed().as_millis() as u64, jira = %jira_url, "executor ready");
     // The scheduled sweep also notifies approvers and expires requests.
     let link_keys = w.secrets.link_keys();
-    let notifier = w.secrets.notifiers()?;
     let approvals = Approvals {
         store,
         queue,
@@ -101,6 +111,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         .dead_letter_url
         .as_ref()
         .map(|url| queue.dead_letters(url.clone()));
+    let timeout = settings.function_timeout;
     run(service_fn(|event: LambdaEvent<Value>| {
         let dead_letters = dead_letters.as_ref();
         let (executor, ingest, approvals, followups, notifier, site, recorder) = (
@@ -115,10 +126,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         async move {
             match Invocation::parse(event.payload)? {
                 Invocation::Batch(batch) => {
-                    let deadline = tollgate_executor::invocation_deadline(
+                    let deadline = Some(tollgate_executor::invocation_deadline(
                         event.context.deadline,
                         SystemClock.now(),
-                    );
+                        timeout,
+                    ));
                     let budget = Budget {
                         deadline,
                         per_record,
@@ -135,10 +147,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                     Ok::<_, lambda_runtime::Error>(serde_json::to_value(response)?)
                 }
                 Invocation::Sweep => {
-                    let until = tollgate_executor::invocation_deadline(
+                    let until = Some(tollgate_executor::invocation_deadline(
                         event.context.deadline,
                         SystemClock.now(),
-                    )
+                        timeout,
+                    ))
                     .map(|d| Timestamp(d.0 - per_record.as_millis() as i64));
                     Ok(tollgate_executor::sweep(
                         ingest,

@@ -6,6 +6,7 @@ use lambda_http::{run, service_fn};
 use std::time::Instant;
 use tollgate::adapters::lambda_env::invocation_deadline;
 use tollgate::adapters::lambda_env::{init_logging, wire};
+use tollgate::adapters::lambda_init::fail_init;
 use tollgate::app::approvals::{Approvals, Links};
 use tollgate::app::ingest::Ingest;
 use tollgate::ports::{Clock, SystemClock};
@@ -15,12 +16,23 @@ use tollgate_ingest::App;
 async fn main() -> Result<(), lambda_http::Error> {
     let started = Instant::now();
     init_logging();
-    let w = wire().await?;
-    if w.secrets.webhook_secrets.is_empty() {
-        return Err(anyhow::anyhow!("no webhook secret configured").into());
-    }
+    let ready = async {
+        let w = wire().await?;
+        if w.secrets.webhook_secrets.is_empty() {
+            anyhow::bail!("no webhook secret in the secret: set webhookSecrets");
+        }
+        let notifier = w.secrets.notifiers()?;
+        Ok::<_, anyhow::Error>((w, notifier))
+    };
+    let (w, notifier) = match ready.await {
+        Ok(r) => r,
+        Err(e) => {
+            return Err(fail_init("the ingest function", format!("{e:#}"))
+                .await
+                .into());
+        }
+    };
     let link_keys = w.secrets.link_keys();
-    let notifier = w.secrets.notifiers()?;
     let source_secrets = w
         .secrets
         .sender_secrets(&w.settings.sources, |v| std::env::var(v).ok());
@@ -49,11 +61,13 @@ async fn main() -> Result<(), lambda_http::Error> {
         init_ms = started.elapsed().as_millis() as u64,
         "ingest ready"
     );
-    run(service_fn(|req: lambda_http::Request| async {
+    let timeout = w.settings.function_timeout;
+    let app = &app;
+    run(service_fn(|req: lambda_http::Request| async move {
         let deadline = req
             .lambda_context_ref()
-            .and_then(|c| invocation_deadline(c.deadline, SystemClock.now()));
-        Ok::<_, std::convert::Infallible>(tollgate_ingest::handle(&app, req, deadline).await)
+            .map(|c| invocation_deadline(c.deadline, SystemClock.now(), timeout));
+        Ok::<_, std::convert::Infallible>(tollgate_ingest::handle(app, req, deadline).await)
     }))
     .await
 }

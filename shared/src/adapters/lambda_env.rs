@@ -25,6 +25,9 @@ pub mod vars {
     pub const JIRA_TIMEOUT_SECS: &str = "TOLLGATE_JIRA_TIMEOUT_SECS";
     /// The longest wait between two runs of a failing job (default 30).
     pub const RETRY_CAP_SECS: &str = "TOLLGATE_RETRY_CAP_SECS";
+    /// The function's timeout as deployed: the deadline when the runtime's
+    /// is unusable (the template sets it beside each `Timeout`).
+    pub const FUNCTION_TIMEOUT_SECS: &str = "TOLLGATE_FUNCTION_TIMEOUT_SECS";
     pub const RETENTION_DAYS: &str = "TOLLGATE_RETENTION_DAYS";
     /// The approval policy, as TOML text.
     pub const POLICY: &str = "TOLLGATE_POLICY";
@@ -56,6 +59,8 @@ pub struct LambdaSettings {
     pub bulk_concurrency: usize,
     pub jira_timeout: Duration,
     pub retry_cap: Duration,
+    /// The function's own timeout (default 10 s).
+    pub function_timeout: Duration,
     pub retention: Duration,
     pub policy: Policy,
     pub public_url: String,
@@ -76,7 +81,9 @@ impl LambdaSettings {
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SettingsError {
-    #[error("environment variable {0} is required")]
+    #[error(
+        "environment variable {0} is required (the SAM template sets it; to run locally, export it — see the README's \"Run the Lambda stack locally\")"
+    )]
     Missing(&'static str),
     #[error("environment variable {name} must be {expected}, not {value:?}")]
     Invalid {
@@ -172,6 +179,9 @@ impl LambdaSettings {
                 )?
                 .max(1),
             ),
+            function_timeout: Duration::from_secs(
+                number(&lookup, vars::FUNCTION_TIMEOUT_SECS, 10)?.max(1),
+            ),
             retention: Duration::from_secs(number(&lookup, vars::RETENTION_DAYS, 90)? * 24 * 3600),
             policy: policy(&lookup)?,
             public_url: lookup(vars::PUBLIC_URL)
@@ -257,23 +267,41 @@ pub fn init_logging() {
         .try_init();
 }
 
+/// Runtime deadlines below this are durations, not instants (epoch
+/// milliseconds this small are 1973): some local emulators send the
+/// function's timeout itself (`cargo lambda watch`: 600000).
+const RELATIVE_BELOW_MS: u64 = 100_000_000_000;
+
 /// The invocation's deadline as an instant, from the runtime's value (epoch
-/// milliseconds). A value that is not in the future — none, or a relative
-/// one as some local emulators send — is no deadline at all: the batch then
-/// runs on the per-record budget alone.
-pub fn invocation_deadline(raw: u64, now: Timestamp) -> Option<Timestamp> {
-    let at = Timestamp(i64::try_from(raw).ok()?);
-    if at > now {
-        Some(at)
-    } else {
-        if raw > 0 {
-            tracing::warn!(
-                deadline = raw,
-                "invocation deadline is not a time in the future; ignored"
-            );
-        }
-        None
+/// milliseconds). A relative value counts from now; none, or one already
+/// past, falls back to the function's configured timeout — with a warning,
+/// as either means the runtime is not telling the truth.
+pub fn invocation_deadline(raw: u64, now: Timestamp, timeout: Duration) -> Timestamp {
+    let fallback = now.plus(timeout);
+    if raw == 0 {
+        tracing::warn!(
+            fallback_secs = timeout.as_secs(),
+            "no invocation deadline; the function's timeout is used"
+        );
+        return fallback;
     }
+    if raw < RELATIVE_BELOW_MS {
+        tracing::warn!(
+            deadline_ms = raw,
+            "a relative invocation deadline (a local emulator); counted from now"
+        );
+        return now.plus(Duration::from_millis(raw));
+    }
+    let at = Timestamp(i64::try_from(raw).unwrap_or(i64::MAX));
+    if at > now {
+        return at;
+    }
+    tracing::warn!(
+        deadline_ms = raw,
+        fallback_secs = timeout.as_secs(),
+        "the invocation deadline has passed already; the function's timeout is used"
+    );
+    fallback
 }
 
 #[cfg(test)]

@@ -11,6 +11,8 @@ pub mod jira;
 #[cfg(all(feature = "aws", feature = "jira"))]
 pub mod lambda_env;
 #[cfg(all(feature = "aws", feature = "jira"))]
+pub mod lambda_init;
+#[cfg(all(feature = "aws", feature = "jira"))]
 pub mod secrets_manager;
 #[cfg(feature = "jira")]
 pub mod slack;
