@@ -3,15 +3,17 @@
 //! both answer through `tollgate::app::api`. No rule lives here.
 
 use lambda_http::http::{Method, StatusCode, header};
-use lambda_http::{Body, Request, Response};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tollgate::adapters::sqs::SqsQueue;
 use tollgate::app::AppError;
 use tollgate::app::api::{
     HttpAnswer, batch_answer, ingest_answer, intake_answer, not_found, refuse_content_type,
 };
-use tollgate::app::approvals::Approvals;
+use tollgate::app::approvals::{Approvals, Links};
 use tollgate::app::batches::{BatchAction, BatchOutcome, batch_request};
 use tollgate::app::ingest::{Ingest, IngestOutcome};
 use tollgate::app::intake::Intake;
@@ -130,22 +132,64 @@ fn unavailable(e: AppError) -> Response<Body> {
 
 /// Tells the approvers of a request this event opened. A failure leaves
 /// the request unnotified for the sweep; the event is accepted either way.
-async fn notify_new_request<S, Q, C, N>(app: &App<'_, S, Q, C, N>, job_id: &JobId)
+async fn notify_new_request<S, Q, C, N>(app: &App<'_, S, Q, C, N>, job_id: &JobId, req: &Request)
 where
     S: IngestStore,
     Q: WorkQueue,
     C: Clock,
     N: Notifier,
 {
+    // Links point at TOLLGATE_PUBLIC_URL; without it, at the API this
+    // request came through (its domain and stage).
+    let derived = match app.approvals.links.base_url {
+        "" => request_base_url(req),
+        _ => None,
+    };
+    if derived.is_some() && !WARNED_NO_PUBLIC_URL.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            base = derived.as_deref().unwrap_or_default(),
+            "TOLLGATE_PUBLIC_URL is not set: approval links use the API this request came through"
+        );
+    }
+    let approvals = Approvals {
+        links: Links {
+            keys: app.approvals.links.keys,
+            base_url: derived.as_deref().unwrap_or(app.approvals.links.base_url),
+        },
+        ..app.approvals
+    };
     match app.approvals.store.approval_for_job(job_id).await {
         Ok(Some(approval)) => {
-            if let Err(e) = app.approvals.notify(&approval, app.notifier).await {
+            if let Err(e) = approvals.notify(&approval, app.notifier).await {
                 tracing::warn!(%job_id, error = %e, "approval notification not recorded");
             }
         }
         Ok(None) => tracing::error!(%job_id, "a job pending approval has no approval request"),
         Err(e) => tracing::warn!(%job_id, error = %e, "approval request unreadable"),
     }
+}
+
+static WARNED_NO_PUBLIC_URL: AtomicBool = AtomicBool::new(false);
+
+/// The base URL a request came through: API Gateway's domain, and its
+/// stage unless it is the default one (`https://abc.execute-api…/prod`).
+pub fn request_base_url(req: &Request) -> Option<String> {
+    let ctx = req.request_context_ref()?;
+    let (domain, stage) = match ctx {
+        RequestContext::ApiGatewayV2(c) => (c.domain_name.clone(), c.stage.clone()),
+        RequestContext::ApiGatewayV1(c) => (c.domain_name.clone(), c.stage.clone()),
+        _ => (None, None),
+    };
+    base_url(domain.as_deref(), stage.as_deref())
+}
+
+/// `https://DOMAIN[/STAGE]`; none without a domain.
+pub fn base_url(domain: Option<&str>, stage: Option<&str>) -> Option<String> {
+    let domain = domain.filter(|d| !d.is_empty())?;
+    Some(match stage.filter(|s| !s.is_empty() && *s != "$default") {
+        Some(stage) => format!("https://{domain}/{stage}"),
+        None => format!("https://{domain}"),
+    })
 }
 
 /// Handles one API Gateway request. Never fails: every outcome is an answer.
@@ -181,7 +225,7 @@ where
                         ..
                     } = &outcome
                     {
-                        notify_new_request(app, job_id).await;
+                        notify_new_request(app, job_id, &req).await;
                     }
                     respond(ingest_answer(&outcome))
                 }
@@ -267,6 +311,28 @@ where
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn links_without_a_public_url_use_the_domain_and_the_named_stage() {
+        assert_eq!(
+            base_url(
+                Some("abc.execute-api.eu-west-1.amazonaws.com"),
+                Some("prod")
+            )
+            .as_deref(),
+            Some("https://abc.execute-api.eu-west-1.amazonaws.com/prod")
+        );
+        assert_eq!(
+            base_url(
+                Some("abc.execute-api.eu-west-1.amazonaws.com"),
+                Some("$default")
+            )
+            .as_deref(),
+            Some("https://abc.execute-api.eu-west-1.amazonaws.com")
+        );
+        assert_eq!(base_url(None, Some("prod")), None);
+    }
+
     use super::*;
 
     #[test]
