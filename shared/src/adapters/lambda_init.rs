@@ -32,13 +32,24 @@ pub fn init_error_body(message: &str) -> serde_json::Value {
     serde_json::json!({"errorType": "Runtime.InitError", "errorMessage": message})
 }
 
+/// The endpoint: Lambda gives `host:port`; `cargo lambda watch` gives a
+/// whole base URL (`http://127.0.0.1:9000/.rt/tollgate-ingest`).
+pub fn init_error_url(api: &str) -> String {
+    let base = api.trim_end_matches('/');
+    if base.starts_with("http://") || base.starts_with("https://") {
+        format!("{base}/2018-06-01/runtime/init/error")
+    } else {
+        format!("http://{base}/2018-06-01/runtime/init/error")
+    }
+}
+
 /// Logs the failure, reports it to the Runtime API when there is one, and
 /// returns the error for `main` to end with.
 pub async fn fail_init(function: &str, error: impl fmt::Display) -> InitFailure {
     let message = format!("{function} cannot start: {error}");
     tracing::error!(error = %error, "{function} cannot start");
     if let Ok(api) = std::env::var("AWS_LAMBDA_RUNTIME_API") {
-        let url = format!("http://{api}/2018-06-01/runtime/init/error");
+        let url = init_error_url(&api);
         let sent = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
             .build()
