@@ -101,15 +101,20 @@ fn action(
     Ok((who, reason, a.body))
 }
 
-fn approval_json(a: &ApprovalRecord, now: crate::domain::time::Timestamp) -> Value {
-    let status = match a.status(now) {
+/// A request's status in one word.
+pub fn approval_status(a: &ApprovalRecord, now: crate::domain::time::Timestamp) -> &'static str {
+    match a.status(now) {
         ApprovalStatus::Pending => "pending",
         ApprovalStatus::Expired => "expired",
         ApprovalStatus::Decided(Decision::Approve) => "approved",
         ApprovalStatus::Decided(Decision::Deny) => "denied",
-    };
+    }
+}
+
+/// A request as the operator routes and `--output json` show it.
+pub fn approval_json(a: &ApprovalRecord, now: crate::domain::time::Timestamp) -> Value {
     json!({
-        "approvalId": a.id, "status": status, "jobId": a.job_id,
+        "approvalId": a.id, "status": approval_status(a, now), "jobId": a.job_id,
         "jobCount": 1 + a.also.len(), "rule": a.rule, "intent": a.intent,
         "requestedBy": a.requested_by, "approvers": a.approvers,
         "requestedAt": a.requested_at.to_rfc3339(), "expiresAt": a.expires_at.to_rfc3339(),
@@ -119,6 +124,7 @@ fn approval_json(a: &ApprovalRecord, now: crate::domain::time::Timestamp) -> Val
     })
 }
 
+/// A rejection with its reasons (the body apart: it may be 256 KiB).
 pub fn rejection_json(r: &Rejection) -> Value {
     json!({
         "rejectionId": r.id, "receivedAt": r.received_at.to_rfc3339(),

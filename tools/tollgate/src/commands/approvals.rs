@@ -4,11 +4,13 @@
 use super::backend::{Access, on_backend};
 use super::{Global, operator_name, print_json};
 use anyhow::Context;
+use tollgate::app::api::HttpAnswer;
 use tollgate::app::approvals::{Approvals, DecideOutcome, Links, open_batch_requests, past_tense};
-use tollgate::domain::approval::{ApprovalId, ApprovalRecord, ApprovalStatus, Decision};
+use tollgate::app::operator_api::{OperatorApi, approval_json, approval_status};
+use tollgate::domain::approval::{ApprovalId, ApprovalRecord, Decision};
 use tollgate::domain::ids::BatchId;
 use tollgate::domain::secret::Secret;
-use tollgate::ports::{ApprovalStore, Clock, IngestStore, SystemClock, WorkQueue};
+use tollgate::ports::{ApprovalStore, Clock, IngestStore, NoNotifier, SystemClock, WorkQueue};
 use tollgate_cli::config;
 
 #[derive(clap::Subcommand)]
@@ -104,24 +106,11 @@ fn approvals<'a, S, Q>(
 }
 
 fn status(a: &ApprovalRecord) -> &'static str {
-    match a.status(SystemClock.now()) {
-        ApprovalStatus::Pending => "pending",
-        ApprovalStatus::Expired => "expired",
-        ApprovalStatus::Decided(Decision::Approve) => "approved",
-        ApprovalStatus::Decided(Decision::Deny) => "denied",
-    }
+    approval_status(a, SystemClock.now())
 }
 
 fn summary(a: &ApprovalRecord) -> serde_json::Value {
-    serde_json::json!({
-        "approvalId": a.id, "status": status(a), "jobId": a.job_id,
-        "jobs": 1 + a.also.len(), "rule": a.rule, "intent": a.intent,
-        "requestedBy": a.requested_by, "approvers": a.approvers,
-        "requestedAt": a.requested_at.to_rfc3339(), "expiresAt": a.expires_at.to_rfc3339(),
-        "notified": a.notified,
-        "decided": a.decided.as_ref().map(|d| serde_json::json!({
-            "decision": d.decision.as_str(), "by": d.by, "at": d.at.to_rfc3339()})),
-    })
+    approval_json(a, SystemClock.now())
 }
 
 async fn list<S: ApprovalStore>(store: &S, g: &Global, limit: usize) -> anyhow::Result<()> {
@@ -154,68 +143,108 @@ async fn list<S: ApprovalStore>(store: &S, g: &Global, limit: usize) -> anyhow::
     Ok(())
 }
 
+/// The operator API over this backend, with these links and notifier.
+fn operator_api<'a, S, Q, N>(
+    store: &'a S,
+    queue: &'a Q,
+    links: &'a LinkSettings,
+    notifier: &'a N,
+    policy: &'a tollgate::domain::policy::Policy,
+) -> OperatorApi<'a, S, Q, SystemClock, N> {
+    OperatorApi {
+        store,
+        queue,
+        clock: &SystemClock,
+        links: Links {
+            keys: &links.keys,
+            base_url: &links.base_url,
+        },
+        notifier,
+        policy,
+        sources: None,
+    }
+}
+
+/// The answer's body, or its message as the command's error.
+fn body_of(answer: HttpAnswer) -> anyhow::Result<serde_json::Value> {
+    if answer.status < 300 {
+        return Ok(answer.body);
+    }
+    anyhow::bail!("{}", answer.body["message"].as_str().unwrap_or("refused"))
+}
+
 async fn show<S: IngestStore, Q: WorkQueue>(
     store: &S,
     queue: &Q,
     g: &Global,
     raw: &str,
 ) -> anyhow::Result<()> {
-    let id = approval_id(raw)?;
-    let a = store
-        .approval(&id)
-        .await?
-        .with_context(|| format!("no approval request {raw}"))?;
-    let mut jobs = Vec::new();
-    for job in a.jobs() {
-        let state = store.job(job).await?.map(|j| j.state.as_str().to_string());
-        jobs.push(serde_json::json!({"jobId": job, "state": state.unwrap_or_else(|| "not admitted yet".into())}));
-    }
     let settings = link_settings(g)?;
-    let notice = approvals(store, queue, &settings).notice(&a);
-    let mut out = summary(&a);
-    out["jobs"] = serde_json::Value::Array(jobs.clone());
-    out["links"] = serde_json::to_value(&notice.approvers)?;
+    let policy = Default::default();
+    let api = operator_api(store, queue, &settings, &NoNotifier, &policy);
+    let a = body_of(api.approval_request(raw).await?)?;
     if g.json() {
-        return print_json(&out);
+        return print_json(&a);
     }
-    println!("approval   {}", a.id);
-    println!("status     {}", status(&a));
-    println!("rule       {}", a.rule);
-    println!("asked by   {}", a.requested_by);
-    println!("requested  {}", a.requested_at.to_rfc3339());
-    println!("expires    {}", a.expires_at.to_rfc3339());
-    println!("approvers  {}", a.approvers.join(", "));
-    println!("notified   {}", if a.notified { "yes" } else { "not yet" });
-    if let Some(d) = &a.decided {
+    let text = |k: &str| a[k].as_str().unwrap_or("").to_string();
+    for (label, key) in [
+        ("approval", "approvalId"),
+        ("status", "status"),
+        ("rule", "rule"),
+        ("asked by", "requestedBy"),
+        ("requested", "requestedAt"),
+        ("expires", "expiresAt"),
+    ] {
+        println!("{label:<10} {}", text(key));
+    }
+    let approvers: Vec<&str> = a["approvers"]
+        .as_array()
+        .map(|v| v.iter().filter_map(|x| x.as_str()).collect())
+        .unwrap_or_default();
+    println!("{:<10} {}", "approvers", approvers.join(", "));
+    println!(
+        "{:<10} {}",
+        "notified",
+        if a["notified"] == true {
+            "yes"
+        } else {
+            "not yet"
+        }
+    );
+    if let Some(d) = a["decided"].as_object() {
         println!(
-            "decided    {} by {} at {}",
-            past_tense(d.decision),
-            d.by,
-            d.at.to_rfc3339()
+            "{:<10} {} by {} at {}",
+            "decided",
+            d["decision"].as_str().unwrap_or(""),
+            d["by"].as_str().unwrap_or(""),
+            d["at"].as_str().unwrap_or("")
         );
     }
     println!("\nintent");
-    for line in &a.intent {
-        println!("  {line}");
+    for line in a["intent"].as_array().into_iter().flatten() {
+        println!("  {}", line.as_str().unwrap_or(""));
     }
     println!("\n{:<36}  STATE", "JOB");
-    for j in &jobs {
+    for j in a["jobs"].as_array().into_iter().flatten() {
         println!(
             "{:<36}  {}",
             j["jobId"].as_str().unwrap_or(""),
-            j["state"].as_str().unwrap_or("")
+            j["state"].as_str().unwrap_or("not admitted yet")
         );
     }
-    if notice.approvers.is_empty() {
+    let links = a["links"].as_array().cloned().unwrap_or_default();
+    if links.is_empty() {
         println!(
             "\nlinks: none (set TOLLGATE_APPROVAL_KEY, or TOLLGATE_WEBHOOK_SECRET, as serve has it)"
         );
     } else {
         println!("\nlinks");
-        for l in &notice.approvers {
+        for l in links {
             println!(
                 "  {}\n    approve: {}\n    deny:    {}",
-                l.approver, l.approve_url, l.deny_url
+                l["approver"].as_str().unwrap_or(""),
+                l["approveUrl"].as_str().unwrap_or(""),
+                l["denyUrl"].as_str().unwrap_or("")
             );
         }
     }
@@ -228,35 +257,20 @@ async fn resend<S: IngestStore, Q: WorkQueue>(
     g: &Global,
     raw: &str,
 ) -> anyhow::Result<()> {
-    let id = approval_id(raw)?;
-    let a = store
-        .approval(&id)
-        .await?
-        .with_context(|| format!("no approval request {raw}"))?;
-    anyhow::ensure!(
-        a.status(SystemClock.now()) == ApprovalStatus::Pending,
-        "approval request {raw} is {}: nothing to ask",
-        status(&a)
-    );
     let settings = link_settings(g)?;
     anyhow::ensure!(
         !settings.keys.is_empty(),
         "no approval key: set TOLLGATE_APPROVAL_KEY (or TOLLGATE_WEBHOOK_SECRET) as serve has it, so the links are valid"
     );
     let notifiers = config::notifiers_from_env(settings.keys.first().cloned())?;
-    anyhow::ensure!(
-        tollgate::ports::Notifier::configured(&notifiers),
-        "no notifier configured: set TOLLGATE_SLACK_WEBHOOK_URL or TOLLGATE_NOTIFY_WEBHOOK_URL"
-    );
-    if approvals(store, queue, &settings)
-        .notify(&a, &notifiers)
-        .await?
-    {
-        println!("approval request {id} sent to {}", a.approvers.join(", "));
-        Ok(())
-    } else {
-        anyhow::bail!("sending failed (see the warning above)")
+    let policy = Default::default();
+    let api = operator_api(store, queue, &settings, &notifiers, &policy);
+    let sent = body_of(api.resend(raw).await?)?;
+    if g.json() {
+        return print_json(&sent);
     }
+    println!("approval request {raw} sent to {}", sent["sentTo"]);
+    Ok(())
 }
 
 /// `tollgate approve|deny`.

@@ -50,16 +50,11 @@ pub enum RejectedCommand {
     },
 }
 
+/// A rejection with the body as received (what `resubmit --file` corrects).
 fn rejection_json(r: &Rejection) -> serde_json::Value {
-    serde_json::json!({
-        "rejectionId": r.id, "receivedAt": r.received_at.to_rfc3339(),
-        "sourceSystem": r.source_system, "origin": r.origin,
-        "status": r.status(), "errors": r.errors,
-        "resubmittedAs": r.resubmitted_as,
-        "discarded": r.discarded.as_ref().map(|d| serde_json::json!({
-            "by": d.by, "reason": d.reason, "at": d.at.to_rfc3339()})),
-        "body": r.body,
-    })
+    let mut v = tollgate::app::operator_api::rejection_json(r);
+    v["body"] = serde_json::json!(r.body);
+    v
 }
 
 pub async fn run(command: RejectedCommand, g: &Global) -> anyhow::Result<()> {
