@@ -148,3 +148,45 @@ fn completions_and_the_man_page_come_from_the_same_definitions() {
     assert!(man.contains(".TH tollgate 1"), "{man}");
     assert!(man.contains("serve") && man.contains("jobs"));
 }
+
+#[test]
+fn serve_sim_says_its_issues_live_in_memory_and_restarts_keep_one_site() {
+    let dir = Scratch::new("cli-sim-restarts");
+    for _ in 0..2 {
+        let log = std::fs::File::create(dir.path("serve.log")).unwrap();
+        let mut serve = Command::new(bin("tollgate"))
+            .args(["serve", "--sim", "--listen", "127.0.0.1:0", "--db", "t.db"])
+            .current_dir(&dir.0)
+            .env("TOLLGATE_WEBHOOK_SECRET", "s")
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let text = loop {
+            let text = std::fs::read_to_string(dir.path("serve.log")).unwrap_or_default();
+            if text.contains("tollgate serving") {
+                break text;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "serve did not start: {text}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
+        // Its governor row exists once the site is first seen.
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let _ = serve.kill();
+        let _ = serve.wait();
+        assert!(text.contains("keeps its issues in memory only"), "{text}");
+    }
+    let (ok, out, err) = run(&dir.0, &["sites", "--db", "t.db", "--output", "json"]);
+    assert!(ok, "{err}");
+    let sites: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let all = sites["sites"].as_array().unwrap();
+    assert!(
+        all.len() <= 1,
+        "restarts of --sim do not pile up sites: {out}"
+    );
+}

@@ -103,6 +103,31 @@ async fn operator_routes_need_the_token_and_retry_and_cancel_work() {
         "{shown}"
     );
 
+    // Resent from the CLI with a notifier configured (the webhook here):
+    // the approvers get the request and its links again.
+    let (hook, inbox) = tollgate_e2e::inbox(0).await;
+    let (db, approval_id) = (s.db_path(), approval.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(tollgate_e2e::bin("tollgate"))
+            .args(["approvals", "resend", &approval_id, "--db"])
+            .arg(db)
+            .env("TOLLGATE_NOTIFY_WEBHOOK_URL", hook)
+            .env("TOLLGATE_APPROVAL_KEY", "resend-key")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sent = inbox.received.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0]["approvalId"], approval.as_str());
+    assert!(sent[0]["approvers"][0]["approveUrl"].as_str().is_some());
+
     // Cancelled: names who and why, closes the request.
     let (status, body) = call(
         &s,

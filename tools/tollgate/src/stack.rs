@@ -107,6 +107,13 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         url.clone()
     };
 
+    // The site's row exists from the start (`tollgate sites` lists it).
+    {
+        use tollgate::ports::GovernorStore;
+        if db.load_governor(&site).await?.1 == 0 {
+            db.save_governor(&site, &Default::default(), 0).await?;
+        }
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
