@@ -67,6 +67,7 @@ fn served() -> BTreeSet<(String, String)> {
     let text = [
         "tools/tollgate/src/http.rs",
         "tools/tollgate/src/operator_routes.rs",
+        "tools/tollgate/src/console_routes.rs",
     ]
     .map(|f| std::fs::read_to_string(root.join(f)).unwrap())
     .join("\n");

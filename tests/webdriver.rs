@@ -163,6 +163,55 @@ impl Browser {
         .map(|_| ())
     }
 
+    /// Replaces the text of the input or text area matching `css`.
+    pub async fn type_into(&self, css: &str, text: &str) -> anyhow::Result<()> {
+        let id = self.find(css).await?;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{id}/clear"),
+            Some(json!({})),
+        )
+        .await?;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{id}/value"),
+            Some(json!({ "text": text })),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Runs a script in the page; its return value.
+    pub async fn execute(&self, script: &str) -> anyhow::Result<Value> {
+        self.call(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({"script": script, "args": []})),
+        )
+        .await
+    }
+
+    /// Sets the window's size (a phone's width, say).
+    pub async fn resize(&self, width: u32, height: u32) -> anyhow::Result<()> {
+        self.call(
+            reqwest::Method::POST,
+            "/window/rect",
+            Some(json!({"width": width, "height": height})),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// The page's current URL.
+    pub async fn url(&self) -> anyhow::Result<String> {
+        Ok(self
+            .call(reqwest::Method::GET, "/url", None)
+            .await?
+            .as_str()
+            .unwrap_or_default()
+            .to_string())
+    }
+
     pub async fn title(&self) -> anyhow::Result<String> {
         Ok(self
             .call(reqwest::Method::GET, "/title", None)
@@ -195,6 +244,7 @@ impl Drop for Browser {
         let _ = Command::new("pkill")
             .args([
                 "-f",
+                "--",
                 &format!("--user-data-dir={}", self._profile.0.display()),
             ])
             .status();

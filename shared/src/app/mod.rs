@@ -7,6 +7,7 @@ pub mod api;
 pub mod approval_page;
 pub mod approvals;
 pub mod batches;
+pub mod console;
 pub mod dead_letters;
 pub mod execute;
 pub mod followup;

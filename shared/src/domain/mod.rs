@@ -8,6 +8,7 @@ pub mod backoff;
 pub mod batch;
 pub mod canonical;
 pub mod coalesce;
+pub mod console_session;
 pub mod dead_letter;
 pub mod degraded;
 pub mod event;

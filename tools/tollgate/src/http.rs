@@ -79,6 +79,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(view_approval).post(decide_approval),
         )
         .merge(crate::operator_routes::routes())
+        .merge(crate::console_routes::routes())
         // The contract's error body on every status, 404 and 405 included.
         .fallback(|| async { answer(not_found("route")) })
         .method_not_allowed_fallback(|method: axum::http::Method| async move {

@@ -5,6 +5,7 @@ pub mod access_log;
 pub mod aws_stack;
 pub mod bench;
 pub mod config;
+pub mod console_routes;
 pub mod demo;
 pub mod http;
 pub mod load;

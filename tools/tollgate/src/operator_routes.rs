@@ -61,7 +61,9 @@ fn limit(query: Option<&str>) -> Result<usize, HttpAnswer> {
 }
 
 impl AppState {
-    fn operator_api(&self) -> OperatorApi<'_, SqliteDb, SqliteDb, SystemClock, Notifiers> {
+    pub(crate) fn operator_api(
+        &self,
+    ) -> OperatorApi<'_, SqliteDb, SqliteDb, SystemClock, Notifiers> {
         OperatorApi {
             store: &self.db,
             queue: &self.db,

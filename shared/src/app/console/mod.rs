@@ -1,0 +1,277 @@
+//! The operator console (`GET /ui`): server-rendered pages over the same
+//! use cases as the operator routes — sign-in with the operator token, a
+//! signed session cookie, a CSRF token on every form, every action recorded
+//! in the audit trail with the operator's name. Entrypoints translate
+//! requests to [`Console`] calls and [`ConsoleAnswer`]s back; no rule lives
+//! there.
+
+pub mod charts;
+mod layout;
+mod overview;
+mod work;
+
+use super::AppError;
+use super::operator_api::OperatorApi;
+use crate::domain::console_session::{
+    SESSION_TTL, Session, SessionError, csrf_matches, csrf_token, issue, session_key, verify,
+};
+use crate::domain::operator_auth::{OperatorAccess, check};
+use crate::domain::secret::Secret;
+use crate::ports::{CensusStore, Clock, GovernorStore, IngestStore, Notifier, WorkQueue};
+use layout::Frame;
+use std::collections::HashMap;
+
+/// The session cookie's name.
+pub const COOKIE: &str = "tollgate_session";
+
+/// A submitted form, or a query string, by field.
+pub type Fields = HashMap<String, String>;
+
+/// What the entrypoint sends back.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConsoleAnswer {
+    Html {
+        status: u16,
+        html: String,
+    },
+    /// 303 See Other, with a `Set-Cookie` value when the session changes.
+    Redirect {
+        to: String,
+        cookie: Option<String>,
+    },
+}
+
+/// The console's pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Page {
+    Overview,
+    Jobs,
+    Approvals,
+    Rejections,
+    Batches,
+    Senders,
+}
+
+impl Page {
+    pub fn parse(slug: &str) -> Option<Page> {
+        Some(match slug {
+            "" | "overview" => Page::Overview,
+            "jobs" => Page::Jobs,
+            "approvals" => Page::Approvals,
+            "rejections" => Page::Rejections,
+            "batches" => Page::Batches,
+            "senders" => Page::Senders,
+            _ => return None,
+        })
+    }
+}
+
+pub struct Console<'a, S, Q, C, N> {
+    pub api: OperatorApi<'a, S, Q, C, N>,
+    /// The operator tokens (sessions are signed with keys derived from them).
+    pub operator_tokens: &'a [Secret],
+    /// The Jira site's governor row.
+    pub site: &'a str,
+    /// `Secure` cookies (the console is served over HTTPS).
+    pub secure_cookies: bool,
+}
+
+/// Who is signed in, and the CSRF token their forms carry.
+pub struct SignedIn {
+    pub session: Session,
+    pub csrf: String,
+}
+
+fn html(status: u16, html: String) -> ConsoleAnswer {
+    ConsoleAnswer::Html { status, html }
+}
+
+fn to_sign_in() -> ConsoleAnswer {
+    ConsoleAnswer::Redirect {
+        to: "/ui/sign-in".into(),
+        cookie: None,
+    }
+}
+
+impl<S, Q, C, N> Console<'_, S, Q, C, N>
+where
+    S: IngestStore + CensusStore + GovernorStore,
+    Q: WorkQueue,
+    C: Clock,
+    N: Notifier,
+{
+    fn keys(&self) -> Vec<Secret> {
+        self.operator_tokens.iter().map(session_key).collect()
+    }
+
+    fn cookie(&self, value: &str, max_age: u64) -> String {
+        format!(
+            "{COOKIE}={value}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={max_age}{}",
+            if self.secure_cookies { "; Secure" } else { "" }
+        )
+    }
+
+    pub fn sign_in_page(&self) -> ConsoleAnswer {
+        if self.operator_tokens.is_empty() {
+            return html(
+                503,
+                layout::sign_in_page(Some(
+                    "The console is off: set TOLLGATE_OPERATOR_TOKEN to use it.",
+                )),
+            );
+        }
+        html(200, layout::sign_in_page(None))
+    }
+
+    /// Checks the token and starts a session for the named operator.
+    pub fn sign_in(&self, form: &Fields) -> ConsoleAnswer {
+        let operator = form.get("operator").map(|o| o.trim()).unwrap_or_default();
+        let token = form.get("token").map(String::as_str).unwrap_or_default();
+        if operator.is_empty() || operator.len() > 80 || operator.starts_with("tollgate:") {
+            return html(
+                400,
+                layout::sign_in_page(Some("Give your name (it is recorded with every action).")),
+            );
+        }
+        match check(self.operator_tokens, Some(&format!("Bearer {token}"))) {
+            OperatorAccess::Allowed => {}
+            OperatorAccess::Off => return self.sign_in_page(),
+            _ => {
+                tracing::warn!(operator, "console sign-in refused");
+                return html(
+                    401,
+                    layout::sign_in_page(Some("That operator token is not valid.")),
+                );
+            }
+        }
+        let Some(key) = self.keys().into_iter().next() else {
+            return self.sign_in_page();
+        };
+        let value = issue(&key, operator, self.api.clock.now());
+        tracing::info!(operator, "console sign-in");
+        ConsoleAnswer::Redirect {
+            to: "/ui".into(),
+            cookie: Some(self.cookie(&value, SESSION_TTL.as_secs())),
+        }
+    }
+
+    /// The session a request carries, or the answer that refuses it.
+    pub fn signed_in(&self, cookie: Option<&str>) -> Result<SignedIn, ConsoleAnswer> {
+        let Some(value) = cookie else {
+            return Err(to_sign_in());
+        };
+        let keys = self.keys();
+        match verify(&keys, value, self.api.clock.now()) {
+            Ok(session) => {
+                let csrf = keys
+                    .first()
+                    .map(|k| csrf_token(k, value))
+                    .unwrap_or_default();
+                Ok(SignedIn { session, csrf })
+            }
+            Err(SessionError::Expired) => Err(html(
+                401,
+                layout::sign_in_page(Some("Your session has expired; sign in again.")),
+            )),
+            Err(SessionError::Invalid) => Err(to_sign_in()),
+        }
+    }
+
+    /// A form's session and CSRF token, both good — or the refusal.
+    fn form_session(&self, cookie: Option<&str>, form: &Fields) -> Result<SignedIn, ConsoleAnswer> {
+        let signed = self.signed_in(cookie)?;
+        let presented = form.get("csrf").map(String::as_str).unwrap_or_default();
+        if !csrf_matches(&self.keys(), cookie.unwrap_or_default(), presented) {
+            tracing::warn!(operator = %signed.session.operator, "console form without a valid CSRF token refused");
+            return Err(html(
+                403,
+                layout::sign_in_page(Some(
+                    "That form is not from this session; reload the page and try again.",
+                )),
+            ));
+        }
+        Ok(signed)
+    }
+
+    pub fn sign_out(&self, cookie: Option<&str>, form: &Fields) -> ConsoleAnswer {
+        if let Err(refused) = self.form_session(cookie, form) {
+            return refused;
+        }
+        ConsoleAnswer::Redirect {
+            to: "/ui/sign-in".into(),
+            cookie: Some(self.cookie("", 0)),
+        }
+    }
+
+    /// A page for the signed-in operator.
+    pub async fn page(
+        &self,
+        cookie: Option<&str>,
+        page: Page,
+        query: &Fields,
+    ) -> Result<ConsoleAnswer, AppError> {
+        let signed = match self.signed_in(cookie) {
+            Ok(s) => s,
+            Err(refused) => return Ok(refused),
+        };
+        let frame = Frame {
+            operator: &signed.session.operator,
+            csrf: &signed.csrf,
+            flash: query.get("done").map(String::as_str),
+            refresh: (page == Page::Overview).then_some(30),
+        };
+        let html_page = match page {
+            Page::Overview => overview::render(self, &frame).await?,
+            Page::Jobs => match query.get("id") {
+                Some(id) => work::job(self, &frame, id).await?,
+                None => work::jobs(self, &frame, query).await?,
+            },
+            Page::Approvals => work::approvals(self, &frame).await?,
+            Page::Rejections => match query.get("id") {
+                Some(id) => work::rejection(self, &frame, id).await?,
+                None => work::rejections(self, &frame).await?,
+            },
+            Page::Batches => work::batches(self, &frame).await?,
+            Page::Senders => work::senders(self, &frame).await?,
+        };
+        Ok(html(200, html_page))
+    }
+
+    /// A form's action, in the operator's name; back to `back` with what
+    /// became of it.
+    pub async fn act(
+        &self,
+        cookie: Option<&str>,
+        form: &Fields,
+    ) -> Result<ConsoleAnswer, AppError> {
+        let signed = match self.form_session(cookie, form) {
+            Ok(s) => s,
+            Err(refused) => return Ok(refused),
+        };
+        let outcome = work::act(self, &signed.session.operator, form).await?;
+        let back = form
+            .get("back")
+            .filter(|b| b.starts_with("/ui") && !b.contains("//"))
+            .cloned()
+            .unwrap_or_else(|| "/ui".into());
+        let sep = if back.contains('?') { '&' } else { '?' };
+        Ok(ConsoleAnswer::Redirect {
+            to: format!("{back}{sep}done={}", percent_encode(&outcome)),
+            cookie: None,
+        })
+    }
+}
+
+/// Percent-encodes a query value.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}

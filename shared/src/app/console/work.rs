@@ -1,0 +1,606 @@
+//! The console's pages of work — jobs (a filterable list; one job with its
+//! trail as a timeline), approvals, the manual queue, batches, senders —
+//! and the actions their forms post, each through the operator use cases
+//! in the signed-in operator's name.
+
+use super::layout::{Frame, action_form, page, state_badge};
+use super::{Console, Fields, percent_encode};
+use crate::app::AppError;
+use crate::app::admission::chunk_of;
+use crate::app::api::HttpAnswer;
+use crate::app::approval_page::escape;
+use crate::app::approvals::open_batch_requests;
+use crate::app::batches::{set_paused, view_batch};
+use crate::app::jobs::get_job;
+use crate::app::operator_api::{approval_status, rejection_json};
+use crate::app::stats::read_stats;
+use crate::domain::approval::Decision;
+use crate::domain::ids::BatchId;
+use crate::domain::job::JobState;
+use crate::domain::rejection::RejectionId;
+use crate::ports::{CensusStore, Clock, GovernorStore, IngestStore, Notifier, WorkQueue};
+use serde_json::{Value, json};
+use std::fmt::Write;
+
+const LIST: usize = 100;
+
+pub(super) async fn jobs<S, Q, C, N>(
+    console: &Console<'_, S, Q, C, N>,
+    frame: &Frame<'_>,
+    query: &Fields,
+) -> Result<String, AppError>
+where
+    S: IngestStore + CensusStore + GovernorStore,
+    Q: WorkQueue,
+    C: Clock,
+    N: Notifier,
+{
+    let state = query.get("state").and_then(|s| JobState::parse(s));
+    let filter = |k: &str| query.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let (source, operation, batch) = (filter("source"), filter("operation"), filter("batch"));
+    let all = console.api.store.list(state, 500).await?;
+    let shown: Vec<_> = all
+        .iter()
+        .filter(|j| source.is_none_or(|s| j.source_system.as_str() == s))
+        .filter(|j| operation.is_none_or(|o| j.kind.as_str() == o))
+        .filter(|j| batch.is_none_or(|b| j.batch.as_ref().is_some_and(|x| x.as_str() == b)))
+        .take(LIST)
+        .collect();
+    let mut body = String::from(
+        "<section><form method=\"get\" action=\"/ui/jobs\"><label>state <select name=\"state\"><option value=\"\">any</option>",
+    );
+    for s in JobState::ALL {
+        let selected = if state == Some(s) { " selected" } else { "" };
+        let _ = write!(body, "<option{selected}>{}</option>", s.as_str());
+    }
+    let value = |v: Option<&str>| escape(v.unwrap_or_default());
+    let _ = write!(
+        body,
+        "</select></label><label>source <input type=\"text\" name=\"source\" value=\"{}\"></label>\
+<label>operation <input type=\"text\" name=\"operation\" value=\"{}\"></label>\
+<label>batch <input type=\"text\" name=\"batch\" value=\"{}\"></label><button type=\"submit\">Filter</button></form></section>",
+        value(source),
+        value(operation),
+        value(batch)
+    );
+    body.push_str("<section><table id=\"jobs\"><tr><th>updated</th><th>state</th><th>operation</th><th>source</th><th>external id</th><th>issue</th><th>job</th></tr>");
+    for j in &shown {
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><a href=\"/ui/jobs?id={}\">{}</a></td></tr>",
+            escape(&j.updated_at.to_rfc3339()),
+            state_badge(j.state.as_str()),
+            j.kind.as_str(),
+            escape(j.source_system.as_str()),
+            escape(j.external_id.as_str()),
+            escape(j.issue_key.as_ref().map_or("-", |k| k.as_str())),
+            j.id,
+            &j.id.to_string()[..8]
+        );
+    }
+    if shown.is_empty() {
+        body.push_str("<tr><td colspan=\"7\">no jobs found</td></tr>");
+    }
+    body.push_str("</table></section>");
+    Ok(page(frame, "jobs", "Jobs", &body))
+}
+
+pub(super) async fn job<S, Q, C, N>(
+    console: &Console<'_, S, Q, C, N>,
+    frame: &Frame<'_>,
+    raw: &str,
+) -> Result<String, AppError>
+where
+    S: IngestStore + CensusStore + GovernorStore,
+    Q: WorkQueue,
+    C: Clock,
+    N: Notifier,
+{
+    let answer = get_job(console.api.store, raw).await?;
+    if answer.status != 200 {
+        return Ok(page(
+            frame,
+            "jobs",
+            "No such job",
+            "<section><p>There is no such job.</p></section>",
+        ));
+    }
+    let j = &answer.body;
+    let text = |k: &str| match &j[k] {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        v => Some(v.to_string()),
+    };
+    let state = text("state").unwrap_or_default();
+    let mut body = String::from("<section><table id=\"job\">");
+    for (label, key) in [
+        ("state", "state"),
+        ("operation", "operation"),
+        ("source", "sourceSystem"),
+        ("external id", "externalId"),
+        ("issue", "issueKey"),
+        ("waiting for", "waitingFor"),
+        ("not before", "notBefore"),
+        ("approval", "approvalId"),
+        ("batch", "batchId"),
+        ("last error", "lastError"),
+        ("created", "createdAt"),
+        ("updated", "updatedAt"),
+    ] {
+        if let Some(v) = text(key) {
+            let shown = if key == "state" {
+                state_badge(&v)
+            } else {
+                escape(&v)
+            };
+            let _ = write!(body, "<tr><th>{label}</th><td>{shown}</td></tr>");
+        }
+    }
+    body.push_str("</table>");
+    let back = format!("/ui/jobs?id={raw}");
+    let id = text("jobId").unwrap_or_default();
+    if matches!(state.as_str(), "FAILED" | "EXHAUSTED") {
+        body.push_str(&action_form(
+            frame,
+            "retry",
+            &[("job", &id), ("back", &back)],
+            "Retry",
+            "",
+        ));
+    }
+    if matches!(state.as_str(), "QUEUED" | "WAITING" | "PENDING_APPROVAL") {
+        let _ = write!(
+            body,
+            "<form class=\"inline\" method=\"post\" action=\"/ui/act\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+<input type=\"hidden\" name=\"action\" value=\"cancel\"><input type=\"hidden\" name=\"job\" value=\"{}\">\
+<input type=\"hidden\" name=\"back\" value=\"{}\"><label>reason <input type=\"text\" name=\"reason\" required></label>\
+<button type=\"submit\" class=\"cancel\" data-action=\"cancel\">Cancel</button></form>",
+            escape(frame.csrf),
+            escape(&id),
+            escape(&back)
+        );
+    }
+    body.push_str("</section><section><h2>Trail</h2><ol class=\"timeline\" id=\"trail\">");
+    for e in j["audit"].as_array().into_iter().flatten() {
+        let s = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+        let _ = write!(
+            body,
+            "<li><span class=\"at\">{} · {} · {}</span><br>{}{}{}</li>",
+            escape(&s("at")),
+            escape(&s("stage")),
+            escape(&s("actor")),
+            escape(&s("outcome")),
+            e["state"]
+                .as_str()
+                .map(|st| format!(" → {}", state_badge(st)))
+                .unwrap_or_default(),
+            e["intent"]
+                .as_str()
+                .map(|i| format!("<br><span class=\"note\">{}</span>", escape(i)))
+                .unwrap_or_default()
+        );
+    }
+    body.push_str("</ol></section>");
+    Ok(page(
+        frame,
+        "jobs",
+        &format!("Job {}", &id.get(..8).unwrap_or(&id)),
+        &body,
+    ))
+}
+
+pub(super) async fn approvals<S, Q, C, N>(
+    console: &Console<'_, S, Q, C, N>,
+    frame: &Frame<'_>,
+) -> Result<String, AppError>
+where
+    S: IngestStore + CensusStore + GovernorStore,
+    Q: WorkQueue,
+    C: Clock,
+    N: Notifier,
+{
+    let now = console.api.clock.now();
+    let open = console.api.store.open_approvals(LIST).await?;
+    let mut body = String::new();
+    if open.is_empty() {
+        body.push_str("<section><p>No approval request waits.</p></section>");
+    }
+    for a in &open {
+        let first_job = console.api.store.job(&a.job_id).await?;
+        let batch = first_job.as_ref().and_then(|j| j.batch.clone());
+        let _ = write!(
+            body,
+            "<section class=\"approval\" data-approval=\"{}\"><h2>{} <span class=\"note\">({} job{}, {})</span></h2><ul>",
+            a.id,
+            escape(&a.rule),
+            1 + a.also.len(),
+            if a.also.is_empty() { "" } else { "s" },
+            approval_status(a, now)
+        );
+        for line in &a.intent {
+            let _ = write!(body, "<li>{}</li>", escape(line));
+        }
+        let _ = write!(
+            body,
+            "</ul><p class=\"note\">asked by {} · expires {} · approvers {}</p>",
+            escape(&a.requested_by),
+            escape(&a.expires_at.to_rfc3339()),
+            escape(&a.approvers.join(", "))
+        );
+        let id = a.id.to_string();
+        let back = "/ui/approvals";
+        body.push_str(&action_form(
+            frame,
+            "approve",
+            &[("approval", &id), ("back", back)],
+            "Approve",
+            "approve",
+        ));
+        body.push_str(&action_form(
+            frame,
+            "deny",
+            &[("approval", &id), ("back", back)],
+            "Deny",
+            "deny",
+        ));
+        if let Some(batch) = batch {
+            let chunk = chunk_of(a, &batch)
+                .map(|c| c.to_string())
+                .unwrap_or_default();
+            let _ = write!(
+                body,
+                "<p class=\"note\">batch {}{}</p>",
+                escape(batch.as_str()),
+                if chunk.is_empty() {
+                    String::new()
+                } else {
+                    format!(", chunk {chunk}")
+                }
+            );
+            body.push_str(&action_form(
+                frame,
+                "approve-batch",
+                &[("batch", batch.as_str()), ("back", back)],
+                "Approve every open request of this batch",
+                "approve",
+            ));
+        }
+        body.push_str("</section>");
+    }
+    Ok(page(frame, "approvals", "Approvals", &body))
+}
+
+pub(super) async fn rejections<S, Q, C, N>(
+    console: &Console<'_, S, Q, C, N>,
+    frame: &Frame<'_>,
+) -> Result<String, AppError>
+where
+    S: IngestStore + CensusStore + GovernorStore,
+    Q: WorkQueue,
+    C: Clock,
+    N: Notifier,
+{
+    let found = console.api.store.rejections(LIST).await?;
+    let mut body = String::from(
+        "<section><table id=\"rejections\"><tr><th>received</th><th>source</th><th>kind</th><th>status</th><th>first reason</th><th></th></tr>",
+    );
+    for r in &found {
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><a href=\"/ui/rejections?id={}\">view</a></td></tr>",
+            escape(&r.received_at.to_rfc3339()),
+            escape(r.source_system.as_deref().unwrap_or("-")),
+            r.origin.kind(),
+            r.status(),
+            escape(
+                &r.errors
+                    .first()
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
+            ),
+            r.id
+        );
+    }
+    if found.is_empty() {
+        body.push_str("<tr><td colspan=\"6\">no rejections found</td></tr>");
+    }
+    body.push_str("</table></section>");
+    Ok(page(frame, "rejections", "Manual queue", &body))
+}
+
+pub(super) async fn rejection<S, Q, C, N>(
+    console: &Console<'_, S, Q, C, N>,
+    frame: &Frame<'_>,
+    raw: &str,
+) -> Result<String, AppError>
+where
+    S: IngestStore + CensusStore + GovernorStore,
+    Q: WorkQueue,
+    C: Clock,
+    N: Notifier,
+{
+    let Some(id) = RejectionId::parse(raw) else {
+        return Ok(page(frame, "rejections", "No such rejection", ""));
+    };
+    let Some(r) = console.api.store.rejection(&id).await? else {
+        return Ok(page(frame, "rejections", "No such rejection", ""));
+    };
+    let mut body = String::from("<section><h2>Why it was refused</h2><ul id=\"reasons\">");
+    for e in &r.errors {
+        let _ = write!(body, "<li>{}</li>", escape(&e.to_string()));
+    }
+    let info = rejection_json(&r);
+    let _ = write!(
+        body,
+        "</ul><p class=\"note\">status {} · {}</p></section>",
+        escape(info["status"].as_str().unwrap_or_default()),
+        escape(&r.received_at.to_rfc3339())
+    );
+    if r.status() == "open" {
+        let pretty = serde_json::from_str::<Value>(&r.body)
+            .ok()
+            .and_then(|v| serde_json::to_string_pretty(&v).ok())
+            .unwrap_or_else(|| r.body.clone());
+        let back = format!("/ui/rejections?id={raw}");
+        let _ = write!(
+            body,
+            "<section><h2>Re-submit</h2><form method=\"post\" action=\"/ui/act\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+<input type=\"hidden\" name=\"action\" value=\"resubmit\"><input type=\"hidden\" name=\"rejection\" value=\"{}\">\
+<input type=\"hidden\" name=\"back\" value=\"{}\"><label>The body — as received, or corrected (validated before it is accepted)\
+<textarea name=\"body\" id=\"body\">{}</textarea></label><button type=\"submit\" data-action=\"resubmit\">Re-submit</button></form>\
+<form method=\"post\" action=\"/ui/act\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"action\" value=\"discard\">\
+<input type=\"hidden\" name=\"rejection\" value=\"{}\"><input type=\"hidden\" name=\"back\" value=\"/ui/rejections\">\
+<label>reason to discard <input type=\"text\" name=\"reason\" required></label><button type=\"submit\" class=\"deny\" data-action=\"discard\">Discard</button></form></section>",
+            escape(frame.csrf),
+            r.id,
+            escape(&back),
+            escape(&pretty),
+            escape(frame.csrf),
+            r.id
+        );
+    } else {
+        let _ = write!(body, "<section><pre>{}</pre></section>", escape(&r.body));
+    }
+    Ok(page(frame, "rejections", "Rejection", &body))
+}
+
+pub(super) async fn batches<S, Q, C, N>(
+    console: &Console<'_, S, Q, C, N>,
+    frame: &Frame<'_>,
+) -> Result<String, AppError>
+where
+    S: IngestStore + CensusStore + GovernorStore,
+    Q: WorkQueue,
+    C: Clock,
+    N: Notifier,
+{
+    let store = console.api.store;
+    let mut body = String::from(
+        "<section><table id=\"batches\"><tr><th>batch</th><th>source</th><th>progress</th><th class=\"num\">points</th><th class=\"num\">ETA</th><th></th></tr>",
+    );
+    let ids = store.recent_batches(50).await?;
+    for id in &ids {
+        let Some(v) = view_batch(store, console.api.clock, id).await? else {
+            continue;
+        };
+        let (b, p) = (&v.batch, &v.progress);
+        let total = p.finished + p.remaining;
+        let status = if b.paused {
+            "PAUSED"
+        } else if p.remaining == 0 {
+            "done"
+        } else {
+            "running"
+        };
+        let control = if b.paused {
+            action_form(
+                frame,
+                "resume",
+                &[("batch", b.id.as_str()), ("back", "/ui/batches")],
+                "Resume",
+                "",
+            )
+        } else if p.remaining > 0 {
+            action_form(
+                frame,
+                "pause",
+                &[("batch", b.id.as_str()), ("back", "/ui/batches")],
+                "Pause",
+                "",
+            )
+        } else {
+            String::new()
+        };
+        let _ = write!(
+            body,
+            "<tr data-batch=\"{}\"><td><a href=\"/ui/jobs?batch={}\">{}</a></td><td>{}</td><td><progress max=\"{total}\" value=\"{}\"></progress> \
+{} of {total} · <span class=\"batch-status\">{status}</span></td><td class=\"num\">{:.1}</td><td class=\"num\">{}</td><td>{control}</td></tr>",
+            escape(b.id.as_str()),
+            percent_encode(b.id.as_str()),
+            escape(b.id.as_str()),
+            escape(b.source_system.as_str()),
+            p.finished,
+            p.finished,
+            p.points,
+            p.eta_seconds.map_or("-".into(), |s| format!("{s} s"))
+        );
+    }
+    if ids.is_empty() {
+        body.push_str("<tr><td colspan=\"6\">no batches found</td></tr>");
+    }
+    body.push_str("</table></section>");
+    Ok(page(frame, "batches", "Batches", &body))
+}
+
+pub(super) async fn senders<S, Q, C, N>(
+    console: &Console<'_, S, Q, C, N>,
+    frame: &Frame<'_>,
+) -> Result<String, AppError>
+where
+    S: IngestStore + CensusStore + GovernorStore,
+    Q: WorkQueue,
+    C: Clock,
+    N: Notifier,
+{
+    let stats = read_stats(console.api.store, console.api.clock, 1).await?;
+    let recent = console.api.store.rejections(LIST).await?;
+    let mut body = String::from(
+        "<section><p class=\"note\">This hour (UTC).</p><table id=\"senders\"><tr><th>sender</th><th class=\"num\">accepted</th><th class=\"num\">duplicate</th><th class=\"num\">rejected</th><th class=\"num\">ignored</th><th>last error</th></tr>",
+    );
+    for (name, s) in &stats.senders {
+        let last = recent
+            .iter()
+            .find(|r| r.source_system.as_deref() == Some(name.as_str()))
+            .and_then(|r| r.errors.first())
+            .map(ToString::to_string)
+            .unwrap_or_else(|| "-".into());
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+            escape(name),
+            s.accepted,
+            s.duplicate,
+            s.rejected,
+            s.ignored,
+            escape(&last)
+        );
+    }
+    if stats.senders.is_empty() {
+        body.push_str("<tr><td colspan=\"6\">no sender posted this hour</td></tr>");
+    }
+    body.push_str("</table></section>");
+    Ok(page(frame, "senders", "Senders", &body))
+}
+
+/// What became of an operator-route answer, in words.
+fn said(a: &HttpAnswer, ok: &str) -> String {
+    if a.status < 300 {
+        ok.to_string()
+    } else {
+        a.body["message"].as_str().unwrap_or("refused").to_string()
+    }
+}
+
+/// Runs a form's action as `operator`; what became of it, in words.
+pub(super) async fn act<S, Q, C, N>(
+    console: &Console<'_, S, Q, C, N>,
+    operator: &str,
+    form: &Fields,
+) -> Result<String, AppError>
+where
+    S: IngestStore + CensusStore + GovernorStore,
+    Q: WorkQueue,
+    C: Clock,
+    N: Notifier,
+{
+    let field = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
+    let api = &console.api;
+    let who = json!({"as": operator}).to_string();
+    let action = field("action");
+    tracing::info!(operator, action, "console action");
+    Ok(match action {
+        "retry" => said(
+            &api.retry(field("job"), who.as_bytes()).await?,
+            "queued again",
+        ),
+        "cancel" => {
+            let body = json!({"as": operator, "reason": field("reason")}).to_string();
+            said(
+                &api.cancel(field("job"), body.as_bytes()).await?,
+                "cancelled",
+            )
+        }
+        "approve" | "deny" => {
+            let decision = if action == "approve" {
+                Decision::Approve
+            } else {
+                Decision::Deny
+            };
+            let a = api
+                .decide(field("approval"), decision, who.as_bytes())
+                .await?;
+            said(
+                &a,
+                if action == "approve" {
+                    "approved"
+                } else {
+                    "denied"
+                },
+            )
+        }
+        "approve-batch" => {
+            let Some(batch) = BatchId::parse(field("batch")) else {
+                return Ok("no such batch".into());
+            };
+            let mut approved = 0;
+            for a in open_batch_requests(api.store, &batch, None).await? {
+                let answer = api
+                    .decide(a.id.as_str(), Decision::Approve, who.as_bytes())
+                    .await?;
+                if answer.status < 300 {
+                    approved += 1;
+                }
+            }
+            format!("approved {approved} request(s) of batch {batch}")
+        }
+        "pause" | "resume" => {
+            let Some(batch) = BatchId::parse(field("batch")) else {
+                return Ok("no such batch".into());
+            };
+            match set_paused(api.store, api.clock, &batch, action == "pause").await? {
+                Some(_) => format!("batch {batch} {action}d by {operator}"),
+                None => "no such batch".into(),
+            }
+        }
+        "resubmit" => {
+            let edited = field("body").trim();
+            let body = match serde_json::from_str::<Value>(edited) {
+                Ok(v) => json!({"as": operator, "body": v}),
+                Err(e) => return Ok(format!("the body is not JSON: {e}")),
+            };
+            let a = api
+                .resubmit(field("rejection"), body.to_string().as_bytes())
+                .await?;
+            if a.status == 422 {
+                let reasons: Vec<String> = a.body["errors"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|e| {
+                        format!(
+                            "{}: {}",
+                            e["field"].as_str().unwrap_or(""),
+                            e["message"].as_str().unwrap_or("")
+                        )
+                    })
+                    .collect();
+                format!("still invalid: {}", reasons.join("; "))
+            } else {
+                said(
+                    &a,
+                    &format!(
+                        "re-submitted as job {}",
+                        a.body["jobId"].as_str().unwrap_or("?")
+                    ),
+                )
+            }
+        }
+        "discard" => {
+            let Some(id) = RejectionId::parse(field("rejection")) else {
+                return Ok("no such rejection".into());
+            };
+            let ingest = crate::app::ingest::Ingest {
+                store: api.store,
+                queue: api.queue,
+                clock: api.clock,
+                secrets: &[],
+                policy: api.policy,
+            };
+            match ingest.discard(&id, operator, field("reason")).await? {
+                crate::app::ingest::Discard::Done => format!("discarded by {operator}"),
+                other => format!("not discarded: {other:?}"),
+            }
+        }
+        other => format!("unknown action {other:?}"),
+    })
+}
