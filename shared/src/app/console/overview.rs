@@ -100,6 +100,26 @@ where
                 .unwrap_or_default()
         );
     }
+    let day_ago = now.0 - HOURS * 3_600_000;
+    let changes: Vec<_> = governor
+        .health
+        .changes
+        .iter()
+        .filter(|c| c.at.0 >= day_ago)
+        .collect();
+    if !changes.is_empty() {
+        body.push_str("<h2>Degraded and recovered, the last 24 hours</h2><table id=\"health-changes\"><tr><th>at</th><th>became</th><th>why</th></tr>");
+        for c in changes {
+            let _ = write!(
+                body,
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(&c.at.to_rfc3339()),
+                if c.degraded { "DEGRADED" } else { "recovered" },
+                escape(&c.why)
+            );
+        }
+        body.push_str("</table>");
+    }
     body.push_str("<table id=\"jobs-by-state\"><tr><th>state</th><th class=\"num\">jobs</th></tr>");
     for (state, n) in &census.jobs {
         let _ = write!(
