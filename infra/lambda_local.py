@@ -236,6 +236,11 @@ def signed_curl(url, secret):
             f"curl -sS {url} -H 'Content-Type: application/json' -H \"Tollgate-Signature: t=$t,v1=$sig\" -d \"$body\"")
 
 
+def interrupted(*_):
+    """SIGTERM stops the stack as Ctrl-C does."""
+    raise KeyboardInterrupt()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--port", type=int, default=9000, help="cargo lambda watch's invoke port")
@@ -249,7 +254,7 @@ def main():
         subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
                         "--disable-pip-version-check", "cargo-lambda", "ziglang"], check=True)
 
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, interrupted)
     try:
         endpoint = start_moto()
         if args.jira_url:
