@@ -91,6 +91,25 @@ fn unauthorized_message(e: &SignatureError) -> &'static str {
     }
 }
 
+/// The fields of a job's answer people are shown, in order, with their
+/// labels (the CLI's `jobs show` and the console's job page).
+pub const JOB_FIELDS: [(&str, &str); 14] = [
+    ("job", "jobId"),
+    ("state", "state"),
+    ("operation", "operation"),
+    ("source", "sourceSystem"),
+    ("external id", "externalId"),
+    ("issue", "issueKey"),
+    ("waiting for", "waitingFor"),
+    ("not before", "notBefore"),
+    ("approval", "approvalId"),
+    ("merged into", "mergedInto"),
+    ("batch", "batchId"),
+    ("last error", "lastError"),
+    ("created", "createdAt"),
+    ("updated", "updatedAt"),
+];
+
 /// A job as `GET /v1/jobs/{id}` answers: with what it waits for and until
 /// when while it waits, and the approval request while it waits for one.
 pub fn job_answer(

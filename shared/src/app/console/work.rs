@@ -7,7 +7,7 @@ use super::layout::{Frame, action_form, page, state_badge};
 use super::{Console, Fields, percent_encode};
 use crate::app::AppError;
 use crate::app::admission::chunk_of;
-use crate::app::api::HttpAnswer;
+use crate::app::api::{HttpAnswer, JOB_FIELDS};
 use crate::app::approval_page::escape;
 use crate::app::approvals::open_batch_requests;
 use crate::app::batches::{set_paused, view_batch};
@@ -113,20 +113,7 @@ where
     };
     let state = text("state").unwrap_or_default();
     let mut body = String::from("<section><table id=\"job\">");
-    for (label, key) in [
-        ("state", "state"),
-        ("operation", "operation"),
-        ("source", "sourceSystem"),
-        ("external id", "externalId"),
-        ("issue", "issueKey"),
-        ("waiting for", "waitingFor"),
-        ("not before", "notBefore"),
-        ("approval", "approvalId"),
-        ("batch", "batchId"),
-        ("last error", "lastError"),
-        ("created", "createdAt"),
-        ("updated", "updatedAt"),
-    ] {
+    for (label, key) in JOB_FIELDS.into_iter().filter(|(_, k)| *k != "jobId") {
         if let Some(v) = text(key) {
             let shown = if key == "state" {
                 state_badge(&v)

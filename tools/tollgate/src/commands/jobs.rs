@@ -196,22 +196,7 @@ fn show_table(job: &serde_json::Value) -> String {
         serde_json::Value::String(s) => Some(s.clone()),
         v => Some(v.to_string()),
     };
-    for (label, key) in [
-        ("job", "jobId"),
-        ("state", "state"),
-        ("operation", "operation"),
-        ("source", "sourceSystem"),
-        ("external id", "externalId"),
-        ("issue", "issueKey"),
-        ("waiting for", "waitingFor"),
-        ("not before", "notBefore"),
-        ("approval", "approvalId"),
-        ("merged into", "mergedInto"),
-        ("batch", "batchId"),
-        ("last error", "lastError"),
-        ("created", "createdAt"),
-        ("updated", "updatedAt"),
-    ] {
+    for (label, key) in tollgate::app::api::JOB_FIELDS {
         if key == "lastError" && job["lastError"] == job["waitingFor"] {
             continue;
         }
