@@ -187,9 +187,16 @@ async fn an_operator_signs_in_reads_the_charts_approves_a_chunk_resubmits_and_si
     b.open(&format!("{base}/ui/batches")).await.unwrap();
     b.click("button[data-action=pause]").await.unwrap();
     assert!(b.text("p.flash").await.unwrap().contains("paused by dana"));
-    assert_eq!(batch(&s, "nightly").await["paused"], true);
+    eventually("the batch is paused", async || {
+        batch(&s, "nightly").await["paused"] == true
+    })
+    .await;
     b.click("button[data-action=resume]").await.unwrap();
-    assert_eq!(batch(&s, "nightly").await["paused"], false);
+    // The click returns before the form's answer may have come back.
+    eventually("the batch is resumed", async || {
+        batch(&s, "nightly").await["paused"] == false
+    })
+    .await;
 
     // Re-submit the rejection, corrected in the text area.
     let rejection = refused.body["rejectionId"].as_str().unwrap().to_string();
@@ -236,6 +243,10 @@ async fn an_operator_signs_in_reads_the_charts_approves_a_chunk_resubmits_and_si
 
     // Signed out, the console is closed again.
     b.click("button[data-action=sign-out]").await.unwrap();
+    eventually("signed out", async || {
+        b.url().await.unwrap().ends_with("/ui/sign-in")
+    })
+    .await;
     b.open(&format!("{base}/ui/jobs")).await.unwrap();
     assert!(b.url().await.unwrap().ends_with("/ui/sign-in"));
     s.running.shutdown().await;
