@@ -767,26 +767,48 @@ pub trait GovernorStore: Send + Sync {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
-/// Counts an operator's dashboard needs (`GET /metrics`), read at scrape
-/// time from the store itself, so they agree with the operator commands.
+/// Counts an operator's dashboard needs (`GET /metrics`, the console's
+/// overview), read from the store itself, so they agree with the operator
+/// commands.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Census {
     pub jobs: Vec<(JobState, u64)>,
-    /// Messages in the work queue, visible or in flight.
-    pub queued_messages: u64,
-    /// Age of the oldest message, in seconds (0 when none).
-    pub oldest_message_age_s: f64,
+    /// Some state held more jobs than the store counts at one reading (the
+    /// DynamoDB adapter stops at [`CENSUS_COUNT_LIMIT`]): those figures are
+    /// lower bounds.
+    pub jobs_lower_bound: bool,
     pub approvals_waiting: u64,
     /// Rejections neither re-submitted nor discarded.
     pub rejections_open: u64,
 }
 
-/// Whole-store counts (the single-machine store keeps them cheap to read).
+/// The most jobs of one state a store counts at one reading; past it the
+/// census says "at least". Counting a large DynamoDB partition reads every
+/// key in it, and the overview is read every 30 seconds.
+pub const CENSUS_COUNT_LIMIT: u64 = 100_000;
+
+/// Whole-store counts.
 pub trait CensusStore: Send + Sync {
     fn census(&self) -> impl Future<Output = Result<Census, StoreError>> + Send;
 
     /// The store answers at all (`GET /readyz`).
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// How much work waits in the queue.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueueDepth {
+    /// Messages in the work queues, visible, delayed or in flight.
+    pub messages: u64,
+    /// Age of the oldest message in seconds (0 when none); `None` where the
+    /// queue does not say (SQS reports it only as a CloudWatch metric,
+    /// `ApproximateAgeOfOldestMessage`).
+    pub oldest_age_s: Option<f64>,
+}
+
+/// Reads the work queue's depth (SQS's numbers are approximate).
+pub trait QueueGauge: Send + Sync {
+    fn depth(&self) -> impl Future<Output = Result<QueueDepth, StoreError>> + Send;
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

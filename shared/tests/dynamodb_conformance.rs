@@ -336,3 +336,15 @@ async fn the_emulator_undoes_a_transaction_whose_last_condition_fails() {
 async fn a_large_rejected_body_round_trips_in_part() {
     conformance::a_large_rejected_body_round_trips_in_part(&store().await).await;
 }
+
+#[tokio::test]
+async fn the_census_counts_jobs_by_state_open_approvals_and_open_rejections() {
+    conformance::the_census_counts_jobs_by_state_open_approvals_and_open_rejections(&store().await)
+        .await;
+}
+
+#[tokio::test]
+async fn the_queue_depth_counts_visible_delayed_and_taken_messages() {
+    let (_, q) = queues().await;
+    conformance::the_queue_depth_counts_visible_delayed_and_taken_messages(&q).await;
+}

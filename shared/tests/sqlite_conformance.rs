@@ -210,3 +210,16 @@ async fn a_large_rejected_body_round_trips_in_part() {
     let db = TempDb::new("large-rejection");
     conformance::a_large_rejected_body_round_trips_in_part(&db.open()).await;
 }
+
+#[tokio::test]
+async fn the_census_counts_jobs_by_state_open_approvals_and_open_rejections() {
+    let db = TempDb::new("census");
+    conformance::the_census_counts_jobs_by_state_open_approvals_and_open_rejections(&db.open())
+        .await;
+}
+
+#[tokio::test]
+async fn the_queue_depth_counts_visible_delayed_and_taken_messages() {
+    let db = TempDb::new("queue-depth");
+    conformance::the_queue_depth_counts_visible_delayed_and_taken_messages(&db.open()).await;
+}

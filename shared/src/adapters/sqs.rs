@@ -16,6 +16,8 @@
 //!   finished.
 //! * Receipts handed out are `i:<handle>` or `b:<handle>`, so delete and
 //!   visibility changes reach the right queue.
+//! * The depth (`GetQueueAttributes`) sums both queues' approximate
+//!   visible, delayed and in-flight counts.
 //! * SQS counts time in whole seconds: waits round up, never down, so a
 //!   message never returns before Retry-After.
 
@@ -25,8 +27,8 @@ use crate::domain::event::Priority;
 use crate::domain::ids::{BatchId, JobId};
 use crate::domain::time::Timestamp;
 use crate::ports::{
-    Clock, DeadLetter, DeadLetters, Delivery, Letter, StoreError, SystemClock, WorkMessage,
-    WorkQueue,
+    Clock, DeadLetter, DeadLetters, Delivery, Letter, QueueDepth, QueueGauge, StoreError,
+    SystemClock, WorkMessage, WorkQueue,
 };
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
@@ -245,6 +247,47 @@ impl SqsQueue {
             .await
             .map_err(backend)?;
         Ok(())
+    }
+}
+
+/// Both queues' approximate counts (`GetQueueAttributes`): visible,
+/// delayed and in flight. SQS keeps the oldest message's age as a
+/// CloudWatch metric only, so it is not read here.
+impl QueueGauge for SqsQueue {
+    async fn depth(&self) -> Result<QueueDepth, StoreError> {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let mut urls = vec![self.interactive.as_str()];
+        if self.bulk != self.interactive {
+            urls.push(&self.bulk);
+        }
+        let mut messages = 0u64;
+        for url in urls {
+            let out = self
+                .client
+                .get_queue_attributes()
+                .queue_url(url)
+                .attribute_names(A::ApproximateNumberOfMessages)
+                .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+                .attribute_names(A::ApproximateNumberOfMessagesDelayed)
+                .send()
+                .await
+                .map_err(backend)?;
+            let attributes = out.attributes.unwrap_or_default();
+            for name in [
+                A::ApproximateNumberOfMessages,
+                A::ApproximateNumberOfMessagesNotVisible,
+                A::ApproximateNumberOfMessagesDelayed,
+            ] {
+                messages += attributes
+                    .get(&name)
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+        Ok(QueueDepth {
+            messages,
+            oldest_age_s: None,
+        })
     }
 }
 

@@ -8,7 +8,9 @@
 use super::stats::read_stats;
 use crate::domain::governor::SiteGovernor;
 use crate::domain::stats::CallStats;
-use crate::ports::{Census, CensusStore, Clock, GovernorStore, StatsStore, StoreError};
+use crate::ports::{
+    Census, CensusStore, Clock, GovernorStore, QueueDepth, QueueGauge, StatsStore, StoreError,
+};
 
 /// Hours `GET /metrics` sums Jira figures over, as `tollgate stats` does by
 /// default.
@@ -17,6 +19,7 @@ pub const METRIC_HOURS: u32 = 24;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MetricsSnapshot {
     pub census: Census,
+    pub queue: QueueDepth,
     pub calls: CallStats,
     /// Points spent in the current hourly window.
     pub points_this_hour: u64,
@@ -25,18 +28,26 @@ pub struct MetricsSnapshot {
     pub paused: bool,
 }
 
-pub async fn snapshot<S, C>(store: &S, clock: &C, site: &str) -> Result<MetricsSnapshot, StoreError>
+pub async fn snapshot<S, Q, C>(
+    store: &S,
+    queue: &Q,
+    clock: &C,
+    site: &str,
+) -> Result<MetricsSnapshot, StoreError>
 where
     S: CensusStore + StatsStore + GovernorStore,
+    Q: QueueGauge,
     C: Clock,
 {
     let census = store.census().await?;
+    let queue = queue.depth().await?;
     let calls = read_stats(store, clock, METRIC_HOURS).await?;
     let points_this_hour = read_stats(store, clock, 1).await?.points;
     let (governor, _) = store.load_governor(site).await?;
     let paused = governor.paused_until > clock.now();
     Ok(MetricsSnapshot {
         census,
+        queue,
         calls,
         points_this_hour,
         site: site.to_string(),

@@ -17,8 +17,9 @@ use tollgate::domain::rejection::{Discarded, Rejection};
 use tollgate::domain::time::Timestamp;
 use tollgate::domain::validation::FieldError;
 use tollgate::ports::{
-    Admission, ApprovalStore, BatchStore, Counters, Fence, FieldRevisions, GovernorStore,
-    JobRecord, JobStore, Leases, LinkStore, RejectionStore, StatsStore, WorkMessage, WorkQueue,
+    Admission, ApprovalStore, BatchStore, CensusStore, Counters, Fence, FieldRevisions,
+    GovernorStore, JobRecord, JobStore, Leases, LinkStore, QueueGauge, RejectionStore, StatsStore,
+    WorkMessage, WorkQueue,
 };
 
 pub fn job(dedup: &str, key: &str) -> JobRecord {
@@ -1265,4 +1266,109 @@ pub async fn a_chunk_approval_is_found_from_each_of_its_jobs<S: ApprovalStore>(s
             .unwrap()
             .is_none()
     );
+}
+
+/// The census counts jobs by state (moves included), undecided approval
+/// requests and rejections neither re-submitted nor discarded.
+pub async fn the_census_counts_jobs_by_state_open_approvals_and_open_rejections<S>(store: &S)
+where
+    S: JobStore + ApprovalStore + RejectionStore + CensusStore,
+{
+    let mut queued = Vec::new();
+    for i in 0..3 {
+        let j = job(&format!("census-{i}"), &format!("c{i}"));
+        store.admit(&j, &[], None).await.unwrap();
+        queued.push(j);
+    }
+    let mut moved = queued.pop().unwrap();
+    moved.state = JobState::Running;
+    assert!(store.update(&moved, JobState::Queued, None).await.unwrap());
+    let mut waiting = job("census-approval", "c-approval");
+    waiting.state = JobState::PendingApproval;
+    let open = approval(&waiting.id);
+    store.admit(&waiting, &[], Some(&open)).await.unwrap();
+    let decided = approval(&JobId::generate());
+    store.create_approval(&decided).await.unwrap();
+    let d = Decided {
+        decision: Decision::Approve,
+        by: "lead@example.com".into(),
+        at: Timestamp(2_000),
+    };
+    assert!(store.decide(&decided.id, &d).await.unwrap());
+    let rejection = |i: i64| {
+        Rejection::new(
+            b"{}",
+            vec![FieldError::new("sourceSystem", "is required")],
+            Timestamp(1_000 + i),
+        )
+    };
+    let (kept, resubmitted, discarded) = (rejection(1), rejection(2), rejection(3));
+    for r in [&kept, &resubmitted, &discarded] {
+        store.keep_rejection(r).await.unwrap();
+    }
+    assert!(
+        store
+            .mark_resubmitted(&resubmitted.id, &JobId::generate())
+            .await
+            .unwrap()
+    );
+    let by = Discarded {
+        by: "ops".into(),
+        at: Timestamp(5_000),
+        reason: "noise".into(),
+    };
+    assert!(store.discard_rejection(&discarded.id, &by).await.unwrap());
+
+    let census = store.census().await.unwrap();
+    let count = |s: JobState| {
+        census
+            .jobs
+            .iter()
+            .find(|(st, _)| *st == s)
+            .map_or(0, |(_, n)| *n)
+    };
+    assert_eq!(count(JobState::Queued), 2);
+    assert_eq!(count(JobState::Running), 1);
+    assert_eq!(count(JobState::PendingApproval), 1);
+    assert_eq!(count(JobState::Succeeded), 0);
+    assert!(!census.jobs_lower_bound);
+    assert_eq!(
+        census.approvals_waiting, 1,
+        "the decided request is not waiting"
+    );
+    assert_eq!(
+        census.rejections_open, 1,
+        "re-submitted and discarded ones are closed"
+    );
+    let listed = store.rejections(100).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
+        [discarded.id, resubmitted.id, kept.id],
+        "closed rejections stay listed, newest first"
+    );
+    store.ping().await.unwrap();
+}
+
+/// The depth counts messages whether visible, delayed or taken.
+pub async fn the_queue_depth_counts_visible_delayed_and_taken_messages<Q>(q: &Q)
+where
+    Q: WorkQueue + QueueGauge,
+{
+    assert_eq!(q.depth().await.unwrap().messages, 0);
+    let msg = |p| WorkMessage {
+        job_id: JobId::generate(),
+        priority: p,
+    };
+    q.send(&msg(Priority::Interactive), Duration::ZERO)
+        .await
+        .unwrap();
+    q.send(&msg(Priority::Bulk), Duration::ZERO).await.unwrap();
+    q.send(&msg(Priority::Interactive), Duration::from_secs(600))
+        .await
+        .unwrap();
+    let taken = q.receive(1, Duration::from_secs(600)).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(q.depth().await.unwrap().messages, 3);
+    q.delete(&taken[0].receipt).await.unwrap();
+    assert_eq!(q.depth().await.unwrap().messages, 2);
 }

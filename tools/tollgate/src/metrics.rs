@@ -69,14 +69,16 @@ pub fn encode(s: &MetricsSnapshot) -> Result<String, std::fmt::Error> {
         &mut r,
         "tollgate_queue_messages",
         "Messages in the work queue, visible or in flight",
-        s.census.queued_messages as f64,
+        s.queue.messages as f64,
     );
-    gauge(
-        &mut r,
-        "tollgate_queue_oldest_age_seconds",
-        "Age of the oldest message in the work queue",
-        s.census.oldest_message_age_s,
-    );
+    if let Some(age) = s.queue.oldest_age_s {
+        gauge(
+            &mut r,
+            "tollgate_queue_oldest_age_seconds",
+            "Age of the oldest message in the work queue",
+            age,
+        );
+    }
     gauge(
         &mut r,
         "tollgate_approvals_waiting",

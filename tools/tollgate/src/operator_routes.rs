@@ -242,7 +242,9 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let snapshot =
-        match tollgate::app::metrics::snapshot(&state.db, &SystemClock, &state.site).await {
+        match tollgate::app::metrics::snapshot(&state.db, &state.db, &SystemClock, &state.site)
+            .await
+        {
             Ok(s) => s,
             Err(e) => return internal(e),
         };

@@ -8,7 +8,8 @@
 //! aggregate's module opens with the items it owns: [`jobs`] (jobs, audit,
 //! dedup, entity and batch membership, the outbox), [`leases`], [`links`]
 //! (links and field revisions), [`governor`], [`approvals`], [`batches`],
-//! [`rejections`], [`counters`] (counters and stats).
+//! [`rejections`], [`counters`] (counters and stats); [`census`] counts
+//! through the index.
 //!
 //! * GSI `gsi1` (`gsi1pk`, `gsi1sk`, keys only) holds listings: jobs by
 //!   state, open approvals, the manual queue. GSI `gsi2` is the outbox.
@@ -24,6 +25,7 @@ use crate::domain::batch::{BatchRecord, JobSummary};
 
 mod approvals;
 mod batches;
+mod census;
 mod counters;
 mod governor;
 mod jobs;

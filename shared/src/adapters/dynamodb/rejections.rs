@@ -2,14 +2,18 @@
 //!
 //! | item      | pk              | sk         | attributes |
 //! |-----------|-----------------|------------|------------|
-//! | rejection | `REJECTED#<id>` | `REJECTED` | body (at most 256 KiB; `truncated`: the size and SHA-256 of a larger one), errors and origin (JSON), `resubmittedAs` or `discarded` (JSON), each set once; in `gsi1` under `REJECTED` |
+//! | rejection | `REJECTED#<id>` | `REJECTED` | body (at most 256 KiB; `truncated`: the size and SHA-256 of a larger one), errors and origin (JSON), `resubmittedAs` or `discarded` (JSON), each set once; in `gsi1` under `REJECTED` while open, under `REJECTED#CLOSED` once re-submitted or discarded (same `gsi1sk`: received time, id) |
 //!
 //! * Kept with `attribute_not_exists(pk)`: a batch item's id is its own, so
 //!   the same item posted again is the same rejection.
 
 use super::*;
 
+/// Open rejections' `gsi1` partition.
 pub(super) const REJECTED_INDEX: &str = "REJECTED";
+/// Re-submitted or discarded rejections' `gsi1` partition (the listing
+/// reads both; the census counts the open one).
+const CLOSED_REJECTIONS: &str = "REJECTED#CLOSED";
 
 pub(super) fn rejection_from_item(item: &Item) -> Result<Rejection, StoreError> {
     Ok(Rejection {
@@ -44,7 +48,14 @@ impl RejectionStore for DynamoStore {
                 s(serde_json::to_string(&r.errors).map_err(corrupt)?),
             ),
             ("body".into(), s(r.body.clone())),
-            ("gsi1pk".into(), s(REJECTED_INDEX)),
+            (
+                "gsi1pk".into(),
+                s(if r.resubmitted_as.is_some() || r.discarded.is_some() {
+                    CLOSED_REJECTIONS
+                } else {
+                    REJECTED_INDEX
+                }),
+            ),
             (
                 "gsi1sk".into(),
                 s(format!("{}#{}", sort_time(r.received_at.0), r.id)),
@@ -93,21 +104,29 @@ impl RejectionStore for DynamoStore {
     }
 
     async fn rejections(&self, limit: usize) -> Result<Vec<Rejection>, StoreError> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(GSI_BY_STATE)
-            .key_condition_expression("gsi1pk = :r")
-            .expression_attribute_values(":r", s(REJECTED_INDEX))
-            .scan_index_forward(false)
-            .limit(limit.clamp(1, 1000) as i32)
-            .send()
-            .await
-            .map_err(backend)?;
+        // The newest of both partitions, merged by their sort key.
+        let mut keys: Vec<(String, String)> = Vec::new();
+        for partition in [REJECTED_INDEX, CLOSED_REJECTIONS] {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(GSI_BY_STATE)
+                .key_condition_expression("gsi1pk = :r")
+                .expression_attribute_values(":r", s(partition))
+                .scan_index_forward(false)
+                .limit(limit.clamp(1, 1000) as i32)
+                .send()
+                .await
+                .map_err(backend)?;
+            for key in out.items.unwrap_or_default() {
+                keys.push((get_s(&key, "gsi1sk")?, get_s(&key, "pk")?));
+            }
+        }
+        keys.sort_by(|a, b| b.cmp(a));
+        keys.truncate(limit);
         let mut found = Vec::new();
-        for key in out.items.unwrap_or_default() {
-            let pk = get_s(&key, "pk")?;
+        for (_, pk) in keys {
             if let Some(item) = self.get(pk, "REJECTED").await? {
                 found.push(rejection_from_item(&item)?);
             }
@@ -122,11 +141,12 @@ impl RejectionStore for DynamoStore {
             .table_name(&self.table)
             .key("pk", s(format!("REJECTED#{id}")))
             .key("sk", s("REJECTED"))
-            .update_expression("SET resubmittedAs = :job")
+            .update_expression("SET resubmittedAs = :job, gsi1pk = :closed")
             .condition_expression(
                 "attribute_exists(pk) AND attribute_not_exists(resubmittedAs) AND attribute_not_exists(discarded)",
             )
             .expression_attribute_values(":job", s(job.as_str()))
+            .expression_attribute_values(":closed", s(CLOSED_REJECTIONS))
             .send()
             .await;
         conditional(r, |e| e.is_conditional_check_failed_exception())
@@ -143,11 +163,12 @@ impl RejectionStore for DynamoStore {
             .table_name(&self.table)
             .key("pk", s(format!("REJECTED#{id}")))
             .key("sk", s("REJECTED"))
-            .update_expression("SET discarded = :d")
+            .update_expression("SET discarded = :d, gsi1pk = :closed")
             .condition_expression(
                 "attribute_exists(pk) AND attribute_not_exists(resubmittedAs) AND attribute_not_exists(discarded)",
             )
             .expression_attribute_values(":d", s(serde_json::to_string(discarded).map_err(corrupt)?))
+            .expression_attribute_values(":closed", s(CLOSED_REJECTIONS))
             .send()
             .await;
         conditional(r, |e| e.is_conditional_check_failed_exception())

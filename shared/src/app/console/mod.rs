@@ -17,9 +17,20 @@ use crate::domain::console_session::{
 };
 use crate::domain::operator_auth::{OperatorAccess, check};
 use crate::domain::secret::Secret;
-use crate::ports::{CensusStore, Clock, GovernorStore, IngestStore, Notifier, WorkQueue};
+use crate::ports::{
+    CensusStore, Clock, GovernorStore, IngestStore, Notifier, QueueGauge, WorkQueue,
+};
 use layout::Frame;
 use std::collections::HashMap;
+
+/// What the console reads and changes: the operator use cases' store,
+/// whole-store counts and the governor's row.
+pub trait ConsoleStore: IngestStore + CensusStore + GovernorStore {}
+impl<T: IngestStore + CensusStore + GovernorStore> ConsoleStore for T {}
+
+/// The work queue, and its depth for the overview.
+pub trait ConsoleQueue: WorkQueue + QueueGauge {}
+impl<T: WorkQueue + QueueGauge> ConsoleQueue for T {}
 
 /// The session cookie's name.
 pub const COOKIE: &str = "tollgate_session";
@@ -95,8 +106,8 @@ fn to_sign_in() -> ConsoleAnswer {
 
 impl<S, Q, C, N> Console<'_, S, Q, C, N>
 where
-    S: IngestStore + CensusStore + GovernorStore,
-    Q: WorkQueue,
+    S: ConsoleStore,
+    Q: ConsoleQueue,
     C: Clock,
     N: Notifier,
 {

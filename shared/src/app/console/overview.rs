@@ -7,12 +7,13 @@
 use super::Console;
 use super::charts::{Bar, bar_chart};
 use super::layout::{Frame, page, state_badge};
+use super::{ConsoleQueue, ConsoleStore};
 use crate::app::AppError;
 use crate::app::approval_page::escape;
 use crate::domain::stats::CallStats;
 use crate::domain::stats::hour_window;
 use crate::domain::time::Timestamp;
-use crate::ports::{CensusStore, Clock, GovernorStore, IngestStore, Notifier, WorkQueue};
+use crate::ports::{CENSUS_COUNT_LIMIT, Clock, Notifier};
 use std::fmt::Write;
 
 /// Hours the charts cover.
@@ -23,14 +24,15 @@ pub(super) async fn render<S, Q, C, N>(
     frame: &Frame<'_>,
 ) -> Result<String, AppError>
 where
-    S: IngestStore + CensusStore + GovernorStore,
-    Q: WorkQueue,
+    S: ConsoleStore,
+    Q: ConsoleQueue,
     C: Clock,
     N: Notifier,
 {
     let store = console.api.store;
     let now = console.api.clock.now();
     let census = store.census().await?;
+    let queue = console.api.queue.depth().await?;
     let this_hour = hour_window(now.0);
     let mut hours: Vec<(i64, CallStats)> = Vec::with_capacity(HOURS as usize);
     for h in (0..HOURS).rev() {
@@ -61,12 +63,14 @@ where
     ));
     body.push_str(&card(
         "queue messages",
-        census.queued_messages.to_string(),
+        queue.messages.to_string(),
         "queue-depth",
     ));
     body.push_str(&card(
         "oldest message waits",
-        format!("{:.0} s", census.oldest_message_age_s),
+        queue
+            .oldest_age_s
+            .map_or_else(|| "see CloudWatch".into(), |s| format!("{s:.0} s")),
         "queue-oldest",
     ));
     body.push_str(&card(
@@ -124,10 +128,15 @@ where
     for (state, n) in &census.jobs {
         let _ = write!(
             body,
-            "<tr><td><a href=\"/ui/jobs?state={}\">{}</a></td><td class=\"num\" data-state=\"{}\">{n}</td></tr>",
+            "<tr><td><a href=\"/ui/jobs?state={}\">{}</a></td><td class=\"num\" data-state=\"{}\">{}{n}</td></tr>",
             state.as_str(),
             state_badge(state.as_str()),
-            state.as_str()
+            state.as_str(),
+            if census.jobs_lower_bound && *n >= CENSUS_COUNT_LIMIT {
+                "≥ "
+            } else {
+                ""
+            }
         );
     }
     if census.jobs.is_empty() {

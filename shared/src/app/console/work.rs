@@ -5,6 +5,7 @@
 
 use super::layout::{Frame, action_form, page, state_badge};
 use super::{Console, Fields, percent_encode};
+use super::{ConsoleQueue, ConsoleStore};
 use crate::app::AppError;
 use crate::app::admission::chunk_of;
 use crate::app::api::{HttpAnswer, JOB_FIELDS};
@@ -18,7 +19,7 @@ use crate::domain::approval::Decision;
 use crate::domain::ids::BatchId;
 use crate::domain::job::JobState;
 use crate::domain::rejection::RejectionId;
-use crate::ports::{CensusStore, Clock, GovernorStore, IngestStore, Notifier, WorkQueue};
+use crate::ports::{Clock, Notifier};
 use serde_json::{Value, json};
 use std::fmt::Write;
 
@@ -30,8 +31,8 @@ pub(super) async fn jobs<S, Q, C, N>(
     query: &Fields,
 ) -> Result<String, AppError>
 where
-    S: IngestStore + CensusStore + GovernorStore,
-    Q: WorkQueue,
+    S: ConsoleStore,
+    Q: ConsoleQueue,
     C: Clock,
     N: Notifier,
 {
@@ -91,8 +92,8 @@ pub(super) async fn job<S, Q, C, N>(
     raw: &str,
 ) -> Result<String, AppError>
 where
-    S: IngestStore + CensusStore + GovernorStore,
-    Q: WorkQueue,
+    S: ConsoleStore,
+    Q: ConsoleQueue,
     C: Clock,
     N: Notifier,
 {
@@ -181,8 +182,8 @@ pub(super) async fn approvals<S, Q, C, N>(
     frame: &Frame<'_>,
 ) -> Result<String, AppError>
 where
-    S: IngestStore + CensusStore + GovernorStore,
-    Q: WorkQueue,
+    S: ConsoleStore,
+    Q: ConsoleQueue,
     C: Clock,
     N: Notifier,
 {
@@ -262,8 +263,8 @@ pub(super) async fn rejections<S, Q, C, N>(
     frame: &Frame<'_>,
 ) -> Result<String, AppError>
 where
-    S: IngestStore + CensusStore + GovernorStore,
-    Q: WorkQueue,
+    S: ConsoleStore,
+    Q: ConsoleQueue,
     C: Clock,
     N: Notifier,
 {
@@ -301,8 +302,8 @@ pub(super) async fn rejection<S, Q, C, N>(
     raw: &str,
 ) -> Result<String, AppError>
 where
-    S: IngestStore + CensusStore + GovernorStore,
-    Q: WorkQueue,
+    S: ConsoleStore,
+    Q: ConsoleQueue,
     C: Clock,
     N: Notifier,
 {
@@ -356,8 +357,8 @@ pub(super) async fn batches<S, Q, C, N>(
     frame: &Frame<'_>,
 ) -> Result<String, AppError>
 where
-    S: IngestStore + CensusStore + GovernorStore,
-    Q: WorkQueue,
+    S: ConsoleStore,
+    Q: ConsoleQueue,
     C: Clock,
     N: Notifier,
 {
@@ -424,8 +425,8 @@ pub(super) async fn senders<S, Q, C, N>(
     frame: &Frame<'_>,
 ) -> Result<String, AppError>
 where
-    S: IngestStore + CensusStore + GovernorStore,
-    Q: WorkQueue,
+    S: ConsoleStore,
+    Q: ConsoleQueue,
     C: Clock,
     N: Notifier,
 {
@@ -475,8 +476,8 @@ pub(super) async fn act<S, Q, C, N>(
     form: &Fields,
 ) -> Result<String, AppError>
 where
-    S: IngestStore + CensusStore + GovernorStore,
-    Q: WorkQueue,
+    S: ConsoleStore,
+    Q: ConsoleQueue,
     C: Clock,
     N: Notifier,
 {
