@@ -243,6 +243,7 @@ async fn the_functions_run_against_the_resources_the_stack_created() {
     let mut doc = current.clone();
     doc["jiraEmail"] = json!("sim@example.com");
     doc["jiraApiToken"] = json!("sim-token");
+    doc["operatorTokens"] = json!(["ops-token"]);
     secrets_client
         .put_secret_value()
         .secret_id(&secret_id)
@@ -358,12 +359,68 @@ async fn the_functions_run_against_the_resources_the_stack_created() {
             "time": "24/Nov/2026:10:00:00 +0000", "timeEpoch": 1_795_000_000_000u64},
         "isBase64Encoded": false
     });
+    let approval_site = approval_settings.jira_url.clone().unwrap_or_default();
+    let approval_fn = tollgate_approval::App {
+        store: &store,
+        queue: &queue,
+        clock: &SystemClock,
+        link_keys: &link_keys,
+        public_url: &approval_settings.public_url,
+        notifier: &tollgate_e2e::Delivered,
+        policy: &approval_settings.policy,
+        sources: &approval_settings.sources,
+        operator_tokens: &secrets.operator_tokens,
+        site: &approval_site,
+    };
     let decided = tollgate_approval::handle(
-        &approvals,
+        &approval_fn,
         lambda_http::request::from_str(&decide.to_string()).unwrap(),
     )
     .await;
     assert_eq!(decided.status(), 200);
+
+    // The console on the approval function, with the token the operator
+    // put in the stack's secret, counts what the stack's table holds.
+    let console = |method: &str, path: &str, cookie: &str, body: &str| {
+        let event = json!({
+            "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "",
+            "headers": {"content-type": "application/x-www-form-urlencoded", "cookie": cookie,
+                        "x-forwarded-proto": "https"},
+            "requestContext": {"accountId": "123456789012", "apiId": "localapi",
+                "domainName": "localapi.example", "domainPrefix": "localapi",
+                "http": {"method": method, "path": path, "protocol": "HTTP/1.1",
+                         "sourceIp": "192.0.2.1", "userAgent": "test"},
+                "requestId": "r3", "routeKey": "$default", "stage": "$default",
+                "time": "24/Nov/2026:10:00:00 +0000", "timeEpoch": 1_795_000_000_000u64},
+            "body": body, "isBase64Encoded": false
+        });
+        lambda_http::request::from_str(&event.to_string()).unwrap()
+    };
+    let signed_in = tollgate_approval::handle(
+        &approval_fn,
+        console("POST", "/ui/sign-in", "", "operator=ops&token=ops-token"),
+    )
+    .await;
+    assert_eq!(
+        signed_in.status(),
+        303,
+        "the secret's operator token signs in"
+    );
+    let cookie = signed_in.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let overview =
+        tollgate_approval::handle(&approval_fn, console("GET", "/ui", &cookie, "")).await;
+    assert_eq!(overview.status(), 200);
+    let html = String::from_utf8_lossy(overview.body().as_ref()).into_owned();
+    assert!(
+        html.contains("data-state=\"QUEUED\">2<"),
+        "the created job and the approved one wait for the executor, counted from the stack's table: {html}"
+    );
 
     // The executor drains the stack's work queue, as its event source would.
     let tracker = JiraClient::new(

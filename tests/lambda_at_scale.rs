@@ -95,17 +95,18 @@ async fn the_sweep_finds_a_lost_message_behind_a_hundred_denied_jobs() {
             .links
             .token(&approval, "lead@example.com", Decision::Deny)
             .unwrap();
-        let denied = tollgate_approval::handle(
-            &links,
-            apigw(
-                "POST",
-                &format!("/v1/approvals/{token}"),
-                Some(b"decision=deny"),
-                json!({"content-type": "application/x-www-form-urlencoded"}),
-                true,
-            ),
-        )
-        .await;
+        let denied = ApprovalFunction::new(Policy::default(), None, "")
+            .call(
+                &aws,
+                apigw(
+                    "POST",
+                    &format!("/v1/approvals/{token}"),
+                    Some(b"decision=deny"),
+                    json!({"content-type": "application/x-www-form-urlencoded"}),
+                    true,
+                ),
+            )
+            .await;
         assert_eq!(denied.status(), 200);
     }
     // Then an event whose SendMessage failed (the queue was unreachable for
@@ -214,17 +215,18 @@ async fn a_re_posted_batch_opens_no_second_approval_and_each_chunk_is_approved_o
             .links
             .token(&approval, "lead@example.com", Decision::Approve)
             .unwrap();
-        let decided = tollgate_approval::handle(
-            &links,
-            apigw(
-                "POST",
-                &format!("/v1/approvals/{token}"),
-                Some(b"decision=approve"),
-                json!({"content-type": "application/x-www-form-urlencoded"}),
-                true,
-            ),
-        )
-        .await;
+        let decided = ApprovalFunction::new(Policy::default(), None, "")
+            .call(
+                &aws,
+                apigw(
+                    "POST",
+                    &format!("/v1/approvals/{token}"),
+                    Some(b"decision=approve"),
+                    json!({"content-type": "application/x-www-form-urlencoded"}),
+                    true,
+                ),
+            )
+            .await;
         assert_eq!(decided.status(), 200);
     }
     for id in &jobs {
@@ -428,17 +430,18 @@ async fn forty_chunks(items: usize) {
             .links
             .token(approval, "lead@example.com", decision)
             .unwrap();
-        let decided = tollgate_approval::handle(
-            &links,
-            apigw(
-                "POST",
-                &format!("/v1/approvals/{token}"),
-                Some(format!("decision={}", decision.as_str()).as_bytes()),
-                json!({"content-type": "application/x-www-form-urlencoded"}),
-                true,
-            ),
-        )
-        .await;
+        let decided = ApprovalFunction::new(Policy::default(), None, "")
+            .call(
+                &aws,
+                apigw(
+                    "POST",
+                    &format!("/v1/approvals/{token}"),
+                    Some(format!("decision={}", decision.as_str()).as_bytes()),
+                    json!({"content-type": "application/x-www-form-urlencoded"}),
+                    true,
+                ),
+            )
+            .await;
         assert_eq!(decided.status(), 200);
     }
     let view = tollgate::app::batches::view_batch(

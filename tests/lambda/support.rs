@@ -88,7 +88,8 @@ pub async fn aws() -> Aws {
     }
 }
 
-/// An API Gateway HTTP API (payload v2.0) event, as Lambda delivers it.
+/// An API Gateway HTTP API (payload v2.0) event, as Lambda delivers it;
+/// a query string after `?` in `path` goes to `rawQueryString`.
 pub fn apigw(
     method: &str,
     path: &str,
@@ -96,6 +97,7 @@ pub fn apigw(
     headers: Value,
     base64: bool,
 ) -> lambda_http::Request {
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
     let (body, encoded) = match body {
         None => (Value::Null, false),
         Some(b) if base64 => (
@@ -108,7 +110,7 @@ pub fn apigw(
         "version": "2.0",
         "routeKey": "$default",
         "rawPath": path,
-        "rawQueryString": "",
+        "rawQueryString": query,
         "headers": headers,
         "requestContext": {
             "accountId": ACCOUNT,
@@ -138,6 +140,48 @@ pub fn signed_post(body: &Value, base64: bool) -> lambda_http::Request {
         json!({"content-type": "application/json", "tollgate-signature": sig}),
         base64,
     )
+}
+
+/// The approval function's configuration, owned, as its `main` holds it.
+pub struct ApprovalFunction {
+    pub keys: Vec<Secret>,
+    pub policy: Policy,
+    pub sources: tollgate::domain::source::Sources,
+    pub operator_tokens: Vec<Secret>,
+    pub site: String,
+}
+
+impl ApprovalFunction {
+    pub fn new(policy: Policy, operator_token: Option<&str>, site: &str) -> Self {
+        ApprovalFunction {
+            keys: vec![Secret::new(LINK_KEY)],
+            policy,
+            sources: Default::default(),
+            operator_tokens: operator_token.map(Secret::new).into_iter().collect(),
+            site: site.to_string(),
+        }
+    }
+
+    /// One invocation, as API Gateway makes it.
+    pub async fn call(
+        &self,
+        aws: &Aws,
+        req: lambda_http::Request,
+    ) -> lambda_http::Response<lambda_http::Body> {
+        let app = tollgate_approval::App {
+            store: &aws.store,
+            queue: &aws.queue,
+            clock: &SystemClock,
+            link_keys: &self.keys,
+            public_url: "https://tollgateapi.execute-api.us-east-1.amazonaws.com",
+            notifier: &tollgate_e2e::Delivered,
+            policy: &self.policy,
+            sources: &self.sources,
+            operator_tokens: &self.operator_tokens,
+            site: &self.site,
+        };
+        tollgate_approval::handle(&app, req).await
+    }
 }
 
 pub struct Answer {

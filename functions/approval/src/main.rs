@@ -1,12 +1,13 @@
 //! Approval Lambda: wires configuration, SDK clients and adapters once at
-//! init, then serves the approval links with `tollgate_approval::handle`.
+//! init, then serves the approval links and the operator console with
+//! `tollgate_approval::handle`.
 
 use lambda_http::{run, service_fn};
 use std::time::Instant;
 use tollgate::adapters::lambda_env::{init_logging, wire};
 use tollgate::adapters::lambda_init::fail_init;
-use tollgate::app::approvals::{Approvals, Links};
 use tollgate::ports::SystemClock;
+use tollgate_approval::App;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
@@ -20,9 +21,10 @@ async fn main() -> Result<(), lambda_http::Error> {
                 "no approval link key (or webhook secret to derive one) in the secret: set approvalKeys or webhookSecrets"
             );
         }
-        Ok::<_, anyhow::Error>((w, link_keys))
+        let notifier = w.secrets.notifiers()?;
+        Ok::<_, anyhow::Error>((w, link_keys, notifier))
     };
-    let (w, link_keys) = match ready.await {
+    let (w, link_keys, notifier) = match ready.await {
         Ok(r) => r,
         Err(e) => {
             return Err(fail_init("the approval function", format!("{e:#}"))
@@ -30,21 +32,28 @@ async fn main() -> Result<(), lambda_http::Error> {
                 .into());
         }
     };
-    let approvals = Approvals {
+    if w.secrets.operator_tokens.is_empty() {
+        tracing::info!("the console (/ui) is off: no operatorTokens in the secret");
+    }
+    let site = w.settings.jira_url.clone().unwrap_or_default();
+    let app = App {
         store: &w.store,
         queue: &w.queue,
         clock: &SystemClock,
-        links: Links {
-            keys: &link_keys,
-            base_url: &w.settings.public_url,
-        },
+        link_keys: &link_keys,
+        public_url: &w.settings.public_url,
+        notifier: &notifier,
+        policy: &w.settings.policy,
+        sources: &w.settings.sources,
+        operator_tokens: &w.secrets.operator_tokens,
+        site: &site,
     };
     tracing::info!(
         init_ms = started.elapsed().as_millis() as u64,
         "approval ready"
     );
     run(service_fn(|req| async {
-        Ok::<_, std::convert::Infallible>(tollgate_approval::handle(&approvals, req).await)
+        Ok::<_, std::convert::Infallible>(tollgate_approval::handle(&app, req).await)
     }))
     .await
 }

@@ -30,6 +30,9 @@ pub struct SecretBundle {
     pub notify_webhook_url: Option<Secret>,
     /// Each sender's secrets (`sourceSecrets: {"alertmanager": "a,b"}`).
     pub source_secrets: HashMap<String, Vec<Secret>>,
+    /// Tokens that sign operators in to the console (`operatorTokens`);
+    /// none turns the console off.
+    pub operator_tokens: Vec<Secret>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +63,8 @@ struct Document {
     notify_webhook_url: Option<String>,
     #[serde(default)]
     source_secrets: HashMap<String, SecretList>,
+    #[serde(default)]
+    operator_tokens: Option<SecretList>,
 }
 
 fn list(v: Option<SecretList>) -> Vec<Secret> {
@@ -121,12 +126,14 @@ impl SecretBundle {
                 .into_iter()
                 .map(|(name, l)| (name, list(Some(l))))
                 .collect(),
+            operator_tokens: list(doc.operator_tokens),
         })
     }
 
     /// The same values from environment variables (local runs):
     /// `TOLLGATE_WEBHOOK_SECRET` (comma-separated), `TOLLGATE_JIRA_EMAIL`,
-    /// `TOLLGATE_JIRA_API_TOKEN`, `TOLLGATE_JIRA_BEARER_TOKEN`.
+    /// `TOLLGATE_JIRA_API_TOKEN`, `TOLLGATE_JIRA_BEARER_TOKEN`,
+    /// `TOLLGATE_OPERATOR_TOKEN` (comma-separated).
     pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Self {
         SecretBundle {
             webhook_secrets: lookup("TOLLGATE_WEBHOOK_SECRET")
@@ -143,6 +150,9 @@ impl SecretBundle {
             slack_webhook_url: nonempty(lookup("TOLLGATE_SLACK_WEBHOOK_URL")),
             notify_webhook_url: nonempty(lookup("TOLLGATE_NOTIFY_WEBHOOK_URL")),
             source_secrets: HashMap::new(),
+            operator_tokens: lookup("TOLLGATE_OPERATOR_TOKEN")
+                .map(|s| secret_list(&s))
+                .unwrap_or_default(),
         }
     }
 
@@ -252,6 +262,20 @@ mod tests {
     }
 
     #[test]
+    fn operator_tokens_come_from_the_document_or_the_environment() {
+        let b = SecretBundle::from_json("s", r#"{"operatorTokens": ["new", "old"]}"#).unwrap();
+        assert_eq!(b.operator_tokens.len(), 2);
+        let e = SecretBundle::from_env(|k| (k == "TOLLGATE_OPERATOR_TOKEN").then(|| "one".into()));
+        assert_eq!(e.operator_tokens[0].expose(), "one");
+        assert!(
+            SecretBundle::from_json("s", "{}")
+                .unwrap()
+                .operator_tokens
+                .is_empty()
+        );
+    }
+
+    #[test]
     fn an_unknown_field_is_named_and_no_value_is_echoed() {
         let e = SecretBundle::from_json("s", r#"{"jiraToken": "hunter2"}"#)
             .unwrap_err()
@@ -264,12 +288,12 @@ mod tests {
     fn debug_output_redacts_every_secret() {
         let b = SecretBundle::from_json(
             "s",
-            r#"{"webhookSecrets": ["w3bh00k"], "jiraEmail": "a@b.c", "jiraApiToken": "t0k3n"}"#,
+            r#"{"webhookSecrets": ["w3bh00k"], "jiraEmail": "a@b.c", "jiraApiToken": "t0k3n", "operatorTokens": "0p3r"}"#,
         )
         .unwrap();
         let shown = format!("{b:?}");
         assert!(
-            !shown.contains("w3bh00k") && !shown.contains("t0k3n"),
+            !shown.contains("w3bh00k") && !shown.contains("t0k3n") && !shown.contains("0p3r"),
             "{shown}"
         );
     }

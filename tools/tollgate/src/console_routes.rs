@@ -32,6 +32,7 @@ impl AppState {
             operator_tokens: &self.operator_tokens,
             site: &self.site,
             secure_cookies: self.public_url.starts_with("https://"),
+            base: "",
         }
     }
 }

@@ -41,6 +41,9 @@ pub struct Frame<'a> {
     pub flash: Option<&'a str>,
     /// Refresh this page every N seconds (the overview).
     pub refresh: Option<u32>,
+    /// The path the console's `/ui` hangs under ("" at the root; a prefix
+    /// such as cargo lambda's `/lambda-url/<function>`).
+    pub base: &'a str,
 }
 
 /// A whole signed-in page.
@@ -48,10 +51,11 @@ pub fn page(frame: &Frame<'_>, here: &str, title: &str, body: &str) -> String {
     let nav: String = PAGES
         .iter()
         .map(|(slug, name)| {
+            let base = escape(frame.base);
             let href = if *slug == "overview" {
-                "/ui".to_string()
+                format!("{base}/ui")
             } else {
-                format!("/ui/{slug}")
+                format!("{base}/ui/{slug}")
             };
             let class = if *slug == here { " class=\"here\"" } else { "" };
             format!("<a href=\"{href}\"{class}>{name}</a>")
@@ -97,11 +101,15 @@ pub fn action_form(
             )
         })
         .collect();
-    let target = if action == "sign-out" {
-        "/ui/sign-out"
-    } else {
-        "/ui/act"
-    };
+    let target = format!(
+        "{}/ui/{}",
+        escape(frame.base),
+        if action == "sign-out" {
+            "sign-out"
+        } else {
+            "act"
+        }
+    );
     format!(
         "<form class=\"inline\" method=\"post\" action=\"{target}\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
 <input type=\"hidden\" name=\"action\" value=\"{}\">{hidden}<button type=\"submit\" class=\"{}\" data-action=\"{}\">{}</button></form>",
@@ -125,7 +133,8 @@ pub fn state_badge(state: &str) -> String {
 }
 
 /// The sign-in page (no session yet).
-pub fn sign_in_page(message: Option<&str>) -> String {
+pub fn sign_in_page(base: &str, message: Option<&str>) -> String {
+    let base = escape(base);
     let message = message
         .map(|m| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(m)))
         .unwrap_or_default();
@@ -133,10 +142,10 @@ pub fn sign_in_page(message: Option<&str>) -> String {
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><meta name=\"robots\" content=\"noindex\">\
 <title>Sign in — tollgate</title><style>{STYLE}</style></head><body><main><section>\
-<h1>tollgate console</h1>{message}<form method=\"post\" action=\"/ui/sign-in\">\
+<h1>tollgate console</h1>{message}<form method=\"post\" action=\"{base}/ui/sign-in\">\
 <label>Your name (recorded with every action)<br><input type=\"text\" name=\"operator\" id=\"operator\" required maxlength=\"80\"></label>\
 <label>Operator token<br><input type=\"password\" name=\"token\" id=\"token\" required autocomplete=\"current-password\"></label>\
 <button type=\"submit\" id=\"sign-in\">Sign in</button></form>\
-<p class=\"note\">The token is TOLLGATE_OPERATOR_TOKEN, as the operator routes take it.</p></section></main></body></html>"
+<p class=\"note\">The operator token: TOLLGATE_OPERATOR_TOKEN for tollgate serve, operatorTokens in the stack's secret on AWS.</p></section></main></body></html>"
     )
 }

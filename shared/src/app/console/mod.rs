@@ -85,6 +85,33 @@ pub struct Console<'a, S, Q, C, N> {
     pub site: &'a str,
     /// `Secure` cookies (the console is served over HTTPS).
     pub secure_cookies: bool,
+    /// The path `/ui` hangs under: "" at the root, or a prefix the request
+    /// came through ([`base_of`]). Links, redirects and the cookie's path
+    /// carry it.
+    pub base: &'a str,
+}
+
+/// The prefix before `/ui` in a request's path ("" at the root): cargo
+/// lambda serves a function under `/lambda-url/<name>/`. Anything but
+/// plain path characters reads as no prefix.
+pub fn base_of(path: &str) -> &str {
+    let end = if path.ends_with("/ui") {
+        path.len() - 3
+    } else {
+        match path.find("/ui/") {
+            Some(i) => i,
+            None => return "",
+        }
+    };
+    let base = &path[..end];
+    let plain = base
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.'));
+    if plain && !base.contains("//") && !base.contains("..") {
+        base
+    } else {
+        ""
+    }
 }
 
 /// Who is signed in, and the CSRF token their forms carry.
@@ -95,13 +122,6 @@ pub struct SignedIn {
 
 fn html(status: u16, html: String) -> ConsoleAnswer {
     ConsoleAnswer::Html { status, html }
-}
-
-fn to_sign_in() -> ConsoleAnswer {
-    ConsoleAnswer::Redirect {
-        to: "/ui/sign-in".into(),
-        cookie: None,
-    }
 }
 
 impl<S, Q, C, N> Console<'_, S, Q, C, N>
@@ -117,21 +137,30 @@ where
 
     fn cookie(&self, value: &str, max_age: u64) -> String {
         format!(
-            "{COOKIE}={value}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={max_age}{}",
+            "{COOKIE}={value}; Path={}/ui; HttpOnly; SameSite=Strict; Max-Age={max_age}{}",
+            self.base,
             if self.secure_cookies { "; Secure" } else { "" }
         )
+    }
+
+    fn to_sign_in(&self) -> ConsoleAnswer {
+        ConsoleAnswer::Redirect {
+            to: format!("{}/ui/sign-in", self.base),
+            cookie: None,
+        }
     }
 
     pub fn sign_in_page(&self) -> ConsoleAnswer {
         if self.operator_tokens.is_empty() {
             return html(
                 503,
-                layout::sign_in_page(Some(
-                    "The console is off: set TOLLGATE_OPERATOR_TOKEN to use it.",
-                )),
+                layout::sign_in_page(
+                    self.base,
+                    Some("The console is off: set TOLLGATE_OPERATOR_TOKEN to use it."),
+                ),
             );
         }
-        html(200, layout::sign_in_page(None))
+        html(200, layout::sign_in_page(self.base, None))
     }
 
     /// Checks the token and starts a session for the named operator.
@@ -141,7 +170,10 @@ where
         if operator.is_empty() || operator.len() > 80 || operator.starts_with("tollgate:") {
             return html(
                 400,
-                layout::sign_in_page(Some("Give your name (it is recorded with every action).")),
+                layout::sign_in_page(
+                    self.base,
+                    Some("Give your name (it is recorded with every action)."),
+                ),
             );
         }
         match check(self.operator_tokens, Some(&format!("Bearer {token}"))) {
@@ -151,7 +183,7 @@ where
                 tracing::warn!(operator, "console sign-in refused");
                 return html(
                     401,
-                    layout::sign_in_page(Some("That operator token is not valid.")),
+                    layout::sign_in_page(self.base, Some("That operator token is not valid.")),
                 );
             }
         }
@@ -161,7 +193,7 @@ where
         let value = issue(&key, operator, self.api.clock.now());
         tracing::info!(operator, "console sign-in");
         ConsoleAnswer::Redirect {
-            to: "/ui".into(),
+            to: format!("{}/ui", self.base),
             cookie: Some(self.cookie(&value, SESSION_TTL.as_secs())),
         }
     }
@@ -169,7 +201,7 @@ where
     /// The session a request carries, or the answer that refuses it.
     pub fn signed_in(&self, cookie: Option<&str>) -> Result<SignedIn, ConsoleAnswer> {
         let Some(value) = cookie else {
-            return Err(to_sign_in());
+            return Err(self.to_sign_in());
         };
         let keys = self.keys();
         match verify(&keys, value, self.api.clock.now()) {
@@ -182,9 +214,9 @@ where
             }
             Err(SessionError::Expired) => Err(html(
                 401,
-                layout::sign_in_page(Some("Your session has expired; sign in again.")),
+                layout::sign_in_page(self.base, Some("Your session has expired; sign in again.")),
             )),
-            Err(SessionError::Invalid) => Err(to_sign_in()),
+            Err(SessionError::Invalid) => Err(self.to_sign_in()),
         }
     }
 
@@ -196,9 +228,10 @@ where
             tracing::warn!(operator = %signed.session.operator, "console form without a valid CSRF token refused");
             return Err(html(
                 403,
-                layout::sign_in_page(Some(
-                    "That form is not from this session; reload the page and try again.",
-                )),
+                layout::sign_in_page(
+                    self.base,
+                    Some("That form is not from this session; reload the page and try again."),
+                ),
             ));
         }
         Ok(signed)
@@ -209,7 +242,7 @@ where
             return refused;
         }
         ConsoleAnswer::Redirect {
-            to: "/ui/sign-in".into(),
+            to: format!("{}/ui/sign-in", self.base),
             cookie: Some(self.cookie("", 0)),
         }
     }
@@ -230,6 +263,7 @@ where
             csrf: &signed.csrf,
             flash: query.get("done").map(String::as_str),
             refresh: (page == Page::Overview).then_some(30),
+            base: self.base,
         };
         let html_page = match page {
             Page::Overview => overview::render(self, &frame).await?,
@@ -267,7 +301,7 @@ where
             .unwrap_or_else(|| "/ui".into());
         let sep = if back.contains('?') { '&' } else { '?' };
         Ok(ConsoleAnswer::Redirect {
-            to: format!("{back}{sep}done={}", percent_encode(&outcome)),
+            to: format!("{}{back}{sep}done={}", self.base, percent_encode(&outcome)),
             cookie: None,
         })
     }
@@ -285,4 +319,31 @@ pub fn percent_encode(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::base_of;
+
+    #[test]
+    fn the_base_is_what_comes_before_ui() {
+        assert_eq!(base_of("/ui"), "");
+        assert_eq!(base_of("/ui/jobs"), "");
+        assert_eq!(
+            base_of("/lambda-url/tollgate-approval/ui/act"),
+            "/lambda-url/tollgate-approval"
+        );
+        assert_eq!(
+            base_of("/lambda-url/tollgate-approval/ui"),
+            "/lambda-url/tollgate-approval"
+        );
+    }
+
+    #[test]
+    fn an_odd_prefix_reads_as_none() {
+        assert_eq!(base_of("/a\"x/ui/jobs"), "");
+        assert_eq!(base_of("//evil.example/ui"), "");
+        assert_eq!(base_of("/x/../ui"), "");
+        assert_eq!(base_of("/v1/jobs/x"), "");
+    }
 }

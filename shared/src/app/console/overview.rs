@@ -29,6 +29,7 @@ where
     C: Clock,
     N: Notifier,
 {
+    let base = frame.base;
     let store = console.api.store;
     let now = console.api.clock.now();
     let census = store.census().await?;
@@ -128,7 +129,7 @@ where
     for (state, n) in &census.jobs {
         let _ = write!(
             body,
-            "<tr><td><a href=\"/ui/jobs?state={}\">{}</a></td><td class=\"num\" data-state=\"{}\">{}{n}</td></tr>",
+            "<tr><td><a href=\"{base}/ui/jobs?state={}\">{}</a></td><td class=\"num\" data-state=\"{}\">{}{n}</td></tr>",
             state.as_str(),
             state_badge(state.as_str()),
             state.as_str(),

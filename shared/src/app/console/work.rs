@@ -36,6 +36,7 @@ where
     C: Clock,
     N: Notifier,
 {
+    let base = frame.base;
     let state = query.get("state").and_then(|s| JobState::parse(s));
     let filter = |k: &str| query.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
     let (source, operation, batch) = (filter("source"), filter("operation"), filter("batch"));
@@ -48,7 +49,7 @@ where
         .take(LIST)
         .collect();
     let mut body = String::from(
-        "<section><form method=\"get\" action=\"/ui/jobs\"><label>state <select name=\"state\"><option value=\"\">any</option>",
+        "<section><form method=\"get\" action=\"{base}/ui/jobs\"><label>state <select name=\"state\"><option value=\"\">any</option>",
     );
     for s in JobState::ALL {
         let selected = if state == Some(s) { " selected" } else { "" };
@@ -68,7 +69,7 @@ where
     for j in &shown {
         let _ = write!(
             body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><a href=\"/ui/jobs?id={}\">{}</a></td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><a href=\"{base}/ui/jobs?id={}\">{}</a></td></tr>",
             escape(&j.updated_at.to_rfc3339()),
             state_badge(j.state.as_str()),
             j.kind.as_str(),
@@ -97,6 +98,7 @@ where
     C: Clock,
     N: Notifier,
 {
+    let base = frame.base;
     let answer = get_job(console.api.store, raw).await?;
     if answer.status != 200 {
         return Ok(page(
@@ -139,7 +141,7 @@ where
     if matches!(state.as_str(), "QUEUED" | "WAITING" | "PENDING_APPROVAL") {
         let _ = write!(
             body,
-            "<form class=\"inline\" method=\"post\" action=\"/ui/act\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+            "<form class=\"inline\" method=\"post\" action=\"{base}/ui/act\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
 <input type=\"hidden\" name=\"action\" value=\"cancel\"><input type=\"hidden\" name=\"job\" value=\"{}\">\
 <input type=\"hidden\" name=\"back\" value=\"{}\"><label>reason <input type=\"text\" name=\"reason\" required></label>\
 <button type=\"submit\" class=\"cancel\" data-action=\"cancel\">Cancel</button></form>",
@@ -268,6 +270,7 @@ where
     C: Clock,
     N: Notifier,
 {
+    let base = frame.base;
     let found = console.api.store.rejections(LIST).await?;
     let mut body = String::from(
         "<section><table id=\"rejections\"><tr><th>received</th><th>source</th><th>kind</th><th>status</th><th>first reason</th><th></th></tr>",
@@ -275,7 +278,7 @@ where
     for r in &found {
         let _ = write!(
             body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><a href=\"/ui/rejections?id={}\">view</a></td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><a href=\"{base}/ui/rejections?id={}\">view</a></td></tr>",
             escape(&r.received_at.to_rfc3339()),
             escape(r.source_system.as_deref().unwrap_or("-")),
             r.origin.kind(),
@@ -307,6 +310,7 @@ where
     C: Clock,
     N: Notifier,
 {
+    let base = frame.base;
     let Some(id) = RejectionId::parse(raw) else {
         return Ok(page(frame, "rejections", "No such rejection", ""));
     };
@@ -332,11 +336,11 @@ where
         let back = format!("/ui/rejections?id={raw}");
         let _ = write!(
             body,
-            "<section><h2>Re-submit</h2><form method=\"post\" action=\"/ui/act\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+            "<section><h2>Re-submit</h2><form method=\"post\" action=\"{base}/ui/act\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
 <input type=\"hidden\" name=\"action\" value=\"resubmit\"><input type=\"hidden\" name=\"rejection\" value=\"{}\">\
 <input type=\"hidden\" name=\"back\" value=\"{}\"><label>The body — as received, or corrected (validated before it is accepted)\
 <textarea name=\"body\" id=\"body\">{}</textarea></label><button type=\"submit\" data-action=\"resubmit\">Re-submit</button></form>\
-<form method=\"post\" action=\"/ui/act\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"action\" value=\"discard\">\
+<form method=\"post\" action=\"{base}/ui/act\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"action\" value=\"discard\">\
 <input type=\"hidden\" name=\"rejection\" value=\"{}\"><input type=\"hidden\" name=\"back\" value=\"/ui/rejections\">\
 <label>reason to discard <input type=\"text\" name=\"reason\" required></label><button type=\"submit\" class=\"deny\" data-action=\"discard\">Discard</button></form></section>",
             escape(frame.csrf),
@@ -362,6 +366,7 @@ where
     C: Clock,
     N: Notifier,
 {
+    let base = frame.base;
     let store = console.api.store;
     let mut body = String::from(
         "<section><table id=\"batches\"><tr><th>batch</th><th>source</th><th>progress</th><th class=\"num\">points</th><th class=\"num\">ETA</th><th></th></tr>",
@@ -401,7 +406,7 @@ where
         };
         let _ = write!(
             body,
-            "<tr data-batch=\"{}\"><td><a href=\"/ui/jobs?batch={}\">{}</a></td><td>{}</td><td><progress max=\"{total}\" value=\"{}\"></progress> \
+            "<tr data-batch=\"{}\"><td><a href=\"{base}/ui/jobs?batch={}\">{}</a></td><td>{}</td><td><progress max=\"{total}\" value=\"{}\"></progress> \
 {} of {total} · <span class=\"batch-status\">{status}</span></td><td class=\"num\">{:.1}</td><td class=\"num\">{}</td><td>{control}</td></tr>",
             escape(b.id.as_str()),
             percent_encode(b.id.as_str()),
