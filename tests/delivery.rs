@@ -288,6 +288,12 @@ impl<S: StatsStore> StatsStore for Faulty<S> {
     async fn stats(&self, window: i64) -> Result<CallStats, StoreError> {
         self.inner.stats(window).await
     }
+    async fn add_minute_stats(&self, minute: i64, stats: &CallStats) -> Result<(), StoreError> {
+        self.inner.add_minute_stats(minute, stats).await
+    }
+    async fn minute_stats(&self, from: i64, to: i64) -> Result<Vec<(i64, CallStats)>, StoreError> {
+        self.inner.minute_stats(from, to).await
+    }
 }
 
 impl<S: Leases> Leases for Faulty<S> {

@@ -344,6 +344,21 @@ pub trait StatsStore: Send + Sync {
 
     /// The figures of one window (empty when none were added).
     fn stats(&self, window: i64) -> impl Future<Output = Result<CallStats, StoreError>> + Send;
+
+    /// Adds to a minute window's figures ([`CallStats::minute_part`]),
+    /// kept for [`crate::domain::stats::MINUTES_KEPT`] minutes.
+    fn add_minute_stats(
+        &self,
+        minute: i64,
+        stats: &CallStats,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The minute windows `from..=to` that have figures, oldest first.
+    fn minute_stats(
+        &self,
+        from: i64,
+        to: i64,
+    ) -> impl Future<Output = Result<Vec<(i64, CallStats)>, StoreError>> + Send;
 }
 
 /// Everything ingest reads and writes, as one bound.

@@ -348,3 +348,8 @@ async fn the_queue_depth_counts_visible_delayed_and_taken_messages() {
     let (_, q) = queues().await;
     conformance::the_queue_depth_counts_visible_delayed_and_taken_messages(&q).await;
 }
+
+#[tokio::test]
+async fn minute_figures_add_up_and_are_read_by_range() {
+    conformance::minute_figures_add_up_and_are_read_by_range(&store().await).await;
+}

@@ -223,3 +223,26 @@ async fn the_queue_depth_counts_visible_delayed_and_taken_messages() {
     let db = TempDb::new("queue-depth");
     conformance::the_queue_depth_counts_visible_delayed_and_taken_messages(&db.open()).await;
 }
+
+#[tokio::test]
+async fn minute_figures_add_up_and_are_read_by_range() {
+    let db = TempDb::new("minute-stats");
+    let store = db.open();
+    conformance::minute_figures_add_up_and_are_read_by_range(&store).await;
+}
+
+#[tokio::test]
+async fn old_minutes_are_deleted_on_the_next_write() {
+    use tollgate::domain::stats::{CallOutcome, CallStats, MINUTES_KEPT};
+    use tollgate::ports::StatsStore;
+    let db = TempDb::new("minute-prune");
+    let store = db.open();
+    let mut a = CallStats::default();
+    a.record("GET /x", None, CallOutcome::Answered { points: 1 }, None);
+    store.add_minute_stats(1_000, &a).await.unwrap();
+    store
+        .add_minute_stats(1_000 + MINUTES_KEPT + 1, &a)
+        .await
+        .unwrap();
+    assert!(store.minute_stats(0, 1_000).await.unwrap().is_empty());
+}

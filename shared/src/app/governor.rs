@@ -9,6 +9,7 @@
 //! a worker.
 
 use crate::domain::degraded::HealthRules;
+use crate::domain::governor::quota::announced_quota;
 use crate::domain::governor::{Answer, CallKind, LocalView, Permit, SiteGovernor, Tunables};
 use crate::domain::ratelimit::{LimitReason, RateLimitSignal};
 use crate::domain::time::Timestamp;
@@ -270,6 +271,16 @@ impl<'a, S: GovernorStore, C: Clock> Governor<'a, S, C> {
                         }
                     })
                     .await;
+                }
+                // The quota Jira announces, shared when it changes (rarely),
+                // for the console's charts.
+                let announced = announced_quota(signal).filter(|q| {
+                    self.lock()
+                        .as_ref()
+                        .is_some_and(|v| v.local.shared.quota != Some(*q))
+                });
+                if let Some(q) = announced {
+                    self.update(now, |g| g.quota = Some(q)).await;
                 }
                 let resume = self
                     .lock()

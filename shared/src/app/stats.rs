@@ -10,7 +10,7 @@ use super::governor::Pace;
 use super::ingest::Ingest;
 use crate::domain::governor::CallKind;
 use crate::domain::ratelimit::RateLimitSignal;
-use crate::domain::stats::{CallOutcome, CallStats, hour_window};
+use crate::domain::stats::{CallOutcome, CallStats, hour_window, minute_window};
 use crate::ports::{Clock, IngestStore, StatsStore, StoreError, TrackerError, WorkQueue};
 use std::sync::Mutex;
 
@@ -50,8 +50,8 @@ impl StatsRecorder {
         std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// Adds what was counted to the store's current hour. On failure the
-    /// figures are put back for the next flush.
+    /// Adds what was counted to the store's current hour (and minute). On
+    /// failure the figures are put back for the next flush.
     pub async fn flush<S: StatsStore, C: Clock>(
         &self,
         store: &S,
@@ -61,13 +61,18 @@ impl StatsRecorder {
         if stats.is_empty() {
             return Ok(stats);
         }
-        let window = hour_window(clock.now().0);
-        if let Err(e) = store.add_stats(window, &stats).await {
+        let now = clock.now().0;
+        if let Err(e) = store.add_stats(hour_window(now), &stats).await {
             self.pending
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .merge(&stats);
             return Err(e);
+        }
+        // The console's last hour. Best effort: the hourly figures are the
+        // record, and putting these back would count the hour twice.
+        if let Err(e) = store.add_minute_stats(minute_window(now), &stats).await {
+            tracing::warn!(error = %e, "per-minute figures not saved");
         }
         Ok(stats)
     }

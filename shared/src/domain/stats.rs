@@ -214,6 +214,30 @@ pub fn hour_window(unix_ms: i64) -> i64 {
     unix_ms.div_euclid(3_600_000)
 }
 
+/// The minute window a time falls in (the console's last hour).
+pub fn minute_window(unix_ms: i64) -> i64 {
+    unix_ms.div_euclid(60_000)
+}
+
+/// Minutes the per-minute figures are kept: the last hour, with room.
+pub const MINUTES_KEPT: i64 = 120;
+
+impl CallStats {
+    /// What is kept per minute: totals, endpoints and 429 reasons — not
+    /// the issues or senders, which the hourly figures carry.
+    pub fn minute_part(&self) -> CallStats {
+        CallStats {
+            requests: self.requests,
+            throttled: self.throttled,
+            points: self.points,
+            endpoints: self.endpoints.clone(),
+            throttled_by_reason: self.throttled_by_reason.clone(),
+            throttled_issues: Default::default(),
+            senders: Default::default(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

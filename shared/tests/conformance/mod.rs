@@ -1372,3 +1372,38 @@ where
     q.delete(&taken[0].receipt).await.unwrap();
     assert_eq!(q.depth().await.unwrap().messages, 2);
 }
+
+/// Per-minute figures add up, are read by range oldest first (minutes with
+/// none left out) and keep no issues.
+pub async fn minute_figures_add_up_and_are_read_by_range<S: StatsStore>(store: &S) {
+    use tollgate::domain::stats::{CallOutcome, CallStats};
+    let minute = 29_000_000 + i64::from(fastrand::u32(..100_000));
+    let mut a = CallStats::default();
+    a.record(
+        "POST /rest/api/3/issue",
+        None,
+        CallOutcome::Answered { points: 1 },
+        None,
+    );
+    a.record(
+        "PUT /rest/api/3/issue/{key}",
+        Some("OPS-9"),
+        CallOutcome::Throttled,
+        Some("jira-burst-based"),
+    );
+    store.add_minute_stats(minute, &a).await.unwrap();
+    store.add_minute_stats(minute, &a).await.unwrap();
+    store.add_minute_stats(minute + 2, &a).await.unwrap();
+    let back = store.minute_stats(minute - 1, minute + 3).await.unwrap();
+    let minutes: Vec<i64> = back.iter().map(|(m, _)| *m).collect();
+    assert_eq!(minutes, [minute, minute + 2]);
+    let first = &back[0].1;
+    assert_eq!((first.requests, first.throttled, first.points), (4, 2, 2));
+    assert_eq!(first.throttled_by_reason["jira-burst-based"], 2);
+    assert_eq!(first.endpoints["PUT /rest/api/3/issue/{key}"].throttled, 2);
+    assert!(first.throttled_issues.is_empty(), "issues are hourly only");
+    assert!(
+        store.stats(minute).await.unwrap().is_empty(),
+        "minutes are not hours"
+    );
+}

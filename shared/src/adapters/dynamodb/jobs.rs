@@ -203,45 +203,15 @@ impl DynamoStore {
 
     /// Fetches jobs by id (consistent reads, 100 keys a call).
     pub(super) async fn jobs_by_id(&self, ids: &[String]) -> Result<Vec<JobRecord>, StoreError> {
-        let mut jobs = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(100) {
-            let mut keys: Vec<Item> = chunk
-                .iter()
-                .map(|id| HashMap::from([("pk".into(), s(job_pk(id))), ("sk".into(), s("JOB"))]))
-                .collect();
-            while !keys.is_empty() {
-                let request = KeysAndAttributes::builder()
-                    .set_keys(Some(keys))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(corrupt)?;
-                let out = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, request)
-                    .send()
-                    .await
-                    .map_err(backend)?;
-                for item in out
-                    .responses
-                    .unwrap_or_default()
-                    .remove(&self.table)
-                    .unwrap_or_default()
-                {
-                    jobs.push(job_from_item(&item)?);
-                }
-                keys = out
-                    .unprocessed_keys
-                    .unwrap_or_default()
-                    .remove(&self.table)
-                    .map(|k| k.keys)
-                    .unwrap_or_default();
-                if !keys.is_empty() {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
-        Ok(jobs)
+        let keys = ids
+            .iter()
+            .map(|id| (job_pk(id), "JOB".to_string()))
+            .collect();
+        self.items_by_key(keys, true)
+            .await?
+            .iter()
+            .map(job_from_item)
+            .collect()
     }
 
     /// Job ids from one GSI partition whose sort key is below `below`,

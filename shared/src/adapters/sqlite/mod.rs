@@ -88,6 +88,12 @@ CREATE TABLE IF NOT EXISTS stats (
     n      INTEGER NOT NULL,
     PRIMARY KEY (window, name)
 );
+CREATE TABLE IF NOT EXISTS minute_stats (
+    minute INTEGER NOT NULL,
+    name   TEXT NOT NULL,
+    n      INTEGER NOT NULL,
+    PRIMARY KEY (minute, name)
+);
 CREATE TABLE IF NOT EXISTS batches (
     id     TEXT PRIMARY KEY,
     paused INTEGER NOT NULL,

@@ -39,7 +39,7 @@ pub mod quota;
 pub use history::{Answer, Evidence, History};
 pub use issues::{IssueHold, IssueWindow};
 pub use pacing::LocalView;
-pub use quota::QuotaEstimate;
+pub use quota::{AnnouncedQuota, QuotaEstimate};
 
 use super::degraded::SiteHealth;
 use super::ratelimit::{LimitReason, RateLimitSignal};
@@ -175,6 +175,9 @@ pub struct SiteGovernor {
     pub prior_scale: Option<f64>,
     /// Degraded mode (see [`super::degraded`]).
     pub health: SiteHealth,
+    /// The points quota Jira last announced, for operators' charts (see
+    /// [`quota::announced_quota`]).
+    pub quota: Option<AnnouncedQuota>,
 }
 
 /// What a worker should do before a call.

@@ -9,6 +9,9 @@
 //!   decays over the window's last 30 %: when the work left is smaller than
 //!   the points left, even pacing only delays it, and a reserve nobody
 //!   needed is spent rather than lost.
+//! * the quota Jira announces (`RateLimit-Policy`'s `q` and `w`, else
+//!   `X-RateLimit-Limit` over an hour) is kept in the shared row when it
+//!   changes — rarely — so the console can draw points against it.
 
 use super::{LocalView, SiteGovernor};
 use crate::domain::ratelimit::{LimitReason, RateLimitSignal};
@@ -37,6 +40,34 @@ impl QuotaEstimate {
         self.remaining
             .saturating_sub(self.spent_since.saturating_mul(workers))
             .saturating_sub(others_in_flight)
+    }
+}
+
+/// A points quota as Jira announced it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AnnouncedQuota {
+    pub points: u64,
+    /// The quota's window, in seconds.
+    pub window_s: u64,
+}
+
+/// Atlassian's points quota counts per hour; `X-RateLimit-Limit` alone
+/// does not say its window.
+const HOUR_S: u64 = 3_600;
+
+/// The quota an answer announces, if any.
+pub fn announced_quota(signal: &RateLimitSignal) -> Option<AnnouncedQuota> {
+    match (&signal.policy, signal.limit) {
+        (Some(p), _) if p.quota > 0 && !p.window.is_zero() => Some(AnnouncedQuota {
+            points: p.quota,
+            window_s: p.window.as_secs().max(1),
+        }),
+        (_, Some(limit)) if limit > 0 => Some(AnnouncedQuota {
+            points: limit,
+            window_s: HOUR_S,
+        }),
+        _ => None,
     }
 }
 
@@ -130,6 +161,32 @@ mod tests {
     use super::super::{CallKind, Evidence, Permit, Tunables};
     use super::*;
     use crate::domain::ratelimit::{QuotaPolicy, QuotaState};
+
+    #[test]
+    fn the_announced_quota_comes_from_the_policy_else_the_limit_header() {
+        let policy = RateLimitSignal::from_headers([
+            ("RateLimit-Policy", "\"global-app-quota\";q=65000;w=3600"),
+            ("X-RateLimit-Limit", "100"),
+        ]);
+        assert_eq!(
+            announced_quota(&policy),
+            Some(AnnouncedQuota {
+                points: 65_000,
+                window_s: 3_600
+            })
+        );
+        let limit = RateLimitSignal::from_headers([("X-RateLimit-Limit", "4000")]);
+        assert_eq!(
+            announced_quota(&limit),
+            Some(AnnouncedQuota {
+                points: 4_000,
+                window_s: 3_600
+            })
+        );
+        assert_eq!(announced_quota(&RateLimitSignal::default()), None);
+        let zero = RateLimitSignal::from_headers([("X-RateLimit-Limit", "0")]);
+        assert_eq!(announced_quota(&zero), None, "nothing learned from a zero");
+    }
 
     #[test]
     fn a_quota_throttle_pauses_every_call_of_the_site_until_reset() {
