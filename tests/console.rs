@@ -1,5 +1,6 @@
 //! The operator console in a real headless Chromium: sign in with the
-//! operator token; the overview's charts agree with `tollgate stats`;
+//! operator token; the overview's charts (the last hour by minute, 24
+//! hours by hour, the quota Jira announced) agree with `tollgate stats`;
 //! approve a batch's chunk and see its jobs run; pause and resume the
 //! batch; re-submit an edited rejection; a job page with its trail; usable
 //! at 400 px; sign out and be refused. And over plain HTTP: no session, a
@@ -28,7 +29,14 @@ async fn rig(name: &str) -> InProcess {
         "approvers = [\"lead@example.com\"]\nbatch_approval = { over = 3, chunk = 2 }",
     )
     .unwrap();
-    InProcess::with_policy(name, 2, Duration::ZERO, Default::default(), policy).await
+    // A site with a points quota: its answers announce it, and the charts
+    // draw it.
+    let limits = jira_sim::limits::Limits {
+        quota_points: 65_000,
+        window_seconds: 3_600.0,
+        ..Default::default()
+    };
+    InProcess::with_policy(name, 2, Duration::ZERO, limits, policy).await
 }
 
 async fn post_batch(s: &InProcess, batch: &Value) -> Value {
@@ -167,6 +175,34 @@ async fn an_operator_signs_in_reads_the_charts_approves_a_chunk_resubmits_and_si
     assert_eq!(
         charted("chart-throttled").await,
         stats["throttled"].as_f64().unwrap()
+    );
+    // The last hour, by minute: the same calls (all made within it), and
+    // the quota Jira announced as the even-share line.
+    eventually("the per-minute figures reach the store", async || {
+        b.open(&format!("{base}/ui")).await.unwrap();
+        charted("chart-minute-points").await == stats["points"].as_f64().unwrap()
+    })
+    .await;
+    assert_eq!(
+        charted("chart-minute-throttled").await,
+        stats["throttled"].as_f64().unwrap()
+    );
+    let even_share = b
+        .execute("return document.querySelector('#chart-minute-points .limit').dataset.value")
+        .await
+        .unwrap();
+    assert_eq!(even_share.as_str(), Some("1083.3"), "65,000 points an hour");
+    let quota = b
+        .execute("return document.querySelector('#chart-points .limit').dataset.value")
+        .await
+        .unwrap();
+    assert_eq!(quota.as_str(), Some("65000"));
+    assert!(
+        b.text("#chart-endpoint-0")
+            .await
+            .unwrap()
+            .contains("pace held"),
+        "the busiest endpoint's requests against the pace held"
     );
     b.screenshot(&screenshots().join("console-overview.png"))
         .await

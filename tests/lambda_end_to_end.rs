@@ -932,4 +932,23 @@ async fn the_approval_function_serves_the_console_over_dynamodb_and_sqs() {
         html.contains("action=\"/lambda-url/tollgate-approval/ui/sign-out\""),
         "{html}"
     );
+
+    // The jobs list filters by time and source, and its form keeps the
+    // prefix too.
+    let list = |query: &str| {
+        let path = format!("/lambda-url/tollgate-approval/ui/jobs?{query}");
+        let req = apigw("GET", &path, None, with_cookie(&https), false);
+        let function = &function;
+        let aws = &aws;
+        async move { text(&function.call(aws, req).await) }
+    };
+    let recent = list("since=15m&source=alertmanager").await;
+    assert!(
+        recent.contains("action=\"/lambda-url/tollgate-approval/ui/jobs\""),
+        "{recent}"
+    );
+    assert!(recent.contains("<option value=\"15m\" selected>"));
+    assert_eq!(recent.matches("ui/jobs?id=").count(), 2, "{recent}");
+    let elsewhere = list("since=15m&source=cmdb").await;
+    assert!(elsewhere.contains("no jobs found"), "{elsewhere}");
 }

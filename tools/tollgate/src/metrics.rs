@@ -132,6 +132,20 @@ pub fn encode(s: &MetricsSnapshot) -> Result<String, std::fmt::Error> {
         "Jira quota points spent in the current hourly window",
         s.points_this_hour as f64,
     );
+    if let Some(q) = s.governor.quota {
+        gauge(
+            &mut r,
+            "tollgate_jira_quota_points",
+            "The points quota Jira last announced (RateLimit-Policy or X-RateLimit-Limit)",
+            q.points as f64,
+        );
+        gauge(
+            &mut r,
+            "tollgate_jira_quota_window_seconds",
+            "The window of the points quota Jira last announced",
+            q.window_s as f64,
+        );
+    }
     let pace = family::<SiteEndpoint>(
         &mut r,
         "tollgate_governor_pace_per_second",

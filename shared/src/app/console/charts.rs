@@ -16,16 +16,25 @@ const HEIGHT: f64 = 220.0;
 const LEFT: f64 = 48.0;
 const BOTTOM: f64 = 36.0;
 const TOP: f64 = 28.0;
+/// How far above the highest bar a limit line is still drawn to scale.
+const OFF_SCALE: f64 = 4.0;
+
+/// A line across a chart: a quota, a pace — its value and what it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limit {
+    pub value: f64,
+    /// Drawn beside the line, before the value ("quota", "pace held").
+    pub label: String,
+}
 
 /// A bar chart with a y axis in `unit`, an optional limit drawn as a dashed
-/// line (a quota, a pace), and `id` for tests and links.
-pub fn bar_chart(id: &str, title: &str, unit: &str, bars: &[Bar], limit: Option<f64>) -> String {
-    let top_value = bars
-        .iter()
-        .map(|b| b.value)
-        .chain(limit)
-        .fold(0.0_f64, f64::max)
-        .max(1.0);
+/// line, and `id` for tests and links.
+pub fn bar_chart(id: &str, title: &str, unit: &str, bars: &[Bar], limit: Option<&Limit>) -> String {
+    let data_top = bars.iter().map(|b| b.value).fold(0.0_f64, f64::max);
+    // A limit far above the data would flatten every bar: it is then said
+    // in words at the top instead of drawn.
+    let drawn = limit.filter(|l| l.value <= OFF_SCALE * data_top.max(1.0));
+    let top_value = data_top.max(drawn.map_or(0.0, |l| l.value)).max(1.0);
     let scale = nice_ceiling(top_value);
     let plot_h = HEIGHT - TOP - BOTTOM;
     let plot_w = WIDTH - LEFT - 8.0;
@@ -89,15 +98,26 @@ aria-labelledby=\"{id}-title\" xmlns=\"http://www.w3.org/2000/svg\" font-family=
             ));
         }
     }
-    if let Some(limit) = limit {
-        let y = TOP + plot_h - plot_h * limit / scale;
+    if let Some(limit) = limit.filter(|_| drawn.is_none()) {
         svg.push_str(&format!(
-            "<line x1=\"{LEFT}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"#de350b\" stroke-dasharray=\"6 4\"/>\
-<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#de350b\">limit {}</text>",
+            "<text class=\"limit\" x=\"{:.1}\" y=\"16\" text-anchor=\"end\" fill=\"#de350b\" data-value=\"{}\">{} {} (far above)</text>",
             LEFT + plot_w,
+            limit.value,
+            escape(&limit.label),
+            format_value(limit.value)
+        ));
+    }
+    if let Some(limit) = drawn {
+        let y = TOP + plot_h - plot_h * limit.value / scale;
+        svg.push_str(&format!(
+            "<line class=\"limit\" x1=\"{LEFT}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"#de350b\" stroke-dasharray=\"6 4\" data-value=\"{}\"/>\
+<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#de350b\">{} {}</text>",
+            LEFT + plot_w,
+            limit.value,
             LEFT + plot_w,
             y - 4.0,
-            format_value(limit)
+            escape(&limit.label),
+            format_value(limit.value)
         ));
     }
     svg.push_str(&format!(
@@ -142,11 +162,37 @@ mod tests {
                 value: 4.5,
             },
         ];
-        let svg = bar_chart("req", "Requests <per hour>", "requests", &bars, Some(10.0));
+        let quota = Limit {
+            value: 10.0,
+            label: "quota".into(),
+        };
+        let svg = bar_chart(
+            "req",
+            "Requests <per hour>",
+            "requests",
+            &bars,
+            Some(&quota),
+        );
         assert!(svg.contains("data-value=\"3\"") && svg.contains("data-value=\"4.5\""));
         assert!(svg.contains("data-total=\"7.5\""));
         assert!(svg.contains("Requests &lt;per hour&gt;"), "escaped");
-        assert!(svg.contains("limit 10"));
+        assert!(svg.contains("quota 10") && svg.contains("<line class=\"limit\""));
+    }
+
+    #[test]
+    fn a_limit_far_above_the_bars_is_said_not_drawn() {
+        let bars = vec![Bar {
+            label: "10:00".into(),
+            value: 3.0,
+        }];
+        let quota = Limit {
+            value: 65_000.0,
+            label: "quota".into(),
+        };
+        let svg = bar_chart("p", "Points", "points", &bars, Some(&quota));
+        assert!(!svg.contains("<line class=\"limit\""));
+        assert!(svg.contains("quota 65000 (far above)"));
+        assert!(svg.contains(">5</text>"), "the axis fits the bars: {svg}");
     }
 
     #[test]

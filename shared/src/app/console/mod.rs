@@ -6,6 +6,7 @@
 //! there.
 
 pub mod charts;
+mod last_hour;
 mod layout;
 mod overview;
 mod work;

@@ -5,13 +5,14 @@
 //! pause and degraded mode.
 
 use super::Console;
-use super::charts::{Bar, bar_chart};
+use super::charts::{Bar, Limit, bar_chart};
+use super::last_hour;
 use super::layout::{Frame, page, state_badge};
 use super::{ConsoleQueue, ConsoleStore};
 use crate::app::AppError;
 use crate::app::approval_page::escape;
 use crate::domain::stats::CallStats;
-use crate::domain::stats::hour_window;
+use crate::domain::stats::{hour_window, minute_window};
 use crate::domain::time::Timestamp;
 use crate::ports::{CENSUS_COUNT_LIMIT, Clock, Notifier};
 use std::fmt::Write;
@@ -41,6 +42,10 @@ where
         hours.push((w, store.stats(w).await?));
     }
     let (governor, _) = store.load_governor(console.site).await?;
+    let this_minute = minute_window(now.0);
+    let minutes = store
+        .minute_stats(this_minute - last_hour::MINUTES + 1, this_minute)
+        .await?;
     let mut body = String::new();
 
     // Now.
@@ -145,6 +150,8 @@ where
     }
     body.push_str("</table></section>");
 
+    body.push_str(&last_hour::render(&minutes, this_minute, &governor));
+
     // The last 24 hours.
     let label = |w: i64| Timestamp(w * 3_600_000).to_rfc3339()[11..16].to_string();
     let series = |f: &dyn Fn(&CallStats) -> f64| -> Vec<Bar> {
@@ -171,12 +178,19 @@ where
         &series(&|s| s.throttled as f64),
         None,
     ));
+    let hourly_quota = governor
+        .quota
+        .filter(|q| q.window_s == 3_600)
+        .map(|q| Limit {
+            value: q.points as f64,
+            label: "quota".into(),
+        });
     body.push_str(&bar_chart(
         "chart-points",
         "Quota points spent per hour",
         "points",
         &series(&|s| s.points as f64),
-        None,
+        hourly_quota.as_ref(),
     ));
     let mut total = CallStats::default();
     for (_, s) in &hours {

@@ -25,6 +25,14 @@ use std::fmt::Write;
 
 const LIST: usize = 100;
 
+/// The jobs page's time filter: its value, its words, its reach in ms.
+const SINCE: [(&str, &str, i64); 4] = [
+    ("15m", "in the last 15 minutes", 15 * 60_000),
+    ("1h", "in the last hour", 3_600_000),
+    ("24h", "in the last 24 hours", 24 * 3_600_000),
+    ("7d", "in the last 7 days", 7 * 24 * 3_600_000),
+];
+
 pub(super) async fn jobs<S, Q, C, N>(
     console: &Console<'_, S, Q, C, N>,
     frame: &Frame<'_>,
@@ -40,20 +48,32 @@ where
     let state = query.get("state").and_then(|s| JobState::parse(s));
     let filter = |k: &str| query.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
     let (source, operation, batch) = (filter("source"), filter("operation"), filter("batch"));
+    let since = filter("since").and_then(|v| SINCE.iter().find(|(k, _, _)| *k == v));
+    let now = console.api.clock.now();
     let all = console.api.store.list(state, 500).await?;
     let shown: Vec<_> = all
         .iter()
         .filter(|j| source.is_none_or(|s| j.source_system.as_str() == s))
         .filter(|j| operation.is_none_or(|o| j.kind.as_str() == o))
         .filter(|j| batch.is_none_or(|b| j.batch.as_ref().is_some_and(|x| x.as_str() == b)))
+        .filter(|j| since.is_none_or(|(_, _, ms)| j.updated_at.0 >= now.0 - ms))
         .take(LIST)
         .collect();
-    let mut body = String::from(
-        "<section><form method=\"get\" action=\"{base}/ui/jobs\"><label>state <select name=\"state\"><option value=\"\">any</option>",
+    let mut body = format!(
+        "<section><form method=\"get\" action=\"{base}/ui/jobs\"><label>state <select name=\"state\"><option value=\"\">any</option>"
     );
     for s in JobState::ALL {
         let selected = if state == Some(s) { " selected" } else { "" };
         let _ = write!(body, "<option{selected}>{}</option>", s.as_str());
+    }
+    body.push_str("</select></label><label>changed <select name=\"since\"><option value=\"\">any time</option>");
+    for (key, words, _) in SINCE {
+        let selected = if since.is_some_and(|(k, _, _)| *k == key) {
+            " selected"
+        } else {
+            ""
+        };
+        let _ = write!(body, "<option value=\"{key}\"{selected}>{words}</option>");
     }
     let value = |v: Option<&str>| escape(v.unwrap_or_default());
     let _ = write!(
