@@ -18,7 +18,9 @@ What it starts, and stops on Ctrl-C:
   template), deletes what the executor did not report as a batch item
   failure, and leaves the rest to come back when its visibility says;
   and the one-minute schedule of the sweep;
-* a small notify webhook that prints each approval request's links.
+* a small notify webhook that prints each approval request's links;
+* an operator token in the secret, for the console (`/ui` on the approval
+  function).
 
 It prints the ingest URL, the webhook secret and a command that sends a
 signed test event; then `lambda-local ready` (scripts wait for that line).
@@ -29,6 +31,7 @@ import hashlib
 import hmac
 import json
 import os
+import secrets as secrets_module
 import shutil
 import signal
 import socket
@@ -272,7 +275,9 @@ def main():
         secrets = session.client("secretsmanager", endpoint_url=endpoint)
         secret_id = report["functions"]["IngestFunction"]["environment"]["TOLLGATE_SECRET_ID"]
         doc = json.loads(secrets.get_secret_value(SecretId=secret_id)["SecretString"])
-        doc.update(jiraEmail=email, jiraApiToken=token, notifyWebhookUrl=start_notify_webhook())
+        operator_token = secrets_module.token_urlsafe(18)
+        doc.update(jiraEmail=email, jiraApiToken=token, notifyWebhookUrl=start_notify_webhook(),
+                   operatorTokens=[operator_token])
         secrets.put_secret_value(SecretId=secret_id, SecretString=json.dumps(doc))
         webhook_secret = doc["webhookSecrets"][0] if isinstance(doc["webhookSecrets"], list) \
             else doc["webhookSecrets"].split(",")[0]
@@ -308,6 +313,8 @@ def main():
         say(f"  ingest     {ingest}")
         say(f"  jobs       {base}/tollgate-ingest/v1/jobs/<jobId>")
         say(f"  approvals  {base}/tollgate-approval/v1/approvals/<token> (links are printed here)")
+        console = f"{base}/tollgate-approval/ui"
+        say(f"  console    {console}  (operator token {operator_token})")
         say(f"  jira       {jira_url}" + ("  (jira-sim: GET /_sim/report)" if not args.jira_url else ""))
         say(f"  AWS        AWS_ENDPOINT_URL={endpoint} AWS_REGION={REGION} "
             "AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing")
@@ -315,7 +322,8 @@ def main():
         say(f"  webhook secret  {webhook_secret}")
         say("Send a signed event:")
         say(signed_curl(ingest, webhook_secret))
-        say(f"lambda-local ready ingest={ingest} secret={webhook_secret} jira={jira_url} aws={endpoint}")
+        say(f"lambda-local ready ingest={ingest} secret={webhook_secret} jira={jira_url} aws={endpoint} "
+            f"console={console} operator={operator_token}")
         while not stopping.is_set():
             for p in children:
                 if p.poll() is not None:

@@ -3,8 +3,9 @@
 //! event-source emulator; a signed event sent to the URL it prints becomes
 //! an issue with no further command; a transition waits for approval, the
 //! link it prints approves it under the `/lambda-url/` prefix (the page's
-//! button posts next to the page), and the issue moves. Then Ctrl-C stops
-//! everything it started.
+//! button posts next to the page), and the issue moves; the console on the
+//! approval function signs in with the printed operator token and counts
+//! both jobs. Then Ctrl-C stops everything it started.
 
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
@@ -199,4 +200,43 @@ async fn the_local_lambda_stack_takes_an_event_to_jira_and_an_approval_link_move
     )
     .await;
     assert_eq!(report(&http, &jira).await["totals"]["duplicateIssues"], 0);
+
+    // The console on the approval function, under the same prefix, with
+    // the operator token lambda-local put in the secret.
+    let (console, operator) = (
+        field(&ready, "console").to_string(),
+        field(&ready, "operator").to_string(),
+    );
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(600))
+        .build()
+        .unwrap();
+    let signed_in = browser
+        .post(format!("{console}/sign-in"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!("operator=ops&token={operator}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status().as_u16(), 303);
+    let set_cookie = signed_in.headers()["set-cookie"].to_str().unwrap();
+    assert!(
+        set_cookie.contains("Path=/lambda-url/tollgate-approval/ui"),
+        "the cookie's path carries the prefix: {set_cookie}"
+    );
+    let cookie = set_cookie.split(';').next().unwrap().to_string();
+    let overview = browser
+        .get(&console)
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(overview.status().as_u16(), 200);
+    let html = overview.text().await.unwrap();
+    assert!(
+        html.contains("data-state=\"SUCCEEDED\">2<"),
+        "both jobs, counted from the stack's table: {html}"
+    );
+    assert!(html.contains("href=\"/lambda-url/tollgate-approval/ui/jobs\""));
 }

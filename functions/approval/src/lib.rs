@@ -10,7 +10,7 @@ use lambda_http::{Body, Request, RequestExt, RequestPayloadExt, Response};
 use tollgate::app::approval_page::{HtmlAnswer, PAGE_HEADERS, decide_answer, escape, view_answer};
 use tollgate::app::approvals::{Approvals, Links};
 use tollgate::app::console::{
-    COOKIE, Console, ConsoleAnswer, ConsoleQueue, ConsoleStore, Fields, Page, base_of,
+    COOKIE, Console, ConsoleAnswer, ConsoleQueue, ConsoleStore, Fields, Page, base_for,
 };
 use tollgate::app::operator_api::OperatorApi;
 use tollgate::domain::policy::Policy;
@@ -54,7 +54,7 @@ impl<'a, S, Q, C, N> App<'a, S, Q, C, N> {
         }
     }
 
-    fn console<'b>(&'b self, base: &'b str, https: bool) -> Console<'b, S, Q, C, N> {
+    fn console(&self, base: String, https: bool) -> Console<'_, S, Q, C, N> {
         Console {
             api: OperatorApi {
                 store: self.store,
@@ -112,8 +112,8 @@ enum ConsoleRoute {
 
 /// The console route of `path`, or `None` when it is not a console path.
 fn console_route(path: &str) -> Option<ConsoleRoute> {
-    let base = base_of(path);
-    let rest = path.strip_prefix(base)?;
+    let base = base_for(path, "");
+    let rest = path.strip_prefix(base.as_str())?;
     let rest = match rest.strip_prefix("/ui") {
         Some(r) if r.is_empty() || r.starts_with('/') => r.trim_start_matches('/'),
         _ => return None,
@@ -205,7 +205,7 @@ where
         .headers()
         .get("x-forwarded-proto")
         .is_some_and(|v| v.as_bytes() == b"https");
-    let console = app.console(base_of(&path), https);
+    let console = app.console(base_for(&path, app.public_url), https);
     let cookie = session_cookie(req.headers());
     let form = || req.payload::<Fields>().ok().flatten();
     let unreadable = || {

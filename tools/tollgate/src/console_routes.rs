@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tollgate::adapters::sqlite::SqliteDb;
 use tollgate::adapters::webhook_notifier::Notifiers;
 use tollgate::app::approval_page::PAGE_HEADERS;
-use tollgate::app::console::{COOKIE, Console, ConsoleAnswer, Fields, Page};
+use tollgate::app::console::{COOKIE, Console, ConsoleAnswer, Fields, Page, base_for};
 use tollgate::ports::SystemClock;
 
 pub fn routes() -> Router<Arc<AppState>> {
@@ -32,7 +32,9 @@ impl AppState {
             operator_tokens: &self.operator_tokens,
             site: &self.site,
             secure_cookies: self.public_url.starts_with("https://"),
-            base: "",
+            // serve's routes are at its root; a reverse proxy's prefix is
+            // named by the public URL.
+            base: base_for("/ui", &self.public_url),
         }
     }
 }

@@ -86,32 +86,41 @@ pub struct Console<'a, S, Q, C, N> {
     pub site: &'a str,
     /// `Secure` cookies (the console is served over HTTPS).
     pub secure_cookies: bool,
-    /// The path `/ui` hangs under: "" at the root, or a prefix the request
-    /// came through ([`base_of`]). Links, redirects and the cookie's path
-    /// carry it.
-    pub base: &'a str,
+    /// The path `/ui` hangs under ([`base_for`]): links, redirects and the
+    /// cookie's path carry it.
+    pub base: String,
 }
 
-/// The prefix before `/ui` in a request's path ("" at the root): cargo
-/// lambda serves a function under `/lambda-url/<name>/`. Anything but
-/// plain path characters reads as no prefix.
-pub fn base_of(path: &str) -> &str {
-    let end = if path.ends_with("/ui") {
-        path.len() - 3
-    } else {
-        match path.find("/ui/") {
-            Some(i) => i,
-            None => return "",
-        }
+/// The path `/ui` hangs under, as the browser sees it: the prefix before
+/// `/ui` in the request's path when a proxy passed it on, else the path of
+/// the public URL (a proxy that strips its prefix — cargo lambda's
+/// `/lambda-url/<function>`, a reverse proxy at `/tollgate` — is named
+/// there). Anything but plain path characters reads as none.
+pub fn base_for(request_path: &str, public_url: &str) -> String {
+    let in_path = match request_path.strip_suffix("/ui") {
+        Some(before) => before,
+        None => request_path.find("/ui/").map_or("", |i| &request_path[..i]),
     };
-    let base = &path[..end];
+    let configured = public_url
+        .split_once("://")
+        .map_or("", |(_, rest)| rest.find('/').map_or("", |i| &rest[i..]));
+    let base = if in_path.is_empty() {
+        configured
+    } else {
+        in_path
+    };
+    let base = base.trim_end_matches('/');
     let plain = base
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.'));
-    if plain && !base.contains("//") && !base.contains("..") {
-        base
+    if plain
+        && !base.contains("//")
+        && !base.contains("..")
+        && (base.is_empty() || base.starts_with('/'))
+    {
+        base.to_string()
     } else {
-        ""
+        String::new()
     }
 }
 
@@ -156,12 +165,12 @@ where
             return html(
                 503,
                 layout::sign_in_page(
-                    self.base,
+                    &self.base,
                     Some("The console is off: set TOLLGATE_OPERATOR_TOKEN to use it."),
                 ),
             );
         }
-        html(200, layout::sign_in_page(self.base, None))
+        html(200, layout::sign_in_page(&self.base, None))
     }
 
     /// Checks the token and starts a session for the named operator.
@@ -172,7 +181,7 @@ where
             return html(
                 400,
                 layout::sign_in_page(
-                    self.base,
+                    &self.base,
                     Some("Give your name (it is recorded with every action)."),
                 ),
             );
@@ -184,7 +193,7 @@ where
                 tracing::warn!(operator, "console sign-in refused");
                 return html(
                     401,
-                    layout::sign_in_page(self.base, Some("That operator token is not valid.")),
+                    layout::sign_in_page(&self.base, Some("That operator token is not valid.")),
                 );
             }
         }
@@ -215,7 +224,7 @@ where
             }
             Err(SessionError::Expired) => Err(html(
                 401,
-                layout::sign_in_page(self.base, Some("Your session has expired; sign in again.")),
+                layout::sign_in_page(&self.base, Some("Your session has expired; sign in again.")),
             )),
             Err(SessionError::Invalid) => Err(self.to_sign_in()),
         }
@@ -230,7 +239,7 @@ where
             return Err(html(
                 403,
                 layout::sign_in_page(
-                    self.base,
+                    &self.base,
                     Some("That form is not from this session; reload the page and try again."),
                 ),
             ));
@@ -264,7 +273,7 @@ where
             csrf: &signed.csrf,
             flash: query.get("done").map(String::as_str),
             refresh: (page == Page::Overview).then_some(30),
-            base: self.base,
+            base: &self.base,
         };
         let html_page = match page {
             Page::Overview => overview::render(self, &frame).await?,
@@ -324,27 +333,43 @@ pub fn percent_encode(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::base_of;
+    use super::base_for;
 
     #[test]
     fn the_base_is_what_comes_before_ui() {
-        assert_eq!(base_of("/ui"), "");
-        assert_eq!(base_of("/ui/jobs"), "");
+        assert_eq!(base_for("/ui", ""), "");
+        assert_eq!(base_for("/ui/jobs", "https://api.example"), "");
         assert_eq!(
-            base_of("/lambda-url/tollgate-approval/ui/act"),
+            base_for("/lambda-url/tollgate-approval/ui/act", ""),
             "/lambda-url/tollgate-approval"
         );
         assert_eq!(
-            base_of("/lambda-url/tollgate-approval/ui"),
+            base_for("/lambda-url/tollgate-approval/ui", ""),
             "/lambda-url/tollgate-approval"
         );
     }
 
     #[test]
+    fn a_stripped_prefix_comes_from_the_public_url() {
+        assert_eq!(
+            base_for(
+                "/ui/jobs",
+                "http://127.0.0.1:9000/lambda-url/tollgate-approval"
+            ),
+            "/lambda-url/tollgate-approval"
+        );
+        assert_eq!(
+            base_for("/ui", "https://ops.example/tollgate/"),
+            "/tollgate"
+        );
+        assert_eq!(base_for("/ui", "http://127.0.0.1:8787"), "");
+    }
+
+    #[test]
     fn an_odd_prefix_reads_as_none() {
-        assert_eq!(base_of("/a\"x/ui/jobs"), "");
-        assert_eq!(base_of("//evil.example/ui"), "");
-        assert_eq!(base_of("/x/../ui"), "");
-        assert_eq!(base_of("/v1/jobs/x"), "");
+        assert_eq!(base_for("/a\"x/ui/jobs", ""), "");
+        assert_eq!(base_for("//evil.example/ui", ""), "");
+        assert_eq!(base_for("/x/../ui", ""), "");
+        assert_eq!(base_for("/ui", "https://h/a?b=<c>"), "");
     }
 }
