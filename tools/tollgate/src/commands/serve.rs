@@ -69,7 +69,8 @@ pub struct ServeArgs {
     /// sensitive field edits then wait for one of them.
     #[arg(long, env = "TOLLGATE_APPROVERS")]
     approvers: Option<String>,
-    /// Base URL approvers reach this server at (approval links).
+    /// Base URL approvers and operators reach this server at: approval
+    /// links, and the console's prefix behind a proxy that strips one.
     #[arg(long, env = "TOLLGATE_PUBLIC_URL")]
     public_url: Option<String>,
     #[arg(
