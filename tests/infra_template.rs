@@ -384,8 +384,9 @@ async fn the_functions_run_against_the_resources_the_stack_created() {
     let console = |method: &str, path: &str, cookie: &str, body: &str| {
         let event = json!({
             "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "",
-            "headers": {"content-type": "application/x-www-form-urlencoded", "cookie": cookie,
+            "headers": {"content-type": "application/x-www-form-urlencoded",
                         "x-forwarded-proto": "https"},
+            "cookies": if cookie.is_empty() { vec![] } else { vec![cookie] },
             "requestContext": {"accountId": "123456789012", "apiId": "localapi",
                 "domainName": "localapi.example", "domainPrefix": "localapi",
                 "http": {"method": method, "path": path, "protocol": "HTTP/1.1",

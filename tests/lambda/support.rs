@@ -98,6 +98,16 @@ pub fn apigw(
     base64: bool,
 ) -> lambda_http::Request {
     let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    // Payload v2.0 carries cookies in their own list, not as a header.
+    let mut headers = headers;
+    let cookies: Vec<String> = headers
+        .as_object_mut()
+        .and_then(|h| h.remove("cookie"))
+        .and_then(|c| {
+            c.as_str()
+                .map(|c| c.split("; ").map(String::from).collect())
+        })
+        .unwrap_or_default();
     let (body, encoded) = match body {
         None => (Value::Null, false),
         Some(b) if base64 => (
@@ -112,6 +122,7 @@ pub fn apigw(
         "rawPath": path,
         "rawQueryString": query,
         "headers": headers,
+        "cookies": cookies,
         "requestContext": {
             "accountId": ACCOUNT,
             "apiId": "tollgateapi",

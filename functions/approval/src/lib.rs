@@ -10,7 +10,7 @@ use lambda_http::{Body, Request, RequestExt, RequestPayloadExt, Response};
 use tollgate::app::approval_page::{HtmlAnswer, PAGE_HEADERS, decide_answer, escape, view_answer};
 use tollgate::app::approvals::{Approvals, Links};
 use tollgate::app::console::{
-    COOKIE, Console, ConsoleAnswer, ConsoleQueue, ConsoleStore, Fields, Page, base_for,
+    self, Console, ConsoleAnswer, ConsoleQueue, ConsoleStore, Fields, Page, base_for,
 };
 use tollgate::app::operator_api::OperatorApi;
 use tollgate::domain::policy::Policy;
@@ -159,15 +159,12 @@ where
 
 /// The session cookie's value, if the request has one.
 fn session_cookie(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .map(|(_, value)| value.to_string())
-        .filter(|v| !v.is_empty())
+    console::session_cookie(
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    )
 }
 
 fn console_answer(answer: ConsoleAnswer) -> Response<Body> {
@@ -208,13 +205,7 @@ where
     let console = app.console(base_for(&path, app.public_url), https);
     let cookie = session_cookie(req.headers());
     let form = || req.payload::<Fields>().ok().flatten();
-    let unreadable = || {
-        console_answer(ConsoleAnswer::Html {
-            status: 400,
-            html: "<!doctype html><title>Bad form</title><p>That form could not be read.</p>"
-                .into(),
-        })
-    };
+    let unreadable = || console_answer(ConsoleAnswer::unreadable_form());
     let post = *req.method() == Method::POST;
     let get = matches!(*req.method(), Method::GET | Method::HEAD);
     let answer = match route {

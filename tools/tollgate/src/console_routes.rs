@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tollgate::adapters::sqlite::SqliteDb;
 use tollgate::adapters::webhook_notifier::Notifiers;
 use tollgate::app::approval_page::PAGE_HEADERS;
-use tollgate::app::console::{COOKIE, Console, ConsoleAnswer, Fields, Page, base_for};
+use tollgate::app::console::{self, Console, ConsoleAnswer, Fields, Page, base_for};
 use tollgate::ports::SystemClock;
 
 pub fn routes() -> Router<Arc<AppState>> {
@@ -41,15 +41,12 @@ impl AppState {
 
 /// The session cookie's value, if the request has one.
 fn session_cookie(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .map(|(_, value)| value.to_string())
-        .filter(|v| !v.is_empty())
+    console::session_cookie(
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    )
 }
 
 fn respond(answer: ConsoleAnswer) -> Response {
@@ -79,10 +76,7 @@ fn respond(answer: ConsoleAnswer) -> Response {
 }
 
 fn unreadable_form() -> Response {
-    respond(ConsoleAnswer::Html {
-        status: 400,
-        html: "<!doctype html><title>Bad form</title><p>That form could not be read.</p>".into(),
-    })
+    respond(ConsoleAnswer::unreadable_form())
 }
 
 /// A malformed query reads as none (a page's filters are optional).

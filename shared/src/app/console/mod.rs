@@ -36,6 +36,17 @@ impl<T: WorkQueue + QueueGauge> ConsoleQueue for T {}
 /// The session cookie's name.
 pub const COOKIE: &str = "tollgate_session";
 
+/// The session cookie's value among a request's `Cookie` header values.
+pub fn session_cookie<'h>(cookie_headers: impl IntoIterator<Item = &'h str>) -> Option<String> {
+    cookie_headers
+        .into_iter()
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.to_string())
+        .filter(|v| !v.is_empty())
+}
+
 /// A submitted form, or a query string, by field.
 pub type Fields = HashMap<String, String>;
 
@@ -128,6 +139,16 @@ pub fn base_for(request_path: &str, public_url: &str) -> String {
 pub struct SignedIn {
     pub session: Session,
     pub csrf: String,
+}
+
+impl ConsoleAnswer {
+    /// A form body that could not be read.
+    pub fn unreadable_form() -> ConsoleAnswer {
+        html(
+            400,
+            "<!doctype html><title>Bad form</title><p>That form could not be read.</p>".into(),
+        )
+    }
 }
 
 fn html(status: u16, html: String) -> ConsoleAnswer {
@@ -333,7 +354,17 @@ pub fn percent_encode(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::base_for;
+    use super::{base_for, session_cookie};
+
+    #[test]
+    fn the_session_cookie_is_found_among_others() {
+        assert_eq!(
+            session_cookie(["a=1; tollgate_session=abc.def", "b=2"]),
+            Some("abc.def".into())
+        );
+        assert_eq!(session_cookie(["tollgate_session="]), None);
+        assert_eq!(session_cookie(["tollgate_sessionx=1"]), None);
+    }
 
     #[test]
     fn the_base_is_what_comes_before_ui() {
