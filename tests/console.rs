@@ -378,3 +378,74 @@ async fn requests_without_a_session_forms_without_their_csrf_token_and_stale_ses
     assert_eq!(s.api.job(&id).await.unwrap()["state"], "PENDING_APPROVAL");
     s.running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quota_pause_shows_as_a_period_with_its_429s_by_reason_in_the_last_hour() {
+    // Three points a minute, announced only on the 429 (successes carry no
+    // quota headers, so nothing warns tollgate): the fourth create meets a
+    // quota 429 and the whole site waits for the window's reset.
+    let limits = jira_sim::limits::Limits {
+        quota_points: 3,
+        window_seconds: 60.0,
+        headers_on_success: false,
+        ..Default::default()
+    };
+    let s = InProcess::with_policy(
+        "console-pause",
+        1,
+        Duration::ZERO,
+        limits,
+        Policy::default(),
+    )
+    .await;
+    let base = format!("http://{}", s.running.addr);
+    for i in 0..4 {
+        let id = s
+            .send(
+                &json!({"sourceSystem": "monitoring", "externalId": format!("q{i}"),
+                          "desiredOperation": "create", "projectKey": "OPS",
+                          "issueType": "Incident", "summary": format!("alert {i}")}),
+            )
+            .await;
+        if i < 3 {
+            // One at a time, so no two creates share a bulk call.
+            s.api
+                .wait_terminal(&id, Duration::from_secs(20))
+                .await
+                .unwrap();
+        }
+    }
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let signed = http
+        .post(format!("{base}/ui/sign-in"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(form(&[("operator", "dana"), ("token", TOKEN)]))
+        .send()
+        .await
+        .unwrap();
+    let session = signed.headers()["set-cookie"].to_str().unwrap().to_string();
+    let session = session.split(';').next().unwrap().to_string();
+    let mut html = String::new();
+    eventually("the pause and its 429 reach the overview", async || {
+        html = http
+            .get(format!("{base}/ui"))
+            .header("Cookie", &session)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        html.contains("id=\"pauses\"")
+            && html.contains("data-reason=\"jira-quota-global-based\">")
+            && html.contains("even share of 3 points per 60 s")
+    })
+    .await;
+    let pauses = &html[html.find("id=\"pauses\"").unwrap()..];
+    let pauses = &pauses[..pauses.find("</table>").unwrap()];
+    assert!(pauses.contains("jira-quota-global-based"), "{pauses}");
+    s.running.shutdown().await;
+}

@@ -329,8 +329,12 @@ impl<'a, S: GovernorStore, C: Clock> Governor<'a, S, C> {
                     })
                 };
                 let was_paused = paused(&self.lock()).is_some();
+                let announced = announced_quota(signal);
                 self.update(now, |g| {
                     g.on_throttle(call, signal, &evidence, now, &tunables);
+                    if announced.is_some() {
+                        g.quota = announced;
+                    }
                 })
                 .await;
                 if !was_paused && let Some((until, why)) = paused(&self.lock()) {

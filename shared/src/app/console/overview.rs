@@ -130,6 +130,25 @@ where
         }
         body.push_str("</table>");
     }
+    let pauses: Vec<_> = governor
+        .pauses
+        .iter()
+        .filter(|p| p.until.0 >= day_ago)
+        .collect();
+    if !pauses.is_empty() {
+        body.push_str("<h2>Paused, the last 24 hours</h2><table id=\"pauses\"><tr><th>from</th><th>until</th><th class=\"num\">for</th><th>why</th></tr>");
+        for p in pauses.iter().rev() {
+            let _ = write!(
+                body,
+                "<tr><td>{}</td><td>{}</td><td class=\"num\">{:.0} s</td><td>{}</td></tr>",
+                escape(&p.from.to_rfc3339()),
+                escape(&p.until.to_rfc3339()),
+                (p.until.0 - p.from.0).max(0) as f64 / 1000.0,
+                escape(&p.reason)
+            );
+        }
+        body.push_str("</table>");
+    }
     body.push_str("<table id=\"jobs-by-state\"><tr><th>state</th><th class=\"num\">jobs</th></tr>");
     for (state, n) in &census.jobs {
         let _ = write!(

@@ -34,11 +34,13 @@ pub mod issues;
 pub mod learning;
 pub mod noise;
 pub mod pacing;
+pub mod pauses;
 pub mod quota;
 
 pub use history::{Answer, Evidence, History};
 pub use issues::{IssueHold, IssueWindow};
 pub use pacing::LocalView;
+pub use pauses::PausePeriod;
 pub use quota::{AnnouncedQuota, QuotaEstimate};
 
 use super::degraded::SiteHealth;
@@ -178,6 +180,8 @@ pub struct SiteGovernor {
     /// The points quota Jira last announced, for operators' charts (see
     /// [`quota::announced_quota`]).
     pub quota: Option<AnnouncedQuota>,
+    /// The last day's site pauses (see [`pauses`]).
+    pub pauses: Vec<PausePeriod>,
 }
 
 /// What a worker should do before a call.

@@ -35,14 +35,14 @@ impl SiteGovernor {
         let backoff = Duration::from_secs(2) * (1u32 << self.unexplained.saturating_sub(1).min(6));
         let wait = hint.unwrap_or(backoff);
         self.paused_until = self.paused_until.max(now.plus(wait));
-        self.pause_reason = Some(
-            signal
-                .reason
-                .as_ref()
-                .map_or("429 without a reason".to_string(), |r| {
-                    r.as_str().to_string()
-                }),
-        );
+        let reason = signal
+            .reason
+            .as_ref()
+            .map_or("429 without a reason".to_string(), |r| {
+                r.as_str().to_string()
+            });
+        self.note_pause(now, now.plus(wait), &reason);
+        self.pause_reason = Some(reason);
         // It says nothing about which limit was hit: cutting every pace per
         // 429 took a run with 2 % random gateway 429s from 80/s to the
         // 0.5/s floor, minutes from recovering.

@@ -85,6 +85,7 @@ impl SiteGovernor {
             self.paused_until = until;
             self.pause_reason = Some(reason.as_str().to_string());
         }
+        self.note_pause(now, until, reason.as_str());
         self.unexplained = 0;
         wait
     }
