@@ -5,6 +5,7 @@
 //! requests to [`Console`] calls and [`ConsoleAnswer`]s back; no rule lives
 //! there.
 
+mod actions;
 pub mod charts;
 mod last_hour;
 mod layout;
@@ -324,7 +325,7 @@ where
             Ok(s) => s,
             Err(refused) => return Ok(refused),
         };
-        let outcome = work::act(self, &signed.session.operator, form).await?;
+        let outcome = actions::act(self, &signed.session.operator, form).await?;
         let back = form
             .get("back")
             .filter(|b| b.starts_with("/ui") && !b.contains("//"))

@@ -1,26 +1,22 @@
 //! The console's pages of work — jobs (a filterable list; one job with its
-//! trail as a timeline), approvals, the manual queue, batches, senders —
-//! and the actions their forms post, each through the operator use cases
-//! in the signed-in operator's name.
+//! trail as a timeline), approvals, the manual queue, batches, senders.
+//! Their forms post to [`super::actions`].
 
 use super::layout::{Frame, action_form, page, state_badge};
 use super::{Console, Fields, percent_encode};
 use super::{ConsoleQueue, ConsoleStore};
 use crate::app::AppError;
 use crate::app::admission::chunk_of;
-use crate::app::api::{HttpAnswer, JOB_FIELDS};
+use crate::app::api::JOB_FIELDS;
 use crate::app::approval_page::escape;
-use crate::app::approvals::open_batch_requests;
-use crate::app::batches::{set_paused, view_batch};
+use crate::app::batches::view_batch;
 use crate::app::jobs::get_job;
 use crate::app::operator_api::{approval_status, rejection_json};
 use crate::app::stats::read_stats;
-use crate::domain::approval::Decision;
-use crate::domain::ids::BatchId;
 use crate::domain::job::JobState;
 use crate::domain::rejection::RejectionId;
 use crate::ports::{Clock, Notifier};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::fmt::Write;
 
 const LIST: usize = 100;
@@ -483,137 +479,4 @@ where
     }
     body.push_str("</table></section>");
     Ok(page(frame, "senders", "Senders", &body))
-}
-
-/// What became of an operator-route answer, in words.
-fn said(a: &HttpAnswer, ok: &str) -> String {
-    if a.status < 300 {
-        ok.to_string()
-    } else {
-        a.body["message"].as_str().unwrap_or("refused").to_string()
-    }
-}
-
-/// Runs a form's action as `operator`; what became of it, in words.
-pub(super) async fn act<S, Q, C, N>(
-    console: &Console<'_, S, Q, C, N>,
-    operator: &str,
-    form: &Fields,
-) -> Result<String, AppError>
-where
-    S: ConsoleStore,
-    Q: ConsoleQueue,
-    C: Clock,
-    N: Notifier,
-{
-    let field = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
-    let api = &console.api;
-    let who = json!({"as": operator}).to_string();
-    let action = field("action");
-    tracing::info!(operator, action, "console action");
-    Ok(match action {
-        "retry" => said(
-            &api.retry(field("job"), who.as_bytes()).await?,
-            "queued again",
-        ),
-        "cancel" => {
-            let body = json!({"as": operator, "reason": field("reason")}).to_string();
-            said(
-                &api.cancel(field("job"), body.as_bytes()).await?,
-                "cancelled",
-            )
-        }
-        "approve" | "deny" => {
-            let decision = if action == "approve" {
-                Decision::Approve
-            } else {
-                Decision::Deny
-            };
-            let a = api
-                .decide(field("approval"), decision, who.as_bytes())
-                .await?;
-            said(
-                &a,
-                if action == "approve" {
-                    "approved"
-                } else {
-                    "denied"
-                },
-            )
-        }
-        "approve-batch" => {
-            let Some(batch) = BatchId::parse(field("batch")) else {
-                return Ok("no such batch".into());
-            };
-            let mut approved = 0;
-            for a in open_batch_requests(api.store, &batch, None).await? {
-                let answer = api
-                    .decide(a.id.as_str(), Decision::Approve, who.as_bytes())
-                    .await?;
-                if answer.status < 300 {
-                    approved += 1;
-                }
-            }
-            format!("approved {approved} request(s) of batch {batch}")
-        }
-        "pause" | "resume" => {
-            let Some(batch) = BatchId::parse(field("batch")) else {
-                return Ok("no such batch".into());
-            };
-            match set_paused(api.store, api.clock, &batch, action == "pause").await? {
-                Some(_) => format!("batch {batch} {action}d by {operator}"),
-                None => "no such batch".into(),
-            }
-        }
-        "resubmit" => {
-            let edited = field("body").trim();
-            let body = match serde_json::from_str::<Value>(edited) {
-                Ok(v) => json!({"as": operator, "body": v}),
-                Err(e) => return Ok(format!("the body is not JSON: {e}")),
-            };
-            let a = api
-                .resubmit(field("rejection"), body.to_string().as_bytes())
-                .await?;
-            if a.status == 422 {
-                let reasons: Vec<String> = a.body["errors"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|e| {
-                        format!(
-                            "{}: {}",
-                            e["field"].as_str().unwrap_or(""),
-                            e["message"].as_str().unwrap_or("")
-                        )
-                    })
-                    .collect();
-                format!("still invalid: {}", reasons.join("; "))
-            } else {
-                said(
-                    &a,
-                    &format!(
-                        "re-submitted as job {}",
-                        a.body["jobId"].as_str().unwrap_or("?")
-                    ),
-                )
-            }
-        }
-        "discard" => {
-            let Some(id) = RejectionId::parse(field("rejection")) else {
-                return Ok("no such rejection".into());
-            };
-            let ingest = crate::app::ingest::Ingest {
-                store: api.store,
-                queue: api.queue,
-                clock: api.clock,
-                secrets: &[],
-                policy: api.policy,
-            };
-            match ingest.discard(&id, operator, field("reason")).await? {
-                crate::app::ingest::Discard::Done => format!("discarded by {operator}"),
-                other => format!("not discarded: {other:?}"),
-            }
-        }
-        other => format!("unknown action {other:?}"),
-    })
 }
