@@ -246,3 +246,85 @@ async fn old_minutes_are_deleted_on_the_next_write() {
         .unwrap();
     assert!(store.minute_stats(0, 1_000).await.unwrap().is_empty());
 }
+
+/// A store whose first save of the governor row loses to another writer —
+/// a real write through a second handle, as a worker's would be.
+struct Raced {
+    store: SqliteDb,
+    other: SqliteDb,
+    raced: std::sync::atomic::AtomicBool,
+}
+
+impl tollgate::ports::GovernorStore for Raced {
+    async fn load_governor(
+        &self,
+        site: &str,
+    ) -> Result<(tollgate::domain::governor::SiteGovernor, u64), tollgate::ports::StoreError> {
+        self.store.load_governor(site).await
+    }
+
+    async fn save_governor(
+        &self,
+        site: &str,
+        state: &tollgate::domain::governor::SiteGovernor,
+        expected: u64,
+    ) -> Result<bool, tollgate::ports::StoreError> {
+        if !self.raced.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let (mut theirs, version) = self.other.load_governor(site).await?;
+            theirs.unexplained += 1;
+            assert!(self.other.save_governor(site, &theirs, version).await?);
+        }
+        self.store.save_governor(site, state, expected).await
+    }
+}
+
+#[tokio::test]
+async fn health_notices_are_recorded_as_sent_through_a_lost_race_and_not_sent_again() {
+    use tollgate::domain::degraded::HealthRules;
+    use tollgate::ports::GovernorStore;
+    let db = TempDb::new("announce-race");
+    let site = "https://example.atlassian.net";
+    let store = db.open();
+    let (mut g, v) = store.load_governor(site).await.unwrap();
+    let rules = HealthRules::default();
+    for i in 0..rules.failures {
+        g.health
+            .on_failure(tollgate::domain::time::Timestamp(1_000 + i as i64), &rules);
+    }
+    assert!(g.health.is_degraded());
+    assert!(store.save_governor(site, &g, v).await.unwrap());
+    let raced = Raced {
+        store: db.open(),
+        other: db.open(),
+        raced: Default::default(),
+    };
+    let sent = counting::Count::default();
+    let n = tollgate::app::governor::announce_health(&raced, site, &sent)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    let again = tollgate::app::governor::announce_health(&raced, site, &sent)
+        .await
+        .unwrap();
+    assert_eq!(again, 0, "recorded as sent despite the lost race");
+    assert_eq!(sent.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let (after, _) = store.load_governor(site).await.unwrap();
+    assert_eq!(after.unexplained, 1, "the other writer's change is kept");
+}
+
+mod counting {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tollgate::domain::notice::Notice;
+    use tollgate::ports::{Notifier, NotifyError};
+
+    /// Counts what it is asked to send.
+    #[derive(Default)]
+    pub struct Count(pub AtomicUsize);
+
+    impl Notifier for Count {
+        async fn notify(&self, _: &Notice) -> Result<(), NotifyError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+}

@@ -462,9 +462,22 @@ pub async fn announce_health<S: GovernorStore, N: crate::ports::Notifier>(
             return Ok(0);
         }
     }
-    shared.health.notified_seq = changes.last().map_or(shared.health.notified_seq, |c| c.seq);
-    // A lost race: the next sweep announces again (at least once).
-    let _ = store.save_governor(site, &shared, version).await?;
+    // Sent: record it, through any number of lost races (a worker's write
+    // between our read and our save), so the next sweep does not announce
+    // them again. Only a crash right here sends one twice.
+    let announced = changes.last().map_or(0, |c| c.seq);
+    let mut version = version;
+    for _ in 0..8 {
+        shared.health.notified_seq = shared.health.notified_seq.max(announced);
+        if store.save_governor(site, &shared, version).await? {
+            return Ok(changes.len());
+        }
+        (shared, version) = store.load_governor(site).await?;
+    }
+    tracing::warn!(
+        site,
+        "site health notices sent but not recorded; the next sweep may repeat them"
+    );
     Ok(changes.len())
 }
 
