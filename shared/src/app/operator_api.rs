@@ -59,7 +59,7 @@ pub fn access_refusal(access: OperatorAccess) -> Option<HttpAnswer> {
 /// The body of an operator's action: who, and why where it matters.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Action {
+struct ActionBody {
     #[serde(rename = "as")]
     who: Option<String>,
     reason: Option<String>,
@@ -71,34 +71,53 @@ fn bad_request(message: impl Into<String>) -> HttpAnswer {
     HttpAnswer::error(400, "invalid_request", message)
 }
 
-/// Parses the action body; `needs_reason` for a cancel.
-fn action(
-    raw: &[u8],
-    needs_reason: bool,
-) -> Result<(String, Option<String>, Option<Value>), HttpAnswer> {
-    let a: Action = if raw.iter().all(u8::is_ascii_whitespace) {
-        Action {
-            who: None,
-            reason: None,
-            body: None,
-        }
-    } else {
-        serde_json::from_slice(raw)
-            .map_err(|e| bad_request(format!("the body is not a valid action: {e}")))?
-    };
-    let who = a
-        .who
-        .map(|w| w.trim().to_string())
-        .filter(|w| !w.is_empty() && !w.starts_with("tollgate:"))
-        .ok_or_else(|| bad_request("as: name the operator (not starting with \"tollgate:\")"))?;
-    let reason = a
-        .reason
-        .map(|r| r.trim().to_string())
-        .filter(|r| !r.is_empty());
-    if needs_reason && reason.is_none() {
-        return Err(bad_request("reason: say why"));
+/// An operator's action, read from a route's JSON body (the console builds
+/// one from its session instead).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperatorAction {
+    /// Who, for the audit trail.
+    pub who: String,
+    pub reason: Option<String>,
+    /// A corrected body for a re-submission.
+    pub body: Option<Value>,
+}
+
+impl OperatorAction {
+    /// `{"as": NAME, "reason"?: TEXT, "body"?: JSON}`; an empty body names
+    /// nobody and is refused.
+    pub fn parse(raw: &[u8]) -> Result<OperatorAction, HttpAnswer> {
+        let a: ActionBody = if raw.iter().all(u8::is_ascii_whitespace) {
+            ActionBody {
+                who: None,
+                reason: None,
+                body: None,
+            }
+        } else {
+            serde_json::from_slice(raw)
+                .map_err(|e| bad_request(format!("the body is not a valid action: {e}")))?
+        };
+        let who = a
+            .who
+            .map(|w| w.trim().to_string())
+            .filter(|w| valid_operator(w))
+            .ok_or_else(|| {
+                bad_request("as: name the operator (not starting with \"tollgate:\")")
+            })?;
+        let reason = a
+            .reason
+            .map(|r| r.trim().to_string())
+            .filter(|r| !r.is_empty());
+        Ok(OperatorAction {
+            who,
+            reason,
+            body: a.body,
+        })
     }
-    Ok((who, reason, a.body))
+}
+
+/// A name an operator may act under: not empty, not tollgate's own.
+fn valid_operator(who: &str) -> bool {
+    !who.trim().is_empty() && !who.starts_with("tollgate:")
 }
 
 /// A request's status in one word.
@@ -165,28 +184,47 @@ where
 
     /// `POST /v1/jobs/{id}/retry`, body `{"as": NAME}`.
     pub async fn retry(&self, job_id: &str, body: &[u8]) -> Result<HttpAnswer, AppError> {
-        let (who, _, _) = match action(body, false) {
-            Ok(a) => a,
-            Err(refusal) => return Ok(refusal),
-        };
+        match OperatorAction::parse(body) {
+            Ok(a) => self.retry_as(job_id, &a.who).await,
+            Err(refusal) => Ok(refusal),
+        }
+    }
+
+    /// Re-queues FAILED or EXHAUSTED work in `who`'s name.
+    pub async fn retry_as(&self, job_id: &str, who: &str) -> Result<HttpAnswer, AppError> {
         let Some(id) = JobId::parse(job_id) else {
             return Ok(not_found("job"));
         };
-        Ok(retry_answer(&self.operations().retry(&id, &who).await?))
+        Ok(retry_answer(&self.operations().retry(&id, who).await?))
     }
 
     /// `POST /v1/jobs/{id}/cancel`, body `{"as": NAME, "reason": TEXT}`.
     pub async fn cancel(&self, job_id: &str, body: &[u8]) -> Result<HttpAnswer, AppError> {
-        let (who, reason, _) = match action(body, true) {
-            Ok(a) => a,
-            Err(refusal) => return Ok(refusal),
-        };
+        match OperatorAction::parse(body) {
+            Ok(a) => {
+                self.cancel_as(job_id, &a.who, a.reason.as_deref().unwrap_or_default())
+                    .await
+            }
+            Err(refusal) => Ok(refusal),
+        }
+    }
+
+    /// Cancels waiting work in `who`'s name; a cancel says why.
+    pub async fn cancel_as(
+        &self,
+        job_id: &str,
+        who: &str,
+        reason: &str,
+    ) -> Result<HttpAnswer, AppError> {
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Ok(bad_request("reason: say why"));
+        }
         let Some(id) = JobId::parse(job_id) else {
             return Ok(not_found("job"));
         };
-        let reason = reason.unwrap_or_default();
         Ok(cancel_answer(
-            &self.operations().cancel(&id, &who, &reason).await?,
+            &self.operations().cancel(&id, who, reason).await?,
         ))
     }
 
@@ -264,16 +302,25 @@ where
         decision: Decision,
         body: &[u8],
     ) -> Result<HttpAnswer, AppError> {
-        let (who, _, _) = match action(body, false) {
-            Ok(a) => a,
-            Err(refusal) => return Ok(refusal),
-        };
+        match OperatorAction::parse(body) {
+            Ok(a) => self.decide_as(raw, decision, &a.who).await,
+            Err(refusal) => Ok(refusal),
+        }
+    }
+
+    /// Decides a request in `who`'s name.
+    pub async fn decide_as(
+        &self,
+        raw: &str,
+        decision: Decision,
+        who: &str,
+    ) -> Result<HttpAnswer, AppError> {
         let Some(id) = ApprovalId::parse(raw) else {
             return Ok(not_found("approval request"));
         };
         match self
             .approvals()
-            .decide_as(&id, decision, &who, "api")
+            .decide_as(&id, decision, who, "api")
             .await?
         {
             DecideOutcome::Decided { job, .. } => Ok(HttpAnswer::new(
@@ -307,14 +354,23 @@ where
     /// CORRECTED?}`: as received, or corrected; validated before anything
     /// is admitted.
     pub async fn resubmit(&self, raw: &str, body: &[u8]) -> Result<HttpAnswer, AppError> {
-        let (who, _, corrected) = match action(body, false) {
-            Ok(a) => a,
-            Err(refusal) => return Ok(refusal),
-        };
+        match OperatorAction::parse(body) {
+            Ok(a) => self.resubmit_as(raw, &a.who, a.body.as_ref()).await,
+            Err(refusal) => Ok(refusal),
+        }
+    }
+
+    /// Re-submits a rejection in `who`'s name, as received or `corrected`.
+    pub async fn resubmit_as(
+        &self,
+        raw: &str,
+        who: &str,
+        corrected: Option<&Value>,
+    ) -> Result<HttpAnswer, AppError> {
         let Some(id) = RejectionId::parse(raw) else {
             return Ok(not_found("rejection"));
         };
-        let corrected = corrected.map(|v| serde_json::to_vec(&v).unwrap_or_default());
+        let corrected = corrected.map(|v| serde_json::to_vec(v).unwrap_or_default());
         let ingest = Ingest {
             store: self.store,
             queue: self.queue,
@@ -349,5 +405,23 @@ where
             ),
             Resubmission::NotFound => not_found("rejection"),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_action_names_its_operator_and_nobody_else_passes() {
+        let a = OperatorAction::parse(br#"{"as": " dana ", "reason": "  dup  "}"#).unwrap();
+        assert_eq!((a.who.as_str(), a.reason.as_deref()), ("dana", Some("dup")));
+        for refused in [&b""[..], br#"{"as": ""}"#, br#"{"as": "tollgate:sweep"}"#] {
+            let answer = OperatorAction::parse(refused).unwrap_err();
+            assert_eq!(answer.status, 400);
+            assert!(answer.body["message"].as_str().unwrap().starts_with("as:"));
+        }
+        let unknown = OperatorAction::parse(br#"{"as": "dana", "why": "x"}"#).unwrap_err();
+        assert!(unknown.body["message"].as_str().unwrap().contains("why"));
     }
 }

@@ -11,7 +11,7 @@ use crate::domain::approval::Decision;
 use crate::domain::ids::BatchId;
 use crate::domain::rejection::RejectionId;
 use crate::ports::{Clock, Notifier};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// What became of an operator-route answer, in words.
 fn said(a: &HttpAnswer, ok: &str) -> String {
@@ -36,30 +36,22 @@ where
 {
     let field = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
     let api = &console.api;
-    let who = json!({"as": operator}).to_string();
     let action = field("action");
     tracing::info!(operator, action, "console action");
     Ok(match action {
-        "retry" => said(
-            &api.retry(field("job"), who.as_bytes()).await?,
-            "queued again",
+        "retry" => said(&api.retry_as(field("job"), operator).await?, "queued again"),
+        "cancel" => said(
+            &api.cancel_as(field("job"), operator, field("reason"))
+                .await?,
+            "cancelled",
         ),
-        "cancel" => {
-            let body = json!({"as": operator, "reason": field("reason")}).to_string();
-            said(
-                &api.cancel(field("job"), body.as_bytes()).await?,
-                "cancelled",
-            )
-        }
         "approve" | "deny" => {
             let decision = if action == "approve" {
                 Decision::Approve
             } else {
                 Decision::Deny
             };
-            let a = api
-                .decide(field("approval"), decision, who.as_bytes())
-                .await?;
+            let a = api.decide_as(field("approval"), decision, operator).await?;
             said(
                 &a,
                 if action == "approve" {
@@ -76,7 +68,7 @@ where
             let mut approved = 0;
             for a in open_batch_requests(api.store, &batch, None).await? {
                 let answer = api
-                    .decide(a.id.as_str(), Decision::Approve, who.as_bytes())
+                    .decide_as(a.id.as_str(), Decision::Approve, operator)
                     .await?;
                 if answer.status < 300 {
                     approved += 1;
@@ -94,13 +86,12 @@ where
             }
         }
         "resubmit" => {
-            let edited = field("body").trim();
-            let body = match serde_json::from_str::<Value>(edited) {
-                Ok(v) => json!({"as": operator, "body": v}),
+            let edited = match serde_json::from_str::<Value>(field("body").trim()) {
+                Ok(v) => v,
                 Err(e) => return Ok(format!("the body is not JSON: {e}")),
             };
             let a = api
-                .resubmit(field("rejection"), body.to_string().as_bytes())
+                .resubmit_as(field("rejection"), operator, Some(&edited))
                 .await?;
             if a.status == 422 {
                 let reasons: Vec<String> = a.body["errors"]
