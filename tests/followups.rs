@@ -13,9 +13,10 @@ use std::time::Duration;
 use tollgate::adapters::jira::{JiraAuth, JiraClient};
 use tollgate::adapters::sqlite::SqliteDb;
 use tollgate::app::execute::{Executor, ExecutorConfig};
-use tollgate::app::followup::{FollowUps, Requeued};
+use tollgate::app::followup::FollowUps;
 use tollgate::app::governor::Ungoverned;
 use tollgate::app::ingest::{Ingest, IngestOutcome};
+use tollgate::app::operations::{Operations, Retried};
 use tollgate::domain::backoff::RetryPolicy;
 use tollgate::domain::followup::FollowUpPolicy;
 use tollgate::domain::ids::JobId;
@@ -238,8 +239,14 @@ async fn exhausted_work_is_reported_ticketed_rerun_after_its_window_then_left_to
         "no second automatic re-run"
     );
     r.sim.set_limits(Limits::default());
-    match f.requeue(&again, "dana").await.unwrap() {
-        Requeued::Queued(job) => assert_eq!((job.attempts, job.throttles), (0, 0)),
+    // An operator runs it again, whatever its automatic re-runs.
+    let ops = Operations {
+        store: &r.db,
+        queue: &r.db,
+        clock: &r.clock,
+    };
+    match ops.retry(&again, "dana").await.unwrap() {
+        Retried::Queued(job) => assert_eq!((job.attempts, job.throttles), (0, 0)),
         other => panic!("{other:?}"),
     }
     r.drain().await;
@@ -248,12 +255,12 @@ async fn exhausted_work_is_reported_ticketed_rerun_after_its_window_then_left_to
     assert!(
         trail
             .iter()
-            .any(|e| e.outcome == "re-queued by operator dana")
+            .any(|e| e.outcome == "re-queued by operator dana (was EXHAUSTED)")
     );
-    assert!(matches!(
-        f.requeue(&again, "dana").await.unwrap(),
-        Requeued::NotExhausted(JobState::Succeeded)
-    ));
+    assert_eq!(
+        ops.retry(&again, "dana").await.unwrap(),
+        Retried::NotRetryable(JobState::Succeeded)
+    );
     assert_eq!(r.sim.report()["totals"]["duplicateIssues"], 0);
 }
 

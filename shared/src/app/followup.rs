@@ -7,14 +7,14 @@
 //! comments it raises are ordinary jobs — governed, deduplicated, audited.
 
 use super::AppError;
-use super::ingest::{Ingest, IngestOutcome, enqueue};
+use super::ingest::{Ingest, IngestOutcome};
+use super::operations::requeue;
 use crate::domain::audit::{AuditEntry, Stage};
 use crate::domain::followup::{
-    COMPENSATED, Ended, FollowUp, FollowUpPolicy, OPERATOR_RERUN, REPORTED, RERUN, TICKET_FILED,
-    plan,
+    COMPENSATED, Ended, FollowUp, FollowUpPolicy, REPORTED, RERUN, TICKET_FILED, plan,
 };
 use crate::domain::ids::JobId;
-use crate::domain::job::{JobEvent, JobState};
+use crate::domain::job::JobState;
 use crate::domain::notice::{ExhaustedNotice, Notice};
 use crate::domain::policy::Policy;
 use crate::ports::{Clock, IngestStore, JobRecord, Notifier, WorkQueue};
@@ -28,14 +28,6 @@ pub struct FollowUps<'a, S, Q, C> {
     pub queue: &'a Q,
     pub clock: &'a C,
     pub policy: &'a FollowUpPolicy,
-}
-
-/// What an operator's re-run did.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Requeued {
-    Queued(Box<JobRecord>),
-    NotExhausted(JobState),
-    NotFound,
 }
 
 impl<S, Q, C> FollowUps<'_, S, Q, C>
@@ -199,57 +191,18 @@ where
         Ok(self.store.append_audit(id, &entry).await?)
     }
 
-    /// An operator puts an exhausted job back in the queue, whatever its
-    /// automatic re-runs: budgets reset, recorded with who did it.
-    pub async fn requeue(&self, id: &JobId, who: &str) -> Result<Requeued, AppError> {
-        let Some(job) = self.store.job(id).await? else {
-            return Ok(Requeued::NotFound);
-        };
-        if job.state != JobState::Exhausted {
-            return Ok(Requeued::NotExhausted(job.state));
-        }
-        let outcome = format!("{OPERATOR_RERUN} {who}");
-        match self.requeue_as(id, who, &outcome).await? {
-            Some(job) => Ok(Requeued::Queued(Box::new(job))),
-            None => Ok(Requeued::NotExhausted(
-                self.store
-                    .job(id)
-                    .await?
-                    .map_or(JobState::Exhausted, |j| j.state),
-            )),
-        }
-    }
-
+    /// An automatic re-run of an exhausted job (see [`super::operations::requeue`]).
     async fn requeue_as(
         &self,
         id: &JobId,
         actor: &str,
         outcome: &str,
     ) -> Result<Option<JobRecord>, AppError> {
-        let Some(mut job) = self.store.job(id).await? else {
-            return Ok(None);
-        };
-        if job.state != JobState::Exhausted {
-            return Ok(None);
+        match self.store.job(id).await? {
+            Some(job) if job.state == JobState::Exhausted => {
+                requeue(self.store, self.queue, self.clock, job, actor, outcome).await
+            }
+            _ => Ok(None),
         }
-        // Flag down first: a crash between the state change and the send
-        // leaves a QUEUED job the outbox sweep sends.
-        self.store.reset_outbox(&job).await?;
-        job.enqueued = false;
-        job.state = JobState::Exhausted.apply(JobEvent::Requeue)?;
-        job.attempts = 0;
-        job.throttles = 0;
-        job.updated_at = self.clock.now();
-        let entry =
-            AuditEntry::new(self.clock.now(), Stage::Queue, actor, outcome).state(JobState::Queued);
-        if !self
-            .store
-            .update(&job, JobState::Exhausted, Some(&entry))
-            .await?
-        {
-            return Ok(None);
-        }
-        enqueue(self.store, self.queue, &job).await?;
-        Ok(Some(job))
     }
 }

@@ -62,39 +62,24 @@ where
     /// point kept (steps already in Jira are not repeated; one whose answer
     /// was lost is reconciled first), recorded with who asked.
     pub async fn retry(&self, id: &JobId, who: &str) -> Result<Retried, AppError> {
-        let Some(mut job) = self.store.job(id).await? else {
+        let Some(job) = self.store.job(id).await? else {
             return Ok(Retried::NotFound);
         };
         let from = job.state;
-        let Ok(to) = from.apply(JobEvent::Requeue) else {
+        if from.apply(JobEvent::Requeue).is_err() {
             return Ok(Retried::NotRetryable(from));
-        };
-        // Flag down first: a crash between the state change and the send
-        // leaves a QUEUED job the outbox sweep sends.
-        self.store.reset_outbox(&job).await?;
-        job.enqueued = false;
-        job.state = to;
-        job.attempts = 0;
-        job.throttles = 0;
-        job.last_error = None;
-        job.not_before = None;
-        // A merged job that failed with its carrier runs on its own now.
-        job.merged_into = None;
-        job.updated_at = self.clock.now();
-        let entry = AuditEntry::new(
-            self.clock.now(),
-            Stage::Queue,
-            who,
-            format!("{OPERATOR_RERUN} {who} (was {from})"),
-        )
-        .state(to);
-        if !self.store.update(&job, from, Some(&entry)).await? {
-            let now = self.store.job(id).await?.map_or(from, |j| j.state);
-            return Ok(Retried::NotRetryable(now));
         }
-        tracing::info!(job_id = %id, by = who, was = %from, "job re-run by an operator");
-        enqueue(self.store, self.queue, &job).await?;
-        Ok(Retried::Queued(Box::new(job)))
+        let outcome = format!("{OPERATOR_RERUN} {who} (was {from})");
+        match requeue(self.store, self.queue, self.clock, job, who, &outcome).await? {
+            Some(job) => {
+                tracing::info!(job_id = %id, by = who, was = %from, "job re-run by an operator");
+                Ok(Retried::Queued(Box::new(job)))
+            }
+            None => {
+                let now = self.store.job(id).await?.map_or(from, |j| j.state);
+                Ok(Retried::NotRetryable(now))
+            }
+        }
     }
 
     /// Ends work that has not started a call: the job becomes CANCELLED
@@ -183,4 +168,43 @@ where
         }
         Ok(None)
     }
+}
+
+/// The one move back to the queue, for an operator's retry and the
+/// follow-ups' automatic re-runs: a fresh attempt under the same job
+/// (budgets reset, waits and merge forgotten, the recovery point kept),
+/// conditional on the state it was read in, then sent. The outbox flag goes
+/// down first: a crash between the state change and the send leaves a
+/// QUEUED job the outbox sweep sends. `None` when another writer moved it.
+pub(crate) async fn requeue<S, Q, C>(
+    store: &S,
+    queue: &Q,
+    clock: &C,
+    mut job: JobRecord,
+    actor: &str,
+    outcome: &str,
+) -> Result<Option<JobRecord>, AppError>
+where
+    S: JobStore,
+    Q: WorkQueue,
+    C: Clock,
+{
+    let from = job.state;
+    let to = from.apply(JobEvent::Requeue)?;
+    store.reset_outbox(&job).await?;
+    job.enqueued = false;
+    job.state = to;
+    job.attempts = 0;
+    job.throttles = 0;
+    job.last_error = None;
+    job.not_before = None;
+    // A merged job that failed with its carrier runs on its own now.
+    job.merged_into = None;
+    job.updated_at = clock.now();
+    let entry = AuditEntry::new(clock.now(), Stage::Queue, actor, outcome).state(to);
+    if !store.update(&job, from, Some(&entry)).await? {
+        return Ok(None);
+    }
+    enqueue(store, queue, &job).await?;
+    Ok(Some(job))
 }
