@@ -168,22 +168,19 @@ fn session_cookie(headers: &HeaderMap) -> Option<String> {
 }
 
 fn console_answer(answer: ConsoleAnswer) -> Response<Body> {
-    match answer {
-        ConsoleAnswer::Html { status, html } => respond(HtmlAnswer { status, html }),
-        ConsoleAnswer::Redirect { to, cookie } => {
-            let mut r = Response::new(Body::Empty);
-            *r.status_mut() = StatusCode::SEE_OTHER;
-            if let Ok(v) = HeaderValue::from_str(&to) {
-                r.headers_mut().insert(header::LOCATION, v);
-            }
-            if let Some(c) = cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
-                r.headers_mut().insert(header::SET_COOKIE, c);
-            }
-            r.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            r
+    let (status, headers, body) = answer.into_parts();
+    let mut r = Response::new(if body.is_empty() {
+        Body::Empty
+    } else {
+        Body::Text(body)
+    });
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    for (name, value) in headers {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            r.headers_mut().insert(name, v);
         }
     }
+    r
 }
 
 async fn console<S, Q, C, N>(

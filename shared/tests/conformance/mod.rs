@@ -1222,9 +1222,9 @@ pub async fn a_large_rejected_body_round_trips_in_part<S: RejectionStore>(store:
 }
 
 /// Hotspot figures add up across flushes and stay in their hour.
-pub async fn hotspot_figures_add_up_per_hour<S: StatsStore>(store: &S) {
+/// A create answered and a write to OPS-9 throttled for `reason`.
+fn two_calls(reason: &str) -> tollgate::domain::stats::CallStats {
     use tollgate::domain::stats::{CallOutcome, CallStats};
-    let window = 400_000 + i64::from(fastrand::u32(..1000));
     let mut a = CallStats::default();
     a.record(
         "POST /rest/api/3/issue",
@@ -1236,8 +1236,14 @@ pub async fn hotspot_figures_add_up_per_hour<S: StatsStore>(store: &S) {
         "PUT /rest/api/3/issue/{key}",
         Some("OPS-9"),
         CallOutcome::Throttled,
-        Some("jira-per-issue-on-write"),
+        Some(reason),
     );
+    a
+}
+
+pub async fn hotspot_figures_add_up_per_hour<S: StatsStore>(store: &S) {
+    let window = 400_000 + i64::from(fastrand::u32(..1000));
+    let a = two_calls("jira-per-issue-on-write");
     store.add_stats(window, &a).await.unwrap();
     store.add_stats(window, &a).await.unwrap();
     let back = store.stats(window).await.unwrap();
@@ -1376,21 +1382,8 @@ where
 /// Per-minute figures add up, are read by range oldest first (minutes with
 /// none left out) and keep no issues.
 pub async fn minute_figures_add_up_and_are_read_by_range<S: StatsStore>(store: &S) {
-    use tollgate::domain::stats::{CallOutcome, CallStats};
     let minute = 29_000_000 + i64::from(fastrand::u32(..100_000));
-    let mut a = CallStats::default();
-    a.record(
-        "POST /rest/api/3/issue",
-        None,
-        CallOutcome::Answered { points: 1 },
-        None,
-    );
-    a.record(
-        "PUT /rest/api/3/issue/{key}",
-        Some("OPS-9"),
-        CallOutcome::Throttled,
-        Some("jira-burst-based"),
-    );
+    let a = two_calls("jira-burst-based");
     store.add_minute_stats(minute, &a).await.unwrap();
     store.add_minute_stats(minute, &a).await.unwrap();
     store.add_minute_stats(minute + 2, &a).await.unwrap();

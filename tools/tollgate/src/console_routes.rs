@@ -12,7 +12,6 @@ use axum::routing::{get, post};
 use std::sync::Arc;
 use tollgate::adapters::sqlite::SqliteDb;
 use tollgate::adapters::webhook_notifier::Notifiers;
-use tollgate::app::approval_page::PAGE_HEADERS;
 use tollgate::app::console::{self, Console, ConsoleAnswer, Fields, Page, base_for};
 use tollgate::ports::SystemClock;
 
@@ -50,29 +49,15 @@ fn session_cookie(headers: &HeaderMap) -> Option<String> {
 }
 
 fn respond(answer: ConsoleAnswer) -> Response {
-    match answer {
-        ConsoleAnswer::Html { status, html } => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let mut r = (status, html).into_response();
-            for (name, value) in PAGE_HEADERS {
-                r.headers_mut()
-                    .insert(name, HeaderValue::from_static(value));
-            }
-            r
-        }
-        ConsoleAnswer::Redirect { to, cookie } => {
-            let mut r = StatusCode::SEE_OTHER.into_response();
-            if let Ok(v) = HeaderValue::from_str(&to) {
-                r.headers_mut().insert(header::LOCATION, v);
-            }
-            if let Some(c) = cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
-                r.headers_mut().insert(header::SET_COOKIE, c);
-            }
-            r.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            r
+    let (status, headers, body) = answer.into_parts();
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut r = (status, body).into_response();
+    for (name, value) in headers {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            r.headers_mut().insert(name, v);
         }
     }
+    r
 }
 
 fn unreadable_form() -> Response {

@@ -13,6 +13,7 @@ mod overview;
 mod work;
 
 use super::AppError;
+use super::approval_page::PAGE_HEADERS;
 use super::operator_api::OperatorApi;
 use crate::domain::console_session::{
     SESSION_TTL, Session, SessionError, csrf_matches, csrf_token, issue, session_key, verify,
@@ -143,6 +144,27 @@ pub struct SignedIn {
 }
 
 impl ConsoleAnswer {
+    /// Status, headers and body, for any HTTP entrypoint to send as they
+    /// are: pages carry the approval page's strict headers, redirects say
+    /// where and set the session cookie when it changes.
+    pub fn into_parts(self) -> (u16, Vec<(&'static str, String)>, String) {
+        match self {
+            ConsoleAnswer::Html { status, html } => (
+                status,
+                PAGE_HEADERS
+                    .iter()
+                    .map(|(name, value)| (*name, value.to_string()))
+                    .collect(),
+                html,
+            ),
+            ConsoleAnswer::Redirect { to, cookie } => {
+                let mut headers = vec![("location", to), ("cache-control", "no-store".into())];
+                headers.extend(cookie.map(|c| ("set-cookie", c)));
+                (303, headers, String::new())
+            }
+        }
+    }
+
     /// A form body that could not be read.
     pub fn unreadable_form() -> ConsoleAnswer {
         html(
