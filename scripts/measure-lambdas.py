@@ -105,6 +105,9 @@ def run(binary, env, events):
     errors = [r for r, (kind, _) in runtime.responses.items() if kind != "response"]
     if errors:
         raise SystemExit(f"{binary}: {len(errors)} invocations failed: {runtime.responses[errors[0]]}")
+    if os.environ.get("MEASURE_LOG"):
+        print(os.path.basename(binary), "invocations (ms, in order):",
+              [round(x * 1000) for x in runtime.durations], file=sys.stderr)
     d = sorted(runtime.durations)
     return {"init_ms": init * 1000, "rss_mb": rss / 1024, "n": len(d),
             "p50_ms": d[len(d) // 2] * 1000, "p99_ms": d[min(len(d) - 1, int(len(d) * 0.99))] * 1000,
