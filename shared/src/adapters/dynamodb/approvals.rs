@@ -125,6 +125,35 @@ impl DynamoStore {
     }
 }
 
+impl DynamoStore {
+    /// Records a decision (or the expiry's closing) once: only while none
+    /// is recorded and `when` holds of the expiry (`:at` is the decision's
+    /// time). The request moves to `APPROVALS#APPLYING` until its jobs have
+    /// moved.
+    async fn settle(&self, id: &ApprovalId, d: &Decided, when: &str) -> Result<bool, StoreError> {
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(approval_pk(id)))
+            .key("sk", s("APPROVAL"))
+            .update_expression(
+                "SET decision = :d, decidedBy = :by, decidedAt = :at, gsi1pk = :applying, gsi1sk = :sort",
+            )
+            .condition_expression(format!(
+                "attribute_exists(pk) AND attribute_not_exists(decision) AND {when}"
+            ))
+            .expression_attribute_values(":d", s(d.decision.as_str()))
+            .expression_attribute_values(":by", s(d.by.clone()))
+            .expression_attribute_values(":at", n(d.at.0))
+            .expression_attribute_values(":applying", s(APPLYING_APPROVALS))
+            .expression_attribute_values(":sort", s(applying_sort(id, d.at)))
+            .send()
+            .await;
+        conditional(r, |e| e.is_conditional_check_failed_exception())
+    }
+}
+
 impl ApprovalStore for DynamoStore {
     async fn create_approval(&self, a: &ApprovalRecord) -> Result<(), StoreError> {
         let (item, reference) = self.approval_items(a);
@@ -174,49 +203,11 @@ impl ApprovalStore for DynamoStore {
     }
 
     async fn decide(&self, id: &ApprovalId, decided: &Decided) -> Result<bool, StoreError> {
-        let r = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(approval_pk(id)))
-            .key("sk", s("APPROVAL"))
-            .update_expression(
-                "SET decision = :d, decidedBy = :by, decidedAt = :at, gsi1pk = :applying, gsi1sk = :sort",
-            )
-            .condition_expression(
-                "attribute_exists(pk) AND attribute_not_exists(decision) AND expiresAt > :at",
-            )
-            .expression_attribute_values(":d", s(decided.decision.as_str()))
-            .expression_attribute_values(":by", s(decided.by.clone()))
-            .expression_attribute_values(":at", n(decided.at.0))
-            .expression_attribute_values(":applying", s(APPLYING_APPROVALS))
-            .expression_attribute_values(":sort", s(applying_sort(id, decided.at)))
-            .send()
-            .await;
-        conditional(r, |e| e.is_conditional_check_failed_exception())
+        self.settle(id, decided, "expiresAt > :at").await
     }
 
     async fn close_expired(&self, id: &ApprovalId, closed: &Decided) -> Result<bool, StoreError> {
-        let r = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(approval_pk(id)))
-            .key("sk", s("APPROVAL"))
-            .update_expression(
-                "SET decision = :d, decidedBy = :by, decidedAt = :at, gsi1pk = :applying, gsi1sk = :sort",
-            )
-            .condition_expression(
-                "attribute_exists(pk) AND attribute_not_exists(decision) AND expiresAt <= :at",
-            )
-            .expression_attribute_values(":d", s(closed.decision.as_str()))
-            .expression_attribute_values(":by", s(closed.by.clone()))
-            .expression_attribute_values(":at", n(closed.at.0))
-            .expression_attribute_values(":applying", s(APPLYING_APPROVALS))
-            .expression_attribute_values(":sort", s(applying_sort(id, closed.at)))
-            .send()
-            .await;
-        conditional(r, |e| e.is_conditional_check_failed_exception())
+        self.settle(id, closed, "expiresAt <= :at").await
     }
 
     async fn mark_notified(&self, id: &ApprovalId) -> Result<(), StoreError> {
