@@ -322,16 +322,16 @@ where
         let html_page = match page {
             Page::Overview => overview::render(self, &frame).await?,
             Page::Jobs => match query.get("id") {
-                Some(id) => work::job(self, &frame, id).await?,
-                None => work::jobs(self, &frame, query).await?,
+                Some(id) => self.job(&frame, id).await?,
+                None => self.jobs(&frame, query).await?,
             },
-            Page::Approvals => work::approvals(self, &frame).await?,
+            Page::Approvals => self.approvals(&frame).await?,
             Page::Rejections => match query.get("id") {
-                Some(id) => work::rejection(self, &frame, id).await?,
-                None => work::rejections(self, &frame).await?,
+                Some(id) => self.rejection(&frame, id).await?,
+                None => self.rejections(&frame).await?,
             },
-            Page::Batches => work::batches(self, &frame).await?,
-            Page::Senders => work::senders(self, &frame).await?,
+            Page::Batches => self.batches(&frame).await?,
+            Page::Senders => self.senders(&frame).await?,
         };
         Ok(html(200, html_page))
     }
